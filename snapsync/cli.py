@@ -1,0 +1,8 @@
+"""The `snapsync` command line."""
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """snapsync."""

@@ -1,0 +1,110 @@
+"""Collect from `kubectl get -o json|yaml` output, so everything works without a cluster.
+
+Accepted: a List (`kind: List` from kubectl, or `PodList`-style from the raw API, whose items
+carry no apiVersion/kind), a single object, a multi-document YAML stream, or a JSON array; `-`
+reads standard input. Errors name the file and, where known, the document.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from snapsync.collect.base import Sink
+from snapsync.errors import InputError, SnapsyncError
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _DumpLoader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """Safe YAML with timestamps left as strings, as the API serves them in JSON."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+    }
+
+
+class FileCollector:
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        if not paths:
+            raise InputError("no input files given")
+        self.paths = [str(p) for p in paths]
+
+    def collect(self, sink: Sink) -> None:
+        for path in self.paths:
+            for index, raw in enumerate(iter_objects(read_documents(path))):
+                try:
+                    sink.add(raw)
+                except SnapsyncError as exc:
+                    raise InputError(f"{_name(path)}: object {index + 1}: {exc}") from exc
+
+
+def read_documents(path: str) -> list[Any]:
+    """Parsed top-level documents of one file (or stdin for `-`)."""
+    text = _read_text(path)
+    if not text.strip():
+        raise InputError(f"{_name(path)}: empty input")
+    if text.lstrip()[:1] in "[{":
+        try:
+            return [json.loads(text)]
+        except json.JSONDecodeError as exc:
+            if path.endswith(".json"):
+                raise InputError(
+                    f"{_name(path)}: not valid JSON: {exc.msg} at line {exc.lineno}"
+                ) from exc
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=_DumpLoader) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InputError(f"{_name(path)}: not valid JSON or YAML: {problem}{where}") from exc
+
+
+def iter_objects(documents: list[Any]) -> Iterator[dict[str, Any]]:
+    """Flatten Lists and arrays into objects, filling the apiVersion/kind a raw API list omits."""
+    for doc in documents:
+        if isinstance(doc, list):
+            yield from iter_objects(doc)
+            continue
+        if not isinstance(doc, dict):
+            raise InputError(f"expected a Kubernetes object or List, found {type(doc).__name__}")
+        kind = doc.get("kind")
+        if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
+            items = doc["items"] or []
+            if not isinstance(items, list):
+                raise InputError(f"{kind}.items is not a list")
+            item_kind = kind[: -len("List")] if kind != "List" else None
+            for item in items:
+                if not isinstance(item, dict):
+                    raise InputError(f"{kind} holds a {type(item).__name__}, not an object")
+                if item_kind and "kind" not in item:
+                    item = {"apiVersion": doc.get("apiVersion"), "kind": item_kind, **item}
+                yield item
+        else:
+            yield doc
+
+
+def _read_text(path: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{_name(path)}: not UTF-8 text (is it a .snap file?)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _name(path: str) -> str:
+    return "<stdin>" if path == "-" else path

@@ -1,0 +1,130 @@
+"""The binary frame around every snapshot and delta, on disk and on the wire.
+
+Layout (all integers big-endian; documented byte by byte in schemas/frame.md):
+
+    magic "SSYN" | version u8 | kind u8 | codec u8 | flags u8 | dictionary id u32
+    | base digest 16 | target digest 16 | raw size u32 | stored size u32
+    | payload (stored size bytes) | CRC-32 of everything before it, u32
+
+This module only packs and checks that layout. It refuses sizes over the caller's limits before
+anything is allocated, and raises only FrameError subclasses whatever bytes it is given.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+from snapsync.errors import FrameCorrupt, FrameTooLarge, FrameTruncated, FrameUnsupported
+
+MAGIC = b"SSYN"
+VERSION = 1
+NO_DIGEST = bytes(16)
+_HEADER = struct.Struct(">4sBBBBI16s16sII")
+HEADER_SIZE = _HEADER.size  # 52
+TRAILER_SIZE = 4
+OVERHEAD = HEADER_SIZE + TRAILER_SIZE
+MAX_FIELD = 2**32 - 1
+
+
+class FrameKind(IntEnum):
+    SNAPSHOT = 1  # a whole snapshot; base digest is zero
+    DELTA = 2  # changes from the base digest's snapshot to the target's
+
+
+class Codec(IntEnum):
+    NONE = 0  # payload is plain msgpack
+    ZSTD = 1  # zstd, no dictionary
+    ZSTD_DICT = 2  # zstd with the trained dictionary named by dictionary id
+    ZSTD_BASE = 3  # zstd with the base snapshot as a raw-content dictionary ("patch-from")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a decoder accepts; checked against declared sizes before any allocation."""
+
+    max_stored: int = 256 * 2**20
+    max_raw: int = 1024 * 2**20
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: FrameKind
+    codec: Codec
+    dictionary_id: int
+    base_digest: bytes
+    target_digest: bytes
+    raw_size: int
+    payload: bytes  # as stored (compressed unless codec is NONE)
+    version: int = VERSION
+
+    def pack(self) -> bytes:
+        if len(self.payload) > MAX_FIELD or self.raw_size > MAX_FIELD:
+            raise FrameTooLarge(f"payload of {len(self.payload)} bytes does not fit a frame")
+        head = _HEADER.pack(
+            MAGIC,
+            self.version,
+            self.kind,
+            self.codec,
+            0,
+            self.dictionary_id,
+            self.base_digest,
+            self.target_digest,
+            self.raw_size,
+            len(self.payload),
+        )
+        body = head + self.payload
+        return body + struct.pack(">I", zlib.crc32(body))
+
+    @property
+    def size(self) -> int:
+        return OVERHEAD + len(self.payload)
+
+
+def unpack_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
+    """Parse and check a frame: magic, version, kind, codec, sizes, checksum."""
+    if len(data) == 0:
+        raise FrameTruncated("empty input, not a snapsync frame")
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC[: len(data)]:
+        raise FrameUnsupported("not a snapsync frame (bad magic)")
+    if len(data) < HEADER_SIZE:
+        raise FrameTruncated(f"truncated frame header ({len(data)} of {HEADER_SIZE} bytes)")
+    (_, version, kind, codec, flags, dict_id, base, target, raw_size, stored_size) = (
+        _HEADER.unpack_from(data)
+    )
+    if version != VERSION:
+        raise FrameUnsupported(f"frame format version {version} (this build reads {VERSION})")
+    try:
+        frame_kind = FrameKind(kind)
+        frame_codec = Codec(codec)
+    except ValueError as exc:
+        raise FrameUnsupported(f"unknown frame kind or codec: {exc}") from None
+    if flags:
+        raise FrameUnsupported(f"unknown frame flags {flags:#04x}")
+    if stored_size > limits.max_stored:
+        raise FrameTooLarge(f"payload of {stored_size} bytes exceeds the {limits.max_stored} limit")
+    if raw_size > limits.max_raw:
+        raise FrameTooLarge(f"decoded size {raw_size} exceeds the {limits.max_raw} limit")
+    end = HEADER_SIZE + stored_size
+    if len(data) < end + TRAILER_SIZE:
+        raise FrameTruncated(f"truncated frame ({len(data)} of {end + TRAILER_SIZE} bytes)")
+    if len(data) > end + TRAILER_SIZE:
+        raise FrameCorrupt(f"{len(data) - end - TRAILER_SIZE} unexpected bytes after the frame")
+    (crc,) = struct.unpack_from(">I", data, end)
+    if crc != zlib.crc32(memoryview(data)[:end]):
+        raise FrameCorrupt("frame checksum mismatch (corrupted in transit or on disk)")
+    return Frame(
+        kind=frame_kind,
+        codec=frame_codec,
+        dictionary_id=dict_id,
+        base_digest=base,
+        target_digest=target,
+        raw_size=raw_size,
+        payload=bytes(data[HEADER_SIZE:end]),
+        version=version,
+    )

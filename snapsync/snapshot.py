@@ -1,0 +1,196 @@
+"""The canonical snapshot: a set of canonical objects by key, plus a header outside the digest.
+
+Invariants:
+- The snapshot digest depends only on the sorted (key, object digest) pairs: the same objects in
+  any order, collected at any time, give the same digest, and one changed object changes it.
+- The header (time, environment, profile, counts, per-kind errors) describes a collection and is
+  never part of the digest, so two collections of an unchanged cluster agree on a version.
+- A kind that could not be collected is recorded in `header.errors`, never silently missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from snapsync.collect.base import KindError
+from snapsync.canonical import canonicalize, object_digest, pack
+from snapsync.errors import InputError
+from snapsync.keys import ObjectKey
+from snapsync.profile import Profile
+
+FORMAT_VERSION = 1
+DIGEST_SIZE = 16
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalObject:
+    """One object's canonical form, its canonical bytes and their digest. Treat `data` as read-only."""
+
+    data: dict[str, Any]
+    encoded: bytes
+    digest: bytes
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> CanonicalObject:
+        encoded = pack(data)
+        return cls(data, encoded, object_digest(encoded))
+
+
+@dataclass(frozen=True)
+class SnapshotHeader:
+    environment_id: str = ""
+    collected_at: str = ""  # RFC 3339, UTC
+    profile_name: str = ""
+    profile_version: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)  # kind ref -> objects
+    errors: tuple[KindError, ...] = ()
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "environment_id": self.environment_id,
+            "collected_at": self.collected_at,
+            "profile": {"name": self.profile_name, "version": self.profile_version},
+            "counts": dict(sorted(self.counts.items())),
+            "errors": [e.to_dict() for e in self.errors],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SnapshotHeader:
+        profile = doc.get("profile") or {}
+        return cls(
+            format_version=int(doc.get("format_version", FORMAT_VERSION)),
+            environment_id=str(doc.get("environment_id", "")),
+            collected_at=str(doc.get("collected_at", "")),
+            profile_name=str(profile.get("name", "")),
+            profile_version=int(profile.get("version", 0)),
+            counts={str(k): int(v) for k, v in (doc.get("counts") or {}).items()},
+            errors=tuple(
+                KindError(str(e["kind"]), str(e["reason"]), str(e["message"]))
+                for e in doc.get("errors") or ()
+            ),
+        )
+
+
+class Snapshot:
+    """A canonical snapshot. Immutable by convention: build a new one to change it."""
+
+    __slots__ = ("_digest", "_keys", "header", "objects")
+
+    def __init__(self, header: SnapshotHeader, objects: Mapping[ObjectKey, CanonicalObject]):
+        self.header = header
+        self.objects: Mapping[ObjectKey, CanonicalObject] = objects
+        self._keys: list[ObjectKey] | None = None
+        self._digest: bytes | None = None
+
+    @property
+    def keys(self) -> list[ObjectKey]:
+        """Object keys in canonical (sorted) order."""
+        if self._keys is None:
+            self._keys = sorted(self.objects)
+        return self._keys
+
+    @property
+    def digest(self) -> bytes:
+        if self._digest is None:
+            self._digest = snapshot_digest((k, self.objects[k].digest) for k in self.keys)
+        return self._digest
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __iter__(self) -> Iterator[tuple[ObjectKey, CanonicalObject]]:
+        for key in self.keys:
+            yield key, self.objects[key]
+
+    def __repr__(self) -> str:
+        return f"<Snapshot {self.digest.hex()[:12]} objects={len(self)}>"
+
+
+def snapshot_digest(pairs: Iterable[tuple[ObjectKey, bytes]]) -> bytes:
+    """Digest of sorted (key, object digest) pairs; callers pass them in key order."""
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    for key, digest in pairs:
+        h.update(pack([*key.as_tuple(), digest]))
+    return h.digest()
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SnapshotBuilder:
+    """Canonicalizes objects as they arrive (page by page), so raw lists are never all held.
+
+    An object seen twice with the same canonical content is kept once; seen twice with different
+    content it is an InputError (two dumps of different moments mixed by mistake).
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        environment_id: str = "",
+        reveal_secrets: bool = False,
+    ) -> None:
+        self.profile = profile
+        self.environment_id = environment_id
+        self.reveal_secrets = reveal_secrets
+        self._objects: dict[ObjectKey, CanonicalObject] = {}
+        self._errors: dict[str, KindError] = {}
+        self.excluded = 0
+
+    def add(self, raw: dict[str, Any]) -> ObjectKey | None:
+        """Canonicalize and keep one raw object; None when the profile excludes its kind."""
+        result = canonicalize(raw, self.profile, reveal_secrets=self.reveal_secrets)
+        if result is None:
+            self.excluded += 1
+            return None
+        key, data = result
+        obj = CanonicalObject.from_data(data)
+        seen = self._objects.get(key)
+        if seen is not None and seen.digest != obj.digest:
+            raise InputError(f"{key} appears twice with different contents")
+        self._objects[key] = obj
+        return key
+
+    def add_all(self, raws: Iterable[dict[str, Any]]) -> None:
+        for raw in raws:
+            self.add(raw)
+
+    def discard(self, key: ObjectKey) -> None:
+        self._objects.pop(key, None)
+
+    def record_error(self, error: KindError) -> None:
+        self._errors[error.kind] = error
+
+    def build(self, collected_at: str | None = None) -> Snapshot:
+        counts = Counter(key.kind_ref for key in self._objects)
+        header = SnapshotHeader(
+            environment_id=self.environment_id,
+            collected_at=collected_at if collected_at is not None else now_rfc3339(),
+            profile_name=self.profile.name,
+            profile_version=self.profile.version,
+            counts=dict(sorted(counts.items())),
+            errors=tuple(self._errors[k] for k in sorted(self._errors)),
+        )
+        return Snapshot(header, dict(self._objects))
+
+
+def build_snapshot(
+    raws: Iterable[dict[str, Any]],
+    profile: Profile,
+    *,
+    environment_id: str = "",
+    collected_at: str | None = None,
+    reveal_secrets: bool = False,
+) -> Snapshot:
+    builder = SnapshotBuilder(profile, environment_id=environment_id, reveal_secrets=reveal_secrets)
+    builder.add_all(raws)
+    return builder.build(collected_at)
