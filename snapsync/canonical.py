@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import math
 import re
@@ -48,6 +49,16 @@ def canonicalize(
     return key, obj
 
 
+def canonical_copy(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy with every map's keys sorted (after a patch added keys out of order)."""
+    try:
+        key: ObjectKey | str = ObjectKey.of(obj)
+    except CanonicalError:
+        key = "object"
+    copied: dict[str, Any] = _sorted_copy(obj, key, "")
+    return copied
+
+
 def pack(obj: Any) -> bytes:
     """Canonical msgpack bytes of an already canonical value."""
     packed: bytes = msgpack.packb(obj, use_bin_type=True)
@@ -59,7 +70,7 @@ def object_digest(encoded: bytes) -> bytes:
     return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
-def _sorted_copy(node: Any, key: ObjectKey, path: str) -> Any:
+def _sorted_copy(node: Any, key: ObjectKey | str, path: str) -> Any:
     if isinstance(node, dict):
         for k in node:
             if not isinstance(k, str):
@@ -89,7 +100,9 @@ def _redact_secret(obj: dict[str, Any]) -> None:
     for field, decode in (("data", True), ("stringData", False)):
         values = obj.get(field)
         if isinstance(values, dict):
-            obj[field] = {k: secret_value_digest(v, base64_encoded=decode) for k, v in values.items()}
+            obj[field] = {
+                k: secret_value_digest(v, base64_encoded=decode) for k, v in values.items()
+            }
     annotations = obj.get("metadata", {}).get("annotations")
     if isinstance(annotations, dict) and LAST_APPLIED in annotations:
         del annotations[LAST_APPLIED]
@@ -107,10 +120,8 @@ def secret_value_digest(value: Any, *, base64_encoded: bool) -> str:
     if isinstance(value, str):
         raw = value.encode("utf-8")
         if base64_encoded:
-            try:
+            with contextlib.suppress(binascii.Error, ValueError):
                 raw = base64.b64decode(raw, validate=True)
-            except (binascii.Error, ValueError):
-                pass
     else:
         raw = pack(value)
     return SECRET_DIGEST_PREFIX + hashlib.sha256(raw).hexdigest()

@@ -48,7 +48,13 @@ def decompress(frame: Frame) -> bytes:
 def unpack_payload(raw: bytes) -> Any:
     try:
         return msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
         raise FrameCorrupt(f"payload is not valid msgpack: {type(exc).__name__}") from None
 
 
@@ -136,4 +142,3 @@ def snapshot_document(snapshot: Snapshot) -> dict[str, Any]:
             for key, obj in snapshot
         ],
     }
-

@@ -41,9 +41,7 @@ class ObjectKey:
     def parse(cls, text: str) -> ObjectKey:
         parts = text.split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise InputError(
-                f"bad object key {text!r}: expected Kind[.group]/[namespace/]name"
-            )
+            raise InputError(f"bad object key {text!r}: expected Kind[.group]/[namespace/]name")
         group, kind = split_kind_ref(parts[0])
         namespace = parts[1] if len(parts) == 3 else ""
         return cls(group, kind, namespace, parts[-1])

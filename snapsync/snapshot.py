@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from snapsync.collect.base import KindError
 from snapsync.canonical import canonicalize, object_digest, pack
+from snapsync.collect.base import KindError
 from snapsync.errors import InputError
 from snapsync.keys import ObjectKey
 from snapsync.profile import Profile
@@ -29,7 +29,7 @@ DIGEST_SIZE = 16
 
 @dataclass(frozen=True, slots=True)
 class CanonicalObject:
-    """One object's canonical form, its canonical bytes and their digest. Treat `data` as read-only."""
+    """An object's canonical form, its canonical bytes and their digest. `data` is read-only."""
 
     data: dict[str, Any]
     encoded: bytes
