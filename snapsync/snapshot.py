@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class SnapshotHeader:
     profile_version: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)  # kind ref -> objects
     errors: tuple[KindError, ...] = ()
+    source_bytes: int = 0  # compact JSON bytes of the raw objects as collected; 0 = not measured
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +61,7 @@ class SnapshotHeader:
             "profile": {"name": self.profile_name, "version": self.profile_version},
             "counts": dict(sorted(self.counts.items())),
             "errors": [e.to_dict() for e in self.errors],
+            "source_bytes": self.source_bytes,
         }
 
     @classmethod
@@ -75,6 +78,7 @@ class SnapshotHeader:
                 KindError(str(e["kind"]), str(e["reason"]), str(e["message"]))
                 for e in doc.get("errors") or ()
             ),
+            source_bytes=int(doc.get("source_bytes", 0)),
         )
 
 
@@ -138,8 +142,11 @@ class SnapshotBuilder:
         *,
         environment_id: str = "",
         reveal_secrets: bool = False,
+        measure_source: bool = False,
     ) -> None:
         self.profile = profile
+        self.measure_source = measure_source
+        self.source_bytes = 0
         self.environment_id = environment_id
         self.reveal_secrets = reveal_secrets
         self._objects: dict[ObjectKey, CanonicalObject] = {}
@@ -148,6 +155,8 @@ class SnapshotBuilder:
 
     def add(self, raw: dict[str, Any]) -> ObjectKey | None:
         """Canonicalize and keep one raw object; None when the profile excludes its kind."""
+        if self.measure_source:
+            self.source_bytes += len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False))
         result = canonicalize(raw, self.profile, reveal_secrets=self.reveal_secrets)
         if result is None:
             self.excluded += 1
@@ -179,6 +188,7 @@ class SnapshotBuilder:
             profile_version=self.profile.version,
             counts=dict(sorted(counts.items())),
             errors=tuple(self._errors[k] for k in sorted(self._errors)),
+            source_bytes=self.source_bytes,
         )
         return Snapshot(header, dict(self._objects))
 

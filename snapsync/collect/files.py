@@ -38,33 +38,36 @@ class FileCollector:
 
     def collect(self, sink: Sink) -> None:
         for path in self.paths:
-            for index, raw in enumerate(iter_objects(read_documents(path))):
-                try:
-                    sink.add(raw)
-                except SnapsyncError as exc:
-                    raise InputError(f"{_name(path)}: object {index + 1}: {exc}") from exc
+            position = 0
+            try:
+                for raw in iter_objects(read_documents(path)):
+                    position += 1
+                    try:
+                        sink.add(raw)
+                    except SnapsyncError as exc:
+                        raise InputError(f"object {position}: {exc}") from exc
+            except InputError as exc:
+                raise InputError(f"{_name(path)}: {exc}") from exc
 
 
 def read_documents(path: str) -> list[Any]:
     """Parsed top-level documents of one file (or stdin for `-`)."""
     text = _read_text(path)
     if not text.strip():
-        raise InputError(f"{_name(path)}: empty input")
+        raise InputError("empty input")
     if text.lstrip()[:1] in "[{":
         try:
             return [json.loads(text)]
         except json.JSONDecodeError as exc:
             if path.endswith(".json"):
-                raise InputError(
-                    f"{_name(path)}: not valid JSON: {exc.msg} at line {exc.lineno}"
-                ) from exc
+                raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from exc
     try:
         return [doc for doc in yaml.load_all(text, Loader=_DumpLoader) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise InputError(f"{_name(path)}: not valid JSON or YAML: {problem}{where}") from exc
+        raise InputError(f"not valid JSON or YAML: {problem}{where}") from exc
 
 
 def iter_objects(documents: list[Any]) -> Iterator[dict[str, Any]]:
@@ -97,13 +100,13 @@ def _read_text(path: str) -> str:
             return sys.stdin.read()
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError("no such file") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
+        raise InputError("is a directory") from None
     except UnicodeDecodeError:
-        raise InputError(f"{_name(path)}: not UTF-8 text (is it a .snap file?)") from None
+        raise InputError("not UTF-8 text (a .snap file? `snapsync inspect` reads those)") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        raise InputError(f"cannot read: {exc.strerror}") from None
 
 
 def _name(path: str) -> str:

@@ -1,0 +1,96 @@
+"""Properties of canonicalization: order independence, idempotence, what moves the digest."""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from snapsync.canonical import canonicalize
+from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.profile import load_profile
+from snapsync.snapshot import build_snapshot
+from tests.support_objects import JSON, raw_objects, unique_by_key
+
+PROFILE = load_profile()
+FIXED_TIME = "2026-01-01T00:00:00Z"
+
+
+def shuffled(node: Any, rng: random.Random) -> Any:
+    """The same value with every map's insertion order shuffled."""
+    if isinstance(node, dict):
+        items = list(node.items())
+        rng.shuffle(items)
+        return {k: shuffled(v, rng) for k, v in items}
+    if isinstance(node, list):
+        return [shuffled(v, rng) for v in node]
+    return node
+
+
+@given(st.lists(raw_objects(), max_size=8).map(unique_by_key), st.randoms())
+def test_any_order_gives_identical_bytes(objs: list[dict[str, Any]], rng: random.Random) -> None:
+    reordered = [shuffled(o, rng) for o in objs]
+    rng.shuffle(reordered)
+    a = build_snapshot(objs, PROFILE, collected_at=FIXED_TIME)
+    b = build_snapshot(reordered, PROFILE, collected_at=FIXED_TIME)
+    assert a.digest == b.digest
+    assert encode_snapshot(a) == encode_snapshot(b)
+
+
+@given(raw_objects())
+def test_canonicalizing_twice_changes_nothing(raw: dict[str, Any]) -> None:
+    result = canonicalize(raw, PROFILE)
+    assert result is not None
+    key, once = result
+    again = canonicalize(once, PROFILE)
+    assert again == (key, once)
+    assert list(once) == sorted(once)
+
+
+@given(raw_objects())
+def test_input_is_not_modified(raw: dict[str, Any]) -> None:
+    before = copy.deepcopy(raw)
+    canonicalize(raw, PROFILE)
+    assert raw == before
+
+
+@given(raw_objects(), st.text(min_size=1, max_size=8), JSON)
+def test_a_kept_field_moves_the_digest(raw: dict[str, Any], field: str, value: Any) -> None:
+    changed = copy.deepcopy(raw)
+    changed["spec"] = {**raw["spec"], field: value}
+    a = build_snapshot([raw], PROFILE)
+    b = build_snapshot([changed], PROFILE)
+    assert (a.digest == b.digest) == (changed["spec"] == raw["spec"])
+
+
+@given(raw_objects(), st.integers(1, 10**9), st.text(max_size=10))
+def test_removed_fields_do_not_move_the_digest(raw: dict[str, Any], rv: int, manager: str) -> None:
+    changed = copy.deepcopy(raw)
+    changed["metadata"]["resourceVersion"] = str(rv)
+    changed["metadata"]["managedFields"] = [{"manager": manager}]
+    changed["metadata"].setdefault("annotations", {})[
+        "kubectl.kubernetes.io/last-applied-configuration"
+    ] = "{}"
+    assert build_snapshot([raw], PROFILE).digest == build_snapshot([changed], PROFILE).digest
+
+
+@given(st.lists(raw_objects(), max_size=8).map(unique_by_key))
+def test_snapshot_file_round_trip(objs: list[dict[str, Any]]) -> None:
+    snapshot = build_snapshot(objs, PROFILE, environment_id="edge-1", collected_at=FIXED_TIME)
+    decoded = decode_snapshot(encode_snapshot(snapshot))
+    assert decoded.digest == snapshot.digest
+    assert decoded.header == snapshot.header
+    assert {k: o.data for k, o in decoded} == {k: o.data for k, o in snapshot}
+
+
+@given(st.lists(raw_objects(), min_size=2, max_size=6).map(unique_by_key), st.data())
+def test_one_changed_object_changes_the_snapshot_digest(
+    objs: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    index = data.draw(st.integers(0, len(objs) - 1))
+    changed = copy.deepcopy(objs)
+    changed[index]["spec"]["snapsync-test"] = data.draw(st.integers())
+    assert build_snapshot(objs, PROFILE).digest != build_snapshot(changed, PROFILE).digest

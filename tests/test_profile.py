@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from snapsync.canonical import canonicalize
+from snapsync.errors import ProfileError
+from snapsync.profile import load_profile
+from snapsync.resources import builtin_profile_names
+
+NODE = {
+    "apiVersion": "v1",
+    "kind": "Node",
+    "metadata": {
+        "name": "n1",
+        "resourceVersion": "42",
+        "selfLink": "/api/v1/nodes/n1",
+        "managedFields": [{"manager": "kubelet"}],
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        "labels": {"kubernetes.io/hostname": "n1"},
+    },
+    "status": {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "lastHeartbeatTime": "2026-01-01T00:00:10Z",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+        "images": [{"names": ["nginx"], "sizeBytes": 1}],
+    },
+}
+
+
+def test_builtin_profiles_load_and_every_rule_says_why() -> None:
+    assert {"default", "minimal"} <= set(builtin_profile_names())
+    for name in builtin_profile_names():
+        profile = load_profile(name)
+        assert profile.rules
+        assert all(rule.why for rule in profile.rules)
+
+
+def test_default_profile_removes_volatile_fields_and_keeps_the_rest() -> None:
+    result = canonicalize(NODE, load_profile())
+    assert result is not None
+    _, node = result
+    assert node["metadata"] == {"labels": {"kubernetes.io/hostname": "n1"}, "name": "n1"}
+    assert node["status"]["conditions"] == [
+        {"lastTransitionTime": "2026-01-01T00:00:00Z", "status": "True", "type": "Ready"}
+    ]
+    assert node["status"]["images"]
+
+
+def test_minimal_extends_default() -> None:
+    minimal = load_profile("minimal")
+    assert {r.id for r in load_profile().rules} < {r.id for r in minimal.rules}
+    assert not minimal.keeps_kind("", "Event")
+    assert load_profile().keeps_kind("", "Event")
+    result = canonicalize(NODE, minimal)
+    assert result is not None and "images" not in result[1]["status"]
+
+
+def test_user_profile_extends_and_turns_a_kind_back_on(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "name: mine\nversion: 3\nextends: minimal\ninclude_kinds: [Event]\n"
+        "rules:\n  - id: no-labels\n    why: test\n    kinds: [Node]\n"
+        "    remove: [metadata, labels]\n"
+    )
+    profile = load_profile(str(path))
+    assert (profile.name, profile.version) == ("mine", 3)
+    assert profile.keeps_kind("", "Event")
+    result = canonicalize(NODE, profile)
+    assert result is not None and "labels" not in result[1]["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\n", "invalid profile at \\(top level\\): 'version' is a required property"),
+        ("name: x\nversion: 1\nrules: [{id: a, remove: [m]}]\n", "rules/0"),
+        ("name: x\nversion: 1\nbogus: 1\n", "Additional properties"),
+        ("name: x\nversion: 1\nextends: nothere\n", "extends unknown profile 'nothere'"),
+        ("name: [\n", "not valid YAML"),
+        (
+            "name: x\nversion: 1\n"
+            "rules: [{id: a, why: w, remove: [m]}, {id: a, why: w, remove: [n]}]\n",
+            "rule id 'a' is defined twice",
+        ),
+    ],
+)
+def test_bad_profiles_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=message):
+        load_profile(str(path))
+
+
+def test_unknown_profile_lists_the_builtins() -> None:
+    with pytest.raises(ProfileError, match="default, minimal"):
+        load_profile("no-such-profile")
+
+
+def test_profiles_extending_each_other_in_a_loop(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("name: a\nversion: 1\nextends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("name: b\nversion: 1\nextends: a.yaml\n")
+    with pytest.raises(ProfileError, match="loop"):
+        load_profile(str(tmp_path / "a.yaml"))
