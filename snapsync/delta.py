@@ -3,7 +3,13 @@
 Invariants:
 - `apply(base, diff(base, new))` has exactly `new`'s digest; `apply` checks the base digest
   before and the target digest after, and raises DeltaError without touching `base` otherwise.
-- Operations are plain RFC 6902 (jsonpatch applies them), on canonical objects.
+  Nothing in a base snapshot is ever modified: a patched object copies what it changes and
+  shares the rest with the base object (CanonicalObject.data is read-only everywhere).
+- Operations are plain RFC 6902 (jsonpatch applies them), on canonical objects; they come from
+  snapsync.jsondiff, which diffs Kubernetes lists by their natural key, so an item inserted at the
+  front of a list costs one operation.
+- `delta_document` is the decoded delta as JSON (schemas/delta.schema.json): digests in hex, keys
+  in their printable form, operations as RFC 6902; `delta_from_document` reverses it exactly.
 """
 
 from __future__ import annotations
@@ -12,14 +18,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
-
-from snapsync.canonical import canonical_copy
-from snapsync.errors import DeltaError
+from snapsync import jsondiff
+from snapsync.errors import DeltaError, InputError
+from snapsync.jsondiff import Operation
 from snapsync.keys import ObjectKey
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
 
-Operation = dict[str, Any]
+__all__ = [
+    "Delta",
+    "Operation",
+    "apply",
+    "apply_ops",
+    "delta_document",
+    "delta_from_document",
+    "diff",
+    "diff_objects",
+]
 
 
 @dataclass(frozen=True)
@@ -35,8 +49,13 @@ class Delta:
     def is_empty(self) -> bool:
         return not (self.removed or self.added or self.changed)
 
+    @property
+    def operation_count(self) -> int:
+        return sum(len(ops) for ops in self.changed.values())
+
 
 def diff(base: Snapshot, new: Snapshot) -> Delta:
+    """The delta from `base` to `new`; unchanged objects are skipped by digest, never walked."""
     removed = tuple(k for k in base.keys if k not in new.objects)
     added: dict[ObjectKey, dict[str, Any]] = {}
     changed: dict[ObjectKey, tuple[Operation, ...]] = {}
@@ -50,23 +69,24 @@ def diff(base: Snapshot, new: Snapshot) -> Delta:
 
 
 def diff_objects(old: dict[str, Any], new: dict[str, Any]) -> list[Operation]:
-    """RFC 6902 operations turning `old` into `new`."""
-    ops: list[Operation] = jsonpatch.make_patch(old, new).patch
-    return ops
+    """RFC 6902 operations turning `old` into `new` (they share values with `new`)."""
+    return jsondiff.diff(old, new)
 
 
 def apply_ops(obj: dict[str, Any], ops: tuple[Operation, ...] | list[Operation]) -> dict[str, Any]:
-    """A new canonical object: `obj` patched by `ops` (`obj` is not modified)."""
-    try:
-        patched = jsonpatch.apply_patch(obj, list(ops), in_place=False)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise DeltaError(f"operation does not apply: {exc}") from None
+    """A new object: `obj` patched by any valid RFC 6902 `ops` (`obj` is not modified).
+
+    Maps the operations touch, and values they bring, come out with sorted keys, so a canonical
+    `obj` gives a canonical result; untouched parts are shared with `obj`.
+    """
+    patched = jsondiff.apply_patch(obj, ops)
     if not isinstance(patched, dict):
         raise DeltaError("operations replaced the object with a non-object")
-    return canonical_copy(patched)
+    return patched
 
 
 def apply(base: Snapshot, delta: Delta) -> Snapshot:
+    """The target snapshot; DeltaError (and `base` as it was) if it is not exactly the target."""
     if base.digest != delta.base_digest:
         raise DeltaError(
             f"delta is against {delta.base_digest.hex()[:12]}, base is {base.digest.hex()[:12]}"
@@ -78,13 +98,69 @@ def apply(base: Snapshot, delta: Delta) -> Snapshot:
     for key, data in delta.added.items():
         if key in objects:
             raise DeltaError(f"delta adds {key}, which the base already holds")
-        objects[key] = CanonicalObject.from_data(canonical_copy(data))
+        objects[key] = _canonical_object(key, _copy_added(data))
     for key, ops in delta.changed.items():
         old = objects.get(key)
         if old is None:
             raise DeltaError(f"delta changes {key}, which the base does not hold")
-        objects[key] = CanonicalObject.from_data(apply_ops(old.data, ops))
+        try:
+            patched = apply_ops(old.data, ops)
+        except DeltaError as exc:
+            raise DeltaError(f"{key}: {exc}") from None
+        objects[key] = _canonical_object(key, patched)
     result = Snapshot(delta.header, objects)
     if result.digest != delta.target_digest:
         raise DeltaError("applying the delta does not reproduce its target digest")
     return result
+
+
+def _copy_added(data: Any) -> Any:
+    """An added object, copied and checked like any operation value (sorted, JSON only)."""
+    try:
+        return jsondiff.json_copy(data)
+    except RecursionError:
+        raise DeltaError("added object nested too deeply") from None
+
+
+def _canonical_object(key: ObjectKey, data: Any) -> CanonicalObject:
+    if not isinstance(data, dict):
+        raise DeltaError(f"{key}: the object is not a map")
+    try:
+        return CanonicalObject.from_data(data)
+    except (OverflowError, TypeError, ValueError) as exc:  # msgpack refuses a value
+        raise DeltaError(f"{key}: the object cannot be encoded: {exc}") from None
+
+
+def delta_document(delta: Delta) -> dict[str, Any]:
+    """The decoded delta as plain JSON-able data (`inspect`, `--format json`; schemas/delta)."""
+    return {
+        "base_digest": delta.base_digest.hex(),
+        "target_digest": delta.target_digest.hex(),
+        "header": delta.header.to_dict(),
+        "summary": {
+            "removed": len(delta.removed),
+            "added": len(delta.added),
+            "changed": len(delta.changed),
+            "operations": delta.operation_count,
+        },
+        "removed": [str(key) for key in sorted(delta.removed)],
+        "added": [{"key": str(key), "object": delta.added[key]} for key in sorted(delta.added)],
+        "changed": [
+            {"key": str(key), "ops": list(delta.changed[key])} for key in sorted(delta.changed)
+        ],
+    }
+
+
+def delta_from_document(doc: Mapping[str, Any]) -> Delta:
+    """The Delta a `delta_document` describes; InputError if the document is malformed."""
+    try:
+        return Delta(
+            base_digest=bytes.fromhex(doc["base_digest"]),
+            target_digest=bytes.fromhex(doc["target_digest"]),
+            header=SnapshotHeader.from_dict(doc["header"]),
+            removed=tuple(sorted(ObjectKey.parse(text) for text in doc["removed"])),
+            added={ObjectKey.parse(e["key"]): e["object"] for e in doc["added"]},
+            changed={ObjectKey.parse(e["key"]): tuple(e["ops"]) for e in doc["changed"]},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"not a delta document: {exc!r}") from None
