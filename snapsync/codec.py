@@ -1,25 +1,100 @@
-"""Snapshots to frames and back: canonical msgpack inside, zstd outside.
+"""Snapshots and deltas to frames and back: canonical msgpack inside, zstd outside.
 
-Decoding trusts nothing: the frame layer checks sizes and the checksum, decompression is capped at
-the declared size, the payload's structure is checked entry by entry, every object is re-hashed
-and the snapshot digest must equal the frame's target digest. Whatever the bytes, only FrameError
-subclasses escape.
+Encoding a cycle computes candidates and ships the smallest one that decodes correctly:
+
+    delta       the compact delta (snapsync.wire_delta), zstd with a trained dictionary
+    patch-from  the new snapshot payload, zstd with the base payload as raw-content dictionary
+    full        the new snapshot payload, plain zstd (needs no base)
+
+Only the winner is verified (decoded back and compared, or its digest checked); if it fails,
+the next smallest is tried, so a bug in one representation costs bytes, never correctness.
+
+Decoding trusts nothing: the frame layer checks sizes and the checksum, decompression never
+produces more than the declared size, the payload's structure is checked entry by entry, every
+object is re-hashed and the result must have the frame's target digest. Whatever the bytes,
+only FrameError or DeltaError subclasses escape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import zstandard
 
-from snapsync.errors import CanonicalError, FrameCorrupt, FrameUnsupported
-from snapsync.frame import DEFAULT_LIMITS, NO_DIGEST, Codec, Frame, FrameKind, Limits, unpack_frame
+from snapsync import dictionaries
+from snapsync.canonical import pack
+from snapsync.delta import Delta, apply, diff
+from snapsync.errors import (
+    BaseMismatch,
+    CanonicalError,
+    DeltaError,
+    FrameCorrupt,
+    FrameError,
+    FrameUnsupported,
+)
+from snapsync.frame import (
+    CODEC_NAMES,
+    DEFAULT_LIMITS,
+    NO_DIGEST,
+    OVERHEAD,
+    Codec,
+    Frame,
+    FrameKind,
+    Limits,
+    unpack_frame,
+)
 from snapsync.keys import ObjectKey
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+from snapsync.wire_delta import Unencodable, WireStats, pack_delta, summarize_payload, unpack_delta
 
 DEFAULT_SNAPSHOT_LEVEL = 9
+_WINDOW_LOG_MIN, _WINDOW_LOG_MAX = 10, 27  # zstd's default decoder limit is 2^27
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Knobs of `encode_delta`; defaults measured on 2 shared cores (bench/results/codec.md)."""
+
+    delta: bool = True  # the compact delta candidate
+    delta_level: int = 19  # zstd level of the delta candidate: ~10 ms more than 3 on 50 KB
+    dictionary_id: int | None = None  # trained dictionary; None = the build's default, 0 = none
+    exemplars: bool = True  # added objects as diffs against an object the receiver holds
+    patch_from: bool = True
+    # Patch-from costs ~30 ms per MB of base (the base is loaded as a dictionary each cycle) and
+    # in steady churn loses to the delta; it is tried only when the delta candidate exceeds this
+    # share of the snapshot's raw size (mass changes, where it can win), and the base's object
+    # bytes are at most patch_from_max_base. 0.0 and a huge max: always tried.
+    patch_from_min_share: float = 0.02
+    patch_from_max_base: int = 8 * 2**20
+    patch_from_level: int = 3
+    patch_from_hash_log: int = 24  # zstd defaults (17-ish) cannot reach the whole base
+    patch_from_chain_log: int = 24
+    patch_from_long: bool = False  # long-distance matching: smaller, ~2x CPU
+    full: bool = True
+    # Skip the full candidate when the delta is already below this fraction of the snapshot's raw
+    # size: compressed Kubernetes msgpack never reaches 1/64 of its size.
+    full_skip_ratio: float = 1 / 64
+    full_level: int = 3
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One encoded cycle: the frame to ship and what each computed candidate cost."""
+
+    frame: bytes
+    chosen: str  # "delta", "patch-from" or "full"
+    candidates: Mapping[str, int]  # frame bytes of every candidate computed
+    cpu_ms: Mapping[str, float]  # process CPU per step: diff, each candidate, verify
+    stats: WireStats | None = None  # the delta candidate's contents, if computed
+
+    @property
+    def total_cpu_ms(self) -> float:
+        return sum(self.cpu_ms.values())
 
 
 def compress(raw: bytes, level: int) -> bytes:
@@ -27,22 +102,56 @@ def compress(raw: bytes, level: int) -> bytes:
     return compressed
 
 
-def decompress(frame: Frame) -> bytes:
+def decompress(
+    frame: Frame, base: Snapshot | None = None, limits: Limits = DEFAULT_LIMITS
+) -> bytes:
     """The frame's raw payload, never more than its declared (and limit-checked) size."""
     if frame.codec is Codec.NONE:
         raw = frame.payload
-    elif frame.codec is Codec.ZSTD:
-        try:
-            raw = zstandard.ZstdDecompressor().decompress(
-                frame.payload, max_output_size=frame.raw_size
-            )
-        except zstandard.ZstdError as exc:
-            raise FrameCorrupt(f"payload does not decompress: {exc}") from None
     else:
-        raise FrameUnsupported(f"codec {frame.codec.name} needs a dictionary or a base")
+        if frame.codec is Codec.ZSTD:
+            dctx = _decompressor(None, limits)
+        elif frame.codec is Codec.ZSTD_DICT:
+            trained = dictionaries.dictionary_bytes(frame.dictionary_id)
+            dctx = _decompressor(zstandard.ZstdCompressionDict(trained), limits)
+        else:
+            if base is None or base.digest != frame.base_digest:
+                raise BaseMismatch("a patch-from frame needs its base snapshot")
+            dctx = _decompressor(_raw_dictionary(base), limits)
+        raw = _bounded_read(dctx, frame.payload, frame.raw_size)
     if len(raw) != frame.raw_size:
         raise FrameCorrupt(f"payload is {len(raw)} bytes, header says {frame.raw_size}")
     return raw
+
+
+def _decompressor(
+    dict_data: zstandard.ZstdCompressionDict | None, limits: Limits
+) -> zstandard.ZstdDecompressor:
+    window = 2 ** min(limits.max_window_log, 31)
+    if dict_data is None:
+        return zstandard.ZstdDecompressor(max_window_size=window)
+    return zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=window)
+
+
+def _bounded_read(dctx: zstandard.ZstdDecompressor, payload: bytes, size: int) -> bytes:
+    """Decompress at most size + 1 bytes (zstd's own content size is never trusted)."""
+    out = bytearray()
+    try:
+        with dctx.stream_reader(payload, read_across_frames=False) as reader:
+            while len(out) <= size:
+                chunk = reader.read(min(size + 1 - len(out), 2**20))
+                if not chunk:
+                    break
+                out += chunk
+    except zstandard.ZstdError as exc:
+        raise FrameCorrupt(f"payload does not decompress: {exc}") from None
+    return bytes(out)
+
+
+def _raw_dictionary(base: Snapshot) -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict(
+        snapshot_payload(base), dict_type=zstandard.DICT_TYPE_RAWCONTENT
+    )
 
 
 def unpack_payload(raw: bytes) -> Any:
@@ -88,11 +197,16 @@ def encode_snapshot(snapshot: Snapshot, level: int = DEFAULT_SNAPSHOT_LEVEL) -> 
     ).pack()
 
 
-def decode_snapshot(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
+def decode_snapshot(
+    data: bytes, limits: Limits = DEFAULT_LIMITS, *, base: Snapshot | None = None
+) -> Snapshot:
+    """A snapshot frame's snapshot; a patch-from frame also needs its `base`."""
     frame = unpack_frame(data, limits)
     if frame.kind is not FrameKind.SNAPSHOT:
         raise FrameUnsupported(f"expected a snapshot frame, found a {frame.kind.name.lower()}")
-    return snapshot_from_payload(unpack_payload(decompress(frame)), frame.target_digest)
+    _check_base(frame, base)
+    raw = decompress(frame, base, limits)
+    return snapshot_from_payload(unpack_payload(raw), frame.target_digest)
 
 
 def snapshot_from_payload(doc: Any, expected_digest: bytes) -> Snapshot:
@@ -100,7 +214,7 @@ def snapshot_from_payload(doc: Any, expected_digest: bytes) -> Snapshot:
         raise FrameCorrupt("snapshot payload lacks its objects")
     try:
         header = SnapshotHeader.from_dict(doc.get("header") or {})
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         raise FrameCorrupt(f"snapshot header is malformed: {exc}") from None
     objects = dict(_payload_objects(doc["objects"]))
     snapshot = Snapshot(header, objects)
@@ -142,3 +256,279 @@ def snapshot_document(snapshot: Snapshot) -> dict[str, Any]:
             for key, obj in snapshot
         ],
     }
+
+
+# --- deltas -------------------------------------------------------------------------------------
+
+
+def encode_delta(
+    base: Snapshot,
+    new: Snapshot,
+    options: EncodeOptions = EncodeOptions(),
+    *,
+    delta: Delta | None = None,
+) -> Encoded:
+    """The smallest correct frame taking `base` to `new`, and every computed candidate's size.
+
+    Pass `delta` when the caller already computed `diff(base, new)`.
+    """
+    cpu: dict[str, float] = {}
+    clock = _Clock(cpu)
+    if delta is None:
+        with clock("diff"):
+            delta = diff(base, new)
+    if delta.base_digest != base.digest or delta.target_digest != new.digest:
+        raise DeltaError("the delta given does not go from this base to this snapshot")
+    frames: dict[str, Frame] = {}
+    checks: dict[str, Callable[[bytes], bool]] = {}
+    stats: WireStats | None = None
+    with clock("delta"):
+        try:
+            wire = pack_delta(base, delta, exemplars=options.exemplars) if options.delta else None
+        except Unencodable:
+            wire = None
+        if wire is not None:
+            stats = wire.stats
+            frames["delta"] = _delta_frame(delta, wire.payload, options)
+            checks["delta"] = lambda data: _same_delta(decode_frame(data, base), delta)
+    delta_size = frames["delta"].size if "delta" in frames else None
+    full_estimate = sum(len(obj.encoded) for obj in new.objects.values())
+    want_full = options.full and (
+        delta_size is None or delta_size > full_estimate * options.full_skip_ratio
+    )
+    want_patch_from = (
+        options.patch_from
+        and (delta_size is None or delta_size > full_estimate * options.patch_from_min_share)
+        and sum(len(obj.encoded) for obj in base.objects.values()) <= options.patch_from_max_base
+    )
+    new_raw = snapshot_payload(new) if want_full or want_patch_from else b""
+    if want_full:
+        with clock("full"):
+            frames["full"] = _snapshot_frame(new, new_raw, compress(new_raw, options.full_level))
+            checks["full"] = lambda data: decode_snapshot(data).digest == new.digest
+    if want_patch_from:
+        with clock("patch-from"):
+            base_raw = snapshot_payload(base)
+            stored = _patch_from(base_raw, new_raw, options)
+            frames["patch-from"] = _snapshot_frame(new, new_raw, stored, base.digest)
+            checks["patch-from"] = lambda data: (
+                decode_snapshot(data, base=base).digest == new.digest
+            )
+    packed = {name: frame.pack() for name, frame in frames.items()}
+    with clock("verify"):
+        for name in sorted(packed, key=lambda n: (len(packed[n]), n)):
+            if _passes(checks[name], packed[name]):
+                return Encoded(packed[name], name, _sizes(packed), cpu, stats)
+        # Nothing verified (a bug somewhere): the full snapshot is always right.
+        full = encode_snapshot(new, options.full_level)
+    return Encoded(full, "full", _sizes(packed), cpu, stats)
+
+
+def _sizes(packed: Mapping[str, bytes]) -> dict[str, int]:
+    return {name: len(data) for name, data in sorted(packed.items())}
+
+
+def _passes(check: Callable[[bytes], bool], data: bytes) -> bool:
+    try:
+        return check(data)
+    except (FrameError, DeltaError):
+        return False
+
+
+def _delta_frame(delta: Delta, raw: bytes, options: EncodeOptions) -> Frame:
+    dict_id = dictionaries.default_id() if options.dictionary_id is None else options.dictionary_id
+    if dict_id:
+        trained = zstandard.ZstdCompressionDict(dictionaries.dictionary_bytes(dict_id))
+        cctx = zstandard.ZstdCompressor(
+            level=options.delta_level,
+            dict_data=trained,
+            write_checksum=False,
+            write_content_size=False,
+            write_dict_id=False,
+        )
+    else:
+        cctx = zstandard.ZstdCompressor(
+            level=options.delta_level, write_checksum=False, write_content_size=False
+        )
+    stored: bytes = cctx.compress(raw)
+    if len(stored) >= len(raw):  # an idle cycle: zstd's own framing would cost more than it saves
+        stored, dict_id = raw, 0
+    codec = Codec.NONE if stored is raw else Codec.ZSTD_DICT if dict_id else Codec.ZSTD
+    return Frame(
+        kind=FrameKind.DELTA,
+        codec=codec,
+        dictionary_id=dict_id,
+        base_digest=delta.base_digest,
+        target_digest=delta.target_digest,
+        raw_size=len(raw),
+        payload=stored,
+    )
+
+
+def _patch_from(base_raw: bytes, new_raw: bytes, options: EncodeOptions) -> bytes:
+    reach = len(base_raw) + len(new_raw)
+    window_log = min(max(_WINDOW_LOG_MIN, math.ceil(math.log2(reach + 1))), _WINDOW_LOG_MAX)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        options.patch_from_level,
+        source_size=len(new_raw),
+        dict_size=len(base_raw),
+        window_log=window_log,
+        hash_log=min(options.patch_from_hash_log, window_log + 1),
+        chain_log=min(options.patch_from_chain_log, window_log + 1),
+        enable_ldm=options.patch_from_long,
+        write_checksum=False,
+        write_content_size=False,
+        write_dict_id=False,
+    )
+    raw_dict = zstandard.ZstdCompressionDict(base_raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    cctx = zstandard.ZstdCompressor(dict_data=raw_dict, compression_params=params)
+    compressed: bytes = cctx.compress(new_raw)
+    return compressed
+
+
+def _snapshot_frame(
+    new: Snapshot, raw: bytes, stored: bytes, base_digest: bytes = NO_DIGEST
+) -> Frame:
+    return Frame(
+        kind=FrameKind.SNAPSHOT,
+        codec=Codec.ZSTD if base_digest == NO_DIGEST else Codec.ZSTD_BASE,
+        dictionary_id=0,
+        base_digest=base_digest,
+        target_digest=new.digest,
+        raw_size=len(raw),
+        payload=stored,
+    )
+
+
+class _Clock:
+    """Adds the process CPU time of each `with clock(step):` block to `cpu[step]`, in ms."""
+
+    def __init__(self, cpu: dict[str, float]) -> None:
+        self.cpu = cpu
+        self._step = ""
+        self._start = 0.0
+
+    def __call__(self, step: str) -> _Clock:
+        self._step = step
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        spent = (time.process_time() - self._start) * 1000
+        self.cpu[self._step] = self.cpu.get(self._step, 0.0) + spent
+
+
+def _same_delta(a: Snapshot | Delta, b: Delta) -> bool:
+    """Exact equality, types included (True is not 1 on the wire)."""
+    if not isinstance(a, Delta):
+        return False
+    if (a.base_digest, a.target_digest, a.header, a.removed) != (
+        b.base_digest,
+        b.target_digest,
+        b.header,
+        b.removed,
+    ):
+        return False
+    if a.added.keys() != b.added.keys() or a.changed.keys() != b.changed.keys():
+        return False
+    if any(pack(a.added[k]) != pack(b.added[k]) for k in b.added):
+        return False
+    return all(_ops_bytes(a.changed[k]) == _ops_bytes(b.changed[k]) for k in b.changed)
+
+
+def _ops_bytes(ops: Any) -> bytes:
+    return pack([[[k, op[k]] for k in sorted(op)] for op in ops])
+
+
+def _check_base(frame: Frame, base: Snapshot | None) -> None:
+    if not frame.needs_base:
+        return
+    want = frame.base_digest.hex()[:12]
+    if base is None:
+        raise BaseMismatch(
+            f"this frame is against base {want}; no base was given", expected=frame.base_digest
+        )
+    if base.digest != frame.base_digest:
+        raise BaseMismatch(
+            f"this frame is against base {want}, the base given is {base.digest.hex()[:12]}",
+            expected=frame.base_digest,
+            offered=base.digest,
+        )
+
+
+def decode_frame(
+    data: bytes, base: Snapshot | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Snapshot | Delta:
+    """A frame's content: a Snapshot (full or patch-from) or a Delta against `base`.
+
+    A Delta is decoded, not applied: `apply_frame` applies it and checks the target digest.
+    """
+    frame = unpack_frame(data, limits)
+    _check_base(frame, base)
+    raw = decompress(frame, base, limits)
+    if frame.kind is FrameKind.SNAPSHOT:
+        return snapshot_from_payload(unpack_payload(raw), frame.target_digest)
+    assert base is not None  # _check_base: a delta always needs its base
+    return unpack_delta(base, raw, frame.target_digest, max_expanded=limits.max_expanded)
+
+
+def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
+    """The snapshot a frame leads to from `base`, its target digest verified; base untouched."""
+    result = decode_frame(data, base, limits)
+    if isinstance(result, Snapshot):
+        return result
+    assert base is not None
+    try:
+        return apply(base, result)
+    except (FrameError, DeltaError):
+        raise
+    except (
+        CanonicalError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+    ) as exc:
+        raise DeltaError(f"delta does not apply: {type(exc).__name__}: {exc}") from None
+    except RecursionError:
+        raise DeltaError("delta builds a value nested too deeply") from None
+
+
+def inspect_frame(
+    data: bytes, base: Snapshot | None = None, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any]:
+    """What `snapsync inspect` shows about any frame, as JSON-able data.
+
+    Needs no base for a delta (counts come from the payload's structure); a patch-from frame's
+    contents are only counted when its base is given.
+    """
+    frame = unpack_frame(data, limits)
+    doc: dict[str, Any] = {
+        "type": frame.kind.name.lower(),
+        "format_version": frame.version,
+        "codec": CODEC_NAMES[frame.codec],
+        "dictionary_id": frame.dictionary_id,
+        "base_digest": frame.base_digest.hex() if frame.needs_base else None,
+        "target_digest": frame.target_digest.hex(),
+        "sizes": {
+            "frame": len(data),
+            "header_and_checksum": OVERHEAD,
+            "stored_payload": len(frame.payload),
+            "raw_payload": frame.raw_size,
+        },
+    }
+    if frame.codec is Codec.ZSTD_BASE and (base is None or base.digest != frame.base_digest):
+        doc["contents"] = "needs the base snapshot to decode"
+        return doc
+    raw = decompress(frame, base, limits)
+    if frame.kind is FrameKind.DELTA:
+        doc["delta"] = summarize_payload(raw)
+    else:
+        payload = unpack_payload(raw)
+        objects = payload.get("objects") if isinstance(payload, dict) else None
+        doc["objects"] = len(objects) if isinstance(objects, list) else None
+    return doc

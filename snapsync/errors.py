@@ -2,15 +2,21 @@
 
     SnapsyncError
     ├── InputError            a user-supplied file, flag or profile is wrong
-    │   └── ProfileError      a profile does not validate or cannot be read
+    │   ├── ProfileError      a profile does not validate or cannot be read
+    │   └── CanonicalError    an object cannot be canonicalized (no kind, no name, ...)
     ├── CollectionError       the cluster (or a dump) could not be collected at all
-    ├── CanonicalError        an object cannot be canonicalized (no kind, no name, ...)
     ├── FrameError            bytes are not a valid snapshot/delta frame
     │   ├── FrameTruncated
     │   ├── FrameCorrupt      checksum or structure mismatch
     │   ├── FrameUnsupported  unknown version, kind, codec or dictionary
     │   └── FrameTooLarge     a declared size exceeds the decoder's limit
     └── DeltaError            a delta does not apply to its base or misses its target digest
+    │   └── BaseMismatch      a frame was made against another base than the one offered
+    ├── AuthError             a request's signature, timestamp or nonce does not check out
+    ├── TransportError        a request to the server did not complete (refused, cut, timeout)
+    └── ProtocolError         the sync conversation went wrong (the h11 split of blame)
+        ├── LocalProtocolError   this side misused the state machine: a bug in the caller
+        └── RemoteProtocolError  the peer sent what the protocol does not allow: bad peer or link
 
 Errors a user can fix carry a one-line message fit for a terminal; the CLI prints it and exits 2.
 Anything else escaping is a bug in snapsync.
@@ -61,3 +67,36 @@ class FrameTooLarge(FrameError):
 
 class DeltaError(SnapsyncError):
     """A delta does not apply to the given base, or does not reproduce its target digest."""
+
+
+class BaseMismatch(DeltaError):
+    """A frame needs another base than the one offered: the sender must resend against this one.
+
+    Separate from a corrupt frame so that a receiver can answer "unknown base, send full" instead
+    of "bad link".
+    """
+
+    def __init__(self, message: str, *, expected: bytes = b"", offered: bytes = b"") -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.offered = offered
+
+
+class AuthError(SnapsyncError):
+    """A request is not signed as the protocol requires (deliberately vague towards the peer)."""
+
+
+class TransportError(SnapsyncError):
+    """A request did not complete: connection refused or cut, timeout, TLS failure."""
+
+
+class ProtocolError(SnapsyncError):
+    """The sync conversation between agent and server went wrong."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side used the protocol state machine wrongly: a bug in the embedding code."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent a message the protocol does not allow: a bad peer, or a damaged link."""

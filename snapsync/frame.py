@@ -8,6 +8,12 @@ Layout (all integers big-endian; documented byte by byte in schemas/frame.md):
 
 This module only packs and checks that layout. It refuses sizes over the caller's limits before
 anything is allocated, and raises only FrameError subclasses whatever bytes it is given.
+
+Invariants checked here (so every layer above can rely on them):
+- the dictionary id is non-zero exactly when the codec is ZSTD_DICT;
+- the base digest is non-zero exactly when the frame needs a base to decode: a DELTA frame, or
+  a SNAPSHOT frame whose codec is ZSTD_BASE ("patch-from");
+- the CRC-32 covers header and payload, so a flipped bit anywhere is caught before decoding.
 """
 
 from __future__ import annotations
@@ -41,12 +47,26 @@ class Codec(IntEnum):
     ZSTD_BASE = 3  # zstd with the base snapshot as a raw-content dictionary ("patch-from")
 
 
+CODEC_NAMES = {
+    Codec.NONE: "msgpack",
+    Codec.ZSTD: "zstd",
+    Codec.ZSTD_DICT: "zstd+trained-dictionary",
+    Codec.ZSTD_BASE: "zstd+base-snapshot",
+}
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a decoder accepts; checked against declared sizes before any allocation."""
 
     max_stored: int = 256 * 2**20
     max_raw: int = 1024 * 2**20
+    # Bytes a delta may make the decoder materialize from references into the base (exemplar
+    # copies, repeated strings): bounds the amplification of a small hostile payload.
+    max_expanded: int = 1024 * 2**20
+    # zstd window the decoder accepts (log2): bounds decompression memory; patch-from needs the
+    # window to reach the whole base payload.
+    max_window_log: int = 27
 
 
 DEFAULT_LIMITS = Limits()
@@ -62,6 +82,11 @@ class Frame:
     raw_size: int
     payload: bytes  # as stored (compressed unless codec is NONE)
     version: int = VERSION
+
+    @property
+    def needs_base(self) -> bool:
+        """Whether decoding this frame needs the snapshot named by `base_digest`."""
+        return self.kind is FrameKind.DELTA or self.codec is Codec.ZSTD_BASE
 
     def pack(self) -> bytes:
         if len(self.payload) > MAX_FIELD or self.raw_size > MAX_FIELD:
@@ -106,6 +131,11 @@ def unpack_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
         raise FrameUnsupported(f"unknown frame kind or codec: {exc}") from None
     if flags:
         raise FrameUnsupported(f"unknown frame flags {flags:#04x}")
+    if (frame_codec is Codec.ZSTD_DICT) != (dict_id != 0):
+        raise FrameCorrupt(f"dictionary id {dict_id} does not go with codec {frame_codec.name}")
+    needs_base = frame_kind is FrameKind.DELTA or frame_codec is Codec.ZSTD_BASE
+    if needs_base == (base == NO_DIGEST):
+        raise FrameCorrupt("base digest present without need, or missing where a base is needed")
     if stored_size > limits.max_stored:
         raise FrameTooLarge(f"payload of {stored_size} bytes exceeds the {limits.max_stored} limit")
     if raw_size > limits.max_raw:

@@ -1,0 +1,232 @@
+"""Delta frames round-trip: every candidate decodes to exactly the target snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support_codec import EPOCH, LEAVES, snap, snapshot_pairs, stamp
+from support_objects import JSON
+
+from snapsync.codec import EncodeOptions, apply_frame, decode_frame, encode_delta, inspect_frame
+from snapsync.delta import Delta, diff
+from snapsync.errors import BaseMismatch, DeltaError, FrameError
+from snapsync.fields import EXT_HELD, EXT_UID_OF, Expansion, LeafDecoder, LeafEncoder
+from snapsync.frame import OVERHEAD, Codec, Frame, FrameKind, unpack_frame
+from snapsync.snapshot import Snapshot
+from snapsync.wire_delta import pack_delta
+
+ONLY = {
+    "delta": EncodeOptions(patch_from=False, full=False),
+    "patch-from": EncodeOptions(delta=False, full=False),
+    "full": EncodeOptions(delta=False, patch_from=False),
+}
+
+
+@given(snapshot_pairs())
+def test_chosen_frame_applies_to_the_target(pair: tuple[Snapshot, Snapshot]) -> None:
+    base, new = pair
+    encoded = encode_delta(base, new)
+    assert encoded.chosen in encoded.candidates
+    assert len(encoded.frame) == min(encoded.candidates.values())
+    assert apply_frame(base, encoded.frame).digest == new.digest
+
+
+@settings(max_examples=40)
+@given(snapshot_pairs(), st.sampled_from(sorted(ONLY)))
+def test_every_candidate_decodes_to_the_target(pair: tuple[Snapshot, Snapshot], name: str) -> None:
+    base, new = pair
+    encoded = encode_delta(base, new, ONLY[name])
+    assert encoded.chosen == name
+    result = apply_frame(base, encoded.frame)
+    assert result.digest == new.digest
+    assert result.header == new.header
+
+
+@given(snapshot_pairs())
+def test_decoded_delta_equals_the_diff(pair: tuple[Snapshot, Snapshot]) -> None:
+    base, new = pair
+    delta = diff(base, new)
+    decoded = decode_frame(encode_delta(base, new, ONLY["delta"], delta=delta).frame, base)
+    assert isinstance(decoded, Delta)
+    assert decoded.removed == delta.removed
+    assert decoded.header == delta.header
+    assert decoded.added == delta.added
+    assert {k: list(v) for k, v in decoded.changed.items()} == {
+        k: list(v) for k, v in delta.changed.items()
+    }
+
+
+@given(st.data())
+def test_field_leaves_round_trip_exactly(data: st.DataObject) -> None:
+    value = data.draw(st.lists(LEAVES, max_size=6))
+    ref = data.draw(st.lists(LEAVES, max_size=6))
+    encoder = LeafEncoder()
+    encoded = encoder.value(value, ref)
+    epoch = encoder.choose_epoch()
+    packed = encoder.pack(encoded)
+    decoder = LeafDecoder(epoch, Expansion(2**20))
+    decoded = decoder.value(msgpack.unpackb(packed, raw=False), ref)
+    assert msgpack.packb(decoded) == msgpack.packb(value)
+
+
+@given(JSON, JSON)
+def test_structural_encoding_against_an_exemplar_round_trips(value: Any, ref: Any) -> None:
+    encoder = LeafEncoder()
+    encoded, same = encoder.against(value, ref)
+    packed = encoder.pack(encoded)
+    decoder = LeafDecoder(encoder.choose_epoch(), Expansion(2**20))
+    decoded = decoder.value(msgpack.unpackb(packed), ref, whole=True)
+    assert msgpack.packb(decoded) == msgpack.packb(value)
+    assert same == (msgpack.packb(value) == msgpack.packb(ref))
+
+
+@given(JSON, JSON)
+def test_arbitrary_json_round_trips_against_any_reference(value: Any, ref: Any) -> None:
+    encoder = LeafEncoder()
+    encoded = encoder.value(value, ref)
+    packed = encoder.pack(encoded)
+    decoded = LeafDecoder(encoder.choose_epoch(), Expansion(2**20)).value(
+        msgpack.unpackb(packed), ref
+    )
+    assert msgpack.packb(decoded) == msgpack.packb(value)
+
+
+def _pods(n: int, t: int, restarts: int = 0) -> list[dict[str, Any]]:
+    owner = {
+        "kind": "ReplicaSet",
+        "name": "web-5d8f",
+        "uid": "0" * 8 + "-1111-2222-3333-" + "4" * 12,
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"web-5d8f-{i:05d}",
+                "namespace": "shop",
+                "uid": f"{i:08x}-aaaa-bbbb-cccc-dddddddddddd",
+                "creationTimestamp": stamp(t),
+                "labels": {"app": "web"},
+                "ownerReferences": [{**owner, "controller": True}],
+            },
+            "spec": {"containers": [{"name": "web", "image": "registry.example/web:1.4.2"}]},
+            "status": {
+                "phase": "Running",
+                "startTime": stamp(t),
+                "containerStatuses": [{"name": "web", "restartCount": restarts}],
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def test_an_idle_cycle_is_a_tiny_frame() -> None:
+    base = snap(_pods(50, 0), 0)
+    again = snap(_pods(50, 0), 60)  # same objects, later collection
+    encoded = encode_delta(base, again)
+    assert encoded.chosen == "delta"
+    assert len(encoded.frame) <= 80  # 56 bytes of header and checksum + a few of payload
+    assert apply_frame(base, encoded.frame).digest == again.digest
+
+
+def test_a_new_sibling_pod_costs_a_fraction_of_itself() -> None:
+    pods = _pods(20, 0)
+    base = snap(pods[:19], 0)
+    new = snap(pods, 60)
+    whole = encode_delta(base, new, EncodeOptions(exemplars=False, patch_from=False, full=False))
+    assert whole.stats is not None and whole.stats.added_whole == 1
+    sibling = encode_delta(base, new, ONLY["delta"])
+    assert sibling.stats is not None and sibling.stats.added_exemplar == 1
+    assert (len(sibling.frame) - OVERHEAD) * 2 < len(whole.frame) - OVERHEAD
+    assert apply_frame(base, sibling.frame).digest == new.digest
+
+
+def test_a_frame_against_another_base_is_refused_as_base_mismatch() -> None:
+    base, new, other = snap(_pods(3, 0)), snap(_pods(4, 0)), snap(_pods(2, 0))
+    for options in ONLY.values():
+        frame = encode_delta(base, new, options).frame
+        if unpack_frame(frame).needs_base:
+            with pytest.raises(BaseMismatch):
+                apply_frame(other, frame)
+            with pytest.raises(BaseMismatch):
+                apply_frame(None, frame)
+
+
+def test_inspect_summarizes_a_delta_without_its_base() -> None:
+    base, new = snap(_pods(10, 0)), snap(_pods(12, 0, restarts=1), 60)
+    summary = inspect_frame(encode_delta(base, new, ONLY["delta"]).frame)
+    assert summary["type"] == "delta"
+    assert summary["delta"]["added"] == 2
+    assert summary["delta"]["changed"] == 10
+    assert summary["delta"]["operations"]["replace"] >= 10
+
+
+def _event(pod: dict[str, Any], reason: str, t: int, nanos: int) -> dict[str, Any]:
+    seconds = EPOCH + t
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{meta['name']}.{seconds * 10**9 + nanos:x}",
+            "namespace": meta["namespace"],
+            "uid": f"{t:08x}-{nanos % 9999:04d}-4000-8000-00000000{reason[:4].encode().hex()}",
+            "creationTimestamp": stamp(t),
+        },
+        "involvedObject": {"kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+        "reason": reason,
+        "message": f"{reason} {meta['name']}",
+        "firstTimestamp": stamp(t),
+        "lastTimestamp": stamp(t),
+    }
+
+
+def _leaf_codes(value: Any) -> set[int]:
+    if isinstance(value, msgpack.ExtType):
+        return {value.code}
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return set().union(*map(_leaf_codes, value)) if value else set()
+    return set()
+
+
+def test_events_name_their_pod_by_reference_and_rebuild_their_own_name() -> None:
+    pods = _pods(3, 0)
+    base = snap([*pods, _event(pods[0], "Pulled", 5, 123)], 0)
+    new = snap([*pods, _event(pods[0], "Pulled", 5, 123), _event(pods[1], "Pulled", 60, 456)], 60)
+    wire = pack_delta(base, diff(base, new))
+    doc = msgpack.unpackb(wire.payload)
+    slot, body = doc[5]
+    assert slot[1] == 456  # the Event's name travels as its nanoseconds
+    assert EXT_UID_OF in _leaf_codes(body)  # involvedObject.uid: the base Pod, not 16 bytes
+    encoded = encode_delta(base, new, ONLY["delta"])
+    assert apply_frame(base, encoded.frame).digest == new.digest
+
+
+def test_a_container_id_that_moved_is_sent_as_a_reference() -> None:
+    old = _pods(1, 0)
+    new_pods = _pods(1, 0, restarts=1)
+    status = new_pods[0]["status"]["containerStatuses"][0]
+    old_id = "containerd://" + "ab" * 32
+    old[0]["status"]["containerStatuses"][0]["containerID"] = old_id
+    status["containerID"] = "containerd://" + "cd" * 32
+    status["lastState"] = {"terminated": {"containerID": old_id, "exitCode": 1}}
+    base, new = snap(old), snap(new_pods, 60)
+    wire = pack_delta(base, diff(base, new))
+    assert EXT_HELD in _leaf_codes(msgpack.unpackb(wire.payload)[4])
+    assert apply_frame(base, encode_delta(base, new, ONLY["delta"]).frame).digest == new.digest
+
+
+@pytest.mark.parametrize("slot", [[0, -1], [None, 10**9], [None], [None, 1, 2], [10**6, 5]])
+def test_malformed_added_slots_are_refused(slot: Any) -> None:
+    pods = _pods(2, 0)
+    base = snap(pods)
+    raw = msgpack.packb([0, "t", {}, [], [], [slot, {"kind": "Event"}]])
+    frame = Frame(FrameKind.DELTA, Codec.NONE, 0, base.digest, base.digest, len(raw), raw).pack()
+    with pytest.raises((FrameError, DeltaError)):
+        apply_frame(base, frame)

@@ -1,0 +1,107 @@
+"""Train the zstd dictionary that delta frames use, reproducibly, from the sample-cluster generator.
+
+    python tools/train_dictionary.py --id 1            # writes snapsync/dictionaries/
+    python tools/train_dictionary.py --id 1 --check    # retrains, compares with the shipped file
+
+Samples are the records of compact delta payloads (snapsync.wire_delta: one changed or added
+object each, field-aware leaves included) from churn cycles of generated clusters of both shapes.
+The seeds are not the benchmark's (seed 0), so the benchmark measures a dictionary that has not
+seen its clusters. Training parameters are fixed (no search, one thread), so the same generator
+and zstandard version give the same bytes. A new dictionary takes a new id and is added next to
+the old ones; existing files never change (old agents keep using them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import zstandard
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from snapsync.delta import diff  # noqa: E402
+from snapsync.profile import load_profile  # noqa: E402
+from snapsync.snapshot import build_snapshot  # noqa: E402
+from snapsync.wire_delta import pack_delta  # noqa: E402
+from tools.sample_cluster import SampleCluster  # noqa: E402
+
+OUT = ROOT / "snapsync" / "dictionaries"
+SIZE = 112 * 1024
+PARAMS = {"k": 1024, "d": 8, "f": 20, "accel": 1, "steps": 0, "threads": 1, "level": 19}
+PLAN = [  # (shape, objects, seed, cycles, churn)
+    ("application", 2000, 101, 12, "steady"),
+    ("application", 2000, 102, 8, "busy"),
+    ("platform", 2000, 103, 12, "steady"),
+    ("platform", 1000, 104, 8, "busy"),
+    ("application", 5000, 105, 4, "quiet"),
+]
+
+
+def samples() -> list[bytes]:
+    profile = load_profile()
+    out: list[bytes] = []
+    for shape, objects, seed, cycles, churn in PLAN:
+        cluster = SampleCluster(objects=objects, shape=shape, seed=seed)
+        base = build_snapshot(cluster.objects(), profile, collected_at="2023-11-14T22:13:20Z")
+        for cycle in range(1, cycles + 1):
+            cluster.step(churn=churn)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_700_000_000 + 60 * cycle))
+            new = build_snapshot(cluster.objects(), profile, collected_at=stamp)
+            out.extend(pack_delta(base, diff(base, new)).records)
+            base = new
+    return out
+
+
+def train(dict_id: int) -> bytes:
+    records = samples()
+    print(f"{len(records)} records, {sum(map(len, records)):,} bytes", file=sys.stderr)
+    trained = zstandard.train_dictionary(SIZE, records, dict_id=dict_id, **PARAMS)
+    data: bytes = trained.as_bytes()
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--id", type=int, required=True, help="dictionary id (new ids only)")
+    parser.add_argument("--check", action="store_true", help="compare with the shipped file")
+    parser.add_argument("--default", action="store_true", help="make it the default for frames")
+    args = parser.parse_args()
+    name = f"k8s-delta-{args.id}.zdict"
+    data = train(args.id)
+    digest = hashlib.sha256(data).hexdigest()
+    manifest_path = OUT / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if args.check:
+        shipped = (OUT / name).read_bytes()
+        same = shipped == data
+        print(f"{name}: {'identical' if same else 'DIFFERENT'} ({digest})")
+        sys.exit(0 if same else 1)
+    if any(int(d["id"]) == args.id for d in manifest["dictionaries"]):
+        sys.exit(f"dictionary id {args.id} is already shipped; pick a new id")
+    (OUT / name).write_bytes(data)
+    manifest["dictionaries"].append(
+        {
+            "id": args.id,
+            "file": name,
+            "sha256": digest,
+            "bytes": len(data),
+            "trained_on": "compact delta records (snapsync.wire_delta) of tools.sample_cluster",
+            "plan": [list(p) for p in PLAN],
+            "params": PARAMS,
+            "zstandard": zstandard.__version__,
+        }
+    )
+    if args.default or not manifest.get("default"):
+        manifest["default"] = args.id
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {name}: {len(data):,} bytes, sha256 {digest}")
+
+
+if __name__ == "__main__":
+    main()
