@@ -1,0 +1,187 @@
+"""The embeddable agent: collector + protocol + transport + state directory.
+
+`step()` does one pass (collect if due, then every exchange the protocol wants now) and returns
+what happened; `run()` repeats it, sleeping until the protocol's next wake-up, until stopped. The
+protocol's state is saved after every exchange, so the process can be killed at any point.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snapsync.agent.state import StateDir
+from snapsync.agent.transport import Transport
+from snapsync.collect import Collector
+from snapsync.errors import SnapsyncError, TransportError
+from snapsync.profile import Profile, load_profile
+from snapsync.protocol.agent import AgentConfig, AgentProtocol
+from snapsync.protocol.events import (
+    Acked,
+    AuthRejected,
+    BudgetDeferred,
+    CollectRequested,
+    CommandReceived,
+    Event,
+    PeerMisbehaved,
+    UploadRejected,
+)
+from snapsync.protocol.messages import Command, CommandResult
+from snapsync.snapshot import SnapshotBuilder
+
+log = logging.getLogger("snapsync.agent")
+
+CommandRunner = Callable[[Command], CommandResult]
+
+
+def refuse_cluster_commands(command: Command) -> CommandResult:
+    """The runner for agents without cluster write access (file collectors, read-only RBAC)."""
+    return CommandResult(command.id, False, f"{command.name}: this agent has no cluster access")
+
+
+@dataclass
+class StepReport:
+    """One pass, for logs and for `--once`."""
+
+    collected: bool = False
+    collect_error: str = ""
+    exchanges: int = 0
+    wire_bytes: int = 0
+    frame_kind: str = ""
+    frame_bytes: int = 0
+    version: int | None = None
+    in_sync: bool = False
+    budget_left: int | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+class Agent:
+    def __init__(
+        self,
+        collector: Collector,
+        transport: Transport,
+        state_dir: str | Path,
+        config: AgentConfig | None = None,
+        *,
+        profile: Profile | None = None,
+        environment_id: str = "",
+        commands: CommandRunner = refuse_cluster_commands,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        self.collector = collector
+        self.transport = transport
+        self.config = config or AgentConfig()
+        self.profile = profile or load_profile()
+        self.environment_id = environment_id
+        self.commands = commands
+        self.clock = clock
+        self.state = StateDir(state_dir)
+        self.protocol = AgentProtocol(self.config, seed=seed)
+        saved = self.state.load()
+        if saved is not None:
+            self.protocol.restore_state(*saved)
+        self._stop = threading.Event()
+
+    def step(self) -> StepReport:
+        report = StepReport()
+        now = self.clock()
+        if self.protocol.snapshot_due(now):
+            self._collect(now, report)
+        while (request := self.protocol.next_request(now)) is not None:
+            report.exchanges += 1
+            try:
+                answer = self.transport.post(request.path, request.body)
+            except TransportError as exc:
+                events = self.protocol.fail(request, self.clock(), str(exc))
+            else:
+                report.wire_bytes += answer.wire_bytes
+                events = self.protocol.receive(request, answer.status, answer.body, self.clock())
+            self._handle(events, report)
+            self._save()
+            now = self.clock()
+        report.events += self.protocol.poll_events()
+        acked = self.protocol.acked
+        report.version = acked.seq if acked else None
+        report.in_sync = self.protocol.in_sync
+        report.budget_left = self.protocol.budget.remaining(now)
+        self._save()
+        return report
+
+    def run(self, max_sleep: float = 60.0) -> None:
+        """Step until `stop()`; sleeps in between, never longer than `max_sleep`."""
+        while not self._stop.is_set():
+            report = self.step()
+            log.info("%s", format_report(report))
+            delay = self.protocol.wakeup_at(self.clock()) - self.clock()
+            self._stop.wait(min(max(delay, 0.05), max_sleep))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def _collect(self, now: float, report: StepReport) -> None:
+        builder = SnapshotBuilder(self.profile, environment_id=self.environment_id)
+        try:
+            self.collector.collect(builder)
+        except SnapsyncError as exc:
+            report.collect_error = str(exc)
+            log.warning("collection failed: %s", exc)
+            self.protocol.next_snapshot = now + self.config.intervals.snapshot
+            return
+        self.protocol.snapshot_collected(builder.build(), now)
+        report.collected = True
+
+    def _handle(self, events: list[Event], report: StepReport) -> None:
+        for event in events:
+            report.events.append(event)
+            if isinstance(event, Acked):
+                report.frame_kind, report.frame_bytes = event.kind, event.frame_bytes
+            elif isinstance(event, CommandReceived):
+                self._save()  # the cursor is on disk before the command runs: at most once
+                self.protocol.command_finished(self._run(event.command))
+            elif isinstance(event, CollectRequested):
+                self.protocol.collect_now(self.clock())
+            elif isinstance(event, AuthRejected):
+                log.error(
+                    "the server refused our credentials (%s): check edge id and secret",
+                    event.reason,
+                )
+            elif isinstance(event, UploadRejected | PeerMisbehaved):
+                log.warning("%s", event)
+            elif isinstance(event, BudgetDeferred):
+                log.warning(
+                    "data budget: an upload of %d bytes waits (%d left this period)",
+                    event.needed,
+                    event.remaining,
+                )
+
+    def _run(self, command: Command) -> CommandResult:
+        try:
+            return self.commands(command)
+        except Exception as exc:  # a command failing must never stop the agent
+            return CommandResult(command.id, False, f"{type(exc).__name__}: {exc}")
+
+    def _save(self) -> None:
+        self.state.save(self.protocol.export_state(), self.protocol.snapshots_to_keep())
+
+
+def format_report(report: StepReport) -> str:
+    """One structured log line per cycle."""
+    parts = [
+        f"sent={report.wire_bytes}",
+        f"frame={report.frame_kind or '-'}",
+        f"frame_bytes={report.frame_bytes}",
+        f"version={report.version if report.version is not None else '-'}",
+        f"in_sync={str(report.in_sync).lower()}",
+        f"budget_left={'unlimited' if report.budget_left is None else report.budget_left}",
+    ]
+    if report.collect_error:
+        parts.append(f"collect_error={report.collect_error!r}")
+    return " ".join(parts)

@@ -1,0 +1,73 @@
+"""The agent's state directory: what a restart needs to resume without a full resend.
+
+Layout: `state.msgpack` (the protocol's exported state) and `snapshots/<digest>.snap` (the
+snapshots it refers to: acknowledged bases, the latest, an upload's target). Every file is written
+atomically (write, fsync, rename); snapshots are written before the state that names them and
+pruned after, so a crash at any point leaves a state whose snapshots are all there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.errors import FrameError, InputError
+from snapsync.fileio import atomic_write
+from snapsync.snapshot import Snapshot
+
+STATE_FILE = "state.msgpack"
+SNAPSHOT_DIR = "snapshots"
+
+
+class StateDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            (self.path / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"state directory {self.path}: {exc.strerror}") from None
+        self._written: set[bytes] = set()
+
+    def load(self) -> tuple[dict[str, Any], dict[bytes, Snapshot]] | None:
+        """The saved state and its snapshots, or None for a fresh start.
+
+        A damaged state file is an InputError naming it (delete the directory to start over); a
+        damaged snapshot is skipped, costing at most one full upload.
+        """
+        state_file = self.path / STATE_FILE
+        if not state_file.exists():
+            return None
+        try:
+            state = msgpack.unpackb(state_file.read_bytes(), raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise InputError(f"{state_file}: unreadable agent state ({exc})") from None
+        if not isinstance(state, dict):
+            raise InputError(f"{state_file}: unreadable agent state")
+        snapshots: dict[bytes, Snapshot] = {}
+        for file in (self.path / SNAPSHOT_DIR).glob("*.snap"):
+            try:
+                snapshot = decode_snapshot(file.read_bytes())
+            except (FrameError, OSError):
+                continue
+            snapshots[snapshot.digest] = snapshot
+            self._written.add(snapshot.digest)
+        return state, snapshots
+
+    def save(self, state: dict[str, Any], snapshots: Iterable[Snapshot]) -> None:
+        keep = {}
+        for snapshot in snapshots:
+            keep[snapshot.digest] = snapshot
+            if snapshot.digest not in self._written:
+                atomic_write(self._snapshot_path(snapshot.digest), encode_snapshot(snapshot, 3))
+                self._written.add(snapshot.digest)
+        atomic_write(self.path / STATE_FILE, msgpack.packb(state, use_bin_type=True))
+        for digest in self._written - set(keep):
+            self._snapshot_path(digest).unlink(missing_ok=True)
+        self._written &= set(keep)
+
+    def _snapshot_path(self, digest: bytes) -> Path:
+        return self.path / SNAPSHOT_DIR / f"{digest.hex()}.snap"

@@ -1,0 +1,489 @@
+"""The agent side of the sync protocol, as a sans-IO state machine (the h11 way).
+
+Nothing here opens a socket, reads a clock or sleeps. The embedding loop feeds it collected
+snapshots, the current time, and the answers to the requests it asked for; it returns the next
+request to send, the events to act on, and when it next wants to be woken.
+
+Invariants:
+- At most one request is in flight; at most one upload exists. A new snapshot replaces an upload
+  the server has confirmed nothing of, so after an outage one delta goes from the last ack to now
+  (coalescing), never a backlog.
+- Deltas are made against versions the server acknowledged and, as far as the agent knows, still
+  holds; an ack only counts for the upload it names, so late, repeated or stray acks can never
+  move the base to a version the server does not hold.
+- The data budget is checked before every request (request + the largest expected answer), so it
+  is never exceeded; an upload that does not fit waits for the next period and says so in pings.
+- Commands are executed at most once: the cursor is advanced (and persisted by the caller) before
+  a command is handed out, and one the agent saw started but never finished is reported as
+  interrupted, not run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from snapsync.codec import EncodeOptions, encode_delta, encode_snapshot
+from snapsync.errors import LocalProtocolError, RemoteProtocolError
+from snapsync.frame import unpack_frame
+from snapsync.protocol.budget import Budget, BudgetConfig
+from snapsync.protocol.commands import PROTOCOL_COMMANDS, validate_command
+from snapsync.protocol.events import (
+    Acked,
+    AuthRejected,
+    BackingOff,
+    BaseUnknown,
+    BudgetDeferred,
+    CollectRequested,
+    CommandReceived,
+    Event,
+    PeerMisbehaved,
+    UploadRejected,
+)
+from snapsync.protocol.messages import (
+    MAX_PONG,
+    UPLOAD_ID,
+    Chunk,
+    Command,
+    CommandResult,
+    Message,
+    Ping,
+    Pong,
+    Refusal,
+    UploadReply,
+    Version,
+    decode,
+)
+from snapsync.protocol.schedule import Intervals, backoff_delay, jittered
+from snapsync.snapshot import Snapshot
+
+# HTTP request line, headers (edge id, timestamp, nonce, signature) and response framing, counted
+# against the budget per exchange on top of the bodies; measured on the httpx transport.
+DEFAULT_OVERHEAD = 420
+UPLOAD_REPLY_ALLOWANCE = 512
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    intervals: Intervals = field(default_factory=Intervals)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    chunk_size: int = 256 * 1024
+    keep_versions: int = 3  # acknowledged versions kept as possible bases
+    overhead: int = DEFAULT_OVERHEAD
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    full_level: int = 9
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to send: POST `message.encode()` to `message.PATH`."""
+
+    message: Message
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.message.PATH
+
+
+@dataclass
+class Upload:
+    """The one frame being uploaded, and how much of it the server confirmed."""
+
+    id: bytes
+    base: Version | None
+    target: Snapshot
+    frame: bytes
+    kind: str  # delta, patch-from, full
+    candidates: dict[str, int]
+    confirmed: int = 0
+
+
+class AgentProtocol:
+    def __init__(self, config: AgentConfig, *, seed: int | None = None) -> None:
+        self.config = config
+        self.rng = random.Random(seed)
+        self.bases: dict[bytes, tuple[Version, Snapshot]] = {}
+        self.latest: Snapshot | None = None
+        self.upload: Upload | None = None
+        self.need_full = False
+        self.cursor = 0
+        self.running: set[int] = set()
+        self.results: list[CommandResult] = []
+        self.budget = Budget(config.budget)
+        self.next_ping = 0.0
+        self.next_snapshot = 0.0
+        self.backoff_until = 0.0
+        self.failures = 0
+        self.waiting = 0  # bytes of an upload held back by the budget
+        self.server_current: Version | None = None
+        self.chunk_size = config.chunk_size
+        self._last_ping = 0.0
+        self._verify_bases = True  # list every base in the next ping, not only the newest
+        # The first exchange after a start is a ping: it checks credentials for a few bytes, and
+        # the server may already hold the latest snapshot (no upload at all).
+        self._greeted = False
+        self._in_flight: Request | None = None
+        self._events: list[Event] = []
+
+    # -- what the agent knows -------------------------------------------------------------------
+
+    @property
+    def acked(self) -> Version | None:
+        """The newest version the server acknowledged that the agent can diff against."""
+        if not self.bases:
+            return None
+        return max(version for version, _ in self.bases.values())
+
+    @property
+    def in_sync(self) -> bool:
+        """The server holds the agent's newest snapshot."""
+        acked = self.acked
+        return self.latest is not None and acked is not None and acked.digest == self.latest.digest
+
+    def snapshot_due(self, now: float) -> bool:
+        return now >= self.next_snapshot
+
+    def wakeup_at(self, now: float) -> float:
+        """When the loop should next call `next_request` (or collect)."""
+        if self._in_flight is not None:
+            return now
+        candidates = [self.next_snapshot, max(self.next_ping, self.backoff_until)]
+        if self._wants_upload() and self._greeted:
+            candidates.append(max(now, self.backoff_until))
+        return min(candidates)
+
+    def poll_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def snapshot_collected(self, snapshot: Snapshot, now: float) -> None:
+        """A fresh collection; replaces an upload the server has confirmed nothing of."""
+        self.latest = snapshot
+        self.next_snapshot = now + jittered(
+            self.config.intervals.snapshot, self.config.intervals.jitter, self.rng
+        )
+        if self._replaceable(snapshot):
+            self.upload = None
+
+    def _replaceable(self, snapshot: Snapshot) -> bool:
+        """Coalescing: an upload nothing of which reached the server gives way to a newer one."""
+        upload, in_flight = self.upload, self._in_flight
+        return (
+            upload is not None
+            and upload.confirmed == 0
+            and upload.target.digest != snapshot.digest
+            and (in_flight is None or not isinstance(in_flight.message, Chunk))
+        )
+
+    def collect_now(self, now: float) -> None:
+        self.next_snapshot = now
+
+    def next_request(self, now: float) -> Request | None:
+        """The request to send now, if any; the caller sends it and reports back."""
+        if self._in_flight is not None or now < self.backoff_until:
+            return None
+        request = self._upload_request(now) if self._greeted else None
+        if request is None and (now >= self.next_ping or self._results_due(now)):
+            request = self._ping_request(now)
+        if request is not None:
+            self._in_flight = request
+        return request
+
+    def receive(self, request: Request, status: int, body: bytes, now: float) -> list[Event]:
+        """The server answered `request` with an HTTP status and body."""
+        self._finish(request, len(body), now)
+        if status == 200:
+            try:
+                if isinstance(request.message, Ping):
+                    self._on_pong(request.message, decode(body, (Pong,)), now)  # type: ignore[arg-type]
+                else:
+                    self._on_upload_reply(decode(body, (UploadReply,)), now)  # type: ignore[arg-type]
+            except RemoteProtocolError as exc:
+                self._events.append(PeerMisbehaved(str(exc)))
+                self._back_off(now, f"bad answer: {exc}")
+        else:
+            self._on_refusal(request, status, body, now)
+        return self.poll_events()
+
+    def fail(self, request: Request, now: float, reason: str) -> list[Event]:
+        """The request did not complete (connection refused or cut, timeout)."""
+        self._finish(request, 0, now)
+        self._back_off(now, reason)
+        return self.poll_events()
+
+    def command_finished(self, result: CommandResult) -> None:
+        """The embedding code ran a command handed out in a CommandReceived event."""
+        if result.id not in self.running:
+            raise LocalProtocolError(f"command {result.id} is not running")
+        self.running.discard(result.id)
+        self.results.append(result)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _wants_upload(self) -> bool:
+        return self.upload is not None or (self.latest is not None and not self.in_sync)
+
+    def _upload_request(self, now: float) -> Request | None:
+        if not self._wants_upload():
+            self.waiting = 0
+            return None
+        if self.upload is None:
+            self.upload = self._prepare_upload()
+        upload = self.upload
+        data = upload.frame[upload.confirmed : upload.confirmed + self.chunk_size]
+        message = Chunk(
+            upload=upload.id,
+            base=upload.base.digest if upload.base is not None else b"",
+            target=upload.target.digest,
+            total=len(upload.frame),
+            offset=upload.confirmed,
+            data=data,
+        )
+        body = message.encode()
+        remaining_frame = len(upload.frame) - upload.confirmed
+        need = remaining_frame + (len(body) - len(data)) + self.config.overhead
+        need += UPLOAD_REPLY_ALLOWANCE
+        if not self.budget.allows(need, now, essential=False):
+            if self.waiting != len(upload.frame):
+                self._events.append(
+                    BudgetDeferred(
+                        needed=need,
+                        remaining=self.budget.remaining(now) or 0,
+                        until=self.budget.next_period(now),
+                    )
+                )
+            self.waiting = len(upload.frame)
+            return None
+        self.waiting = 0
+        return Request(message, body)
+
+    def _prepare_upload(self) -> Upload:
+        latest = self.latest
+        if latest is None:
+            raise LocalProtocolError("no snapshot collected yet")
+        acked = None if self.need_full else self.acked
+        if acked is not None:
+            base_snapshot = self.bases[acked.digest][1]
+            encoded = encode_delta(base_snapshot, latest, self.config.encode)
+            frame, kind, candidates = encoded.frame, encoded.chosen, dict(encoded.candidates)
+            base = acked if unpack_frame(frame).needs_base else None
+        else:
+            frame = encode_snapshot(latest, self.config.full_level)
+            kind, candidates, base = "full", {"full": len(frame)}, None
+        upload_id = hashlib.blake2b(frame, digest_size=UPLOAD_ID).digest()
+        return Upload(upload_id, base, latest, frame, kind, candidates)
+
+    def _ping_request(self, now: float) -> Request | None:
+        versions = sorted((v for v, _ in self.bases.values()), reverse=True)
+        if not self._verify_bases:
+            versions = versions[:1]
+        message = Ping(
+            have=tuple(v.digest for v in versions),
+            latest=self.latest.digest if self.latest is not None else b"",
+            cursor=self.cursor,
+            results=tuple(self.results),
+            waiting=self.waiting,
+        )
+        body = message.encode()
+        if not self.budget.allows(len(body) + self.config.overhead + MAX_PONG, now, essential=True):
+            self.next_ping = self.budget.next_period(now)
+            return None
+        return Request(message, body)
+
+    def _results_due(self, now: float) -> bool:
+        return (
+            bool(self.results or self.running)
+            and now >= self._last_ping + self.config.intervals.command
+        )
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def _finish(self, request: Request, received: int, now: float) -> None:
+        if request is not self._in_flight:
+            raise LocalProtocolError("that request is not the one in flight")
+        self._in_flight = None
+        self.budget.spend(len(request.body) + received + self.config.overhead, now)
+        if isinstance(request.message, Ping):
+            self._last_ping = now
+
+    def _succeeded(self) -> None:
+        self.failures = 0
+
+    def _back_off(self, now: float, reason: str, at_least: float = 0.0) -> None:
+        self.failures += 1
+        delay = max(at_least, backoff_delay(self.failures, self.config.intervals, self.rng))
+        self.backoff_until = now + delay
+        self._events.append(BackingOff(until=self.backoff_until, reason=reason))
+
+    def _on_pong(self, ping: Ping, pong: Pong, now: float) -> None:
+        self._succeeded()
+        held = {v.digest for v in pong.holds}
+        lost = [digest for digest in ping.have if digest not in held]
+        for digest in lost:
+            self.bases.pop(digest, None)
+        self._verify_bases = bool(lost)
+        self.server_current = pong.current
+        self._greeted = True
+        latest = self.latest
+        for version in pong.holds:
+            if latest is not None and version.digest == latest.digest:
+                self._remember(version, latest)
+        sent = {r.id for r in ping.results}
+        self.results = [r for r in self.results if r.id not in sent]
+        for command in pong.commands:
+            self._on_command(command, now)
+        interval = self.config.intervals.ping
+        self.next_ping = now + jittered(interval, self.config.intervals.jitter, self.rng)
+        if pong.retry_after:
+            self.backoff_until = now + pong.retry_after
+
+    def _on_command(self, command: Command, now: float) -> None:
+        if command.id <= self.cursor:
+            return  # delivered again: at most once
+        self.cursor = command.id
+        problem = validate_command(command)
+        if problem:
+            self.results.append(CommandResult(command.id, False, problem))
+            return
+        if command.name in PROTOCOL_COMMANDS:
+            if command.name == "full-snapshot":
+                self._want_full()
+            self.next_snapshot = now
+            self._events.append(CollectRequested(command.id))
+            self.results.append(CommandResult(command.id, True, "scheduled"))
+            return
+        self.running.add(command.id)
+        self._events.append(CommandReceived(command))
+
+    def _on_upload_reply(self, reply: UploadReply, now: float) -> None:
+        upload = self.upload
+        if upload is None:
+            raise RemoteProtocolError("upload reply with no upload in progress")
+        self._succeeded()
+        if reply.status == "partial":
+            if not 0 <= reply.offset <= len(upload.frame):
+                raise RemoteProtocolError(
+                    f"server confirmed offset {reply.offset} of {len(upload.frame)}"
+                )
+            upload.confirmed = reply.offset
+        elif reply.status == "ack":
+            assert reply.version is not None
+            if reply.version.digest != upload.target.digest:
+                raise RemoteProtocolError("ack names another version than the upload's target")
+            self._remember(reply.version, upload.target)
+            self.server_current = reply.version
+            self.upload = None
+            self.need_full = False
+            self._events.append(
+                Acked(reply.version, upload.kind, len(upload.frame), upload.candidates)
+            )
+        elif reply.status == "unknown-base":
+            held = {v.digest for v in reply.holds}
+            for digest in list(self.bases):
+                if digest not in held:
+                    del self.bases[digest]
+            self.upload = None
+            self._verify_bases = True
+            self._events.append(BaseUnknown(upload.base))
+        else:
+            self.upload = None
+            self._want_full()
+            self._events.append(UploadRejected(reply.reason))
+            self._back_off(now, f"upload rejected: {reply.reason}")
+
+    def _want_full(self) -> None:
+        """The next upload is a whole snapshot: no base is used (or trusted) until it is acked."""
+        self.need_full = True
+        self.bases.clear()
+        if self.upload is not None and self.upload.confirmed == 0:
+            self.upload = None
+
+    def _remember(self, version: Version, snapshot: Snapshot) -> None:
+        self.bases[version.digest] = (version, snapshot)
+        newest = sorted(self.bases.values(), key=lambda item: item[0], reverse=True)
+        self.bases = {v.digest: (v, s) for v, s in newest[: self.config.keep_versions]}
+
+    def _on_refusal(self, request: Request, status: int, body: bytes, now: float) -> None:
+        try:
+            refusal = decode(body, (Refusal,))
+            reason = refusal.reason  # type: ignore[attr-defined]
+            retry_after = refusal.retry_after  # type: ignore[attr-defined]
+        except RemoteProtocolError:
+            reason, retry_after = f"HTTP {status}", 0.0
+        if status in (401, 403):
+            self._events.append(AuthRejected(reason))
+        elif status == 413 and isinstance(request.message, Chunk) and self.chunk_size > 1024:
+            self.chunk_size //= 2
+            return
+        self._back_off(now, reason, at_least=retry_after)
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything a restart needs besides the snapshots themselves (msgpack-able)."""
+        upload = self.upload
+        return {
+            "bases": [v.wire() for v, _ in self.bases.values()],
+            "latest": self.latest.digest if self.latest is not None else None,
+            "upload": None
+            if upload is None
+            else {
+                "id": upload.id,
+                "base": upload.base.wire() if upload.base else None,
+                "target": upload.target.digest,
+                "frame": upload.frame,
+                "kind": upload.kind,
+                "confirmed": upload.confirmed,
+            },
+            "need_full": self.need_full,
+            "cursor": self.cursor,
+            "running": sorted(self.running),
+            "results": [r.wire() for r in self.results],
+            "budget": [self.budget.period_started, self.budget.used],
+        }
+
+    def snapshots_to_keep(self) -> Iterable[Snapshot]:
+        """The snapshots `export_state` refers to, which the caller persists beside it."""
+        seen: dict[bytes, Snapshot] = {s.digest: s for _, s in self.bases.values()}
+        if self.latest is not None:
+            seen[self.latest.digest] = self.latest
+        if self.upload is not None:
+            seen[self.upload.target.digest] = self.upload.target
+        return seen.values()
+
+    def restore_state(self, state: dict[str, Any], snapshots: dict[bytes, Snapshot]) -> None:
+        """Resume from `export_state` output; commands seen running are reported interrupted."""
+        for raw in state.get("bases", []):
+            version = Version.parse(raw)
+            if version.digest in snapshots:
+                self._remember(version, snapshots[version.digest])
+        latest = state.get("latest")
+        self.latest = snapshots.get(latest) if latest else None
+        upload = state.get("upload")
+        if upload and upload["target"] in snapshots:
+            self.upload = Upload(
+                id=upload["id"],
+                base=Version.parse(upload["base"]) if upload["base"] else None,
+                target=snapshots[upload["target"]],
+                frame=upload["frame"],
+                kind=upload["kind"],
+                candidates={upload["kind"]: len(upload["frame"])},
+                confirmed=upload["confirmed"],
+            )
+        self.need_full = bool(state.get("need_full", False))
+        self.cursor = int(state.get("cursor", 0))
+        self.results = [CommandResult.parse(r) for r in state.get("results", [])]
+        for command_id in state.get("running", []):
+            self.results.append(
+                CommandResult(
+                    command_id, False, "interrupted: the agent restarted while running it"
+                )
+            )
+        period_started, used = state.get("budget", [0.0, 0])
+        self.budget.period_started, self.budget.used = float(period_started), int(used)

@@ -1,0 +1,398 @@
+"""The message vocabulary both sides share, and its msgpack wire form.
+
+Every message is a msgpack map `{"v": PROTOCOL_VERSION, "t": <type>, ...fields}` with short field
+names (an idle ping is paid for in bytes, every minute, on every site). schemas/wire.schema.json
+documents each one. Decoding checks every field's type and size and raises RemoteProtocolError
+for anything else: whatever arrives, nothing but that error escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+
+from snapsync.errors import RemoteProtocolError
+
+PROTOCOL_VERSION = 1
+DIGEST = 16
+UPLOAD_ID = 8
+MAX_MESSAGE = 64 * 2**20
+# A pong never exceeds this (the server leaves further commands for the next ping), so an agent
+# on a data budget knows what a ping can cost before sending it.
+MAX_PONG = 1024
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    """A snapshot version the server acknowledged: its sequence and digest."""
+
+    seq: int
+    digest: bytes
+
+    def wire(self) -> list[Any]:
+        return [self.seq, self.digest]
+
+    @classmethod
+    def parse(cls, raw: Any) -> Version:
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 2
+            or not _is_int(raw[0])
+            or not _is_digest(raw[1])
+        ):
+            raise RemoteProtocolError("malformed version")
+        return cls(raw[0], raw[1])
+
+
+@dataclass(frozen=True)
+class Command:
+    """An action the server queued for the agent; ids grow monotonically per environment."""
+
+    id: int
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def wire(self) -> list[Any]:
+        return [self.id, self.name, dict(self.args)]
+
+    @classmethod
+    def parse(cls, raw: Any) -> Command:
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 3
+            or not _is_int(raw[0])
+            or not isinstance(raw[1], str)
+            or not isinstance(raw[2], dict)
+        ):
+            raise RemoteProtocolError("malformed command")
+        return cls(raw[0], raw[1], raw[2])
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    id: int
+    ok: bool
+    message: str = ""
+
+    def wire(self) -> list[Any]:
+        return [self.id, self.ok, self.message]
+
+    @classmethod
+    def parse(cls, raw: Any) -> CommandResult:
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 3
+            or not _is_int(raw[0])
+            or not isinstance(raw[1], bool)
+            or not isinstance(raw[2], str)
+        ):
+            raise RemoteProtocolError("malformed command result")
+        return cls(raw[0], raw[1], raw[2])
+
+
+class Message:
+    """Base of every message: `TYPE` names it on the wire, `PATH` is where it is posted."""
+
+    TYPE: ClassVar[str]
+    PATH: ClassVar[str] = ""
+
+    def fields(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        packed: bytes = msgpack.packb(
+            {"v": PROTOCOL_VERSION, "t": self.TYPE, **self.fields()}, use_bin_type=True
+        )
+        return packed
+
+
+# -- agent -> server ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    """Heartbeat; carries command results and asks which versions the server still holds."""
+
+    TYPE: ClassVar[str] = "ping"
+    PATH: ClassVar[str] = "/v1/ping"
+    # acknowledged digests the agent can diff against, newest first: only the newest while the
+    # server confirms it, all of them once it did not (so a restored server is found out)
+    have: tuple[bytes, ...] = ()
+    # digest of the agent's newest collected snapshot; on the wire only when it is not have[0]
+    latest: bytes = b""
+    cursor: int = 0  # highest command id the agent has received
+    results: tuple[CommandResult, ...] = ()
+    waiting: int = 0  # bytes of a delta held back by the data budget, 0 if none
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"h": list(self.have), "c": self.cursor}
+        if self.latest and self.latest not in self.have[:1]:
+            out["l"] = self.latest
+        if self.results:
+            out["r"] = [r.wire() for r in self.results]
+        if self.waiting:
+            out["w"] = self.waiting
+        return out
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> Ping:
+        have = tuple(_list(doc, "h", _digest_item, default=[]))
+        return cls(
+            have=have,
+            latest=_opt_digest(doc, "l") or (have[0] if have else b""),
+            cursor=_int(doc, "c", default=0),
+            results=tuple(_list(doc, "r", CommandResult.parse, default=[])),
+            waiting=_int(doc, "w", default=0),
+        )
+
+
+@dataclass(frozen=True)
+class Chunk(Message):
+    """A piece of an upload; re-sending a piece the server has changes nothing."""
+
+    TYPE: ClassVar[str] = "chunk"
+    PATH: ClassVar[str] = "/v1/upload"
+    upload: bytes  # id: derived from the frame, so a retry names the same upload
+    base: bytes  # digest the frame is against; b"" for a whole snapshot
+    target: bytes
+    total: int  # frame size
+    offset: int
+    data: bytes
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "u": self.upload,
+            "b": self.base,
+            "g": self.target,
+            "n": self.total,
+            "o": self.offset,
+            "d": self.data,
+        }
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> Chunk:
+        upload = _bytes(doc, "u")
+        base = _bytes(doc, "b")
+        if len(upload) != UPLOAD_ID or len(base) not in (0, DIGEST):
+            raise RemoteProtocolError("malformed chunk: bad upload id or base digest")
+        chunk = cls(
+            upload=upload,
+            base=base,
+            target=_digest(doc, "g"),
+            total=_int(doc, "n"),
+            offset=_int(doc, "o"),
+            data=_bytes(doc, "d"),
+        )
+        if chunk.total == 0 or chunk.offset + len(chunk.data) > chunk.total:
+            raise RemoteProtocolError("malformed chunk: data beyond the declared total")
+        return chunk
+
+
+# -- server -> agent ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pong(Message):
+    TYPE: ClassVar[str] = "pong"
+    # of the agent's `have` and `latest`, those the server holds, newest first
+    holds: tuple[Version, ...] = ()
+    # the server's newest version; on the wire only when it is not holds[0]
+    current: Version | None = None
+    commands: tuple[Command, ...] = ()
+    retry_after: float = 0.0  # seconds the agent should stay quiet (server load)
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"h": [v.wire() for v in self.holds]}
+        if self.current is not None and self.current not in self.holds[:1]:
+            out["cur"] = self.current.wire()
+        if self.commands:
+            out["cmd"] = [c.wire() for c in self.commands]
+        if self.retry_after:
+            out["ra"] = self.retry_after
+        return out
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> Pong:
+        holds = tuple(_list(doc, "h", Version.parse, default=[]))
+        current = doc.get("cur")
+        return cls(
+            holds=holds,
+            current=holds[0] if current is None and holds else _opt_version(current),
+            commands=tuple(_list(doc, "cmd", Command.parse, default=[])),
+            retry_after=_number(doc, "ra", default=0.0),
+        )
+
+
+UPLOAD_STATUSES = ("partial", "ack", "unknown-base", "rejected")
+
+
+@dataclass(frozen=True)
+class UploadReply(Message):
+    """The server's answer to a chunk.
+
+    partial: send on from `offset`. ack: the frame is applied and stored as `version`.
+    unknown-base: the server does not hold the base; `holds` lists what it does hold.
+    rejected: the frame is unusable (`reason`); the agent must not resend it.
+    """
+
+    TYPE: ClassVar[str] = "upload"
+    status: str
+    offset: int = 0
+    version: Version | None = None
+    holds: tuple[Version, ...] = ()
+    reason: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"s": self.status}
+        if self.status == "partial":
+            out["o"] = self.offset
+        if self.version is not None:
+            out["ver"] = self.version.wire()
+        if self.status == "unknown-base":
+            out["h"] = [v.wire() for v in self.holds]
+        if self.reason:
+            out["why"] = self.reason
+        return out
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> UploadReply:
+        status = doc.get("s")
+        if status not in UPLOAD_STATUSES:
+            raise RemoteProtocolError(f"unknown upload status {status!r}")
+        version = doc.get("ver")
+        reply = cls(
+            status=status,
+            offset=_int(doc, "o", default=0),
+            version=None if version is None else Version.parse(version),
+            holds=tuple(_list(doc, "h", Version.parse, default=[])),
+            reason=_str(doc, "why", default=""),
+        )
+        if status == "ack" and reply.version is None:
+            raise RemoteProtocolError("ack without a version")
+        return reply
+
+
+@dataclass(frozen=True)
+class Refusal(Message):
+    """Any request the server will not serve now: bad auth, overload, bad request."""
+
+    TYPE: ClassVar[str] = "refusal"
+    reason: str
+    retry_after: float = 0.0
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"why": self.reason}
+        if self.retry_after:
+            out["ra"] = self.retry_after
+        return out
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> Refusal:
+        return cls(reason=_str(doc, "why", default=""), retry_after=_number(doc, "ra", default=0.0))
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
+    cls.TYPE: cls.parse for cls in (Ping, Chunk, Pong, UploadReply, Refusal)
+}
+
+
+def decode(data: bytes, expect: tuple[type[Message], ...] | None = None) -> Message:
+    """Parse one message; RemoteProtocolError for anything malformed or unexpected."""
+    if len(data) > MAX_MESSAGE:
+        raise RemoteProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
+    try:
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises many unrelated types on hostile input
+        raise RemoteProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("v") != PROTOCOL_VERSION:
+        raise RemoteProtocolError("not a snapsync message of a known protocol version")
+    parser = _PARSERS.get(doc.get("t"))  # type: ignore[arg-type]
+    if parser is None:
+        raise RemoteProtocolError(f"unknown message type {doc.get('t')!r}")
+    message = parser(doc)
+    if expect is not None and not isinstance(message, expect):
+        names = "/".join(cls.TYPE for cls in expect)
+        raise RemoteProtocolError(f"expected a {names} message, got {message.TYPE}")
+    return message
+
+
+# -- field readers -----------------------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def _get(doc: dict[str, Any], name: str, default: Any) -> Any:
+    value = doc.get(name, default)
+    if value is _MISSING:
+        raise RemoteProtocolError(f"message lacks field {name!r}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == DIGEST
+
+
+def _int(doc: dict[str, Any], name: str, default: Any = _MISSING) -> int:
+    value = _get(doc, name, default)
+    if not _is_int(value):
+        raise RemoteProtocolError(f"field {name!r} is not a non-negative integer")
+    return int(value)
+
+
+def _number(doc: dict[str, Any], name: str, default: Any = _MISSING) -> float:
+    value = _get(doc, name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+        raise RemoteProtocolError(f"field {name!r} is not a sensible number")
+    return float(value)
+
+
+def _str(doc: dict[str, Any], name: str, default: Any = _MISSING) -> str:
+    value = _get(doc, name, default)
+    if not isinstance(value, str):
+        raise RemoteProtocolError(f"field {name!r} is not a string")
+    return value
+
+
+def _bytes(doc: dict[str, Any], name: str, default: Any = _MISSING) -> bytes:
+    value = _get(doc, name, default)
+    if not isinstance(value, bytes):
+        raise RemoteProtocolError(f"field {name!r} is not binary")
+    return value
+
+
+def _digest(doc: dict[str, Any], name: str) -> bytes:
+    value = _bytes(doc, name)
+    if len(value) != DIGEST:
+        raise RemoteProtocolError(f"field {name!r} is not a {DIGEST}-byte digest")
+    return value
+
+
+def _opt_digest(doc: dict[str, Any], name: str) -> bytes:
+    return _digest(doc, name) if name in doc else b""
+
+
+def _opt_version(raw: Any) -> Version | None:
+    return None if raw is None else Version.parse(raw)
+
+
+def _digest_item(value: Any) -> bytes:
+    if not _is_digest(value):
+        raise RemoteProtocolError("malformed digest in a list")
+    assert isinstance(value, bytes)
+    return value
+
+
+def _list(
+    doc: dict[str, Any], name: str, item: Callable[[Any], Any], default: Any = _MISSING
+) -> list[Any]:
+    value = _get(doc, name, default)
+    if not isinstance(value, list):
+        raise RemoteProtocolError(f"field {name!r} is not a list")
+    return [item(v) for v in value]

@@ -1,0 +1,191 @@
+"""The server side of the sync protocol: requests in, answers out, state in a store.
+
+Like the agent side it opens no socket and reads no clock: the web layer hands it the edge id
+(already authenticated), the request path and body, and the time. Storage is behind
+`VersionStore`, so the same logic runs over memory (tests, simulations) and a database.
+
+Invariants:
+- A frame is applied only when complete, only to the base it names, and stored only if the
+  result has exactly the target digest: a bad frame is refused and the stored state stays as it
+  was.
+- Every answer is idempotent: a chunk received twice, or a whole upload of a version the server
+  already holds, is answered from the stored state and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import ClassVar, Protocol
+
+from snapsync.codec import apply_frame
+from snapsync.errors import BaseMismatch, DeltaError, FrameError, RemoteProtocolError
+from snapsync.frame import unpack_frame
+from snapsync.protocol.messages import (
+    MAX_PONG,
+    Chunk,
+    Command,
+    CommandResult,
+    Message,
+    Ping,
+    Pong,
+    Refusal,
+    UploadReply,
+    Version,
+    decode,
+)
+from snapsync.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class PartialUpload:
+    base: bytes
+    target: bytes
+    total: int
+    data: bytes
+
+
+class VersionStore(Protocol):
+    """What the protocol needs from storage, per environment (edge id)."""
+
+    def held(self, env: str) -> Sequence[Version]:
+        """Versions whose snapshot the store can produce, newest first."""
+
+    def snapshot(self, env: str, digest: bytes) -> Snapshot | None: ...
+
+    def commit(
+        self, env: str, snapshot: Snapshot, frame: bytes, base: Version | None, now: float
+    ) -> Version:
+        """Store `snapshot` as the newest version, atomically; returns it with its sequence.
+
+        Of older versions keep the newest few and always `base`: it is the agent's newest
+        acknowledged version, which it diffs against until it hears of this commit.
+        """
+
+    def partial(self, env: str, upload: bytes) -> PartialUpload | None: ...
+
+    def save_partial(self, env: str, upload: bytes, partial: PartialUpload, now: float) -> None: ...
+
+    def drop_partial(self, env: str, upload: bytes) -> None: ...
+
+    def commands_after(self, env: str, cursor: int, limit: int) -> Sequence[Command]: ...
+
+    def record_results(self, env: str, results: Sequence[CommandResult], now: float) -> None:
+        """Keep the first result per command id; later duplicates change nothing."""
+
+    def seen(self, env: str, now: float, latest: bytes, waiting: int) -> None:
+        """The agent was heard from: its newest digest, and bytes held back by its budget."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    max_frame: int = 256 * 2**20
+    max_commands: int = 16  # per ping answer: bounds the answer the agent budgets for
+    keep_versions: int = 3  # versions whose snapshots stay available as bases
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    applied: Version | None = None  # set when this request stored a new version
+    refused: str = ""  # why a frame was refused, for logs and metrics
+
+
+def refusal(status: int, reason: str, retry_after: float = 0.0) -> Reply:
+    return Reply(status, Refusal(reason, retry_after).encode())
+
+
+class ServerProtocol:
+    def __init__(self, store: VersionStore, config: ServerConfig | None = None) -> None:
+        self.store = store
+        self.config = config or ServerConfig()
+
+    # Every path an agent posts to, and the message it must carry there.
+    PATHS: ClassVar[dict[str, type[Message]]] = {Ping.PATH: Ping, Chunk.PATH: Chunk}
+
+    def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
+        """Answer one authenticated request from environment `env`."""
+        kind = self.PATHS.get(path)
+        if kind is None:
+            return refusal(404, f"no such endpoint {path}")
+        try:
+            message = decode(body, (kind,))
+        except RemoteProtocolError as exc:
+            return refusal(400, str(exc))
+        if isinstance(message, Ping):
+            return self._ping(env, message, now)
+        assert isinstance(message, Chunk)
+        if message.total > self.config.max_frame:
+            return refusal(413, f"frame of {message.total} bytes exceeds {self.config.max_frame}")
+        return self._chunk(env, message, now)
+
+    def _ping(self, env: str, ping: Ping, now: float) -> Reply:
+        held = list(self.store.held(env))
+        have = {*ping.have, ping.latest}
+        self.store.record_results(env, ping.results, now)
+        self.store.seen(env, now, ping.latest, ping.waiting)
+        pong = Pong(
+            holds=tuple(v for v in held if v.digest in have), current=held[0] if held else None
+        )
+        body = pong.encode()
+        commands: list[Command] = []
+        for command in self.store.commands_after(env, ping.cursor, self.config.max_commands):
+            longer = replace(pong, commands=(*commands, command)).encode()
+            if len(longer) > MAX_PONG:
+                break  # the rest goes with the next ping
+            commands.append(command)
+            body = longer
+        return Reply(200, body)
+
+    def _chunk(self, env: str, chunk: Chunk, now: float) -> Reply:
+        held = list(self.store.held(env))
+        for version in held:
+            if version.digest == chunk.target:
+                self.store.drop_partial(env, chunk.upload)
+                return Reply(200, UploadReply("ack", version=version).encode())
+        base = next((v for v in held if v.digest == chunk.base), None) if chunk.base else None
+        if chunk.base and base is None:
+            self.store.drop_partial(env, chunk.upload)
+            return Reply(200, UploadReply("unknown-base", holds=tuple(held)).encode())
+        stored = self.store.partial(env, chunk.upload)
+        if stored is not None and (stored.base, stored.target, stored.total) != (
+            chunk.base,
+            chunk.target,
+            chunk.total,
+        ):
+            stored = None  # an id reused for another frame: start over
+        received = stored.data if stored is not None else b""
+        if chunk.offset != len(received):
+            return Reply(200, UploadReply("partial", offset=len(received)).encode())
+        data = received + chunk.data
+        if len(data) < chunk.total:
+            partial = PartialUpload(chunk.base, chunk.target, chunk.total, data)
+            self.store.save_partial(env, chunk.upload, partial, now)
+            return Reply(200, UploadReply("partial", offset=len(data)).encode())
+        self.store.drop_partial(env, chunk.upload)
+        return self._complete(env, chunk, base, data, now)
+
+    def _complete(
+        self, env: str, chunk: Chunk, base: Version | None, frame: bytes, now: float
+    ) -> Reply:
+        try:
+            header = unpack_frame(frame)
+            if header.target_digest != chunk.target:
+                raise DeltaError("the frame's target is not the upload's target")
+            if header.needs_base != bool(chunk.base) or (
+                header.needs_base and header.base_digest != chunk.base
+            ):
+                raise DeltaError("the frame's base is not the upload's base")
+            base_snapshot = self.store.snapshot(env, base.digest) if base is not None else None
+            if base is not None and base_snapshot is None:
+                raise BaseMismatch("the base's snapshot is no longer available")
+            snapshot = apply_frame(base_snapshot, frame)
+        except BaseMismatch:
+            held = tuple(self.store.held(env))
+            return Reply(200, UploadReply("unknown-base", holds=held).encode())
+        except (FrameError, DeltaError) as exc:
+            reply = UploadReply("rejected", reason=str(exc))
+            return Reply(200, reply.encode(), refused=type(exc).__name__)
+        version = self.store.commit(env, snapshot, frame, base, now)
+        return Reply(200, UploadReply("ack", version=version).encode(), applied=version)

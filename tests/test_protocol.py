@@ -1,0 +1,397 @@
+"""The protocol state machines driven directly, case by case (no sockets, no clocks)."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import cache
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from snapsync.errors import LocalProtocolError, RemoteProtocolError
+from snapsync.profile import load_profile
+from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals
+from snapsync.protocol.budget import parse_size
+from snapsync.protocol.events import (
+    Acked,
+    BaseUnknown,
+    BudgetDeferred,
+    CommandReceived,
+    PeerMisbehaved,
+    UploadRejected,
+)
+from snapsync.protocol.messages import (
+    Chunk,
+    Command,
+    Ping,
+    Pong,
+    Refusal,
+    UploadReply,
+    Version,
+    decode,
+)
+from snapsync.protocol.schedule import backoff_delay
+from snapsync.simulation import ENV, LinkFaults, Sim
+from snapsync.snapshot import Snapshot, build_snapshot
+from tools.sample_cluster import SampleCluster
+
+NO_JITTER = Intervals(ping=60, snapshot=60, command=10, jitter=0.0)
+CONFIG = AgentConfig(intervals=NO_JITTER)
+DIGESTS = st.binary(min_size=16, max_size=16)
+
+
+@cache
+def states(count: int, objects: int = 80, seed: int = 7) -> list[Snapshot]:
+    cluster = SampleCluster(objects=objects, shape="application", seed=seed)
+    out = []
+    for _ in range(count):
+        out.append(build_snapshot(cluster.objects(), load_profile()))
+        cluster.step(churn="steady")
+    return out
+
+
+def synced(config: AgentConfig = CONFIG) -> Sim:
+    sim = Sim(config)
+    sim.collect(states(1)[0])
+    sim.run_exchanges()
+    assert sim.agent.in_sync
+    sim.events.clear()
+    return sim
+
+
+def greet(sim: Sim) -> None:
+    """The first exchange after a start is always a ping."""
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, Ping)
+    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+    sim.agent.receive(request, reply.status, reply.body, sim.now)
+
+
+def cycle(sim: Sim, snapshot: Snapshot, seconds: float = 60) -> None:
+    sim.now += seconds
+    sim.collect(snapshot)
+    sim.run_exchanges()
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+@given(
+    st.lists(DIGESTS, max_size=3),
+    DIGESTS,
+    st.booleans(),
+    st.integers(0, 2**40),
+    st.lists(st.tuples(st.integers(0, 2**31), st.booleans(), st.text(max_size=20)), max_size=3),
+)
+def test_ping_round_trips(
+    have: list[bytes],
+    other: bytes,
+    latest_is_acked: bool,
+    cursor: int,
+    results: list[tuple[int, bool, str]],
+) -> None:
+    """An agent with acknowledged versions always has a latest snapshot too."""
+    latest = have[0] if have and latest_is_acked else other
+    ping = Ping(
+        have=tuple(have),
+        latest=latest,
+        cursor=cursor,
+        results=tuple(CommandResult(*r) for r in results),
+    )
+    assert decode(ping.encode()) == ping
+
+
+@given(st.lists(st.tuples(st.integers(1, 2**40), DIGESTS), max_size=3), st.booleans())
+def test_pong_round_trips(holds: list[tuple[int, bytes]], separate_current: bool) -> None:
+    versions = tuple(Version(*v) for v in holds)
+    current = Version(999, b"c" * 16) if separate_current else (versions[0] if versions else None)
+    pong = Pong(holds=versions, current=current, commands=(Command(3, "collect-now", {}),))
+    assert decode(pong.encode()) == pong
+
+
+@given(st.binary(max_size=200))
+def test_hostile_bytes_raise_only_remote_protocol_errors(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        decode(data)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"v": 2, "t": "ping"},
+        {"v": 1, "t": "nope"},
+        {"v": 1, "t": "ping", "c": -1},
+        {"v": 1, "t": "ping", "h": [b"short"]},
+        {
+            "v": 1,
+            "t": "chunk",
+            "u": b"12345678",
+            "b": b"",
+            "g": b"x" * 16,
+            "n": 2,
+            "o": 1,
+            "d": b"ab",
+        },
+        {"v": 1, "t": "upload", "s": "ack"},
+        {"v": 1, "t": "upload", "s": "maybe"},
+    ],
+)
+def test_malformed_messages_are_remote_errors(doc: dict[str, object]) -> None:
+    import msgpack
+
+    with pytest.raises(RemoteProtocolError):
+        decode(msgpack.packb(doc, use_bin_type=True))
+
+
+def test_idle_ping_and_pong_are_tiny() -> None:
+    sim = synced()
+    sim.now += 61
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, Ping)
+    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+    sim.agent.receive(request, reply.status, reply.body, sim.now)
+    # deterministic: the acked digest (also the latest) and the cursor; the held version back
+    assert (len(request.body), len(reply.body)) == (35, 34)
+
+
+# -- uploads -----------------------------------------------------------------------------------
+
+
+def test_an_unchanged_cluster_costs_only_pings() -> None:
+    sim = synced()
+    for _ in range(5):
+        cycle(sim, states(1)[0], seconds=61)
+    sent = [type(e).__name__ for e in sim.events]
+    assert sent == []
+    assert sim.store.env(ENV).frames == 1
+
+
+def test_changes_ship_as_deltas_and_converge() -> None:
+    sim = synced()
+    for snapshot in states(4)[1:]:
+        cycle(sim, snapshot)
+        current = sim.store.current(ENV)
+        assert current is not None and current.digest == snapshot.digest
+    kinds = [e.kind for e in sim.events if isinstance(e, Acked)]
+    assert len(kinds) == 3 and "full" not in kinds
+
+
+def test_after_an_outage_one_coalesced_delta_catches_up() -> None:
+    snapshots = states(8)
+    sim = synced()
+    sim.faults = LinkFaults(loss=1.0)
+    for snapshot in snapshots[1:]:
+        cycle(sim, snapshot, seconds=600)
+    assert sim.store.env(ENV).frames == 1
+    sim.faults = LinkFaults()
+    cycle(sim, snapshots[-1], seconds=3600)
+    acks = [e for e in sim.events if isinstance(e, Acked)]
+    assert len(acks) == 1 and acks[0].version.digest == snapshots[-1].digest
+    assert acks[0].kind != "full"
+    assert sim.store.env(ENV).frames == 2
+
+
+def test_chunked_upload_resumes_from_the_confirmed_offset() -> None:
+    config = AgentConfig(intervals=NO_JITTER, chunk_size=2048)
+    sim = Sim(config, seed=1)
+    sim.collect(states(1)[0])
+    greet(sim)
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, Chunk)
+    total = request.message.total
+    assert total > 4 * 2048
+    for _ in range(2):  # two chunks get through
+        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+        sim.agent.receive(request, reply.status, reply.body, sim.now)
+        request = sim.agent.next_request(sim.now)
+        assert request is not None
+    sim.server.handle(ENV, request.path, request.body, sim.now)  # third arrives, answer lost
+    sim.agent.fail(request, sim.now, "connection reset")
+    sim.now += 3600
+    resent = sim.agent.next_request(sim.now)
+    assert resent is not None and isinstance(resent.message, Chunk)
+    assert resent.message.offset == 2 * 2048  # the agent does not know the third arrived
+    reply = sim.server.handle(ENV, resent.path, resent.body, sim.now)
+    assert decode(reply.body) == UploadReply("partial", offset=3 * 2048)  # duplicate: no change
+    sim.agent.receive(resent, reply.status, reply.body, sim.now)
+    sim.run_exchanges()
+    assert sim.agent.in_sync
+
+
+def test_server_that_lost_the_base_gets_a_full_snapshot() -> None:
+    sim = synced()
+    sim.store.environments.clear()  # restored from an old backup
+    cycle(sim, states(2)[1])
+    names = [type(e).__name__ for e in sim.events]
+    assert "BaseUnknown" in names
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
+    assert sim.agent.in_sync
+
+
+def test_corrupted_frame_is_rejected_and_a_full_snapshot_follows() -> None:
+    sim = synced()
+    sim.now += 60
+    sim.collect(states(2)[1])
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, Chunk)
+    chunk = request.message
+    damaged = bytearray(chunk.data)
+    damaged[len(damaged) // 2] ^= 0x40
+    body = Chunk(chunk.upload, chunk.base, chunk.target, chunk.total, 0, bytes(damaged)).encode()
+    reply = sim.server.handle(ENV, request.path, body, sim.now)
+    assert reply.refused
+    events = sim.agent.receive(request, reply.status, reply.body, sim.now)
+    assert any(isinstance(e, UploadRejected) for e in events)
+    assert sim.store.current(ENV).digest == states(1)[0].digest  # type: ignore[union-attr]
+    sim.now += 3600
+    sim.run_exchanges()
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
+
+
+def test_an_ack_for_another_version_moves_nothing() -> None:
+    sim = synced()
+    sim.now += 60
+    sim.collect(states(2)[1])
+    request = sim.agent.next_request(sim.now)
+    assert request is not None
+    stray = UploadReply("ack", version=Version(99, b"z" * 16)).encode()
+    events = sim.agent.receive(request, 200, stray, sim.now)
+    assert any(isinstance(e, PeerMisbehaved) for e in events)
+    assert sim.agent.acked is not None and sim.agent.acked.digest == states(1)[0].digest
+
+
+def test_answers_for_requests_not_in_flight_are_a_local_error() -> None:
+    sim = synced()
+    sim.now += 61
+    request = sim.agent.next_request(sim.now)
+    assert request is not None
+    assert sim.agent.next_request(sim.now) is None  # one request at a time
+    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+    sim.agent.receive(request, reply.status, reply.body, sim.now)
+    with pytest.raises(LocalProtocolError):
+        sim.agent.receive(request, reply.status, reply.body, sim.now)
+
+
+def test_restart_resumes_without_a_full_resend() -> None:
+    sim = synced()
+    sim.restart_agent()
+    cycle(sim, states(2)[1])
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] in (["delta"], ["patch-from"])
+
+
+def test_server_refusals_back_off() -> None:
+    sim = synced()
+    sim.now += 61
+    request = sim.agent.next_request(sim.now)
+    assert request is not None
+    sim.agent.receive(request, 503, Refusal("overloaded", retry_after=300).encode(), sim.now)
+    assert sim.agent.next_request(sim.now + 299) is None
+    assert sim.agent.next_request(sim.now + 301) is not None
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    import random
+
+    intervals = Intervals(backoff_base=5, backoff_cap=60, jitter=0.0)
+    delays = [backoff_delay(n, intervals, random.Random(0)) for n in range(1, 8)]
+    assert delays == [5, 10, 20, 40, 60, 60, 60]
+
+
+# -- budget ------------------------------------------------------------------------------------
+
+
+def test_budget_defers_an_upload_and_never_overspends() -> None:
+    snapshots = states(3)
+    config = AgentConfig(intervals=NO_JITTER, budget=BudgetConfig(limit=8_000, period="day"))
+    sim = Sim(config)
+    sim.collect(snapshots[0])  # a full snapshot does not fit 8 kB
+    sim.run_exchanges()
+    deferred = [e for e in sim.events if isinstance(e, BudgetDeferred)]
+    assert deferred and deferred[0].needed > 8_000
+    assert sim.store.current(ENV) is None
+    for hour in range(30):
+        sim.now += 3600
+        sim.run_exchanges()
+        assert sim.agent.budget.used <= 8_000
+        if hour == 0:
+            assert sim.store.env(ENV).waiting > 0  # the next ping says an upload waits
+    day = sim.now - sim.now % 86400
+    assert sim.bytes_in_period(day, day + 86400) <= 8_000
+
+
+def test_budget_lets_a_delta_through_when_it_fits() -> None:
+    config = AgentConfig(intervals=NO_JITTER, budget=BudgetConfig(limit=10**6, period="month"))
+    sim = synced(config)
+    cycle(sim, states(2)[1])
+    assert sim.agent.in_sync
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("1GiB", 2**30), ("500 MB", 500 * 10**6), ("250k", 250_000), ("0", 0)]
+)
+def test_sizes_as_people_write_them(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def test_commands_run_at_most_once_and_results_reach_the_server() -> None:
+    sim = synced()
+    command = sim.store.queue_command(ENV, "delete-pod", {"namespace": "shop", "name": "web-0"})
+    sim.store.queue_command(ENV, "format-disk", {})
+    sim.now += 61
+    sim.run_exchanges()
+    received = [e.command for e in sim.events if isinstance(e, CommandReceived)]
+    assert received == [command]
+    sim.agent.command_finished(CommandResult(command.id, True, "deleted"))
+    store = sim.store
+    every_command = store.env(ENV).commands
+    store.commands_after = lambda env, cursor, limit: every_command  # type: ignore[method-assign]
+    sim.now += 11  # a server that delivers everything again...
+    sim.run_exchanges()
+    received = [e.command for e in sim.events if isinstance(e, CommandReceived)]
+    assert received == [command]  # ...runs nothing twice
+    results = sim.store.env(ENV).results
+    assert results[command.id].ok
+    assert not results[2].ok and "unknown command" in results[2].message
+
+
+def test_a_command_interrupted_by_a_restart_is_reported_not_rerun() -> None:
+    sim = synced()
+    sim.store.queue_command(
+        ENV, "restart-rollout", {"kind": "Deployment", "namespace": "a", "name": "b"}
+    )
+    sim.now += 61
+    sim.run_exchanges()
+    assert len([e for e in sim.events if isinstance(e, CommandReceived)]) == 1
+    sim.restart_agent()
+    sim.now += 61
+    sim.run_exchanges()
+    assert len([e for e in sim.events if isinstance(e, CommandReceived)]) == 1
+    result = sim.store.env(ENV).results[1]
+    assert not result.ok and "interrupted" in result.message
+
+
+def test_full_snapshot_command() -> None:
+    sim = synced()
+    sim.store.queue_command(ENV, "full-snapshot")
+    sim.now += 61
+    sim.run_exchanges()
+    acks = [e for e in sim.events if isinstance(e, Acked)]
+    assert [e.kind for e in acks] == ["full"]
+    assert acks[0].version.digest == states(1)[0].digest
+    assert not any(isinstance(e, BaseUnknown) for e in sim.events)
+    cycle(sim, states(2)[1], seconds=1)  # and deltas again after it
+    assert [e.kind for e in sim.events if isinstance(e, Acked)][1:] != ["full"]
+
+
+def test_an_agent_that_lost_its_state_adopts_what_the_server_holds() -> None:
+    sim = synced()
+    sim.agent = type(sim.agent)(CONFIG, seed=2)  # state directory wiped
+    sim.now += 61
+    sim.collect(states(1)[0])
+    sim.run_exchanges()
+    assert sim.agent.in_sync
+    assert sim.store.env(ENV).frames == 1  # nothing uploaded again

@@ -1,0 +1,132 @@
+"""Agent and server state machines over a simulated flaky link, driven by hypothesis.
+
+Safety after every step: the server only ever holds versions the agent produced; the agent's
+acknowledged version is one the server holds; the budget is never exceeded; commands run at most
+once. Liveness: once the link heals, a few cycles bring the server to the agent's latest digest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import cache
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from snapsync.profile import Profile, load_profile
+from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals
+from snapsync.protocol.budget import period_end, period_start
+from snapsync.protocol.events import CommandReceived
+from snapsync.simulation import ENV, LinkFaults, Sim
+from snapsync.snapshot import Snapshot, build_snapshot
+from tools.sample_cluster import SampleCluster
+
+BUDGET = 2_000_000  # bytes per day: generous, but a long bad spell can touch it
+CONFIG = AgentConfig(
+    intervals=Intervals(ping=60, snapshot=60, command=10, jitter=0.1),
+    budget=BudgetConfig(limit=BUDGET, period="day"),
+    chunk_size=4096,  # several chunks per full snapshot, so resumption is exercised
+)
+
+
+@cache
+def profile() -> Profile:
+    return load_profile()
+
+
+class FlakyLink(RuleBasedStateMachine):
+    @initialize(seed=st.integers(0, 2**16))
+    def start(self, seed: int) -> None:
+        self.cluster = SampleCluster(objects=60, shape="application", seed=seed)
+        self.sim = Sim(CONFIG, seed=seed)
+        self.executed: Counter[int] = Counter()
+        self._collect()
+        self.sim.run_exchanges()
+
+    def _collect(self) -> None:
+        snapshot: Snapshot = build_snapshot(self.cluster.objects(), profile())
+        self.sim.collect(snapshot)
+
+    def _cycle(self, seconds: float) -> None:
+        self.sim.now += seconds
+        if self.sim.agent.snapshot_due(self.sim.now):
+            self._collect()
+        self.sim.run_exchanges()
+        self._run_commands()
+
+    def _run_commands(self) -> None:
+        for event in self.sim.events:
+            if isinstance(event, CommandReceived):
+                self.executed[event.command.id] += 1
+                self.sim.agent.command_finished(CommandResult(event.command.id, True, "done"))
+        self.sim.events.clear()
+
+    @rule(churn=st.sampled_from(["quiet", "steady", "busy"]))
+    def cluster_changes(self, churn: str) -> None:
+        self.cluster.step(churn=churn)
+
+    @rule(seconds=st.sampled_from([5, 30, 60, 61, 600, 3600, 6 * 3600]))
+    def time_passes(self, seconds: float) -> None:
+        self._cycle(seconds)
+
+    @rule(
+        loss=st.sampled_from([0, 0.3, 1]),
+        answer_loss=st.sampled_from([0, 0.3, 1]),
+        duplicate=st.sampled_from([0, 0.5]),
+        truncate=st.sampled_from([0, 0.5]),
+    )
+    def link_degrades(
+        self, loss: float, answer_loss: float, duplicate: float, truncate: float
+    ) -> None:
+        self.sim.faults = LinkFaults(loss, answer_loss, duplicate, truncate)
+
+    @rule()
+    def agent_restarts(self) -> None:
+        self.sim.restart_agent()
+
+    @rule()
+    def server_restarts(self) -> None:
+        self.sim.restart_server()
+
+    @rule(name=st.sampled_from(["collect-now", "full-snapshot", "delete-pod", "bogus"]))
+    def server_queues_a_command(self, name: str) -> None:
+        args = {"namespace": "shop", "name": "web-0"} if name == "delete-pod" else {}
+        self.sim.store.queue_command(ENV, name, args)
+
+    @precondition(lambda self: hasattr(self, "sim"))
+    @rule()
+    def link_heals_and_the_server_converges(self) -> None:
+        self.sim.faults = LinkFaults()
+        self._collect()
+        for _ in range(6):
+            self._cycle(CONFIG.intervals.ping * 1.2)
+            if self.sim.agent.in_sync and self.sim.agent.upload is None:
+                break
+        current = self.sim.store.current(ENV)
+        assert current is not None
+        assert current.digest == self.sim.agent.latest.digest  # type: ignore[union-attr]
+
+    @invariant()
+    def server_holds_only_what_the_agent_produced(self) -> None:
+        for version in self.sim.store.held(ENV):
+            assert version.digest in self.sim.produced
+            snapshot = self.sim.store.snapshot(ENV, version.digest)
+            assert snapshot is not None and snapshot.digest == version.digest
+
+    @invariant()
+    def agent_base_is_held_by_the_server(self) -> None:
+        acked = self.sim.agent.acked
+        if acked is not None:
+            assert acked in self.sim.store.held(ENV)
+
+    @invariant()
+    def budget_is_never_exceeded(self) -> None:
+        start = period_start("day", self.sim.now)
+        assert self.sim.bytes_in_period(start, period_end("day", self.sim.now)) <= BUDGET
+
+    @invariant()
+    def commands_run_at_most_once(self) -> None:
+        assert all(count == 1 for count in self.executed.values())
+
+
+TestFlakyLink = FlakyLink.TestCase

@@ -1,0 +1,68 @@
+"""The memory and SQLite stores keep the same contract (the protocol runs over either)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from snapsync.profile import load_profile
+from snapsync.protocol import MemoryStore
+from snapsync.protocol.messages import CommandResult
+from snapsync.protocol.server import PartialUpload
+from snapsync.server.sqlite import SQLiteStore
+from snapsync.snapshot import Snapshot, build_snapshot
+
+
+def snapshot(n: int) -> Snapshot:
+    objs = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": "x"}}
+        for i in range(n)
+    ]
+    return build_snapshot(objs, load_profile())
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore | SQLiteStore]:
+    yield MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+
+
+def test_versions_are_numbered_and_old_ones_pruned_but_the_base(store: MemoryStore) -> None:
+    snaps = [snapshot(n) for n in range(1, 7)]
+    versions = [store.commit("e", snaps[0], b"f", None, 1.0)]
+    for snap in snaps[1:5]:
+        versions.append(store.commit("e", snap, b"f", versions[-1], 1.0))
+    assert [v.seq for v in versions] == [1, 2, 3, 4, 5]
+    assert [v.seq for v in store.held("e")] == [5, 4, 3]
+    pinned = store.commit("e", snaps[5], b"f", versions[2], 2.0)  # base 3 is kept
+    assert [v.seq for v in store.held("e")] == [pinned.seq, 5, 4, 3]
+    got = store.snapshot("e", snaps[2].digest)
+    assert got is not None and got.digest == snaps[2].digest
+    assert store.snapshot("e", snaps[0].digest) is None
+    assert store.held("other") == []
+
+
+def test_partials_and_commands(store: MemoryStore) -> None:
+    partial = PartialUpload(b"", b"t" * 16, 10, b"abc")
+    store.save_partial("e", b"u" * 8, partial, 1.0)
+    assert store.partial("e", b"u" * 8) == partial
+    store.drop_partial("e", b"u" * 8)
+    assert store.partial("e", b"u" * 8) is None
+    first = store.queue_command("e", "collect-now")
+    second = store.queue_command("e", "delete-pod", {"namespace": "a", "name": "b"})
+    assert [c.id for c in store.commands_after("e", 0, 10)] == [first.id, second.id]
+    assert list(store.commands_after("e", first.id, 10)) == [second]
+    store.record_results("e", [CommandResult(first.id, True, "ok")], 2.0)
+    store.record_results("e", [CommandResult(first.id, False, "late duplicate")], 3.0)
+    assert store.results("e") == {first.id: CommandResult(first.id, True, "ok")}
+
+
+def test_sqlite_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    snap = snapshot(3)
+    SQLiteStore(path).commit("e", snap, b"frame", None, 1.0)
+    reopened = SQLiteStore(path)
+    assert [v.digest for v in reopened.held("e")] == [snap.digest]
+    current = reopened.current("e")
+    assert current is not None and current.digest == snap.digest

@@ -1,0 +1,60 @@
+"""Encoded messages, decoded and rendered as JSON (bytes as hex), match schemas/wire.schema.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import msgpack
+import pytest
+
+from snapsync.protocol.messages import (
+    Chunk,
+    Command,
+    CommandResult,
+    Message,
+    Ping,
+    Pong,
+    Refusal,
+    UploadReply,
+    Version,
+)
+from snapsync.resources import schema
+
+D = b"\x01" * 16
+MESSAGES: list[Message] = [
+    Ping(),
+    Ping(
+        have=(D,), latest=b"\x02" * 16, cursor=4, results=(CommandResult(3, True, "ok"),), waiting=9
+    ),
+    Chunk(b"u" * 8, b"", D, 10, 0, b"abc"),
+    Chunk(b"u" * 8, D, b"\x02" * 16, 10, 3, b"def"),
+    Pong(),
+    Pong(
+        holds=(Version(2, D),),
+        current=Version(3, b"\x02" * 16),
+        commands=(Command(1, "collect-now"),),
+    ),
+    UploadReply("partial", offset=4),
+    UploadReply("ack", version=Version(5, D)),
+    UploadReply("unknown-base", holds=(Version(5, D),)),
+    UploadReply("rejected", reason="checksum"),
+    Refusal("authentication failed"),
+    Refusal("busy", retry_after=30),
+]
+
+
+def as_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_json(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_messages_match_the_schema(message: Message) -> None:
+    doc = msgpack.unpackb(message.encode(), raw=False)
+    jsonschema.validate(as_json(doc), schema("wire"))
