@@ -35,12 +35,13 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 def canonicalize(
     raw: dict[str, Any], profile: Profile, *, reveal_secrets: bool = False
 ) -> tuple[ObjectKey, dict[str, Any]] | None:
-    """The key and canonical form of `raw`, or None when the profile excludes its kind.
+    """The key and canonical form of `raw`, or None when the profile excludes its kind or namespace.
 
     `raw` is not modified.
     """
     key = ObjectKey.of(raw)
-    if not profile.keeps_kind(key.group, key.kind):
+    namespace = key.name if (key.group, key.kind) == ("", "Namespace") else key.namespace
+    if not profile.keeps_kind(key.group, key.kind) or not profile.keeps_namespace(namespace):
         return None
     obj = _sorted_copy(raw, key, "")
     if key.group == "" and key.kind == "Secret" and not reveal_secrets:

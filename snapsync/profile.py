@@ -41,9 +41,15 @@ class Profile:
     description: str
     rules: tuple[Rule, ...]
     excluded_kinds: frozenset[str]  # kind refs, `Kind` for core, `Kind.group` otherwise
+    # namespaces whose objects (and Namespace object) a snapshot leaves out; live collection
+    # never requests them, and keeps_namespace lets other collectors apply the same rule
+    excluded_namespaces: frozenset[str] = frozenset()
 
     def keeps_kind(self, group: str, kind: str) -> bool:
         return _ref(group, kind) not in self.excluded_kinds
+
+    def keeps_namespace(self, namespace: str) -> bool:
+        return namespace not in self.excluded_namespaces
 
     def strip(self, key: ObjectKey, obj: dict[str, Any]) -> None:
         """Remove, in place, every field a rule names for this object's kind."""
@@ -100,12 +106,16 @@ def _load(path: Path, seen: tuple[Path, ...]) -> Profile:
     excluded = set(parent.excluded_kinds) if parent else set()
     excluded.update(item["kind"] for item in doc.get("exclude_kinds", []))
     excluded.difference_update(doc.get("include_kinds", []))
+    namespaces = set(parent.excluded_namespaces) if parent else set()
+    namespaces.update(item["namespace"] for item in doc.get("exclude_namespaces", []))
+    namespaces.difference_update(doc.get("include_namespaces", []))
     return Profile(
         name=doc["name"],
         version=doc["version"],
         description=doc.get("description", ""),
         rules=tuple(rules),
         excluded_kinds=frozenset(excluded),
+        excluded_namespaces=frozenset(namespaces),
     )
 
 

@@ -92,5 +92,5 @@ def test_one_changed_object_changes_the_snapshot_digest(
 ) -> None:
     index = data.draw(st.integers(0, len(objs) - 1))
     changed = copy.deepcopy(objs)
-    changed[index]["spec"]["snapsync-test"] = data.draw(st.integers())
+    changed[index]["spec"]["snapsync-test"] = data.draw(st.integers(-(2**63), 2**63 - 1))
     assert build_snapshot(objs, PROFILE).digest != build_snapshot(changed, PROFILE).digest

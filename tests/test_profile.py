@@ -108,3 +108,18 @@ def test_profiles_extending_each_other_in_a_loop(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("name: b\nversion: 1\nextends: a.yaml\n")
     with pytest.raises(ProfileError, match="loop"):
         load_profile(str(tmp_path / "a.yaml"))
+
+
+def test_profile_namespace_exclusions_apply_to_dumps_too(tmp_path: Path) -> None:
+    path = tmp_path / "ns.yaml"
+    path.write_text(
+        "name: ns\nversion: 1\nextends: default\n"
+        "exclude_namespaces: [{namespace: kube-system, why: platform noise}]\n"
+    )
+    profile = load_profile(str(path))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "kube-system"}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}
+    kept = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"}}
+    assert canonicalize(pod, profile) is None
+    assert canonicalize(namespace, profile) is None
+    assert canonicalize(kept, profile) is not None

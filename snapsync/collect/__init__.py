@@ -3,9 +3,44 @@
 A collector pushes raw objects and per-kind failures into a sink as it finds them, page by page,
 so the sink can canonicalize immediately and nothing holds a whole raw list. This is the lowest
 layer: it knows nothing of canonical forms, deltas or the wire.
+
+The live collectors (KubeCollector, KubeWatchCollector, KubeOptions) import the `kubernetes`
+client, which takes a noticeable fraction of a second; they load on first use, so commands that
+never talk to a cluster do not pay for it.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from snapsync.collect.base import Collector, KindError, Sink
 from snapsync.collect.files import FileCollector
 
-__all__ = ["Collector", "FileCollector", "KindError", "Sink"]
+if TYPE_CHECKING:
+    from snapsync.collect.kube import KubeCollector, KubeOptions
+    from snapsync.collect.watch import KubeWatchCollector
+
+_LAZY = {
+    "KubeCollector": "snapsync.collect.kube",
+    "KubeOptions": "snapsync.collect.kube",
+    "KubeWatchCollector": "snapsync.collect.watch",
+}
+
+__all__ = [
+    "Collector",
+    "FileCollector",
+    "KindError",
+    "KubeCollector",
+    "KubeOptions",
+    "KubeWatchCollector",
+    "Sink",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

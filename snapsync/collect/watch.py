@@ -1,0 +1,366 @@
+"""Watch mode: one LIST per kind, then WATCH keeps a local cache current between snapshot cycles.
+
+    watcher = KubeWatchCollector(KubeOptions(...))
+    watcher.collect(builder)   # first call: discovery, LIST every kind, start one watch per kind
+    watcher.collect(builder)   # later calls: replay the cache, no LIST
+    watcher.close()
+
+Invariants:
+- Each kind's cache is (objects by namespace/name, the resourceVersion they are current at).
+  Events are applied in stream order; a WATCH resumes from the last resourceVersion seen (from an
+  event or a bookmark), so a reconnect neither loses nor repeats changes.
+- A 410 Gone (an ERROR event or an HTTP 410: the resourceVersion was compacted away) relists the
+  kind and swaps the new contents in at once; the cache never mixes two lists.
+- While a kind's watch is failing, `collect` still replays its last contents and records a
+  `stale` KindError, so a snapshot never passes stale data off as current.
+- Discovery is repeated every `discovery_ttl` seconds at most, so new kinds (CRDs) get watched
+  and removed ones dropped. The kind and namespace scope (options plus the sink's profile) is
+  fixed by the first `collect`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from snapsync.collect.base import KindError, Sink
+from snapsync.collect.discovery import ApiKind
+from snapsync.collect.kube import (
+    Aborted,
+    Clock,
+    KindFailed,
+    KubeOptions,
+    Lister,
+    Scope,
+    client_settings,
+    missing_kinds,
+    run_discovery,
+)
+from snapsync.collect.kubeapi import (
+    ApiConnectionLost,
+    ApiStatusError,
+    ApiTimeout,
+    ApiUnreachable,
+    KubeApi,
+    WatchStream,
+    build_client,
+)
+from snapsync.errors import CollectionError
+
+ObjKey = tuple[str, str]
+
+
+@dataclass
+class KindCache:
+    """One kind's objects and the resourceVersion they are current at."""
+
+    kind: ApiKind
+    objects: dict[ObjKey, dict[str, Any]] = field(default_factory=dict)
+    resource_version: str = ""
+    error: KindError | None = None
+    relists: int = 0
+    stream: WatchStream | None = None
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class KubeWatchCollector:
+    """A Collector that lists once and then watches; see the module docstring."""
+
+    def __init__(
+        self,
+        options: KubeOptions | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options or KubeOptions()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._api: KubeApi | None = None
+        self._caches: dict[str, KindCache] = {}
+        self._errors: tuple[KindError, ...] = ()
+        self._scope: Scope | None = None
+        self._discovered_at: float | None = None
+        self.lists = 0  # LIST operations (initial lists and relists), each possibly many pages
+        self.watches = 0  # WATCH requests opened
+
+    # ----- public ----------------------------------------------------------------------------
+
+    def collect(self, sink: Sink) -> None:
+        """Replay the cache into `sink` (listing and starting watches on the first call)."""
+        if self._stop.is_set():
+            raise CollectionError("the watch collector has been closed")
+        self._refresh(sink)
+        with self._lock:
+            caches = list(self._caches.values())
+            errors = self._errors
+        for error in errors:
+            sink.record_error(error)
+        for cache in caches:
+            with cache.lock:
+                objects = list(cache.objects.values())
+                kind_error = cache.error
+            for raw in objects:
+                sink.add(raw)
+            if kind_error is not None:
+                sink.record_error(kind_error)
+
+    def synced(self, resource_version: int, timeout: float) -> bool:
+        """Wait until every watched kind is current at `resource_version` or later.
+
+        Resource versions are opaque to clients in general; this is for tests and emulators,
+        whose versions are increasing integers.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                caches = list(self._caches.values())
+            watched = [c for c in caches if c.thread is not None]
+            if all(
+                c.error is None and _rv(c.resource_version) >= resource_version for c in watched
+            ):
+                return True
+            self._stop.wait(0.01)
+        return False
+
+    @property
+    def requests(self) -> int:
+        return self._api.requests if self._api is not None else 0
+
+    def watched_kinds(self) -> list[str]:
+        """Kind refs whose cache is being kept current."""
+        with self._lock:
+            return sorted(ref for ref, c in self._caches.items() if c.thread is not None)
+
+    def relists(self) -> int:
+        """Relists after the first LIST of each kind (410s, recoveries)."""
+        with self._lock:
+            return sum(max(0, c.relists - 1) for c in self._caches.values())
+
+    def close(self) -> None:
+        """Stop every watch and release the client."""
+        self._stop.set()
+        with self._lock:
+            caches = list(self._caches.values())
+        for cache in caches:
+            self._stop_watch(cache)
+        if self._api is not None:
+            self._api.close()
+
+    def __enter__(self) -> KubeWatchCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- discovery and initial lists -------------------------------------------------------
+
+    @property
+    def api(self) -> KubeApi:
+        if self._api is None:
+            settings = client_settings(self.options, 64)  # one connection per watched kind
+            self._api = KubeApi(build_client(settings), self.options.request_timeout)
+        return self._api
+
+    def _lister(self) -> Lister:
+        return Lister(self.api, self.options, self._stop.wait, self.clock, self.rng, self._stop)
+
+    def _refresh(self, sink: Sink) -> None:
+        """Discover (when due), list kinds not yet cached or failed, and start their watches."""
+        now = self.clock()
+        if self._scope is None:
+            self._scope = Scope.of(self.options, sink)
+        due = self._discovered_at is None or now - self._discovered_at > self.options.discovery_ttl
+        with self._lock:
+            retry = [c for c in self._caches.values() if c.thread is None]
+        if not due and not retry:
+            return
+        kinds = [c.kind for c in retry]
+        if due:
+            discovery = run_discovery(self.api, self.options)
+            self._discovered_at = now
+            wanted = {k.ref: k for k in discovery.kinds if self._scope.wants(k)}
+            with self._lock:
+                gone = [c for ref, c in self._caches.items() if ref not in wanted]
+                for cache in gone:
+                    del self._caches[cache.kind.ref]
+                known = set(self._caches)
+                self._errors = (*discovery.errors, *missing_kinds(self._scope, discovery.kinds))
+            for cache in gone:
+                self._stop_watch(cache)
+            kinds = [k for ref, k in wanted.items() if ref not in known or k in kinds]
+        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="list") as pool:
+            results = list(pool.map(self._initial, kinds))
+        caches: list[KindCache] = []
+        for result in results:
+            if isinstance(result, CollectionError):
+                raise result
+            caches.append(result)
+        with self._lock:
+            for cache in caches:
+                self._caches[cache.kind.ref] = cache
+        for cache in caches:
+            if cache.error is None:
+                self._start_watch(cache)
+
+    def _initial(self, kind: ApiKind) -> KindCache | CollectionError:
+        cache = KindCache(kind)
+        try:
+            self._relist(cache)
+        except CollectionError as exc:
+            return exc
+        return cache
+
+    def _relist(self, cache: KindCache) -> None:
+        """Replace the cache's contents with a fresh LIST (errors land in `cache.error`)."""
+        assert self._scope is not None
+        scope = self._scope
+        fresh: dict[ObjKey, dict[str, Any]] = {}
+
+        def emit(raw: dict[str, Any]) -> None:
+            fresh[_key(raw)] = raw
+
+        filtered = _Filtered(scope, cache.kind, emit)
+        try:
+            rv = self._lister().list(cache.kind, _list_scope(scope), filtered, fresh.clear)
+        except KindFailed as exc:
+            with cache.lock:
+                cache.error = exc.error
+            return
+        except Aborted:
+            return
+        self.lists += 1
+        with cache.lock:
+            cache.objects = fresh
+            cache.resource_version = rv
+            cache.error = None
+            cache.relists += 1
+
+    # ----- watching --------------------------------------------------------------------------
+
+    def _start_watch(self, cache: KindCache) -> None:
+        thread = threading.Thread(
+            target=self._watch_loop, args=(cache,), name=f"watch-{cache.kind.ref}", daemon=True
+        )
+        cache.thread = thread
+        thread.start()
+
+    def _stop_watch(self, cache: KindCache) -> None:
+        with cache.lock:
+            stream = cache.stream
+        if stream is not None:
+            stream.close()
+
+    def _watch_loop(self, cache: KindCache) -> None:
+        assert self._scope is not None
+        scope = self._scope
+        failures = 0
+        while not self._stop.is_set() and self._caches.get(cache.kind.ref) is cache:
+            query = [
+                ("watch", "1"),
+                ("resourceVersion", cache.resource_version),
+                ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", str(max(1, int(self.options.watch_timeout)))),
+            ]
+            query.extend(_list_scope(scope).requests(cache.kind)[0][1])
+            try:
+                read_timeout = self.options.watch_timeout + self.options.request_timeout
+                stream = self.api.watch(cache.kind.path(), query, read_timeout)
+                self.watches += 1
+                with cache.lock:
+                    cache.stream = stream
+                expired = self._follow(cache, stream, scope)
+                failures = 0
+                if expired:
+                    self._relist(cache)
+                    failures = 1 if cache.error is not None else 0
+            except ApiStatusError as exc:
+                if exc.status == 410:
+                    self._relist(cache)
+                    failures = failures + 1 if cache.error is not None else 0
+                else:
+                    failures += 1
+                    self._mark_stale(cache, f"watch refused: {exc}")
+            except (ApiTimeout, ApiConnectionLost, ApiUnreachable, CollectionError) as exc:
+                failures += 1
+                self._mark_stale(cache, f"watch interrupted: {exc}")
+            finally:
+                with cache.lock:
+                    cache.stream = None
+            if failures:
+                backoff = min(self.options.backoff_max, self.options.backoff_base * 2**failures)
+                self._stop.wait(backoff * (0.5 + self.rng.random() / 2))
+
+    def _follow(self, cache: KindCache, stream: WatchStream, scope: Scope) -> bool:
+        """Apply a stream's events to the cache; True when the server said 410 (relist)."""
+        kind = cache.kind
+        for event in stream:
+            if self._stop.is_set():
+                return False
+            event_type = event.get("type")
+            obj = event.get("object")
+            if not isinstance(obj, dict):
+                continue
+            if event_type == "ERROR":
+                if obj.get("code") == 410:
+                    return True
+                raise ApiStatusError(
+                    int(obj.get("code") or 500), str(obj.get("reason")), str(obj.get("message"))
+                )
+            rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            with cache.lock:
+                if event_type in ("ADDED", "MODIFIED", "DELETED"):
+                    obj.setdefault("apiVersion", kind.api_version)
+                    obj.setdefault("kind", kind.kind)
+                    key = _key(obj)
+                    if event_type == "DELETED" or not scope.keeps(kind, obj):
+                        cache.objects.pop(key, None)
+                    else:
+                        cache.objects[key] = obj
+                if rv:
+                    cache.resource_version = rv
+                cache.error = None
+        return False
+
+    def _mark_stale(self, cache: KindCache, message: str) -> None:
+        with cache.lock:
+            if cache.error is None or cache.error.reason == "stale":
+                cache.error = KindError(cache.kind.ref, "stale", message)
+
+
+class _Filtered:
+    """An emit function that applies the namespace allow-list the LIST could not."""
+
+    def __init__(self, scope: Scope, kind: ApiKind, emit: Any) -> None:
+        self.scope = scope
+        self.kind = kind
+        self.emit = emit
+
+    def __call__(self, raw: dict[str, Any]) -> None:
+        if self.scope.keeps(self.kind, raw):
+            self.emit(raw)
+
+
+def _key(raw: dict[str, Any]) -> ObjKey:
+    meta = raw.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _rv(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
+def _list_scope(scope: Scope) -> Scope:
+    """One cluster-wide LIST and WATCH per kind: a namespace allow-list is applied locally."""
+    return dataclasses.replace(scope, include_namespaces=frozenset())

@@ -1,0 +1,172 @@
+"""Watch mode against the emulator: the watched cache must equal a fresh LIST after any changes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support_kube import (  # noqa: F401  (fixtures)
+    collect,
+    config_map,
+    emulator_fixture,
+    errors_by_kind,
+    expected,
+    fast_options,
+    kube_objects_fixture,
+    kubeconfig_fixture,
+    pod,
+)
+
+from snapsync.collect.kube import KubeOptions
+from snapsync.collect.watch import KubeWatchCollector
+from snapsync.profile import load_profile
+from snapsync.snapshot import Snapshot, SnapshotBuilder
+from tools.kube_emulator import ClusterState, KubeEmulator
+
+SYNC_TIMEOUT = 20.0  # generous upper bound on a shared machine; normally milliseconds
+
+
+def _options(kubeconfig: Path, **overrides: object) -> KubeOptions:
+    return fast_options(kubeconfig, page_size=4, watch_timeout=30.0, **overrides)
+
+
+@pytest.fixture
+def watcher(kubeconfig: Path) -> Iterator[KubeWatchCollector]:
+    collector = KubeWatchCollector(_options(kubeconfig), rng=random.Random(0))
+    try:
+        yield collector
+    finally:
+        collector.close()
+
+
+def _replay(watcher: KubeWatchCollector) -> Snapshot:
+    builder = SnapshotBuilder(load_profile())
+    watcher.collect(builder)
+    return builder.build(collected_at="")
+
+
+def _churn(state: ClusterState, rng: random.Random, steps: int) -> None:
+    """Adds, changes and deletes across kinds, as a cluster does between snapshot cycles."""
+    for step in range(steps):
+        choice = rng.random()
+        if choice < 0.4:
+            state.put(pod(f"web-{rng.randrange(12)}", phase=rng.choice(["Running", "Pending"])))
+        elif choice < 0.6:
+            state.put(config_map(f"cfg-{rng.randrange(8)}", value=str(step)))
+        elif choice < 0.8:
+            state.delete("v1", "Pod", "team-a", f"web-{rng.randrange(12)}")
+        else:
+            state.delete("v1", "ConfigMap", "team-a", f"cfg-{rng.randrange(8)}")
+
+
+def _try_sample_cluster() -> object | None:
+    try:
+        import tools.sample_cluster  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return tools.sample_cluster
+
+
+def test_watched_cache_equals_a_fresh_list_after_changes(
+    emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
+):
+    state = emulator.state
+    first = _replay(watcher)
+    assert first.digest == expected(state).digest
+    initial_lists = watcher.lists
+    rng = random.Random(7)
+    for _ in range(3):
+        _churn(state, rng, 25)
+        assert watcher.synced(state.rv, SYNC_TIMEOUT)
+        watched = _replay(watcher)
+        listed = collect(_options(kubeconfig))
+        assert watched.digest == listed.digest == expected(state).digest
+        assert watched.header.errors == ()
+    assert watcher.lists == initial_lists  # the cache was kept by watching, never relisted
+    assert watcher.relists() == 0
+
+
+def test_replay_makes_no_list_requests(emulator: KubeEmulator, watcher: KubeWatchCollector):
+    state = emulator.state
+    _replay(watcher)
+    lists, watches = state.stats.requests["list"], state.stats.requests["watch"]
+    state.put(config_map("cfg-new"))
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    snapshot = _replay(watcher)
+    assert state.stats.requests["list"] == lists
+    assert "cfg-new" in {key.name for key in snapshot.objects}
+    assert state.stats.requests["watch"] >= watches  # only watches (reconnects) may have happened
+
+
+def test_compacted_resource_version_relists(
+    emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
+):
+    state = emulator.state
+    _replay(watcher)
+    emulator.state.add_fault(kind="Pod", on="watch", delay=0.2, times=1)  # reconnect late
+    emulator.drop_watches()
+    _churn(state, random.Random(3), 30)
+    state.compact()  # the watchers' resourceVersions are now too old: 410 on reconnect
+    emulator.drop_watches()
+    state.put(pod("web-late"))
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    assert watcher.relists() >= 1
+    assert _replay(watcher).digest == collect(_options(kubeconfig)).digest
+
+
+def test_bookmarks_keep_idle_kinds_current(emulator: KubeEmulator, watcher: KubeWatchCollector):
+    state = emulator.state
+    _replay(watcher)
+    for i in range(5):
+        state.put(config_map(f"bump-{i}"))  # only ConfigMaps change
+    # every kind, including the untouched ones, reaches the latest version through bookmarks
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+
+
+def test_broken_watch_is_reported_stale_then_recovers(
+    emulator: KubeEmulator, watcher: KubeWatchCollector
+):
+    state = emulator.state
+    _replay(watcher)
+    fault = state.add_fault(kind="ConfigMap", on="watch", status=500)
+    emulator.drop_watches()
+    state.put(config_map("while-broken"))
+    for _ in range(200):
+        if fault.fired >= 2:
+            break
+        watcher.synced(state.rv + 10**6, 0.02)  # just waits a little
+    stale = _replay(watcher)
+    assert errors_by_kind(stale) == {"ConfigMap": "stale"}
+    state.clear_faults()
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    recovered = _replay(watcher)
+    assert recovered.header.errors == ()
+    assert "while-broken" in {key.name for key in recovered.objects}
+
+
+def test_forbidden_kind_is_recorded_and_not_watched(
+    emulator: KubeEmulator, watcher: KubeWatchCollector
+):
+    emulator.state.add_fault(kind="Secret", status=403)
+    snapshot = _replay(watcher)
+    assert errors_by_kind(snapshot) == {"Secret": "forbidden"}
+    assert "Secret" not in watcher.watched_kinds()
+    assert "Pod" in watcher.watched_kinds()
+
+
+def test_sample_cluster_churn_when_available(tmp_path: Path):
+    module = _try_sample_cluster()
+    if module is None:
+        pytest.skip("tools.sample_cluster is not there yet")
+    cluster = module.SampleCluster(objects=300, shape="application", seed=1)  # type: ignore[attr-defined]
+    state = ClusterState(cluster.objects())
+    with KubeEmulator(state, bookmark_interval=0.05) as emu:
+        kc = emu.write_kubeconfig(tmp_path / "kubeconfig")
+        with KubeWatchCollector(_options(kc), rng=random.Random(0)) as watcher:
+            _replay(watcher)
+            for _ in range(3):
+                state.apply_changes(cluster, cluster.step(churn="steady", minutes=1.0))
+                assert watcher.synced(state.rv, SYNC_TIMEOUT)
+                assert _replay(watcher).digest == collect(_options(kc)).digest
