@@ -7,8 +7,12 @@ code 2; a traceback means a bug in snapsync.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,6 +40,12 @@ class _UserError(click.ClickException):
         click.echo(f"snapsync: error: {self.message}", err=True)
 
 
+class _NotCurrent(_UserError):
+    """`agent --once` ran, but the server does not hold our latest version."""
+
+    exit_code = 1
+
+
 class _Group(click.Group):
     """Turns SnapsyncError into one line and exit 2, for every subcommand."""
 
@@ -52,14 +62,79 @@ def cli() -> None:
     """Kubernetes cluster state over metered, flaky links, as tiny verified deltas."""
 
 
+def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where state comes from: kubectl dumps, or a live cluster (kubeconfig or in-cluster)."""
+    options = [
+        click.option(
+            "--from-file",
+            "from_files",
+            multiple=True,
+            metavar="PATH",
+            help="kubectl get -o json|yaml output (List, object or stream); - for stdin. "
+            "Repeatable. Without it, a live cluster is collected.",
+        ),
+        click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file ($KUBECONFIG)."),
+        click.option("--context", help="Kubeconfig context (default: the current one)."),
+        click.option(
+            "--in-cluster",
+            is_flag=True,
+            envvar="SNAPSYNC_IN_CLUSTER",
+            help="Use the pod's service account.",
+        ),
+        click.option("--page-size", type=click.IntRange(1, 10_000), default=500, show_default=True),
+        click.option(
+            "--kind", "kinds", multiple=True, help="Collect only these kinds (Kind[.group])."
+        ),
+        click.option("--exclude-kind", "exclude_kinds", multiple=True, help="Skip these kinds."),
+        click.option("--namespace", "namespaces", multiple=True, help="Only these namespaces."),
+        click.option("--exclude-namespace", "exclude_namespaces", multiple=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True)
+class Source:
+    from_files: tuple[str, ...]
+    kubeconfig: str | None
+    context: str | None
+    in_cluster: bool
+    page_size: int
+    kinds: tuple[str, ...]
+    exclude_kinds: tuple[str, ...]
+    namespaces: tuple[str, ...]
+    exclude_namespaces: tuple[str, ...]
+
+    def collector(self, *, watch: bool = False, cache_dir: Path | None = None) -> Collector:
+        if self.from_files:
+            return FileCollector(self.from_files)
+        from snapsync.collect import KubeCollector, KubeOptions, KubeWatchCollector
+
+        options = KubeOptions(
+            kubeconfig=self.kubeconfig,
+            context=self.context,
+            in_cluster=self.in_cluster,
+            page_size=self.page_size,
+            include_kinds=self.kinds,
+            exclude_kinds=self.exclude_kinds,
+            include_namespaces=self.namespaces,
+            exclude_namespaces=self.exclude_namespaces,
+            discovery_cache_dir=cache_dir,
+        )
+        return KubeWatchCollector(options) if watch else KubeCollector(options)
+
+
+def _source(kwargs: dict[str, Any]) -> Source:
+    names = [f.name for f in fields(Source)]
+    values = {name: kwargs.pop(name) for name in names}
+    for name in ("from_files", "kinds", "exclude_kinds", "namespaces", "exclude_namespaces"):
+        values[name] = tuple(values[name])
+    return Source(**values)
+
+
 @cli.command()
-@click.option(
-    "--from-file",
-    "from_files",
-    multiple=True,
-    metavar="PATH",
-    help="kubectl get -o json|yaml output (List, object or YAML stream); - for stdin. Repeatable.",
-)
+@source_options
 @click.option("--profile", default="default", show_default=True, help="Built-in name or file.")
 @click.option(
     "--format",
@@ -84,18 +159,18 @@ def cli() -> None:
     help="zstd level for .snap output.",
 )
 def dump(
-    from_files: Sequence[str],
     profile: str,
     fmt: str,
     output: str | None,
     environment: str,
     reveal_secrets: bool,
     level: int,
+    **kwargs: Any,
 ) -> None:
     """Collect cluster state and write a canonical snapshot."""
     if fmt == "snap" and output in (None, "-") and sys.stdout.isatty():
         raise InputError("refusing to write a binary snapshot to a terminal: use -o FILE")
-    collector: Collector = _collector(from_files)
+    collector = _source(kwargs).collector()
     builder = SnapshotBuilder(
         load_profile(profile),
         environment_id=environment,
@@ -113,12 +188,6 @@ def dump(
     _write(output, data)
     if output not in (None, "-"):
         _note(f"wrote {output}: {_describe(snapshot)}, {len(data):,} bytes")
-
-
-def _collector(from_files: Sequence[str]) -> Collector:
-    if from_files:
-        return FileCollector(from_files)
-    raise InputError("no source: give --from-file PATH (live collection: see `snapsync dump -h`)")
 
 
 def _write(output: str | None, data: bytes) -> None:
@@ -206,6 +275,161 @@ def _count_table(title: str, column: str, counts: dict[str, int]) -> Table:
     for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         table.add_row(name, f"{count:,}")
     return table
+
+
+def _default_state_dir(edge_id: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "snapsync" / edge_id
+
+
+@cli.command()
+@source_options
+@click.option("--server-url", envvar="SNAPSYNC_SERVER_URL", required=True, help="Server base URL.")
+@click.option("--edge-id", envvar="SNAPSYNC_EDGE_ID", required=True, help="This environment's id.")
+@click.option(
+    "--agent-secret",
+    envvar="SNAPSYNC_AGENT_SECRET",
+    required=True,
+    help="Shared secret that signs every request (never sent). Prefer the variable to the flag.",
+)
+@click.option(
+    "--insecure-poll",
+    is_flag=True,
+    envvar="SNAPSYNC_INSECURE_POLL",
+    help="Accept a self-signed server certificate (TLS is still used).",
+)
+@click.option("--ping-interval", envvar="SNAPSYNC_PING_INTERVAL", type=float, default=60.0)
+@click.option("--snapshot-interval", envvar="SNAPSYNC_SNAPSHOT_INTERVAL", type=float, default=60.0)
+@click.option("--command-interval", envvar="SNAPSYNC_COMMAND_INTERVAL", type=float, default=10.0)
+@click.option(
+    "--budget",
+    envvar="SNAPSYNC_BUDGET",
+    default="0",
+    show_default=True,
+    help="Data budget per period, e.g. 500MB or 1GiB; 0 = unlimited.",
+)
+@click.option(
+    "--budget-period",
+    envvar="SNAPSYNC_BUDGET_PERIOD",
+    default="month",
+    show_default=True,
+    help="day, month (UTC calendar) or a number of seconds.",
+)
+@click.option(
+    "--state-dir",
+    envvar="SNAPSYNC_STATE_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the acknowledged base is kept [default: $XDG_STATE_HOME/snapsync/EDGE_ID].",
+)
+@click.option("--profile", envvar="SNAPSYNC_PROFILE", default="default", show_default=True)
+@click.option("--once", is_flag=True, help="One cycle, then exit: 0 when the server is current.")
+def agent(
+    server_url: str,
+    edge_id: str,
+    agent_secret: str,
+    insecure_poll: bool,
+    ping_interval: float,
+    snapshot_interval: float,
+    command_interval: float,
+    budget: str,
+    budget_period: str,
+    state_dir: Path | None,
+    profile: str,
+    once: bool,
+    **kwargs: Any,
+) -> None:
+    """Keep a server current with this cluster: collect, diff, ship, obey commands."""
+    from snapsync.agent import Agent, HttpTransport, format_report
+    from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
+    from snapsync.protocol.budget import parse_size
+
+    source = _source(kwargs)
+    state = state_dir or _default_state_dir(edge_id)
+    config = AgentConfig(
+        intervals=Intervals(
+            ping=ping_interval, snapshot=snapshot_interval, command=command_interval
+        ),
+        budget=BudgetConfig(limit=parse_size(budget), period=budget_period),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    runner = Agent(
+        source.collector(watch=not once and not source.from_files, cache_dir=state / "discovery"),
+        HttpTransport(server_url, edge_id, agent_secret.encode(), insecure=insecure_poll),
+        state,
+        config,
+        profile=load_profile(profile),
+        environment_id=edge_id,
+    )
+    try:
+        if once:
+            report = runner.step()
+            click.echo(format_report(report), err=True)
+            problem = _once_problem(report)
+            if problem:
+                raise _NotCurrent(problem)
+            return
+        runner.run()
+    except KeyboardInterrupt:
+        runner.stop()
+    finally:
+        runner.close()
+
+
+def _once_problem(report: Any) -> str:
+    from snapsync.protocol.events import AuthRejected, BackingOff
+
+    if report.in_sync:
+        return ""
+    for event in report.events:
+        if isinstance(event, AuthRejected):
+            return "the server refused our credentials: check --edge-id and --agent-secret"
+    for event in report.events:
+        if isinstance(event, BackingOff):
+            return f"the server is not current: {event.reason}"
+    if report.collect_error:
+        return f"collection failed: {report.collect_error}"
+    return "the server is not current yet (budget or pending upload; see the log line above)"
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="SNAPSYNC_HOST")
+@click.option("--port", type=int, default=8480, show_default=True, envvar="SNAPSYNC_PORT")
+@click.option(
+    "--database",
+    default="snapsync.db",
+    show_default=True,
+    envvar="SNAPSYNC_DATABASE",
+    help="SQLite file.",
+)
+@click.option("--agent-secret", envvar="SNAPSYNC_AGENT_SECRET", required=True)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False), envvar="SNAPSYNC_TLS_CERT"
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), envvar="SNAPSYNC_TLS_KEY")
+def serve(
+    host: str,
+    port: int,
+    database: str,
+    agent_secret: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
+    """Receive agents' frames and keep every environment's snapshots."""
+    import uvicorn
+
+    from snapsync.server import ServerSettings, SharedSecret, create_app, uvicorn_config
+    from snapsync.server.sqlite import SQLiteStore
+
+    if bool(tls_cert) != bool(tls_key):
+        raise InputError("--tls-cert and --tls-key go together")
+    settings = ServerSettings(
+        secrets=SharedSecret(agent_secret.encode()), store=SQLiteStore(database)
+    )
+    config = uvicorn_config(
+        create_app(settings), host, port, ssl_certfile=tls_cert, ssl_keyfile=tls_key
+    )
+    uvicorn.Server(config).run()
 
 
 def main() -> None:

@@ -131,8 +131,8 @@ def test_inspect_rejects_truncated_and_corrupted_frames(dump_file: Path, tmp_pat
 
 
 def test_missing_source_and_bad_profile_are_user_errors(dump_file: Path) -> None:
-    code, _, err = run("dump")
-    assert code == 2 and "no source" in err
+    code, _, err = run("dump", "--kubeconfig", "/nonexistent/kubeconfig")
+    assert code == 2 and "kubeconfig" in err and "Traceback" not in err
     code, _, err = run("dump", "--from-file", str(dump_file), "--profile", "nope")
     assert code == 2 and "no profile 'nope'" in err
 
