@@ -149,9 +149,9 @@ class KubeApi:
         try:
             data = response.read()
         except Exception as exc:
-            raise _transport_error(exc, self.server) from exc
+            raise transport_error(exc, self.server) from exc
         if not 200 <= response.status <= 299:
-            raise _status_error(response.status, response.reason, data, response.headers)
+            raise status_error(response.status, response.reason, data, response.headers)
         try:
             doc = json.loads(data)
         except ValueError:
@@ -171,8 +171,8 @@ class KubeApi:
             try:
                 data = response.read()
             except Exception as exc:
-                raise _transport_error(exc, self.server) from exc
-            raise _status_error(response.status, response.reason, data, response.headers)
+                raise transport_error(exc, self.server) from exc
+            raise status_error(response.status, response.reason, data, response.headers)
         return WatchStream(response.response, self.server)
 
     def _open(
@@ -193,7 +193,7 @@ class KubeApi:
             )
             return self.client.call_api(method, url, headers, body, post, _request_timeout=timeout)
         except Exception as exc:
-            raise _transport_error(exc, self.server) from exc
+            raise transport_error(exc, self.server) from exc
 
 
 class WatchStream:
@@ -213,7 +213,7 @@ class WatchStream:
         except ValueError as exc:
             raise ApiConnectionLost(f"a watch event is not JSON: {exc}") from None
         except Exception as exc:
-            raise _transport_error(exc, self._server) from exc
+            raise transport_error(exc, self._server) from exc
         finally:
             self._response.release_conn()
 
@@ -224,7 +224,7 @@ class WatchStream:
             self._response.shutdown()
 
 
-def _status_error(status: int, reason: str | None, data: bytes, headers: Any) -> ApiStatusError:
+def status_error(status: int, reason: str | None, data: bytes, headers: Any) -> ApiStatusError:
     message = ""
     api_reason = reason or ""
     try:
@@ -248,7 +248,7 @@ def _retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def _transport_error(exc: BaseException, server: str) -> Exception:
+def transport_error(exc: BaseException, server: str) -> Exception:
     """Our exception for a urllib3/client failure talking to `server`."""
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason

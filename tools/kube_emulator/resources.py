@@ -151,7 +151,9 @@ SUBRESOURCES: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("", "namespaces"): ("finalize", "status"),
     ("", "nodes"): ("proxy", "status"),
     ("", "services"): ("proxy", "status"),
+    ("apps", "daemonsets"): ("status",),
     ("apps", "deployments"): ("scale", "status"),
+    ("apps", "replicasets"): ("scale", "status"),
     ("apps", "statefulsets"): ("scale", "status"),
     ("batch", "jobs"): ("status",),
 }

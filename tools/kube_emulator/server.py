@@ -1,8 +1,9 @@
 # The emulator's HTTP face: a ThreadingHTTPServer on loopback that answers the paths the official
 # `kubernetes` client uses, with the documents a real v1.30 API server sends: discovery (/version,
 # /api, /api/v1, /apis, /apis/<g>, /apis/<g>/<v>), GET/LIST (limit/continue, fieldSelector on
-# metadata.namespace/name), WATCH (chunked JSON lines, bookmarks, 410 ERROR events), and Status
-# bodies for every error. Faults scripted on the `ClusterState` are applied per request.
+# metadata.namespace/name), WATCH (chunked JSON lines, bookmarks, 410 ERROR events), PATCH (merge
+# and strategic merge patches, on objects and on the `scale` subresource of workloads), DELETE, and
+# Status bodies for every error. Faults scripted on the `ClusterState` are applied per request.
 #
 # Invariants: every response is HTTP/1.1 with Content-Length or chunked encoding (the client keeps
 # connections alive); `kill()` closes every open connection, so a test sees a server that died,
@@ -23,7 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from tools.kube_emulator.resources import SUBRESOURCES, Resource
-from tools.kube_emulator.state import ClusterState, Expired, Fault, RequestInfo
+from tools.kube_emulator.state import (
+    ClusterState,
+    Expired,
+    Fault,
+    Rejected,
+    RequestInfo,
+    scale_of,
+)
 
 VERSION = {
     "major": "1",
@@ -39,6 +47,14 @@ VERSION = {
 
 AGGREGATED_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
+# Patch types the emulator applies: for the fields clients patch here (replicas, annotations,
+# labels) a strategic merge patch means the same as a JSON merge patch.
+MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+
+# Kinds whose DELETE answers with the object (the pod registry's ReturnDeletedObject); every other
+# kind answers with a Success Status naming what was deleted.
+RETURNS_DELETED_OBJECT = frozenset({("", "pods")})
+
 EXPIRED_MESSAGE = (
     "The provided continue parameter is too old to display a consistent list result. You can "
     "start a new list without the continue parameter, or use the continue token in this response "
@@ -53,7 +69,10 @@ _REASONS = {
     403: ("Forbidden", "forbidden"),
     404: ("NotFound", "the server could not find the requested resource"),
     405: ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
+    409: ("Conflict", "the object has been modified"),
     410: ("Expired", EXPIRED_MESSAGE),
+    415: ("UnsupportedMediaType", "the body of the request was in an unknown format"),
+    422: ("Invalid", "the object is invalid"),
     429: ("TooManyRequests", "Too many requests, please try again later."),
     500: ("InternalError", 'an error on the server ("") has prevented the request from succeeding'),
     503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
@@ -242,17 +261,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_GET(self) -> None:
+        self.body = b""
         try:
             self._route()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def do_PATCH(self) -> None:
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            self._route()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_DELETE = do_PATCH
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         self._send_status(405)
 
-    do_PUT = do_PATCH = do_DELETE = do_POST
+    do_PUT = do_POST
 
     # ----- routing ---------------------------------------------------------------------------
 
@@ -272,6 +301,10 @@ class _Handler(BaseHTTPRequestHandler):
                 state.match_faults(RequestInfo("unauthorized", url.path))
                 self._send_status(401)
                 return
+        resource_path = len(parts) > (2 if parts[:1] == ["api"] else 3)
+        if self.command != "GET" and not resource_path:
+            self._send_status(405)  # discovery documents are read-only
+            return
         if parts == ["version"]:
             state.match_faults(RequestInfo("version", url.path))
             self._send_json(200, VERSION)
@@ -406,18 +439,21 @@ class _Handler(BaseHTTPRequestHandler):
         self, path: str, group: str, version: str, rest: list[str], query: dict[str, str]
     ) -> None:
         state = self.emu.state
-        namespace, name = "", ""
+        namespace, name, subresource = "", "", ""
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
-        if len(rest) > 2:
+        if len(rest) > 3:
             self._send_status(404)
             return
         plural = rest[0]
-        if len(rest) == 2:
+        if len(rest) >= 2:
             name = rest[1]
+        if len(rest) == 3:
+            subresource = rest[2]
         res = state.resource(group, version, plural)
         watch = query.get("watch") in ("1", "true")
-        verb = "get" if name else ("watch" if watch else "list")
+        verb = {"PATCH": "patch", "DELETE": "delete"}.get(self.command, "")
+        verb = verb or ("get" if name else ("watch" if watch else "list"))
         info = RequestInfo(
             verb,
             path,
@@ -426,15 +462,28 @@ class _Handler(BaseHTTPRequestHandler):
             namespace,
             bool(query.get("continue")),
             query,
+            name,
+            subresource,
         )
         faults = state.match_faults(info)
         if res is None:
-            if not self._apply_faults(faults, None):
+            if not self._apply_faults(faults, None, info):
                 self._send_status(404)
             return
-        if self._apply_faults(faults, res):
+        if self._apply_faults(faults, res, info):
             return
-        if "list" not in res.verbs:
+        if subresource and subresource not in SUBRESOURCES.get((res.group, res.plural), ()):
+            self._send_status(404)
+            return
+        if verb in ("patch", "delete"):
+            self._write(res, info)
+            return
+        if subresource == "scale" and verb == "get":
+            self._answer(lambda: scale_of(state.get(res, namespace, name)))
+            return
+        if subresource == "status" and verb == "get":
+            subresource = ""  # the object itself, as the real server answers
+        if "list" not in res.verbs or subresource:
             self._send_status(405)
             return
         try:
@@ -449,7 +498,63 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._list(res, namespace, selector, query)
 
-    def _apply_faults(self, faults: list[Fault], res: Resource | None) -> bool:
+    def _write(self, res: Resource, info: RequestInfo) -> None:
+        """PATCH or DELETE one object (or PATCH its scale), as the API server answers them."""
+        state = self.emu.state
+        if info.verb not in res.verbs or not info.name or info.subresource not in ("", "scale"):
+            self._send_status(405)
+            return
+        if info.subresource and info.verb == "delete":
+            self._send_status(405)
+            return
+        if info.verb == "delete":
+            self._answer(lambda: self._deleted(res, state.remove(res, info.namespace, info.name)))
+            return
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type not in MERGE_PATCH_TYPES:
+            self._send_status(415, f"the emulator does not apply {content_type or 'this'} patches")
+            return
+        try:
+            patch = json.loads(self.body or b"null")
+        except ValueError as exc:
+            self._send_status(400, f"the patch is not JSON: {exc}")
+            return
+
+        def apply() -> dict[str, Any]:
+            new = state.patch(res, info.namespace, info.name, patch, info.subresource)
+            return scale_of(new) if info.subresource else self._typed(res, new, in_list=False)
+
+        self._answer(apply)
+
+    def _deleted(self, res: Resource, gone: dict[str, Any]) -> dict[str, Any]:
+        if (res.group, res.plural) in RETURNS_DELETED_OBJECT:
+            return self._typed(res, gone, in_list=False)
+        meta = gone["metadata"]
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {
+                "name": meta["name"],
+                "group": res.group,
+                "kind": res.plural,
+                "uid": meta.get("uid", ""),
+            },
+        }
+
+    def _answer(self, build: Any) -> None:
+        """200 with the document `build()` returns, or the Status of the Rejected it raises."""
+        try:
+            doc = build()
+        except Rejected as exc:
+            self._send_status(exc.code, exc.message, details=exc.details)
+            return
+        self._send_json(200, doc)
+
+    def _apply_faults(
+        self, faults: list[Fault], res: Resource | None, info: RequestInfo | None = None
+    ) -> bool:
         """Apply fired faults; True when the request has been answered (or dropped)."""
         for fault in faults:
             if fault.delay:
@@ -467,21 +572,32 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_status(410, metadata={})
                 return True
             if fault.action == "status" and fault.status is not None:
-                self._send_fault_status(fault, res)
+                self._send_fault_status(fault, res, info)
                 return True
         return False
 
-    def _send_fault_status(self, fault: Fault, res: Resource | None) -> None:
+    def _send_fault_status(
+        self, fault: Fault, res: Resource | None, info: RequestInfo | None = None
+    ) -> None:
         code = fault.status or 500
         headers: dict[str, str] = {}
         extra: dict[str, Any] = {}
         message = None
         if code == 403 and res is not None:
+            verb, name, sub, ns = "list", "", "", ""
+            if info is not None:
+                verb, name, sub, ns = info.verb, info.name, info.subresource, info.namespace
+            qualified = f"{res.plural}.{res.group}" if res.group else res.plural
+            subject = f'{qualified} "{name}"' if name else res.plural
+            resource = f"{res.plural}/{sub}" if sub else res.plural
+            scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
             message = (
-                f'{res.plural} is forbidden: User "system:serviceaccount:snapsync:agent" cannot '
-                f'list resource "{res.plural}" in API group "{res.group}" at the cluster scope'
+                f'{subject} is forbidden: User "system:serviceaccount:snapsync:agent" cannot '
+                f'{verb} resource "{resource}" in API group "{res.group}" {scope}'
             )
             extra["details"] = {"group": res.group, "kind": res.plural}
+            if name:
+                extra["details"]["name"] = name
         if fault.retry_after is not None:
             headers["Retry-After"] = str(fault.retry_after)
             extra["details"] = {"retryAfterSeconds": fault.retry_after}

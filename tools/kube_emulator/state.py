@@ -7,9 +7,12 @@
 # - A paginated LIST serves one consistent snapshot (taken at its first page) until its continue
 #   token expires; an expired or compacted token is answered 410 Expired, as the real server does.
 # - All state is behind one lock; `changed` wakes watch streams after every write.
+# - Writes through the API (PATCH, DELETE) take the same path as scripted changes (`put`, `delete`):
+#   a patch that changes nothing is a no-op (no new resourceVersion, no event), as on a real server.
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import json
 import threading
@@ -38,13 +41,17 @@ class Fault:
 
     kind:   kind ref (`Pod`, `Deployment.apps`) or None for every kind; for `on="discovery"` a
             group version (`v1`, `metrics.k8s.io/v1beta1`) or None for all discovery documents.
-    on:     "list" (every page), "continue" (pages after the first), "watch", "discovery", "any".
+    on:     "list" (every page), "continue" (pages after the first), "watch", "discovery", "get",
+            "patch", "delete", "any". `status=403` with a write verb is how a test takes a
+            permission away (see `ClusterState.forbid`).
     status: answer with this HTTP status and the real Status body (403, 404, 429, 500, 503, ...).
     action: "status" (answer `status`; without one, only the delay and callback apply) |
             "expire" (410 Expired, as for a stale continue token) | "drop" (close the connection
             without an answer) | "die" (drop it and stop the whole server, as a crash does).
     delay:  seconds to wait before answering (slow responses; client read timeouts).
     callback: called before answering, e.g. to change objects between two pages.
+    subresource: None matches requests on the object and its subresources alike; "" only the
+            object itself; "scale" (or another name) only that subresource.
     after:  let this many matching requests through first; times: then misbehave this many times
             (None: forever).
     """
@@ -58,6 +65,7 @@ class Fault:
     after: int = 0
     times: int | None = None
     callback: Callable[[RequestInfo], None] | None = None
+    subresource: str | None = None
     seen: int = 0
     fired: int = 0
 
@@ -66,13 +74,15 @@ class Fault:
 class RequestInfo:
     """What a fault or hook sees of a request."""
 
-    verb: str  # discovery | list | watch | get | other
+    verb: str  # discovery | list | watch | get | patch | delete | other
     path: str
     resource: Resource | None = None
     group_version: str = ""
     namespace: str = ""
     continued: bool = False
     query: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
+    subresource: str = ""  # "scale", or "" for the object itself
 
 
 @dataclass
@@ -202,17 +212,91 @@ class ClusterState:
         with self.lock:
             group = api_version.rpartition("/")[0]
             res = self.resource_for_kind(group, kind)
-            if res is None:
-                return False
+            return res is not None and self._drop(res, namespace, name) is not None
+
+    def _drop(self, res: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        """Remove one object now (no finalizers, no grace period); it as deleted, or None."""
+        with self.lock:
             rkey = (res.group, res.plural)
             old = self.store.get(rkey, {}).pop((namespace if res.namespaced else "", name), None)
             if old is None:
-                return False
+                return None
             self.rv += 1
             gone = {**old, "metadata": {**old["metadata"], "resourceVersion": str(self.rv)}}
             self._log("DELETED", rkey, gone)
             self.changed.notify_all()
-            return True
+            return gone
+
+    # ----- writes through the API (PATCH, DELETE) --------------------------------------------
+
+    def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
+        """The stored object; Rejected(404) when there is none."""
+        with self.lock:
+            okey = (namespace if res.namespaced else "", name)
+            obj = self.store.get((res.group, res.plural), {}).get(okey)
+        if obj is None:
+            raise Rejected(404, f'{_qualified(res)} "{name}" not found', _details(res, name))
+        return obj
+
+    def patch(
+        self, res: Resource, namespace: str, name: str, patch: Any, subresource: str = ""
+    ) -> dict[str, Any]:
+        """Apply a JSON merge patch (RFC 7386) to an object or its `scale`; the new object.
+
+        Identity (apiVersion, kind, name, namespace, uid, creationTimestamp) stays the server's;
+        a `metadata.resourceVersion` in the patch is a precondition (409 when stale); a spec
+        change bumps `metadata.generation`. Raises Rejected for 404/409/422.
+        """
+        if not isinstance(patch, dict):
+            raise Rejected(400, "the patch must be a JSON object")
+        with self.lock:
+            old = self.get(res, namespace, name)
+            wanted = (patch.get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and str(wanted) != old["metadata"].get("resourceVersion"):
+                raise Rejected(
+                    409,
+                    f'Operation cannot be fulfilled on {_qualified(res)} "{name}": the object '
+                    "has been modified; please apply your changes to the latest version and "
+                    "try again",
+                    _details(res, name),
+                )
+            if subresource == "scale":
+                replicas = merge_patch(scale_of(old), patch).get("spec", {}).get("replicas")
+                if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                    raise Rejected(
+                        422,
+                        f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
+                        f"{json.dumps(replicas)}: must be greater than or equal to 0",
+                        _details(res, name),
+                    )
+                new = {**old, "spec": {**(old.get("spec") or {}), "replicas": replicas}}
+            else:
+                new = merge_patch(old, patch)
+                new["metadata"] = {**(new.get("metadata") or {})}
+                for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
+                    if key in old["metadata"]:
+                        new["metadata"][key] = old["metadata"][key]
+                    else:
+                        new["metadata"].pop(key, None)
+                new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
+            if new == old:
+                return old
+            if new.get("spec") != old.get("spec"):
+                generation = int(old["metadata"].get("generation") or 1) + 1
+                new["metadata"] = {**new["metadata"], "generation": generation}
+            return self.put(new)
+
+    def remove(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
+        """DELETE one object at once; the object as deleted; Rejected(404) when absent."""
+        with self.lock:
+            self.get(res, namespace, name)
+            gone = self._drop(res, namespace, name)
+        assert gone is not None
+        return gone
+
+    def forbid(self, kind: str, verb: str, subresource: str | None = None) -> Fault:
+        """Answer 403 to `verb` on `kind` from now on, as missing RBAC does."""
+        return self.add_fault(kind=kind, on=verb, status=403, subresource=subresource)
 
     def _log(self, kind: str, rkey: ResKey, obj: dict[str, Any]) -> None:
         self.events.append((self.rv, kind, rkey, obj))
@@ -372,6 +456,71 @@ class ClusterState:
         return fired
 
 
+class Rejected(Exception):
+    """A write the API server refuses: HTTP status, Status message and details."""
+
+    def __init__(self, code: int, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch; `target` is not modified (untouched subtrees are shared)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def scale_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale a real server derives from a workload (replicas default 1)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status: dict[str, Any] = {"replicas": int((obj.get("status") or {}).get("replicas") or 0)}
+    selector = selector_string(spec.get("selector"))
+    if selector:
+        status["selector"] = selector
+    keep = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": {"replicas": int(spec.get("replicas", 1))},
+        "status": status,
+    }
+
+
+def selector_string(selector: Any) -> str:
+    """A LabelSelector as the string form Scale.status.selector carries (`app=web,tier in (a)`)."""
+    if not isinstance(selector, dict):
+        return ""
+    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or ():
+        key, op = expr.get("key", ""), expr.get("operator", "")
+        values = ",".join(sorted(expr.get("values") or ()))
+        terms.append(
+            {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key}.get(
+                op, f"!{key}"
+            )
+        )
+    return ",".join(sorted(terms))
+
+
+def _qualified(res: Resource) -> str:
+    return f"{res.plural}.{res.group}" if res.group else res.plural
+
+
+def _details(res: Resource, name: str) -> dict[str, Any]:
+    return {"name": name, "group": res.group, "kind": res.plural}
+
+
 class Expired(Exception):
     """A continue token is too old; carries the inconsistent-continue token of the real 410."""
 
@@ -387,6 +536,8 @@ def _matches(fault: Fault, info: RequestInfo) -> bool:
         if info.verb != "list" or not info.continued:
             return False
     elif fault.on != "any" and fault.on != info.verb:
+        return False
+    if fault.subresource is not None and fault.subresource != info.subresource:
         return False
     if fault.kind is None:
         return True
