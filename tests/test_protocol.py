@@ -395,3 +395,57 @@ def test_an_agent_that_lost_its_state_adopts_what_the_server_holds() -> None:
     sim.run_exchanges()
     assert sim.agent.in_sync
     assert sim.store.env(ENV).frames == 1  # nothing uploaded again
+
+
+# -- found by the flaky-link simulation (tests/test_flaky_link.py) ------------------------------
+
+
+def test_a_stale_upload_landing_late_does_not_leave_the_server_behind() -> None:
+    """An upload the agent gave up on reaches the server after a newer one was acked.
+
+    The server commits it as its newest version (it cannot tell it is stale), so its current
+    snapshot is older than the agent's latest while the agent, holding an ack for its latest,
+    believes it is in sync. The pong says what the server's newest version is: the agent sees it
+    is not its latest and re-asserts the latest (an empty upload), which the server commits anew.
+    """
+    _, s2, s3 = states(3)
+    sim = synced()
+    sim.now += 61
+    sim.collect(s2)
+    stale = sim.agent.next_request(sim.now)
+    assert stale is not None and isinstance(stale.message, Chunk)
+    sim.agent.fail(stale, sim.now, "timed out")  # held in the network, not lost
+    sim.now += 61
+    cycle(sim, s3, seconds=0)
+    assert sim.agent.in_sync and sim.store.current(ENV).digest == s3.digest  # type: ignore[union-attr]
+    late = sim.server.handle(ENV, stale.path, stale.body, sim.now)  # nobody listens
+    assert late.applied is not None and sim.store.current(ENV).digest == s2.digest  # type: ignore[union-attr]
+    for _ in range(3):
+        sim.now += 61
+        sim.collect(s3)
+        sim.run_exchanges()
+    current = sim.store.current(ENV)
+    assert current is not None and current.digest == s3.digest
+    assert sim.agent.in_sync and sim.agent.acked == sim.store.held(ENV)[0]
+    assert sim.store.env(ENV).frames == 4  # s1, s3, the stale s2, and s3 again (no resend)
+
+
+def test_chunks_too_large_for_a_slow_link_shrink_until_they_cross() -> None:
+    """A chunk that cannot cross within the request timeout used to fail forever (livelock).
+
+    At 100 B/s with a 30 s timeout, 4 KiB chunks never arrive; a failed chunk now halves the
+    chunk size, so the upload completes, and the next upload starts at full size again.
+    """
+    config = AgentConfig(intervals=NO_JITTER, chunk_size=4096)
+    sim = Sim(config, seed=3)
+    sim.faults = LinkFaults(bandwidth=100, timeout=30)
+    sim.collect(states(1)[0])
+    for _ in range(40):
+        sim.advance(max(0.0, sim.agent.wakeup_at(sim.now) - sim.now))
+        sim.run_exchanges()
+        if sim.agent.in_sync:
+            break
+    assert sim.agent.in_sync
+    assert sim.store.current(ENV).digest == states(1)[0].digest  # type: ignore[union-attr]
+    assert sim.counters["timeout"] >= 1
+    assert sim.agent.chunk_size == 4096

@@ -64,6 +64,7 @@ from snapsync.snapshot import Snapshot
 # against the budget per exchange on top of the bodies; measured on the httpx transport.
 DEFAULT_OVERHEAD = 420
 UPLOAD_REPLY_ALLOWANCE = 512
+MIN_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,12 @@ class AgentProtocol:
         self.waiting = 0  # bytes of an upload held back by the budget
         self.server_current: Version | None = None
         self.chunk_size = config.chunk_size
+        self._chunk_ceiling = config.chunk_size  # lowered by 413 answers, never by failures
         self._last_ping = 0.0
         self._verify_bases = True  # list every base in the next ping, not only the newest
+        # The server's newest version is not our latest although it holds it (an upload we gave
+        # up on landed late, after a newer one): upload the latest again, as an empty delta.
+        self._reassert = False
         # The first exchange after a start is a ping: it checks credentials for a few bytes, and
         # the server may already hold the latest snapshot (no upload at all).
         self._greeted = False
@@ -212,8 +217,14 @@ class AgentProtocol:
         return self.poll_events()
 
     def fail(self, request: Request, now: float, reason: str) -> list[Event]:
-        """The request did not complete (connection refused or cut, timeout)."""
+        """The request did not complete (connection refused or cut, timeout).
+
+        A failed chunk halves the chunk size (down to 1 KiB): on a slow link a chunk that cannot
+        cross within the transport's timeout would otherwise fail forever.
+        """
         self._finish(request, 0, now)
+        if isinstance(request.message, Chunk):
+            self.chunk_size = max(MIN_CHUNK, min(self.chunk_size, len(request.message.data) // 2))
         self._back_off(now, reason)
         return self.poll_events()
 
@@ -227,7 +238,11 @@ class AgentProtocol:
     # -- requests -------------------------------------------------------------------------------
 
     def _wants_upload(self) -> bool:
-        return self.upload is not None or (self.latest is not None and not self.in_sync)
+        return (
+            self.upload is not None
+            or self._reassert
+            or (self.latest is not None and not self.in_sync)
+        )
 
     def _upload_request(self, now: float) -> Request | None:
         if not self._wants_upload():
@@ -268,6 +283,7 @@ class AgentProtocol:
         if latest is None:
             raise LocalProtocolError("no snapshot collected yet")
         acked = None if self.need_full else self.acked
+        self._reassert = False
         if acked is not None:
             base_snapshot = self.bases[acked.digest][1]
             encoded = encode_delta(base_snapshot, latest, self.config.encode)
@@ -331,9 +347,12 @@ class AgentProtocol:
         self.server_current = pong.current
         self._greeted = True
         latest = self.latest
-        for version in pong.holds:
+        for version in pong.holds:  # newest first; a re-asserted digest is held twice
             if latest is not None and version.digest == latest.digest:
                 self._remember(version, latest)
+                break
+        if self.in_sync and pong.current is not None and latest is not None:
+            self._reassert = pong.current.digest != latest.digest
         sent = {r.id for r in ping.results}
         self.results = [r for r in self.results if r.id not in sent]
         for command in pong.commands:
@@ -379,6 +398,7 @@ class AgentProtocol:
             self._remember(reply.version, upload.target)
             self.server_current = reply.version
             self.upload = None
+            self.chunk_size = self._chunk_ceiling  # the next upload starts at full size again
             self.need_full = False
             self._events.append(
                 Acked(reply.version, upload.kind, len(upload.frame), upload.candidates)
@@ -420,6 +440,7 @@ class AgentProtocol:
             self._events.append(AuthRejected(reason))
         elif status == 413 and isinstance(request.message, Chunk) and self.chunk_size > 1024:
             self.chunk_size //= 2
+            self._chunk_ceiling = self.chunk_size
             return
         self._back_off(now, reason, at_least=retry_after)
 

@@ -9,7 +9,9 @@ Invariants:
   result has exactly the target digest: a bad frame is refused and the stored state stays as it
   was.
 - Every answer is idempotent: a chunk received twice, or a whole upload of a version the server
-  already holds, is answered from the stored state and changes nothing.
+  already holds, is answered from the stored state and changes nothing. The one exception is a
+  re-assertion (base = target, a version held but not the newest): the agent saw in a pong that
+  a late, stale upload became the newest version, and that version is committed anew.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ class ServerProtocol:
         for version in held:
             if version.digest == chunk.target:
                 self.store.drop_partial(env, chunk.upload)
+                if chunk.base == chunk.target and version != held[0]:
+                    return self._reassert(env, chunk, version, now)
                 return Reply(200, UploadReply("ack", version=version).encode())
         base = next((v for v in held if v.digest == chunk.base), None) if chunk.base else None
         if chunk.base and base is None:
@@ -165,6 +169,15 @@ class ServerProtocol:
             return Reply(200, UploadReply("partial", offset=len(data)).encode())
         self.store.drop_partial(env, chunk.upload)
         return self._complete(env, chunk, base, data, now)
+
+    def _reassert(self, env: str, chunk: Chunk, version: Version, now: float) -> Reply:
+        """Make a held version the newest again: the agent's latest, overtaken by a stale one."""
+        snapshot = self.store.snapshot(env, version.digest)
+        if snapshot is None:
+            return Reply(200, UploadReply("ack", version=version).encode())
+        frame = chunk.data if chunk.offset == 0 and len(chunk.data) == chunk.total else b""
+        applied = self.store.commit(env, snapshot, frame, version, now)
+        return Reply(200, UploadReply("ack", version=applied).encode(), applied=applied)
 
     def _complete(
         self, env: str, chunk: Chunk, base: Version | None, frame: bytes, now: float

@@ -1,0 +1,351 @@
+"""The sync protocol over a simulated flaky mobile link, VOPR style: chaos, then recovery.
+
+Hypothesis drives snapsync.simulation.Sim (the real agent and server state machines, a simulated
+link and clock, one seeded generator) through cluster churn, link faults (loss, lost answers,
+duplicates, late and stale deliveries, cut uploads, bandwidth caps with timeouts, outages of hours
+to days) and crashes of either side. Chaos steps check safety after every step; the recovery step
+turns the faults off and checks liveness within a bound, and what the catch-up cost.
+
+Safety (every step): the server holds only versions the agent produced, each intact (its digest
+recomputed from its objects); the agent's acknowledged base is a version the server holds; the
+bytes on the link in any budget period stay within the budget; no command runs twice.
+Liveness (recovery): within a bounded number of wake-ups, and a bounded simulated time (backoff
+cap, late deliveries draining, a budget period), the server's newest digest is the agent's
+latest; the catch-up ships at most one frame to now (plus the rest of an upload the server had
+started receiving), never a backlog, checked on byte counts.
+
+A failure prints the steps as a scenario, with the link's trace per step (`note`). Replay it with
+the printed `@reproduce_failure` blob, or just rerun: the example database keeps it. Set
+SNAPSYNC_SIM_STATS=FILE to append per-example statistics (steps, catch-up ratios) as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from functools import cache
+
+from hypothesis import note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from snapsync.codec import decode_snapshot, encode_delta, encode_snapshot
+from snapsync.profile import Profile, load_profile
+from snapsync.protocol import AgentConfig, BudgetConfig, Command, CommandResult, Intervals
+from snapsync.protocol.budget import period_start
+from snapsync.simulation import ENV, LinkFaults, Sim
+from snapsync.snapshot import Snapshot, build_snapshot
+from tools.sample_cluster import SampleCluster
+
+INTERVALS = Intervals(ping=60, snapshot=60, command=10, jitter=0.1, backoff_cap=900)
+HOUR, DAY = 3600.0, 86_400.0
+MAX_DELAY = 240.0  # late copies land within this (LinkFaults.max_delay)
+WAKEUPS = 40  # recovery bound: agent wake-ups after the link heals
+STEPS = 30
+
+
+@cache
+def profile() -> Profile:
+    return load_profile()
+
+
+def config(budget: int) -> AgentConfig:
+    return AgentConfig(
+        intervals=INTERVALS,
+        budget=BudgetConfig(limit=budget, period="day"),
+        chunk_size=4096,  # a full snapshot takes several chunks, so resumption is exercised
+    )
+
+
+FAULTS = st.builds(
+    LinkFaults,
+    loss=st.sampled_from([0, 0.2, 1]),
+    answer_loss=st.sampled_from([0, 0.3, 1]),
+    duplicate=st.sampled_from([0, 0.5]),
+    truncate=st.sampled_from([0, 0.5]),
+    delay=st.sampled_from([0, 0.3, 0.8]),
+    late_duplicate=st.sampled_from([0, 0.5]),
+    agent_crash=st.sampled_from([0, 0.1]),
+    bandwidth=st.sampled_from([0, 2000, 300, 100]),
+)
+
+
+def _faults(faults: LinkFaults) -> str:
+    """Only the faults that are on, for a readable scenario."""
+    on = {k: v for k, v in vars(faults).items() if v and k not in ("max_delay", "timeout")}
+    return ", ".join(f"{k}={v}" for k, v in on.items()) or "healthy"
+
+
+class FlakyLinkVOPR(RuleBasedStateMachine):
+    """One agent, one server, one link; every step says what it did (see `note`)."""
+
+    @initialize(
+        seed=st.integers(0, 2**32 - 1),
+        budget=st.sampled_from([0, 3_000_000, 400_000, 120_000]),
+        shape=st.sampled_from(["application", "platform"]),
+    )
+    def start(self, seed: int, budget: int, shape: str) -> None:
+        self.budget = budget
+        self.cluster = SampleCluster(objects=40, shape=shape, seed=seed)
+        self.executed: Counter[int] = Counter()
+        self.sim = Sim(config(budget), seed=seed, command_runner=self._run_command)
+        self.produced: dict[bytes, Snapshot] = {}
+        self.verified: set[tuple[int, bytes]] = set()
+        self.snapshot: Snapshot | None = None
+        self.steps = 0
+        self.ratios: list[float] = []  # catch-up / one delta, when no upload was under way
+        self.bound_ratios: list[float] = []  # catch-up / (rest of an upload + one frame)
+        self._cycle(0)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _run_command(self, command: Command) -> CommandResult:
+        self.executed[command.id] += 1
+        return CommandResult(command.id, True, "done")
+
+    def _latest(self) -> Snapshot:
+        if self.snapshot is None:
+            self.snapshot = build_snapshot(self.cluster.objects(), profile())
+            self.produced[self.snapshot.digest] = self.snapshot
+        return self.snapshot
+
+    def _cycle(self, seconds: float) -> None:
+        """Time passes in one jump; the agent collects if due and sends what it wants."""
+        self.sim.advance(seconds)
+        if self.sim.agent.snapshot_due(self.sim.now):
+            self.sim.collect(self._latest())
+        self.sim.run_exchanges()
+        self.sim.events.clear()
+
+    def _tell(self, what: str) -> None:
+        self.steps += 1
+        trace, self.sim.trace[:] = list(self.sim.trace), []
+        note(f"[{self.steps}] {what}")
+        for line in trace:
+            note(f"      {line}")
+
+    # -- chaos -------------------------------------------------------------------------------
+
+    @rule(churn=st.sampled_from(["quiet", "steady", "busy"]))
+    def cluster_changes(self, churn: str) -> None:
+        self.cluster.step(churn=churn)
+        self.snapshot = None
+        self._tell(f"cluster churn: {churn}")
+
+    @rule(seconds=st.sampled_from([5, 30, 61, 600, HOUR, 6 * HOUR]))
+    def time_passes(self, seconds: float) -> None:
+        self._cycle(seconds)
+        self._tell(f"{seconds:.0f}s pass")
+
+    @rule(hours=st.sampled_from([1, 6, 30, 72, 7 * 24]), churn=st.sampled_from(["quiet", "busy"]))
+    def long_outage(self, hours: int, churn: str) -> None:
+        """Hours to days without a link while the cluster keeps changing."""
+        self.sim.outage(hours * HOUR)
+        for _ in range(4):
+            self.cluster.step(churn=churn)
+            self.snapshot = None
+            self._cycle(hours * HOUR / 4)
+        self._tell(f"{hours}h outage, {churn} cluster")
+
+    @rule(faults=FAULTS, minutes=st.sampled_from([1, 5, 20]), churn=st.booleans())
+    def link_degrades(self, faults: LinkFaults, minutes: int, churn: bool) -> None:
+        """New link conditions, then some minutes of operation under them."""
+        self.sim.faults = faults
+        for _ in range(minutes):
+            if churn:
+                self.cluster.step(churn="steady", minutes=1.0)
+                self.snapshot = None
+            self._cycle(61)
+        self._tell(f"link: {_faults(faults)}; {minutes} min{' of churn' if churn else ''}")
+
+    @rule()
+    def agent_restarts(self) -> None:
+        self.sim.restart_agent()
+        self._tell("agent restarts")
+
+    @rule(lose_partials=st.booleans())
+    def server_restarts(self, lose_partials: bool) -> None:
+        self.sim.restart_server(lose_partials=lose_partials)
+        self._tell(f"server restarts{' and loses partial uploads' if lose_partials else ''}")
+
+    @rule(name=st.sampled_from(["collect-now", "full-snapshot", "delete-pod", "bogus"]))
+    def server_queues_a_command(self, name: str) -> None:
+        args = {"namespace": "shop", "name": "web-0"} if name == "delete-pod" else {}
+        self.sim.store.queue_command(ENV, name, args)
+        self._tell(f"server queues {name}")
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    @precondition(lambda self: hasattr(self, "sim"))
+    @rule()
+    def link_heals_and_the_server_converges(self) -> None:
+        sim = self.sim
+        bandwidth = sim.faults.bandwidth
+        sim.faults = LinkFaults(bandwidth=bandwidth)  # faults off; a capped link stays capped
+        sim.down_until = sim.now
+        latest = self._latest()
+        bound = self._catch_up_bound(latest)
+        pure = self._single_frame(latest) if self.sim.agent.upload is None else None
+        sent_before, applied_before = len(sim.uploaded), len(sim.applied)
+        # Stale copies still in the network may land and be committed during the recovery; the
+        # agent then re-asserts its latest (an empty delta) once per such commit.
+        stale = len(sim.in_network)
+        reassert = len(encode_delta(latest, latest, sim.config.encode).frame)
+        started = sim.now
+        if sim.agent.snapshot_due(sim.now) or sim.agent.latest is not latest:
+            sim.collect(latest)
+        wakeups = 0
+        while wakeups < WAKEUPS and not self._converged(latest):
+            wakeups += 1
+            self._cycle(max(0.0, sim.agent.wakeup_at(sim.now) - sim.now))
+        self._tell(f"link heals (bandwidth {bandwidth or 'unlimited'}); {wakeups} wake-ups")
+        current = sim.store.current(ENV)
+        assert self._converged(latest), (
+            f"not converged after {wakeups} wake-ups and {sim.now - started:.0f}s: server at "
+            f"{current.digest.hex()[:6] if current else None}, agent at {latest.digest.hex()[:6]}"
+        )
+        limit = INTERVALS.backoff_cap + MAX_DELAY + 12 * INTERVALS.ping + self._budget_wait(started)
+        assert sim.now - started <= limit
+        catch_up = sum(size for _, size in sim.uploaded[sent_before:])
+        frames = len(sim.applied) - applied_before
+        note(f"      catch-up: {catch_up} B in {frames} frame(s); bound {bound} B")
+        if bound is not None:
+            bound += stale * reassert
+            assert catch_up <= bound, f"catch-up of {catch_up} B exceeds one frame ({bound} B)"
+            # the rest of a started upload, then one frame to now; stale commits and re-assertions
+            assert frames <= 2 + 2 * stale
+            if pure is not None and catch_up:
+                self.ratios.append(catch_up / pure)
+            if catch_up:
+                self.bound_ratios.append(catch_up / bound)
+
+    def _converged(self, latest: Snapshot) -> bool:
+        current = self.sim.store.current(ENV)
+        return (
+            current is not None
+            and current.digest == latest.digest
+            and self.sim.agent.in_sync
+            and not self.sim.in_network  # nothing stale can still land
+        )
+
+    def _budget_wait(self, started: float) -> float:
+        """Time a budget-deferred upload may wait: until the next period starts."""
+        if not self.budget:
+            return 0.0
+        return period_start("day", started) + DAY - started + INTERVALS.ping
+
+    def _single_frame(self, latest: Snapshot) -> int:
+        """The one frame a well-behaved agent ships to catch up: from its newest ack, or whole."""
+        agent = self.sim.agent
+        acked = agent.acked
+        if acked is None or agent.need_full:
+            return len(encode_snapshot(latest, agent.config.full_level))
+        return len(encode_delta(agent.bases[acked.digest][1], latest, agent.config.encode).frame)
+
+    def _catch_up_bound(self, latest: Snapshot) -> int | None:
+        """Upload bytes the catch-up may cost: the rest of a started upload plus one frame.
+
+        None when the server has queued a full-snapshot command the agent has not seen: then a
+        whole snapshot on top is what was asked for.
+        """
+        agent = self.sim.agent
+        record = self.sim.store.env(ENV)
+        if any(c.name == "full-snapshot" and c.id > agent.cursor for c in record.commands):
+            return None
+        upload = agent.upload
+        if upload is not None and upload.target.digest == latest.digest:
+            return len(upload.frame) + self._single_frame(latest)  # resume or, at worst, redo it
+        started = len(upload.frame) if upload is not None and upload.confirmed else 0
+        if started:
+            full = len(encode_snapshot(latest, agent.config.full_level))
+            return started + max(full, self._single_frame(latest))
+        return self._single_frame(latest)
+
+    # -- safety, after every step ----------------------------------------------------------
+
+    @invariant()
+    def server_holds_only_intact_versions_the_agent_produced(self) -> None:
+        for version in self.sim.store.held(ENV):
+            assert version.digest in self.sim.produced, "the server holds a version never produced"
+            key = (version.seq, version.digest)
+            if key in self.verified:
+                continue
+            snapshot = self.sim.store.snapshot(ENV, version.digest)
+            assert snapshot is not None
+            fresh = decode_snapshot(encode_snapshot(snapshot, 1))  # digest recomputed from objects
+            assert fresh.digest == version.digest, "a stored version is corrupt or half-applied"
+            self.verified.add(key)
+        for digest in self.sim.applied:
+            assert digest in self.sim.produced
+
+    @invariant()
+    def agent_base_is_held_by_the_server(self) -> None:
+        """The base the agent diffs against (its newest ack); older ones are only fallbacks,
+        which a pong or an unknown-base answer prunes when the server no longer has them."""
+        acked = self.sim.agent.acked
+        if acked is not None:
+            held = self.sim.store.held(ENV)
+            assert acked in held, f"agent's base v{acked.seq} is not held by the server"
+
+    @invariant()
+    def budget_is_never_exceeded(self) -> None:
+        if not self.budget:
+            return
+        per_period: Counter[float] = Counter()
+        for when, size in self.sim.wire_bytes:
+            per_period[period_start("day", when)] += size
+        worst = max(per_period.values(), default=0)
+        assert worst <= self.budget, f"{worst} bytes in one day, budget {self.budget}"
+        assert self.sim.agent.budget.used <= self.budget
+
+    @invariant()
+    def commands_run_at_most_once(self) -> None:
+        assert all(count == 1 for count in self.executed.values()), self.executed
+
+    def teardown(self) -> None:
+        path = os.environ.get("SNAPSYNC_SIM_STATS")
+        if path and hasattr(self, "sim"):
+            with open(path, "a", encoding="utf-8") as out:
+                line = {
+                    "steps": self.steps,
+                    "simulated_days": round((self.sim.now - 1_767_225_600.0) / DAY, 2),
+                    "ratios": self.ratios,
+                    "bound_ratios": self.bound_ratios,
+                    "faults": self.sim.counters,
+                }
+                out.write(json.dumps(line) + "\n")
+
+
+FlakyLinkVOPR.TestCase.settings = settings(stateful_step_count=STEPS)
+TestFlakyLink = FlakyLinkVOPR.TestCase
+
+
+def test_after_a_week_offline_the_catch_up_is_one_delta_to_now() -> None:
+    """Byte counts, not timings: a week of outage with a busy cluster costs exactly one delta
+    (from the last acknowledged version to the newest collection) once the link is back."""
+    cluster = SampleCluster(objects=60, shape="platform", seed=5)
+    sim = Sim(config(0), seed=5)
+    sim.collect(build_snapshot(cluster.objects(), profile()))
+    sim.run_exchanges()
+    assert sim.agent.in_sync
+    base = sim.agent.latest
+    assert base is not None
+    sim.outage(7 * DAY)
+    snapshots = 0
+    while sim.now + 6 * HOUR < sim.down_until:
+        cluster.step(churn="busy")
+        sim.advance(6 * HOUR)
+        sim.collect(build_snapshot(cluster.objects(), profile()))
+        snapshots += 1
+        sim.run_exchanges()
+    assert sim.store.env(ENV).frames == 1 and snapshots >= 27
+    before = len(sim.uploaded)
+    sim.advance(sim.down_until - sim.now)
+    sim.advance(max(0.0, sim.agent.wakeup_at(sim.now) - sim.now))
+    sim.run_exchanges()
+    latest = sim.agent.latest
+    assert latest is not None and sim.agent.in_sync
+    one_delta = len(encode_delta(base, latest, sim.config.encode).frame)
+    assert sum(size for _, size in sim.uploaded[before:]) == one_delta
+    assert sim.store.env(ENV).frames == 2
