@@ -4,9 +4,20 @@ The public names are re-exported here; every other module is an implementation d
 docstring says otherwise.
 """
 
-from snapsync.codec import decode_snapshot, encode_snapshot, snapshot_document
+from snapsync.codec import (
+    Encoded,
+    EncodeOptions,
+    apply_frame,
+    decode_frame,
+    decode_snapshot,
+    encode_delta,
+    encode_snapshot,
+    inspect_frame,
+    snapshot_document,
+)
 from snapsync.collect import Collector, FileCollector, KindError, Sink
 from snapsync.errors import (
+    BaseMismatch,
     CanonicalError,
     CollectionError,
     DeltaError,
@@ -27,11 +38,14 @@ from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotBuilder, build_
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseMismatch",
     "CanonicalError",
     "CanonicalObject",
     "CollectionError",
     "Collector",
     "DeltaError",
+    "EncodeOptions",
+    "Encoded",
     "FileCollector",
     "FrameCorrupt",
     "FrameError",
@@ -48,9 +62,13 @@ __all__ = [
     "Snapshot",
     "SnapshotBuilder",
     "SnapsyncError",
+    "apply_frame",
     "build_snapshot",
+    "decode_frame",
     "decode_snapshot",
+    "encode_delta",
     "encode_snapshot",
+    "inspect_frame",
     "load_profile",
     "snapshot_document",
 ]

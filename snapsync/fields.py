@@ -20,8 +20,8 @@ is shorter and exactly reversible:
 Each is a msgpack ext type, so a plain JSON value can never be mistaken for one. One epoch per
 payload, not one per field: a cycle writes the same instant into many fields, and equal offsets
 compress to nothing (per-field deltas measured larger). The epoch is chosen after every time is
-seen, so that most offsets fit one byte. Decoding re-checks every type and bound
-and raises only FrameCorrupt; `Expansion` caps the bytes references may materialize.
+seen, so that most offsets fit one byte. Decoding re-checks every type and bound and raises only
+FrameCorrupt; `Expansion` caps the bytes references may materialize.
 """
 
 from __future__ import annotations
@@ -56,11 +56,6 @@ _MIN_AFFIX = 8  # shorter strings are cheaper sent whole
 _MIN_HELD = 8
 _HEX = re.compile(r"[0-9a-f]{8,}")
 _SAME = msgpack.ExtType(EXT_SAME, b"")
-
-
-def _packb(value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
-    return packed
 
 
 def parse_time(text: str) -> tuple[int, str | None] | None:
@@ -135,6 +130,10 @@ class LeafEncoder:
         # uid -> reference of the object the receiver holds with that metadata.uid (an Event's
         # involvedObject, an owner, an endpoint's targetRef): a small int instead of 16 bytes.
         self.uid_owners: UidOwners = _NO_OWNERS
+        # One Packer each (msgpack.packb builds a Packer per call: most of the encoding time).
+        self._small = msgpack.Packer(use_bin_type=True).pack
+        self._final = msgpack.Packer(use_bin_type=True, default=self._resolve).pack
+        self._estimate = msgpack.Packer(use_bin_type=True, default=_time_estimate).pack
 
     def _held(self) -> dict[str, int]:
         if self._held_cache is None or self._held_cache[0] is not self.root:
@@ -157,21 +156,21 @@ class LeafEncoder:
 
     def pack(self, value: Any) -> bytes:
         """msgpack of an encoded value, times resolved against the epoch (chosen on first use)."""
-        packed: bytes = msgpack.packb(value, use_bin_type=True, default=self._resolve)
+        packed: bytes = self._final(value)
         return packed
 
     def size(self, value: Any) -> int:
         """Bytes of an encoded value, times counted at their likely size (for choosing forms)."""
-        return len(msgpack.packb(value, use_bin_type=True, default=_time_estimate))
+        return len(self._estimate(value))
 
     def _resolve(self, leaf: Any) -> Any:
         if type(leaf) is not _Time:
             raise TypeError(f"cannot encode {type(leaf).__name__}")
         offset = leaf.seconds - self.choose_epoch()
         if leaf.fraction is None:
-            return msgpack.ExtType(EXT_TIME, _packb(offset))
+            return msgpack.ExtType(EXT_TIME, self._small(offset))
         return msgpack.ExtType(
-            EXT_MICROTIME, _packb([offset, int(leaf.fraction), len(leaf.fraction)])
+            EXT_MICROTIME, self._small([offset, int(leaf.fraction), len(leaf.fraction)])
         )
 
     def value(self, value: Any, ref: Any = None) -> Any:
@@ -227,7 +226,7 @@ class LeafEncoder:
             if value == ref:
                 return _SAME if len(value) > 2 else value
             if _DECIMAL.fullmatch(value) and _DECIMAL.fullmatch(ref):
-                return msgpack.ExtType(EXT_DECIMAL, _packb(int(value) - int(ref)))
+                return msgpack.ExtType(EXT_DECIMAL, self._small(int(value) - int(ref)))
         parsed = parse_time(value)
         if parsed is not None:
             if self.epoch is not None:
@@ -237,14 +236,14 @@ class LeafEncoder:
         if self.root is not None and len(value) >= _MIN_HELD:
             held = self._held().get(value)
             if held is not None:
-                return msgpack.ExtType(EXT_HELD, _packb(held))
+                return msgpack.ExtType(EXT_HELD, self._small(held))
         if len(value) == 36 and _UUID.fullmatch(value):
             owner = self.uid_owners.get(value)
             if owner is not None:
-                return msgpack.ExtType(EXT_UID_OF, _packb(owner))
+                return msgpack.ExtType(EXT_UID_OF, self._small(owner))
             return msgpack.ExtType(EXT_UUID, uuid.UUID(value).bytes)
         if _DECIMAL.fullmatch(value) and len(value) > 2:
-            return msgpack.ExtType(EXT_DECIMAL, _packb(int(value)))
+            return msgpack.ExtType(EXT_DECIMAL, self._small(int(value)))
         if type(ref) is str and len(value) >= _MIN_AFFIX:
             prefix, suffix = _affix(value, ref)
             if prefix + suffix >= 4:
@@ -252,8 +251,8 @@ class LeafEncoder:
                 if _HEX.fullmatch(middle):  # odd lengths: a leading 0 nibble, and a flag
                     raw = bytes.fromhex(middle if len(middle) % 2 == 0 else "0" + middle)
                     parts = [prefix, suffix, raw] + ([1] if len(middle) % 2 else [])
-                    return msgpack.ExtType(EXT_AFFIX, _packb(parts))
-                return msgpack.ExtType(EXT_AFFIX, _packb([prefix, suffix, middle]))
+                    return msgpack.ExtType(EXT_AFFIX, self._small(parts))
+                return msgpack.ExtType(EXT_AFFIX, self._small([prefix, suffix, middle]))
         return value
 
 

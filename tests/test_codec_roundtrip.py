@@ -13,6 +13,7 @@ from support_objects import JSON
 
 from snapsync.codec import EncodeOptions, apply_frame, decode_frame, encode_delta, inspect_frame
 from snapsync.delta import Delta, diff
+from snapsync.dictionaries import known_ids
 from snapsync.errors import BaseMismatch, DeltaError, FrameError
 from snapsync.fields import EXT_HELD, EXT_UID_OF, Expansion, LeafDecoder, LeafEncoder
 from snapsync.frame import OVERHEAD, Codec, Frame, FrameKind, unpack_frame
@@ -230,3 +231,12 @@ def test_malformed_added_slots_are_refused(slot: Any) -> None:
     frame = Frame(FrameKind.DELTA, Codec.NONE, 0, base.digest, base.digest, len(raw), raw).pack()
     with pytest.raises((FrameError, DeltaError)):
         apply_frame(base, frame)
+
+
+@pytest.mark.parametrize("dictionary_id", [0, *known_ids()])
+def test_frames_made_with_every_shipped_dictionary_still_decode(dictionary_id: int) -> None:
+    base, new = snap(_pods(10, 0)), snap(_pods(12, 0, restarts=1), 60)
+    options = EncodeOptions(dictionary_id=dictionary_id, patch_from=False, full=False)
+    frame = encode_delta(base, new, options).frame
+    assert unpack_frame(frame).dictionary_id in (0, dictionary_id)
+    assert apply_frame(base, frame).digest == new.digest

@@ -1,7 +1,7 @@
 """Train the zstd dictionary that delta frames use, reproducibly, from the sample-cluster generator.
 
-    python tools/train_dictionary.py --id 1            # writes snapsync/dictionaries/
-    python tools/train_dictionary.py --id 1 --check    # retrains, compares with the shipped file
+    python tools/train_dictionary.py --id 3 --default  # a new dictionary, new frames use it
+    python tools/train_dictionary.py --id 2 --check    # retrains, compares with the shipped file
 
 Samples are the records of compact delta payloads (snapsync.wire_delta: one changed or added
 object each, field-aware leaves included) from churn cycles of generated clusters of both shapes.
@@ -18,7 +18,9 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -32,9 +34,9 @@ from snapsync.wire_delta import pack_delta  # noqa: E402
 from tools.sample_cluster import SampleCluster  # noqa: E402
 
 OUT = ROOT / "snapsync" / "dictionaries"
-SIZE = 112 * 1024
+SIZE = 224 * 1024
 PARAMS = {"k": 1024, "d": 8, "f": 20, "accel": 1, "steps": 0, "threads": 1, "level": 19}
-PLAN = [  # (shape, objects, seed, cycles, churn)
+PLAN: list[tuple[str, int, int, int, str]] = [  # (shape, objects, seed, cycles, churn)
     ("application", 2000, 101, 12, "steady"),
     ("application", 2000, 102, 8, "busy"),
     ("platform", 2000, 103, 12, "steady"),
@@ -43,10 +45,10 @@ PLAN = [  # (shape, objects, seed, cycles, churn)
 ]
 
 
-def samples() -> list[bytes]:
+def samples(plan: Sequence[Any] = PLAN) -> list[bytes]:
     profile = load_profile()
     out: list[bytes] = []
-    for shape, objects, seed, cycles, churn in PLAN:
+    for shape, objects, seed, cycles, churn in plan:
         cluster = SampleCluster(objects=objects, shape=shape, seed=seed)
         base = build_snapshot(cluster.objects(), profile, collected_at="2023-11-14T22:13:20Z")
         for cycle in range(1, cycles + 1):
@@ -58,12 +60,15 @@ def samples() -> list[bytes]:
     return out
 
 
-def train(dict_id: int) -> bytes:
-    records = samples()
+def train(dict_id: int, size: int = SIZE, plan: Sequence[Any] = PLAN) -> tuple[bytes, str]:
+    """The dictionary, and the SHA-256 of its samples (tells a changed generator from a changed
+    trainer when --check fails)."""
+    records = samples(plan)
     print(f"{len(records)} records, {sum(map(len, records)):,} bytes", file=sys.stderr)
-    trained = zstandard.train_dictionary(SIZE, records, dict_id=dict_id, **PARAMS)
+    inputs: list[Any] = list(records)
+    trained = zstandard.train_dictionary(size, inputs, dict_id=dict_id, **PARAMS)
     data: bytes = trained.as_bytes()
-    return data
+    return data, hashlib.sha256(b"".join(records)).hexdigest()
 
 
 def main() -> None:
@@ -73,17 +78,23 @@ def main() -> None:
     parser.add_argument("--default", action="store_true", help="make it the default for frames")
     args = parser.parse_args()
     name = f"k8s-delta-{args.id}.zdict"
-    data = train(args.id)
-    digest = hashlib.sha256(data).hexdigest()
     manifest_path = OUT / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if args.check:
+        entry = next(d for d in manifest["dictionaries"] if int(d["id"]) == args.id)
+        plan = [tuple(p) for p in entry["plan"]]
+        data, samples_digest = train(args.id, int(entry["bytes"]), plan)
+        digest = hashlib.sha256(data).hexdigest()
         shipped = (OUT / name).read_bytes()
         same = shipped == data
         print(f"{name}: {'identical' if same else 'DIFFERENT'} ({digest})")
+        if entry.get("samples_sha256", samples_digest) != samples_digest:
+            print("the samples differ: tools.sample_cluster (or the delta encoding) has changed")
         sys.exit(0 if same else 1)
     if any(int(d["id"]) == args.id for d in manifest["dictionaries"]):
         sys.exit(f"dictionary id {args.id} is already shipped; pick a new id")
+    data, samples_digest = train(args.id)
+    digest = hashlib.sha256(data).hexdigest()
     (OUT / name).write_bytes(data)
     manifest["dictionaries"].append(
         {
@@ -93,6 +104,7 @@ def main() -> None:
             "bytes": len(data),
             "trained_on": "compact delta records (snapsync.wire_delta) of tools.sample_cluster",
             "plan": [list(p) for p in PLAN],
+            "samples_sha256": samples_digest,
             "params": PARAMS,
             "zstandard": zstandard.__version__,
         }
