@@ -2,7 +2,11 @@
 
 This is where bytes meet the protocol: it authenticates each agent request (snapsync.protocol.
 auth), bounds the body before reading it whole, and hands edge id, path and body to
-ServerProtocol. A failed check is a 401 that says nothing of what failed; the log says it.
+ServerProtocol. A failed check is a 401 that says nothing of what failed; the log says it,
+and never a secret. One port also carries the browse API and page (browse.py, page.py, behind
+the API token), /metrics (metrics.py), /healthz (the process runs) and /readyz (the database
+answers). With a SQL store every request runs in its own transactions, so requests are not
+serialized here; the memory store is, as it is not thread-safe.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from snapsync.errors import AuthError
 from snapsync.protocol.auth import HEADER, NonceMemory, verify
-from snapsync.protocol.messages import Refusal
+from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
+from snapsync.server.browse import ApiAccess, Browser, api_routes
+from snapsync.server.metrics import CONTENT_TYPE, ServerMetrics
+from snapsync.server.page import page_routes
+from snapsync.server.sqlstore import SQLStore
 
 log = logging.getLogger("snapsync.server")
 MEDIA_TYPE = "application/msgpack"
@@ -54,39 +62,59 @@ class ServerSettings:
     protocol: ServerConfig = field(default_factory=ServerConfig)
     clock: Callable[[], float] = time.time
     max_body: int = MAX_BODY
+    api_token: str | None = None  # the browse API and page are off without one
+
+
+@dataclass(frozen=True)
+class _Handled:
+    edge_id: str
+    reply: Reply
+    seconds: float
 
 
 def create_app(settings: ServerSettings) -> Starlette:
     protocol = ServerProtocol(settings.store, settings.protocol)
-    nonces = NonceMemory()
-    serialized = threading.Lock()  # the memory store is not thread-safe; SQLite has transactions
+    store = settings.store if isinstance(settings.store, SQLStore) else None
+    nonces = _DatabaseNonces(store) if store and store.shared_by_processes else _SharedNonces()
+    serialized = threading.Lock() if store is None else None
+    metrics = ServerMetrics(store, settings.clock)
 
-    def handle(edge_id: str, path: str, body: bytes, now: float) -> Reply:
-        with serialized:
-            return protocol.handle(edge_id, path, body, now)
+    def handle(header: str, path: str, body: bytes, now: float) -> _Handled:
+        """Authenticate, then answer; in a worker thread (the registry and store are I/O)."""
+        edge_id = verify(header, settings.secrets, "POST", path, body, now, nonces)
+        started = time.perf_counter()
+        if serialized is not None:
+            with serialized:
+                reply = protocol.handle(edge_id, path, body, now)
+        else:
+            reply = protocol.handle(edge_id, path, body, now)
+        seconds = time.perf_counter() - started
+        if store is not None:
+            store.record_traffic(edge_id, now, len(body), len(reply.body))
+        return _Handled(edge_id, reply, seconds)
 
     async def agent_endpoint(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared is None or not declared.isdigit() or int(declared) > settings.max_body:
             return _refuse(413 if declared and declared.isdigit() else 411, "body size")
         body = await request.body()
+        metrics.received.inc(len(body))
         if len(body) != int(declared):
             return _refuse(400, "body shorter than declared")
         now = settings.clock()
+        header = request.headers.get(HEADER, "")
         try:
-            edge_id = verify(
-                request.headers.get(HEADER, ""),
-                settings.secrets,
-                "POST",
-                request.url.path,
-                body,
-                now,
-                nonces,
-            )
+            handled = await run_in_threadpool(handle, header, request.url.path, body, now)
         except AuthError as exc:
+            metrics.auth_refused.inc()
             log.warning("refused %s from %s: %s", request.url.path, _client(request), exc)
             return _refuse(401, "authentication failed")
-        reply = await run_in_threadpool(handle, edge_id, request.url.path, body, now)
+        except Exception as exc:  # the database is away: the agent retries later
+            log.error("storage failed: %s", type(exc).__name__)
+            return _refuse(503, "storage unavailable", retry_after=30.0)
+        path, edge_id = request.url.path, handled.edge_id
+        reply = handled.reply
+        _count(metrics, path, handled)
         if reply.applied is not None:
             log.info("%s: stored version %d", edge_id, reply.applied.seq)
         if reply.refused:
@@ -96,13 +124,83 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    routes = [Route(path, agent_endpoint, methods=["POST"]) for path in ServerProtocol.PATHS]
+    async def readyz(request: Request) -> Response:
+        if store is None:
+            return PlainTextResponse("ready")
+        try:
+            await run_in_threadpool(store.ping)
+        except Exception as exc:
+            log.warning("not ready: the database does not answer (%s)", type(exc).__name__)
+            return PlainTextResponse("database unavailable", 503)
+        return PlainTextResponse("ready")
+
+    async def prometheus(request: Request) -> Response:
+        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
+
+    routes: list[BaseRoute] = [
+        Route(path, agent_endpoint, methods=["POST"]) for path in ServerProtocol.PATHS
+    ]
     routes.append(Route("/healthz", healthz, methods=["GET"]))
+    routes.append(Route("/readyz", readyz, methods=["GET"]))
+    routes.append(Route("/metrics", prometheus, methods=["GET"]))
+    if store is not None:
+        browser = Browser(store, settings.clock)
+        access = ApiAccess(settings.api_token)
+        routes += api_routes(browser, access) + page_routes(browser, access)
     return Starlette(routes=routes)
 
 
-def _refuse(status: int, reason: str) -> Response:
-    return Response(Refusal(reason).encode(), status_code=status, media_type=MEDIA_TYPE)
+class _SharedNonces(NonceMemory):
+    """The nonce memory, safe to use from the worker threads that verify requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def check_and_remember(self, key: str, timestamp: float, now: float) -> bool:
+        with self._lock:
+            return super().check_and_remember(key, timestamp, now)
+
+
+class _DatabaseNonces(NonceMemory):
+    """Nonces remembered in the database that several server processes share."""
+
+    def __init__(self, store: SQLStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def check_and_remember(self, key: str, timestamp: float, now: float) -> bool:
+        return self.store.remember_nonce(key, timestamp, now, self.window)
+
+
+def _count(metrics: ServerMetrics, path: str, handled: _Handled) -> None:
+    reply = handled.reply
+    metrics.sent.inc(len(reply.body))
+    metrics.requests.labels(path, str(reply.status)).inc()
+    if path != Chunk.PATH:
+        return
+    metrics.upload_seconds.observe(handled.seconds)
+    if reply.applied is not None:
+        metrics.applied.inc()
+        metrics.apply_seconds.observe(handled.seconds)
+    elif reply.refused:
+        metrics.refused.labels(reply.refused).inc()
+    elif reply.status == 200 and _upload_status(reply) == "unknown-base":
+        metrics.refused.labels("unknown-base").inc()  # the agent resends against a held base
+    elif reply.status == 413:
+        metrics.refused.labels("too-large").inc()
+    elif reply.status == 400:
+        metrics.refused.labels("malformed").inc()
+
+
+def _upload_status(reply: Reply) -> str:
+    answer = decode(reply.body, (UploadReply,))
+    return answer.status if isinstance(answer, UploadReply) else ""
+
+
+def _refuse(status: int, reason: str, retry_after: float = 0.0) -> Response:
+    body = Refusal(reason, retry_after).encode()
+    return Response(body, status_code=status, media_type=MEDIA_TYPE)
 
 
 def _client(request: Request) -> str:

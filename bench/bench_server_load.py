@@ -1,0 +1,299 @@
+"""Many simulated agents against one `snapsync serve` on loopback: frames applied per second and
+upload latency (p50/p99), with SQLite and with PostgreSQL.
+
+    python bench/bench_server_load.py            # 200 and 2,000 agents, SQLite and PostgreSQL
+    python bench/bench_server_load.py --quick    # 50 agents
+    python bench/bench_server_load.py --agents 500 --stores sqlite
+
+Each agent is an environment of its own (an edge id, signed requests with the shared agent
+secret) that ships what a real agent ships: first its whole snapshot, then, cycle after cycle,
+the codec's smallest frame (snapsync.codec.encode_delta) from one state of a churning sample
+cluster (tools.sample_cluster, 200 objects, "steady" churn, one minute per cycle) to the next.
+Clusters are precomputed for a few seeds and shared between agents (each environment still
+stores and verifies its own copy), so the generator spends its CPU on HTTP, not on diffing.
+
+The server is a real `snapsync serve` child process (one uvicorn worker); the agents are
+asyncio tasks in this process with at most `--concurrency` requests in flight, like a fleet
+whose agents happen to call at the same moment. PostgreSQL is started by the benchmark in a
+temporary directory (tests/support_postgres.py) with durable settings (fsync on), as SQLite
+runs with synchronous=FULL. Both share the machine's cores with the load generator, so read
+the figures as relative. Results go to bench/results/server_load.md. A benchmark reports;
+tests assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from snapsync.codec import encode_delta, encode_snapshot  # noqa: E402
+from snapsync.profile import load_profile  # noqa: E402
+from snapsync.protocol.auth import sign  # noqa: E402
+from snapsync.protocol.messages import Chunk, UploadReply, decode  # noqa: E402
+from snapsync.snapshot import Snapshot, build_snapshot  # noqa: E402
+from tools.sample_cluster import SampleCluster  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "server_load.md"
+SECRET = "bench shared secret"
+
+
+@dataclass(frozen=True)
+class Upload:
+    frame: bytes
+    base: bytes
+    target: bytes
+
+    def body(self) -> bytes:
+        upload = hashlib.blake2b(self.frame, digest_size=8).digest()
+        chunk = Chunk(upload, self.base, self.target, len(self.frame), 0, self.frame)
+        return chunk.encode()
+
+
+@dataclass
+class Result:
+    store: str
+    agents: int
+    frames: int
+    deltas: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    full_seconds: float
+    delta_bytes: float
+    failed: int
+
+
+def cluster_frames(seed: int, objects: int, cycles: int) -> list[Upload]:
+    """A full snapshot, then `cycles` deltas of a churning cluster."""
+    profile = load_profile()
+    cluster = SampleCluster(objects=objects, shape="application", seed=seed)
+    states: list[Snapshot] = [build_snapshot(cluster.objects(), profile)]
+    for _ in range(cycles):
+        cluster.step(churn="steady", minutes=1)
+        states.append(build_snapshot(cluster.objects(), profile))
+    uploads = [Upload(encode_snapshot(states[0]), b"", states[0].digest)]
+    for base, new in itertools.pairwise(states):
+        uploads.append(Upload(encode_delta(base, new).frame, base.digest, new.digest))
+    return uploads
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(database: str, log: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SECRET}
+    args = [sys.executable, "-m", "snapsync", "serve", "--port", str(port), "--database", database]
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=out, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"snapsync serve did not start: {log.read_text()[-1500:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def post(
+    client: httpx.AsyncClient, edge: str, upload: Upload, latencies: list[float] | None
+) -> str:
+    """'' when the frame was acknowledged, else why not."""
+    body = upload.body()
+    headers = {
+        "Authorization": sign(SECRET.encode(), "POST", Chunk.PATH, edge, body, time.time()),
+        "Content-Type": "application/msgpack",
+    }
+    started = time.perf_counter()
+    for attempt in range(3):  # a keep-alive connection the server just closed: resend, as an
+        try:  # agent would (an upload is idempotent)
+            answer = await client.post(Chunk.PATH, content=body, headers=headers)
+            break
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            if attempt == 2:
+                return type(exc).__name__
+            headers["Authorization"] = sign(
+                SECRET.encode(), "POST", Chunk.PATH, edge, body, time.time()
+            )
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+    if latencies is not None:
+        latencies.append(time.perf_counter() - started)
+    if answer.status_code != 200:
+        return f"HTTP {answer.status_code}"
+    reply = decode(answer.content, (UploadReply,))
+    assert isinstance(reply, UploadReply)
+    return "" if reply.status == "ack" else f"{reply.status} {reply.reason}".strip()
+
+
+async def run_fleet(
+    url: str, agents: int, sequences: list[list[Upload]], concurrency: int
+) -> tuple[float, float, list[float], int]:
+    """Phase 1: every agent's full snapshot. Phase 2 (measured): every agent's deltas, in order."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    failures: Counter[str] = Counter()
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+
+        async def agent(i: int, uploads: list[Upload], timed: bool) -> None:
+            for upload in uploads:
+                async with gate:
+                    why = await post(client, f"edge-{i:05d}", upload, latencies if timed else None)
+                if why:
+                    failures[why] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(agent(i, sequences[i % len(sequences)][:1], False) for i in range(agents))
+        )
+        full_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(agent(i, sequences[i % len(sequences)][1:], True) for i in range(agents))
+        )
+        seconds = time.perf_counter() - started
+    if failures:
+        print(f"  not acknowledged: {dict(failures)}", flush=True)
+    return full_seconds, seconds, latencies, sum(failures.values())
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+def measure(
+    store: str, database: str, agents: int, sequences: list[list[Upload]], concurrency: int,
+    log: Path,
+) -> Result:  # fmt: skip
+    with serve(database, log) as url:
+        full_seconds, seconds, latencies, failed = asyncio.run(
+            run_fleet(url, agents, sequences, concurrency)
+        )
+    deltas = agents * (len(sequences[0]) - 1)
+    delta_bytes = sum(len(u.frame) for s in sequences for u in s[1:]) / sum(
+        len(s) - 1 for s in sequences
+    )
+    return Result(
+        store, agents, agents + deltas, deltas, seconds,
+        percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000,
+        full_seconds, delta_bytes, failed,
+    )  # fmt: skip
+
+
+def report(results: list[Result], args: argparse.Namespace) -> str:
+    lines = [
+        "# Server load: simulated agents against one `snapsync serve` on loopback",
+        "",
+        f"`python bench/bench_server_load.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"; one uvicorn worker; load generator in the same machine; {args.concurrency} requests"
+        f" in flight at most; clusters of {args.objects} objects, {args.cycles} delta cycles per"
+        " agent (steady churn, one minute per cycle). Load average when done (other work"
+        f" shares this machine): {' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
+        "",
+        "| store | agents | deltas applied | deltas/s | p50 ms | p99 ms | mean delta bytes "
+        "| full snapshots (s) | failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.store} | {r.agents:,} | {r.deltas:,} | {r.deltas / r.seconds:,.0f} | "
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.delta_bytes:,.0f} | {r.full_seconds:.1f} | "
+            f"{r.failed} |"
+        )
+    lines += [
+        "",
+        "deltas/s: verified, applied and committed frames per second in the measured phase "
+        "(every agent ships its deltas one after another); latency: one upload request, "
+        "signed, sent and answered (`ack`). Full snapshots: wall time of the first phase, in "
+        "which every agent ships its whole snapshot (not in the latency figures).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="50 agents, fewer cycles")
+    parser.add_argument("--agents", type=int, action="append", help="repeatable")
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--objects", type=int, default=200)
+    parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    fleet_sizes = args.agents or ([50] if args.quick else [200, 2000])
+    if args.quick:
+        args.cycles, args.seeds = min(args.cycles, 2), min(args.seeds, 3)
+    print(f"preparing {args.seeds} clusters x {args.cycles} cycles ...", flush=True)
+    sequences = [cluster_frames(seed, args.objects, args.cycles) for seed in range(args.seeds)]
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="snapsync-bench-") as tmp, ExitStack() as stack:
+        log = Path(tmp) / "serve.log"
+        postgres = None
+        for store in args.stores.split(","):
+            for agents in fleet_sizes:
+                if store == "sqlite":
+                    database = str(Path(tmp) / f"load-{agents}.db")
+                else:
+                    if postgres is None:
+                        from tests.support_postgres import create_database, running_postgres
+
+                        postgres = stack.enter_context(running_postgres(durable=True))
+                    database = create_database(postgres)
+                print(f"{store}: {agents} agents ...", flush=True)
+                result = measure(store, database, agents, sequences, args.concurrency, log)
+                print(
+                    f"  {result.deltas / result.seconds:,.0f} deltas/s, p50 {result.p50_ms:.1f} "
+                    f"ms, p99 {result.p99_ms:.1f} ms, failed {result.failed}",
+                    flush=True,
+                )
+                results.append(result)
+    text = report(results, args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

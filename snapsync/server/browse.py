@@ -1,0 +1,428 @@
+"""The JSON browse and command API (`/api/v1/...`), documented in schemas/server-api.md.
+
+Read-only views of what the store keeps (environments, objects, versions, history, diffs, the
+environment as of a past time) plus the command queue. Every route needs the API token
+(`Authorization: Bearer <token>`, or HTTP Basic with the token as password, for browsers);
+without a configured token the API and the page are off. Answers are JSON; errors are
+`{"error": "..."}` with a 4xx status and one line a person can act on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from snapsync.delta import diff_objects
+from snapsync.errors import InputError
+from snapsync.keys import ObjectKey
+from snapsync.protocol.commands import validate_command
+from snapsync.protocol.messages import Command
+from snapsync.server.environments import enroll
+from snapsync.server.storage import (
+    CommandRecord,
+    EnvironmentSummary,
+    ObjectChange,
+    ObjectQuery,
+    ObjectRow,
+    ServerStore,
+    VersionInfo,
+)
+
+MAX_LIMIT = 5000
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """A request a person can fix: answered with `status` and the message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """The API token check, shared by the JSON API and the page."""
+
+    token: str | None
+
+    def allows(self, request: Request) -> bool:
+        if not self.token:
+            return False
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        offered = ""
+        if scheme.lower() == "bearer":
+            offered = value.strip()
+        elif scheme.lower() == "basic":
+            try:
+                offered = base64.b64decode(value.strip()).decode().partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                offered = ""
+        return hmac.compare_digest(offered.encode(), self.token.encode())
+
+    def refusal(self, browser: bool) -> Response:
+        if not self.token:
+            return JSONResponse(
+                {"error": "browsing is off: start the server with --api-token"}, 403
+            )
+        headers = {"WWW-Authenticate": 'Basic realm="snapsync"'} if browser else {}
+        return JSONResponse({"error": "API token required"}, 401, headers=headers)
+
+
+def rfc3339(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds or RFC 3339 (`2026-11-25T10:00:00Z`)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"bad time {text!r}: unix seconds or RFC 3339") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def int_param(request: Request, name: str, default: int, high: int = 2**62) -> int:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
+    if not 0 <= value <= high:
+        raise ApiError(400, f"{name} must be between 0 and {high}")
+    return value
+
+
+def object_query(request: Request) -> ObjectQuery:
+    params = request.query_params
+    return ObjectQuery(
+        kind=params.get("kind", "").strip(),
+        namespace=params.get("namespace"),
+        name=params.get("name", "").strip(),
+        labels=ObjectQuery.parse_labels(params.get("label", "")),
+        limit=int_param(request, "limit", 500, MAX_LIMIT),
+        offset=int_param(request, "offset", 0),
+    )
+
+
+def parse_key(text: str) -> ObjectKey:
+    try:
+        return ObjectKey.parse(text)
+    except InputError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+class Browser:
+    """What both the API and the page ask of the store, with the checks a URL needs."""
+
+    def __init__(self, store: ServerStore, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def environments(
+        self, group: str = "", tag: str = "", status: str = ""
+    ) -> list[EnvironmentSummary]:
+        now = self.clock()
+        return [
+            e
+            for e in self.store.environments(now)
+            if (not group or e.group == group)
+            and (not tag or tag in e.tags)
+            and (not status or e.status(now) == status)
+        ]
+
+    def environment(self, env: str) -> EnvironmentSummary:
+        found = next(iter(self.store.environments(self.clock(), only=env)), None)
+        if found is None:
+            raise ApiError(404, f"no environment {env!r}")
+        return found
+
+    def resolve_version(self, env: str, version: int | None, at: str | None) -> int | None:
+        """The version a request means: `version=N`, `at=TIME`, or None for the current one."""
+        if at:
+            info = self.store.version_at(env, parse_time(at))
+            if info is None:
+                raise ApiError(404, f"no retained version of {env!r} at or before {at}")
+            version = info.seq
+        if version is None:
+            return None
+        oldest = self.store.oldest_version(env)
+        newest = self.store.versions(env, 1)
+        if oldest is None or version < oldest or version > newest[0].seq:
+            raise ApiError(404, f"version {version} of {env!r} is not retained")
+        return version
+
+    def object_history(self, env: str, key: ObjectKey, limit: int = 100) -> list[dict[str, Any]]:
+        changes = self.store.object_history(env, key, limit + 1)
+        if not changes:
+            raise ApiError(404, f"{env!r} has no history of {key}")
+        out = []
+        for change, older in zip(changes, [*changes[1:], None], strict=True):
+            out.append(history_json(change, older))
+        return out[:limit]
+
+    def diff(self, env: str, from_seq: int, to_seq: int) -> list[dict[str, Any]]:
+        for seq in (from_seq, to_seq):
+            self.resolve_version(env, seq, None)
+        return [
+            change_json(key, before, after)
+            for key, before, after in self.store.changes(env, from_seq, to_seq)
+        ]
+
+
+def environment_json(e: EnvironmentSummary, now: float) -> dict[str, Any]:
+    return {
+        "edge_id": e.edge_id,
+        "name": e.name,
+        "group": e.group,
+        "tags": list(e.tags),
+        "registered": e.registered,
+        "status": e.status(now),
+        "last_seen": rfc3339(e.last_seen),
+        "version": e.version,
+        "digest": e.digest.hex() if e.digest else None,
+        "objects": e.objects,
+        "bytes_received": {"today": e.bytes_today, "month": e.bytes_month, "total": e.bytes_total},
+        "bytes_waiting": e.waiting,
+    }
+
+
+def version_json(v: VersionInfo) -> dict[str, Any]:
+    return {
+        "version": v.seq,
+        "digest": v.digest.hex(),
+        "base": v.base_seq,
+        "frame_bytes": v.frame_bytes,
+        "objects": v.objects,
+        "changed": v.changed,
+        "received_at": rfc3339(v.received_at),
+        "held": v.held,
+    }
+
+
+def object_json(row: ObjectRow, *, with_object: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "key": str(row.key),
+        "kind": row.key.kind_ref,
+        "namespace": row.key.namespace,
+        "name": row.key.name,
+        "digest": row.digest.hex(),
+        "changed_in": row.seq,
+    }
+    if with_object:
+        out["object"] = row.data
+    return out
+
+
+def history_json(change: ObjectChange, older: ObjectChange | None) -> dict[str, Any]:
+    before = older.data if older is not None else None
+    out: dict[str, Any] = {
+        "version": change.seq,
+        "received_at": rfc3339(change.received_at),
+        "digest": change.digest.hex() if change.digest else None,
+        "change": _change_kind(before, change.data),
+    }
+    if before is not None and change.data is not None:
+        out["ops"] = diff_objects(before, change.data)
+    elif change.data is not None:
+        out["object"] = change.data
+    return out
+
+
+def change_json(
+    key: ObjectKey, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": str(key), "change": _change_kind(before, after)}
+    if before is not None and after is not None:
+        out["ops"] = diff_objects(before, after)
+    elif after is not None:
+        out["object"] = after
+    return out
+
+
+def _change_kind(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    return "removed" if after is None else "added" if before is None else "changed"
+
+
+def command_json(record: CommandRecord) -> dict[str, Any]:
+    result = record.result
+    return {
+        "id": record.command.id,
+        "name": record.command.name,
+        "args": dict(record.command.args),
+        "queued_at": rfc3339(record.queued_at),
+        "state": "queued" if result is None else "succeeded" if result.ok else "failed",
+        "result": None
+        if result is None
+        else {"ok": result.ok, "message": result.message, "at": rfc3339(record.result_at)},
+    }
+
+
+def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
+    store, clock = browser.store, browser.clock
+
+    def guarded(view: Callable[[_Call], Any], status: int = 200) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            if not access.allows(request):
+                return access.refusal(browser=False)
+            body = await request.body() if request.method == "POST" else b""
+            try:
+                result = await run_in_threadpool(view, _Call(request, body, browser))
+            except ApiError as exc:
+                return JSONResponse({"error": str(exc)}, exc.status)
+            return JSONResponse(result, status)
+
+        return endpoint
+
+    def environments(call: _Call) -> Any:
+        q = call.request.query_params
+        now = clock()
+        found = browser.environments(q.get("group", ""), q.get("tag", ""), q.get("status", ""))
+        return {"environments": [environment_json(e, now) for e in found]}
+
+    def register(call: _Call) -> Any:
+        doc = call.json()
+        tags = doc.get("tags", [])
+        if not isinstance(doc.get("name"), str) or not isinstance(tags, list):
+            raise ApiError(400, 'expected {"name": str, "group": str, "tags": [str]}')
+        try:
+            made = enroll(
+                store,
+                doc["name"],
+                clock(),
+                group=str(doc.get("group", "")),
+                tags=tuple(map(str, tags)),
+                edge_id=doc.get("edge_id") or None,
+            )
+        except InputError as exc:
+            raise ApiError(409 if "already" in str(exc) else 400, str(exc)) from None
+        reg = made.registration
+        return {
+            "edge_id": reg.edge_id,
+            "name": reg.name,
+            "group": reg.group,
+            "tags": list(reg.tags),
+            "agent_secret": made.token,
+        }
+
+    def environment(call: _Call) -> Any:
+        env = call.env
+        doc = environment_json(browser.environment(env), clock())
+        doc["versions"] = [version_json(v) for v in store.versions(env, 20)]
+        doc["kinds"] = [{"kind": k, "namespace": ns, "objects": n} for k, ns, n in store.kinds(env)]
+        return doc
+
+    def versions(call: _Call) -> Any:
+        browser.environment(call.env)
+        limit = int_param(call.request, "limit", 100, MAX_LIMIT)
+        return {"versions": [version_json(v) for v in store.versions(call.env, limit)]}
+
+    def objects(call: _Call) -> Any:
+        env = call.env
+        browser.environment(env)
+        seq = call.version()
+        rows = store.objects(env, object_query(call.request), seq)
+        full = call.request.query_params.get("objects", "") in ("1", "true")
+        return {"version": seq, "objects": [object_json(r, with_object=full) for r in rows]}
+
+    def one_object(call: _Call) -> Any:
+        key = parse_key(call.request.path_params["key"])
+        row = store.object_at(call.env, key, call.version())
+        if row is None:
+            raise ApiError(404, f"no {key} in {call.env!r} at that version")
+        return object_json(row)
+
+    def history(call: _Call) -> Any:
+        key = parse_key(call.request.path_params["key"])
+        limit = int_param(call.request, "limit", 100, 1000)
+        return {"key": str(key), "history": browser.object_history(call.env, key, limit)}
+
+    def diff(call: _Call) -> Any:
+        params = call.request.query_params
+        if "from" not in params or "to" not in params:
+            raise ApiError(400, "diff needs from=VERSION and to=VERSION")
+        lo, hi = int_param(call.request, "from", 0), int_param(call.request, "to", 0)
+        return {"from": lo, "to": hi, "changes": browser.diff(call.env, lo, hi)}
+
+    def commands(call: _Call) -> Any:
+        browser.environment(call.env)
+        return {"commands": [command_json(c) for c in store.command_records(call.env)]}
+
+    def queue(call: _Call) -> Any:
+        browser.environment(call.env)
+        doc = call.json()
+        args = doc.get("args", {})
+        if not isinstance(doc.get("name"), str) or not isinstance(args, dict):
+            raise ApiError(400, 'expected {"name": str, "args": {...}}')
+        problem = validate_command(Command(0, doc["name"], args))
+        if problem:
+            raise ApiError(400, problem)
+        command = store.queue_command(call.env, doc["name"], args, clock())
+        record = next(r for r in store.command_records(call.env) if r.command.id == command.id)
+        return command_json(record)
+
+    def one_command(call: _Call) -> Any:
+        wanted = int(call.request.path_params["id"])
+        for record in store.command_records(call.env, 10_000):
+            if record.command.id == wanted:
+                return command_json(record)
+        raise ApiError(404, f"no command {wanted} for {call.env!r}")
+
+    base = "/api/v1/environments"
+    env = base + "/{env}"
+    return [
+        Route(base, guarded(environments), methods=["GET"]),
+        Route(base, guarded(register, 201), methods=["POST"]),
+        Route(env, guarded(environment), methods=["GET"]),
+        Route(env + "/versions", guarded(versions), methods=["GET"]),
+        Route(env + "/objects", guarded(objects), methods=["GET"]),
+        Route(env + "/objects/{key:path}", guarded(one_object), methods=["GET"]),
+        Route(env + "/history/{key:path}", guarded(history), methods=["GET"]),
+        Route(env + "/diff", guarded(diff), methods=["GET"]),
+        Route(env + "/commands", guarded(commands), methods=["GET"]),
+        Route(env + "/commands", guarded(queue, 201), methods=["POST"]),
+        Route(env + "/commands/{id:int}", guarded(one_command), methods=["GET"]),
+    ]
+
+
+@dataclass(frozen=True)
+class _Call:
+    request: Request
+    body: bytes
+    browser: Browser
+
+    @property
+    def env(self) -> str:
+        return str(self.request.path_params["env"])
+
+    def json(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.body or b"{}")
+        except ValueError:
+            raise ApiError(400, "the body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        return doc
+
+    def version(self) -> int | None:
+        params = self.request.query_params
+        version = int_param(self.request, "version", 0) if params.get("version") else None
+        return self.browser.resolve_version(self.env, version, params.get("at"))

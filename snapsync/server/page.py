@@ -1,0 +1,163 @@
+"""The read-only web page: server-rendered HTML (Jinja2 templates in templates/), no script.
+
+It is what a person opens first: the fleet with freshness and data use, one environment's
+objects by kind and namespace, one object with its history and the diff of each change. Every
+page is one or two indexed queries; it shares the API token check and the queries with the
+JSON API (browse.py), so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+from html import escape
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from snapsync.server.browse import (
+    ApiAccess,
+    ApiError,
+    Browser,
+    int_param,
+    object_query,
+    parse_key,
+    rfc3339,
+)
+
+PAGE_OBJECTS = 300
+
+
+def _size(n: int | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _ago(t: float | None, now: float) -> str:
+    if not t:
+        return "never"
+    age = max(0.0, now - t)
+    if age < 60:
+        return f"{age:.0f} s ago"
+    if age < 3600:
+        return f"{age / 60:.0f} min ago"
+    if age < 86400:
+        return f"{age / 3600:.0f} h ago"
+    return f"{age / 86400:.0f} d ago"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 160 else text[:157] + "…"
+
+
+def templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("snapsync.server", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["size"] = _size
+    env.filters["ago"] = _ago
+    env.filters["when"] = lambda t: rfc3339(t) or "never"
+    env.filters["pretty"] = lambda d: json.dumps(d, indent=2, ensure_ascii=False)
+    env.filters["short"] = _short
+    return env
+
+
+def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
+    jinja = templates()
+    store, clock = browser.store, browser.clock
+
+    def render(template: str, **context: Any) -> str:
+        return jinja.get_template(template).render(now=clock(), **context)
+
+    def page(view: Callable[[Request], str]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            if not access.allows(request):
+                refusal = access.refusal(browser=True)
+                return HTMLResponse(
+                    "<p>snapsync: the API token is required (any user name, the token as "
+                    "password).</p>",
+                    refusal.status_code,
+                    headers=dict(refusal.headers) if refusal.status_code == 401 else None,
+                )
+            try:
+                html = await run_in_threadpool(view, request)
+            except ApiError as exc:
+                return HTMLResponse(f"<p>{escape(str(exc))}</p>", exc.status)
+            return HTMLResponse(html)
+
+        return endpoint
+
+    def fleet(request: Request) -> str:
+        q = request.query_params
+        now = clock()
+        every = browser.environments()
+        shown = browser.environments(q.get("group", ""), q.get("tag", ""), q.get("status", ""))
+        return render(
+            "environments.html",
+            environments=shown,
+            counts=Counter(e.status(now) for e in every),
+            groups=sorted({e.group for e in every if e.group}),
+            group=q.get("group", ""),
+            tag=q.get("tag", ""),
+            status=q.get("status", ""),
+            today=sum(e.bytes_today for e in every),
+            month=sum(e.bytes_month for e in every),
+        )
+
+    def environment(request: Request) -> str:
+        edge = request.path_params["env"]
+        env = browser.environment(edge)
+        query = object_query(request)
+        query = replace(query, limit=PAGE_OBJECTS + 1)
+        rows = store.objects(edge, query)
+        spaces: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for kind, namespace, count in store.kinds(edge):
+            spaces[kind].append((namespace, count))
+        kinds = [(k, sum(n for _, n in s), s) for k, s in sorted(spaces.items())]
+        return render(
+            "environment.html",
+            env=env,
+            kinds=kinds,
+            kind=query.kind,
+            namespace=query.namespace,
+            name=query.name,
+            label=request.query_params.get("label", ""),
+            objects=rows[:PAGE_OBJECTS],
+            more=len(rows) > PAGE_OBJECTS,
+            versions=store.versions(edge, 15),
+        )
+
+    def one_object(request: Request) -> str:
+        edge = request.path_params["env"]
+        env = browser.environment(edge)
+        key = parse_key(request.path_params["key"])
+        history = browser.object_history(edge, key, int_param(request, "limit", 50, 1000))
+        current = store.object_at(edge, key)
+        return render("object.html", env=env, key=key, current=current, history=history)
+
+    def diff(request: Request) -> str:
+        edge = request.path_params["env"]
+        env = browser.environment(edge)
+        lo, hi = int_param(request, "from", 0), int_param(request, "to", 0)
+        return render("diff.html", env=env, lo=lo, hi=hi, changes=browser.diff(edge, lo, hi))
+
+    return [
+        Route("/", page(fleet), methods=["GET"]),
+        Route("/env/{env}", page(environment), methods=["GET"]),
+        Route("/env/{env}/object/{key:path}", page(one_object), methods=["GET"]),
+        Route("/env/{env}/diff", page(diff), methods=["GET"]),
+    ]

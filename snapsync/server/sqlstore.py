@@ -1,0 +1,726 @@
+"""The server's storage in SQL, once for both databases: SQLite (sqlite.py) and PostgreSQL
+(postgres.py) only say how to connect, how a transaction starts and how to lock one environment.
+
+Tables, per environment (`env` = edge id):
+- versions: every stored version with the frame that produced it (the history of deltas); the
+  whole snapshot only while the version may serve as a base (the newest few and the agent's base).
+- objects: the current version, one row per object (key, kind, namespace, name, digest, JSON).
+- object_history: one row per object per version that changed it (its whole new JSON, or NULL
+  when removed), so any retained version's state is "newest row at or before it, per key".
+- partials (uploads in progress), commands, agents (last seen), usage (bytes per UTC day),
+  environments (the registry and each environment's agent secret), nonces (signed requests
+  seen, when several server processes must refuse each other's replays).
+
+Invariants:
+- A commit is one transaction holding the environment's lock: version row, the changed
+  objects, their history rows and the pruning all land together or not at all, and two commits
+  for one environment never interleave (several server processes may share one PostgreSQL).
+- Only the objects whose digest changed are written; unchanged objects are compared by digest.
+- Pruning never removes a version whose snapshot is held, and always keeps, per key, the row
+  that describes the oldest retained version.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, suppress
+from typing import Any
+
+import msgpack
+
+from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.errors import InputError
+from snapsync.keys import ObjectKey, split_kind_ref
+from snapsync.protocol.messages import Command, CommandResult, Version
+from snapsync.protocol.server import PartialUpload
+from snapsync.server.storage import (
+    CommandRecord,
+    EnvironmentSummary,
+    ObjectChange,
+    ObjectQuery,
+    ObjectRow,
+    Registration,
+    Retention,
+    VersionInfo,
+    object_json,
+    utc_day,
+)
+from snapsync.snapshot import Snapshot
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    env TEXT NOT NULL,
+    seq {int} NOT NULL,
+    digest {blob} NOT NULL,
+    base_seq {int},
+    frame {blob} NOT NULL,
+    frame_bytes {int} NOT NULL,
+    snapshot {blob},
+    objects {int} NOT NULL,
+    changed {int} NOT NULL,
+    received_at {real} NOT NULL,
+    PRIMARY KEY (env, seq)
+);
+CREATE INDEX IF NOT EXISTS versions_digest ON versions (env, digest);
+CREATE INDEX IF NOT EXISTS versions_time ON versions (env, received_at);
+CREATE TABLE IF NOT EXISTS objects (
+    env TEXT NOT NULL,
+    key TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest {blob} NOT NULL,
+    seq {int} NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (env, key)
+);
+CREATE INDEX IF NOT EXISTS objects_kind ON objects (env, kind, namespace, name);
+CREATE TABLE IF NOT EXISTS object_history (
+    env TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq {int} NOT NULL,
+    grp TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest {blob},
+    data TEXT,
+    PRIMARY KEY (env, key, seq)
+);
+CREATE INDEX IF NOT EXISTS object_history_seq ON object_history (env, seq);
+CREATE TABLE IF NOT EXISTS partials (
+    env TEXT NOT NULL,
+    upload {blob} NOT NULL,
+    base {blob} NOT NULL,
+    target {blob} NOT NULL,
+    total {int} NOT NULL,
+    data {blob} NOT NULL,
+    updated_at {real} NOT NULL,
+    PRIMARY KEY (env, upload)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    env TEXT NOT NULL,
+    id {int} NOT NULL,
+    name TEXT NOT NULL,
+    args {blob} NOT NULL,
+    queued_at {real} NOT NULL,
+    result_ok {int},
+    result_message TEXT,
+    result_at {real},
+    PRIMARY KEY (env, id)
+);
+CREATE TABLE IF NOT EXISTS agents (
+    env TEXT PRIMARY KEY,
+    last_seen {real} NOT NULL,
+    latest {blob} NOT NULL,
+    waiting {int} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    env TEXT NOT NULL,
+    day TEXT NOT NULL,
+    received {int} NOT NULL,
+    sent {int} NOT NULL,
+    PRIMARY KEY (env, day)
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    key TEXT PRIMARY KEY,
+    seen_at {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nonces_time ON nonces (seen_at);
+CREATE TABLE IF NOT EXISTS environments (
+    edge_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    grp TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    secret {blob} NOT NULL,
+    created_at {real} NOT NULL
+);
+"""
+
+PARTIAL_TTL = 7 * 86400.0  # an upload untouched this long is abandoned
+_OBJECT_COLUMNS = "grp, kind, namespace, name, digest, seq, data"
+# The newest history row at or before a version, per key: that version's state of the object.
+_AS_OF = (
+    "SELECT h.grp, h.kind, h.namespace, h.name, h.digest, h.seq, h.data FROM object_history h "
+    "WHERE h.env = ? AND h.digest IS NOT NULL AND h.seq = (SELECT MAX(h2.seq) FROM "
+    "object_history h2 WHERE h2.env = h.env AND h2.key = h.key AND h2.seq <= ?)"
+)
+
+
+class SQLStore(ABC):
+    """VersionStore and ServerStore over a DB-API connection per thread."""
+
+    # Several server processes may serve one database (so replays are refused in it).
+    shared_by_processes = False
+    placeholder = "?"
+
+    def __init__(self, keep_versions: int = 3, retention: Retention | None = None) -> None:
+        self.keep_versions = keep_versions
+        self.retention = retention or Retention()
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._guard = threading.Lock()
+        # Decoded snapshots by (env, digest): content-addressed, so never stale.
+        self._snapshots: OrderedDict[tuple[str, bytes], Snapshot] = OrderedDict()
+        self._cache_size = 256
+
+    # -- what a database must provide ---------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abstractmethod
+    def _tx(self, durable: bool = True) -> AbstractContextManager[Any]:
+        """A write transaction on this thread's connection; rolled back on any exception.
+
+        Not `durable`: bookkeeping (last seen, bytes, uploads in progress) that a power cut may
+        roll back by a moment without harm (the agent resends from the offset the server
+        confirms); it is still atomic and never lost to a process crash. Versions and command
+        results are durable.
+        """
+
+    def _lock_env(self, db: Any, env: str) -> None:  # noqa: B027 (SQLite needs no more)
+        """Hold `env` until the transaction ends (SQLite's writer lock already does)."""
+
+    def _many(self, db: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            db.executemany(self._q(sql), rows)
+
+    def _schema(self) -> str:
+        return SCHEMA.format(int="INTEGER", blob="BLOB", real="REAL")
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _db(self) -> Any:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            self._local.db = db
+            with self._guard:
+                self._connections.append(db)
+        return db
+
+    def _run(self, db: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        return db.execute(self._q(sql), tuple(params))
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._run(self._db(), sql, params).fetchall())
+
+    def _create_schema(self) -> None:
+        with self._tx() as db:
+            self._lock_env(db, "")
+            for statement in filter(None, (s.strip() for s in self._schema().split(";"))):
+                self._run(db, statement)
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        with self._guard:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            with suppress(Exception):  # closing from another thread may be refused
+                db.close()
+
+    def _cached(self, env: str, digest: bytes) -> Snapshot | None:
+        with self._guard:
+            snap = self._snapshots.get((env, digest))
+            if snap is not None:
+                self._snapshots.move_to_end((env, digest))
+            return snap
+
+    def _cache(self, env: str, snapshot: Snapshot) -> None:
+        with self._guard:
+            self._snapshots[(env, snapshot.digest)] = snapshot
+            while len(self._snapshots) > self._cache_size:
+                self._snapshots.popitem(last=False)
+
+    # -- VersionStore ----------------------------------------------------------------------------
+
+    def held(self, env: str) -> Sequence[Version]:
+        rows = self._read(
+            "SELECT seq, digest FROM versions WHERE env = ? AND snapshot IS NOT NULL "
+            "ORDER BY seq DESC",
+            (env,),
+        )
+        return [Version(seq, bytes(digest)) for seq, digest in rows]
+
+    def snapshot(self, env: str, digest: bytes) -> Snapshot | None:
+        held = "SELECT {} FROM versions WHERE env = ? AND digest = ? AND snapshot IS NOT NULL "
+        cached = self._cached(env, digest)
+        if cached is not None:  # still held? (an indexed look-up, no decoding)
+            return cached if self._read(held.format("1") + "LIMIT 1", (env, digest)) else None
+        rows = self._read(held.format("snapshot") + "ORDER BY seq DESC LIMIT 1", (env, digest))
+        if not rows:
+            return None
+        snap = decode_snapshot(bytes(rows[0][0]))
+        self._cache(env, snap)
+        return snap
+
+    def current(self, env: str) -> Snapshot | None:
+        held = self.held(env)
+        return self.snapshot(env, held[0].digest) if held else None
+
+    def commit(
+        self, env: str, snapshot: Snapshot, frame: bytes, base: Version | None, now: float
+    ) -> Version:
+        stored = encode_snapshot(snapshot, 3)
+        with self._tx() as db:
+            self._lock_env(db, env)
+            row = self._run(
+                db,
+                "SELECT seq, digest FROM versions WHERE env = ? ORDER BY seq DESC LIMIT 1",
+                (env,),
+            ).fetchone()
+            version = Version((row[0] if row else 0) + 1, snapshot.digest)
+            current = self._current_digests(db, env, bytes(row[1]) if row else None)
+            removed = [key for key in current if key not in snapshot.objects]
+            changed = [(k, o) for k, o in snapshot.objects.items() if current.get(k) != o.digest]
+            self._run(
+                db,
+                "INSERT INTO versions (env, seq, digest, base_seq, frame, frame_bytes, snapshot, "
+                "objects, changed, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    env,
+                    version.seq,
+                    version.digest,
+                    base.seq if base else None,
+                    frame,
+                    len(frame),
+                    stored,
+                    len(snapshot),
+                    len(removed) + len(changed),
+                    now,
+                ),
+            )
+            self._write_objects(db, env, version.seq, removed, changed)
+            self._run(
+                db,
+                "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
+                "AND seq <= ? AND seq != ?",
+                (env, version.seq - self.keep_versions, base.seq if base else -1),
+            )
+            self._prune(db, env, version.seq, now)
+        self._cache(env, snapshot)
+        return version
+
+    def _current_digests(self, db: Any, env: str, digest: bytes | None) -> dict[ObjectKey, bytes]:
+        if digest is None:
+            return {}
+        cached = self._cached(env, digest)
+        if cached is not None:
+            return {key: obj.digest for key, obj in cached.objects.items()}
+        rows = self._run(
+            db, "SELECT grp, kind, namespace, name, digest FROM objects WHERE env = ?", (env,)
+        )
+        return {ObjectKey(g, k, ns, n): bytes(d) for g, k, ns, n, d in rows}
+
+    def _write_objects(
+        self,
+        db: Any,
+        env: str,
+        seq: int,
+        removed: list[ObjectKey],
+        changed: list[tuple[ObjectKey, Any]],
+    ) -> None:
+        self._many(
+            db, "DELETE FROM objects WHERE env = ? AND key = ?", [(env, str(k)) for k in removed]
+        )
+        rows: list[tuple[Any, ...]] = [
+            (env, str(k), *k.as_tuple(), o.digest, seq, object_json(o.data)) for k, o in changed
+        ]
+        self._many(
+            db,
+            "INSERT INTO objects (env, key, grp, kind, namespace, name, digest, seq, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (env, key) DO UPDATE SET "
+            "digest = excluded.digest, seq = excluded.seq, data = excluded.data",
+            rows,
+        )
+        history: list[tuple[Any, ...]] = [
+            (e, key, s, g, k, ns, n, d, data) for e, key, g, k, ns, n, d, s, data in rows
+        ]
+        history += [(env, str(k), seq, *k.as_tuple(), None, None) for k in removed]
+        self._many(
+            db,
+            "INSERT INTO object_history (env, key, seq, grp, kind, namespace, name, digest, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            history,
+        )
+
+    def _prune(self, db: Any, env: str, newest: int, now: float) -> None:
+        keep = self.retention
+        oldest_seq = newest - keep.keep_versions if keep.keep_versions is not None else 0
+        oldest_time = now - keep.keep_seconds if keep.keep_seconds is not None else 0.0
+        gone = self._run(
+            db,
+            "DELETE FROM versions WHERE env = ? AND snapshot IS NULL AND (seq <= ? OR "
+            "received_at < ?)",
+            (env, oldest_seq, oldest_time),
+        ).rowcount
+        self._run(
+            db, "DELETE FROM partials WHERE env = ? AND updated_at < ?", (env, now - PARTIAL_TTL)
+        )
+        if not gone:
+            return
+        (oldest,) = self._run(db, "SELECT MIN(seq) FROM versions WHERE env = ?", (env,)).fetchone()
+        # Per key, rows older than the oldest version matter only as its state: keep the newest.
+        self._run(
+            db,
+            "DELETE FROM object_history WHERE env = ? AND seq < ? AND EXISTS (SELECT 1 FROM "
+            "object_history h2 WHERE h2.env = object_history.env AND h2.key = object_history.key "
+            "AND h2.seq > object_history.seq AND h2.seq <= ?)",
+            (env, oldest, oldest),
+        )
+        self._run(
+            db,
+            "DELETE FROM object_history WHERE env = ? AND seq < ? AND digest IS NULL",
+            (env, oldest),
+        )
+
+    def partial(self, env: str, upload: bytes) -> PartialUpload | None:
+        rows = self._read(
+            "SELECT base, target, total, data FROM partials WHERE env = ? AND upload = ?",
+            (env, upload),
+        )
+        if not rows:
+            return None
+        base, target, total, data = rows[0]
+        return PartialUpload(bytes(base), bytes(target), total, bytes(data))
+
+    def save_partial(self, env: str, upload: bytes, partial: PartialUpload, now: float) -> None:
+        with self._tx(durable=False) as db:
+            self._run(
+                db,
+                "INSERT INTO partials (env, upload, base, target, total, data, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (env, upload) DO UPDATE SET "
+                "base = excluded.base, target = excluded.target, total = excluded.total, "
+                "data = excluded.data, updated_at = excluded.updated_at",
+                (env, upload, partial.base, partial.target, partial.total, partial.data, now),
+            )
+
+    def drop_partial(self, env: str, upload: bytes) -> None:
+        held = "SELECT 1 FROM partials WHERE env = ? AND upload = ?"
+        if not self._read(held, (env, upload)):
+            return  # the common case, a frame in one chunk: no write at all
+        with self._tx(durable=False) as db:
+            self._run(db, "DELETE FROM partials WHERE env = ? AND upload = ?", (env, upload))
+
+    def queue_command(
+        self, env: str, name: str, args: dict[str, object] | None = None, now: float = 0.0
+    ) -> Command:
+        with self._tx() as db:
+            self._lock_env(db, env)
+            (last,) = self._run(
+                db, "SELECT COALESCE(MAX(id), 0) FROM commands WHERE env = ?", (env,)
+            ).fetchone()
+            command = Command(last + 1, name, args or {})
+            self._run(
+                db,
+                "INSERT INTO commands (env, id, name, args, queued_at) VALUES (?, ?, ?, ?, ?)",
+                (env, command.id, name, msgpack.packb(dict(command.args)), now),
+            )
+        return command
+
+    def commands_after(self, env: str, cursor: int, limit: int) -> Sequence[Command]:
+        rows = self._read(
+            "SELECT id, name, args FROM commands WHERE env = ? AND id > ? ORDER BY id LIMIT ?",
+            (env, cursor, limit),
+        )
+        return [Command(i, name, msgpack.unpackb(bytes(args))) for i, name, args in rows]
+
+    def record_results(self, env: str, results: Sequence[CommandResult], now: float) -> None:
+        if not results:
+            return
+        with self._tx() as db:
+            self._many(
+                db,
+                "UPDATE commands SET result_ok = ?, result_message = ?, result_at = ? "
+                "WHERE env = ? AND id = ? AND result_ok IS NULL",
+                [(int(r.ok), r.message, now, env, r.id) for r in results],
+            )
+
+    def results(self, env: str) -> dict[int, CommandResult]:
+        rows = self._read(
+            "SELECT id, result_ok, result_message FROM commands "
+            "WHERE env = ? AND result_ok IS NOT NULL",
+            (env,),
+        )
+        return {i: CommandResult(i, bool(ok), message) for i, ok, message in rows}
+
+    def command_records(self, env: str, limit: int = 100) -> list[CommandRecord]:
+        rows = self._read(
+            "SELECT id, name, args, queued_at, result_ok, result_message, result_at "
+            "FROM commands WHERE env = ? ORDER BY id DESC LIMIT ?",
+            (env, limit),
+        )
+        return [
+            CommandRecord(
+                Command(i, name, msgpack.unpackb(bytes(args))),
+                queued_at,
+                None if ok is None else CommandResult(i, bool(ok), message or ""),
+                result_at,
+            )
+            for i, name, args, queued_at, ok, message, result_at in rows
+        ]
+
+    def seen(self, env: str, now: float, latest: bytes, waiting: int) -> None:
+        with self._tx(durable=False) as db:
+            self._run(
+                db,
+                "INSERT INTO agents (env, last_seen, latest, waiting) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (env) DO UPDATE SET last_seen = excluded.last_seen, "
+                "latest = excluded.latest, waiting = excluded.waiting",
+                (env, now, latest, waiting),
+            )
+
+    def remember_nonce(self, key: str, timestamp: float, now: float, window: float) -> bool:
+        """False when `key` was seen before (a replay); forgets keys older than 2 * window."""
+        with self._tx(durable=False) as db:
+            self._run(db, "DELETE FROM nonces WHERE seen_at < ?", (now - 2 * window,))
+            added = self._run(
+                db,
+                "INSERT INTO nonces (key, seen_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, timestamp),
+            ).rowcount
+        return bool(added == 1)
+
+    # -- registry and traffic --------------------------------------------------------------------
+
+    def register(self, registration: Registration, secret: bytes) -> None:
+        with self._tx() as db:
+            self._lock_env(db, "")
+            taken = self._run(
+                db,
+                "SELECT edge_id, name FROM environments WHERE edge_id = ? OR name = ?",
+                (registration.edge_id, registration.name),
+            ).fetchone()
+            if taken is not None:
+                what = "name" if taken[1] == registration.name else "edge id"
+                raise InputError(f"an environment with that {what} is already registered")
+            self._run(
+                db,
+                "INSERT INTO environments (edge_id, name, grp, tags, secret, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    registration.edge_id,
+                    registration.name,
+                    registration.group,
+                    json.dumps(list(registration.tags)),
+                    secret,
+                    registration.created_at,
+                ),
+            )
+
+    def registration(self, edge_id: str) -> Registration | None:
+        rows = self._read(
+            "SELECT edge_id, name, grp, tags, created_at FROM environments WHERE edge_id = ?",
+            (edge_id,),
+        )
+        return _registration(rows[0]) if rows else None
+
+    def registrations(self) -> list[Registration]:
+        rows = self._read(
+            "SELECT edge_id, name, grp, tags, created_at FROM environments ORDER BY name"
+        )
+        return [_registration(row) for row in rows]
+
+    def agent_secret(self, edge_id: str) -> bytes | None:
+        rows = self._read("SELECT secret FROM environments WHERE edge_id = ?", (edge_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def record_traffic(self, env: str, now: float, received: int, sent: int) -> None:
+        with self._tx(durable=False) as db:
+            self._run(
+                db,
+                "INSERT INTO usage (env, day, received, sent) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (env, day) DO UPDATE SET received = usage.received + "
+                "excluded.received, sent = usage.sent + excluded.sent",
+                (env, utc_day(now), received, sent),
+            )
+            self._run(
+                db,
+                "INSERT INTO agents (env, last_seen, latest, waiting) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT (env) DO UPDATE SET last_seen = excluded.last_seen",
+                (env, now, b""),
+            )
+
+    # -- browsing ----------------------------------------------------------------------------------
+
+    def environments(self, now: float, only: str | None = None) -> Sequence[EnvironmentSummary]:
+        """Every environment known (registered, or heard from), or just `only`."""
+        where, params = ("WHERE env = ?", [only]) if only is not None else ("", [])
+        registered = {
+            r.edge_id: r
+            for r in (self.registrations() if only is None else [self.registration(only)])
+            if r is not None
+        }
+        agents = self._read(f"SELECT env, last_seen, waiting FROM agents {where}", params)
+        seen = {env: (t, w) for env, t, w in agents}
+        newest = {
+            env: (seq, bytes(digest), objects)
+            for env, seq, digest, objects in self._read(
+                "SELECT v.env, v.seq, v.digest, v.objects FROM versions v JOIN (SELECT env, "
+                f"MAX(seq) AS m FROM versions {where} GROUP BY env) x "
+                "ON v.env = x.env AND v.seq = x.m",
+                params,
+            )
+        }
+        today = utc_day(now)
+        month = today[:8] + "01"
+        usage = {
+            env: (int(t or 0), int(m or 0), int(a or 0))
+            for env, t, m, a in self._read(
+                "SELECT env, SUM(CASE WHEN day = ? THEN received ELSE 0 END), "
+                "SUM(CASE WHEN day >= ? THEN received ELSE 0 END), SUM(received) "
+                f"FROM usage {where} GROUP BY env",
+                [today, month, *params],
+            )
+        }
+        out = []
+        for env in sorted({*registered, *seen, *newest}):
+            reg = registered.get(env)
+            last_seen, waiting = seen.get(env, (None, 0))
+            seq, digest, objects = newest.get(env, (None, None, 0))
+            day, mon, total = usage.get(env, (0, 0, 0))
+            out.append(
+                EnvironmentSummary(
+                    edge_id=env,
+                    name=reg.name if reg else env,
+                    group=reg.group if reg else "",
+                    tags=reg.tags if reg else (),
+                    registered=reg is not None,
+                    last_seen=last_seen,
+                    version=seq,
+                    digest=digest,
+                    objects=objects,
+                    bytes_today=day,
+                    bytes_month=mon,
+                    bytes_total=total,
+                    waiting=waiting,
+                )
+            )
+        return sorted(out, key=lambda e: (e.group, e.name))
+
+    def versions(self, env: str, limit: int = 100) -> Sequence[VersionInfo]:
+        return self._versions("env = ?", (env,), limit)
+
+    def version(self, env: str, seq: int) -> VersionInfo | None:
+        found = self._versions("env = ? AND seq = ?", (env, seq), 1)
+        return found[0] if found else None
+
+    def version_at(self, env: str, t: float) -> VersionInfo | None:
+        found = self._versions("env = ? AND received_at <= ?", (env, t), 1)
+        return found[0] if found else None
+
+    def _versions(self, where: str, params: tuple[Any, ...], limit: int) -> list[VersionInfo]:
+        rows = self._read(
+            "SELECT seq, digest, base_seq, frame_bytes, objects, changed, received_at, "
+            f"snapshot IS NOT NULL FROM versions WHERE {where} ORDER BY seq DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [
+            VersionInfo(seq, bytes(d), base, size, n, changed, t, bool(held))
+            for seq, d, base, size, n, changed, t, held in rows
+        ]
+
+    def objects(self, env: str, query: ObjectQuery, seq: int | None = None) -> list[ObjectRow]:
+        if seq is None:
+            sql = f"SELECT {_OBJECT_COLUMNS} FROM objects h WHERE h.env = ?"
+            params: list[Any] = [env]
+        else:
+            sql, params = _AS_OF, [env, seq]
+        if query.kind:
+            group, kind = split_kind_ref(query.kind)
+            sql += " AND h.kind = ?" + (" AND h.grp = ?" if group else "")
+            params += [kind, group] if group else [kind]
+        if query.namespace is not None:
+            sql += " AND h.namespace = ?"
+            params.append(query.namespace)
+        if query.name:
+            sql += " AND h.name LIKE ? ESCAPE '!'"
+            escaped = query.name.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params.append(f"%{escaped}%")
+        sql += " ORDER BY h.key"
+        if not query.labels:
+            sql += " LIMIT ? OFFSET ?"
+            params += [query.limit, query.offset]
+            return [_object_row(row) for row in self._read(sql, params)]
+        rows = (_object_row(row) for row in self._read(sql, params))
+        matching = [row for row in rows if query.matches_labels(row.labels)]
+        return matching[query.offset : query.offset + query.limit]
+
+    def object_at(self, env: str, key: ObjectKey, seq: int | None = None) -> ObjectRow | None:
+        if seq is None:
+            rows = self._read(
+                f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE env = ? AND key = ?", (env, str(key))
+            )
+        else:
+            rows = self._read(_AS_OF + " AND h.key = ?", (env, seq, str(key)))
+        return _object_row(rows[0]) if rows else None
+
+    def object_history(self, env: str, key: ObjectKey, limit: int = 100) -> list[ObjectChange]:
+        rows = self._read(
+            "SELECT h.seq, v.received_at, h.digest, h.data FROM object_history h LEFT JOIN "
+            "versions v ON v.env = h.env AND v.seq = h.seq WHERE h.env = ? AND h.key = ? "
+            "ORDER BY h.seq DESC LIMIT ?",
+            (env, str(key), limit),
+        )
+        return [
+            ObjectChange(
+                s, t, None if d is None else bytes(d), None if j is None else json.loads(j)
+            )
+            for s, t, d, j in rows
+        ]
+
+    def kinds(self, env: str) -> list[tuple[str, str, int]]:
+        rows = self._read(
+            "SELECT grp, kind, namespace, COUNT(*) FROM objects WHERE env = ? "
+            "GROUP BY grp, kind, namespace",
+            (env,),
+        )
+        return sorted((ObjectKey(g, k, "", "x").kind_ref, ns, n) for g, k, ns, n in rows)
+
+    def changes(
+        self, env: str, from_seq: int, to_seq: int
+    ) -> list[tuple[ObjectKey, dict[str, Any] | None, dict[str, Any] | None]]:
+        touched = (
+            " AND h.key IN (SELECT key FROM object_history WHERE env = ? AND seq > ? AND seq <= ?)"
+        )
+        lo, hi = sorted((from_seq, to_seq))
+        states = []
+        for seq in (from_seq, to_seq):
+            rows = self._read(_AS_OF + touched, (env, seq, env, lo, hi))
+            states.append({row.key: row for row in map(_object_row, rows)})
+        before, after = states
+        out = []
+        for key in sorted({*before, *after}):
+            old, new = before.get(key), after.get(key)
+            if (old and old.digest) != (new and new.digest):
+                out.append((key, old.data if old else None, new.data if new else None))
+        return out
+
+    def oldest_version(self, env: str) -> int | None:
+        (oldest,) = self._read("SELECT MIN(seq) FROM versions WHERE env = ?", (env,))[0]
+        return int(oldest) if oldest is not None else None
+
+
+def _registration(row: Sequence[Any]) -> Registration:
+    edge_id, name, group, tags, created_at = row
+    return Registration(edge_id, name, group, tuple(json.loads(tags)), created_at)
+
+
+def _opt_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _object_row(row: Sequence[Any]) -> ObjectRow:
+    group, kind, namespace, name, digest, seq, data = row
+    return ObjectRow(ObjectKey(group, kind, namespace, name), bytes(digest), seq, json.loads(data))

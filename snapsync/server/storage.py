@@ -1,0 +1,198 @@
+"""What the server keeps beyond the protocol's needs, as values: environments, objects, history.
+
+The protocol talks to a store through `VersionStore` (snapsync.protocol.server); the browse API,
+the page, the registry and the metrics talk to it through `ServerStore` below, which both SQL
+stores implement. Everything here is a frozen value, so a page can hold what it read without
+the store changing it underneath.
+
+Invariants:
+- Times are unix seconds (float, UTC); days and months for data use are UTC calendar periods.
+- An object's history row holds the whole object after that version (or None: removed), so any
+  version's state is "the newest row at or before it, per key" — no replay of deltas needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from snapsync.keys import ObjectKey
+from snapsync.protocol.messages import Command, CommandResult
+from snapsync.protocol.server import VersionStore
+
+# How long since the agent was heard from before an environment counts as stale / offline.
+FRESH_SECONDS = 5 * 60.0
+STALE_SECONDS = 60 * 60.0
+FRESHNESS = ("fresh", "stale", "offline", "never")
+
+
+def freshness(last_seen: float | None, now: float) -> str:
+    if not last_seen:
+        return "never"
+    age = now - last_seen
+    return "fresh" if age <= FRESH_SECONDS else "stale" if age <= STALE_SECONDS else "offline"
+
+
+def utc_day(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much history to keep per environment; a version goes when either limit says so.
+
+    Versions that may still serve as bases (the protocol's newest few) are never pruned.
+    """
+
+    keep_versions: int | None = 1000
+    keep_seconds: float | None = 90 * 86400.0
+
+
+@dataclass(frozen=True)
+class Registration:
+    """An environment as registered by a person; the agent secret is never part of it."""
+
+    edge_id: str
+    name: str
+    group: str = ""
+    tags: tuple[str, ...] = ()
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class EnvironmentSummary:
+    edge_id: str
+    name: str
+    group: str
+    tags: tuple[str, ...]
+    registered: bool
+    last_seen: float | None
+    version: int | None  # newest stored sequence
+    digest: bytes | None
+    objects: int
+    bytes_today: int
+    bytes_month: int
+    bytes_total: int
+    waiting: int  # bytes the agent's budget holds back
+
+    def status(self, now: float) -> str:
+        return freshness(self.last_seen, now)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    seq: int
+    digest: bytes
+    base_seq: int | None
+    frame_bytes: int
+    objects: int
+    changed: int  # objects added, changed or removed by this version
+    received_at: float
+    held: bool  # its whole snapshot is kept (the protocol may use it as a base)
+
+
+@dataclass(frozen=True)
+class ObjectQuery:
+    kind: str = ""  # `Kind` or `Kind.group`
+    namespace: str | None = None  # None: any; "": cluster-scoped only
+    name: str = ""  # substring
+    labels: tuple[tuple[str, str | None], ...] = ()  # (name, value); value None: label present
+    limit: int = 500
+    offset: int = 0
+
+    @staticmethod
+    def parse_labels(selector: str) -> tuple[tuple[str, str | None], ...]:
+        """`app=web,tier` -> (("app", "web"), ("tier", None)): kubectl's equality selector."""
+        out: list[tuple[str, str | None]] = []
+        for part in filter(None, (p.strip() for p in selector.split(","))):
+            name, eq, value = part.partition("=")
+            out.append((name.strip(), value.strip().lstrip("=") if eq else None))
+        return tuple(out)
+
+    def matches_labels(self, labels: dict[str, Any]) -> bool:
+        return all(
+            name in labels and (value is None or labels[name] == value)
+            for name, value in self.labels
+        )
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    key: ObjectKey
+    digest: bytes
+    seq: int  # the version in which it last changed
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        metadata = self.data.get("metadata")
+        labels = metadata.get("labels") if isinstance(metadata, dict) else None
+        return labels if isinstance(labels, dict) else {}
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    """One version's effect on one object: its whole new form, or None when it was removed."""
+
+    seq: int
+    received_at: float | None  # None: the version itself was pruned (a retained baseline)
+    digest: bytes | None
+    data: dict[str, Any] | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    command: Command
+    queued_at: float
+    result: CommandResult | None
+    result_at: float | None
+
+
+class ServerStore(VersionStore, Protocol):
+    """The protocol's store plus what the registry, browse API, page and metrics read."""
+
+    retention: Retention
+
+    def ping(self) -> None:
+        """Raise when the database does not answer (readiness)."""
+
+    def close(self) -> None: ...
+
+    # registry
+    def register(self, registration: Registration, secret: bytes) -> None: ...
+    def registration(self, edge_id: str) -> Registration | None: ...
+    def registrations(self) -> list[Registration]: ...
+    def agent_secret(self, edge_id: str) -> bytes | None: ...
+
+    # traffic
+    def record_traffic(self, env: str, now: float, received: int, sent: int) -> None: ...
+
+    # browsing
+    def environments(self, now: float, only: str | None = None) -> Sequence[EnvironmentSummary]: ...
+    def versions(self, env: str, limit: int = 100) -> Sequence[VersionInfo]: ...
+    def version_at(self, env: str, t: float) -> VersionInfo | None: ...
+    def oldest_version(self, env: str) -> int | None: ...
+    def objects(self, env: str, query: ObjectQuery, seq: int | None = None) -> list[ObjectRow]: ...
+    def object_at(self, env: str, key: ObjectKey, seq: int | None = None) -> ObjectRow | None: ...
+    def object_history(self, env: str, key: ObjectKey, limit: int = 100) -> list[ObjectChange]: ...
+    def kinds(self, env: str) -> list[tuple[str, str, int]]:
+        """(kind ref, namespace, objects) of the current version."""
+
+    def changes(
+        self, env: str, from_seq: int, to_seq: int
+    ) -> list[tuple[ObjectKey, dict[str, Any] | None, dict[str, Any] | None]]:
+        """Objects that differ between two versions: (key, before, after)."""
+
+    # commands
+    def queue_command(
+        self, env: str, name: str, args: dict[str, object] | None = None, now: float = 0.0
+    ) -> Command: ...
+    def command_records(self, env: str, limit: int = 100) -> list[CommandRecord]: ...
+
+
+def object_json(data: dict[str, Any]) -> str:
+    """Compact, key-ordered JSON: what the object columns hold."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,337 @@
+"""Real agents against real servers on loopback, with SQLite and with PostgreSQL: plain HTTP (the
+app in a thread), HTTPS with a self-signed certificate and the insecure-poll setting, and a
+`snapsync serve` process killed mid-upload and restarted — nothing is lost and the agent
+converges, continuing the upload where the server's database says it stopped; two servers
+sharing one PostgreSQL database refuse each other's replays."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from snapsync.agent import Agent, HttpTransport
+from snapsync.agent.transport import Answer
+from snapsync.collect import FileCollector
+from snapsync.protocol import AgentConfig, Intervals
+from snapsync.protocol.auth import sign
+from snapsync.protocol.messages import Chunk, Ping, decode
+from snapsync.server import ServerSettings
+from snapsync.server.database import open_store
+from snapsync.server.environments import AgentSecrets, enroll
+from snapsync.server.sqlstore import SQLStore
+from snapsync.server.storage import ObjectQuery
+from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
+from tests.support_server import live_server
+from tools.sample_cluster import SampleCluster
+
+SHARED = "integration shared secret"
+
+
+class Clock:
+    """Real time plus an offset the test moves forward (to skip backoff and intervals)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "server.db")
+    return str(request.getfixturevalue("postgres_dsn"))
+
+
+def write_dump(cluster: SampleCluster, path: Path) -> None:
+    path.write_text(json.dumps(cluster.list_document()))
+
+
+def make_agent(
+    url: str, edge: str, secret: str, dump: Path, state: Path, clock: Clock, **options: Any
+) -> Agent:
+    transport = options.pop("transport", None) or HttpTransport(
+        url, edge, secret.encode(), insecure=options.pop("insecure", False), timeout=20
+    )
+    return Agent(
+        FileCollector([dump]),
+        transport,
+        state,
+        AgentConfig(intervals=Intervals(jitter=0.0), **options),
+        environment_id=edge,
+        clock=clock,
+        seed=1,
+    )
+
+
+def assert_converged(store: SQLStore, edge: str, agent: Agent) -> None:
+    latest = agent.protocol.latest
+    current = store.current(edge)
+    assert latest is not None and current is not None and current.digest == latest.digest
+    rows = store.objects(edge, ObjectQuery(limit=100_000))
+    assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in current}
+
+
+def test_agent_and_server_over_http(database: str, tmp_path: Path) -> None:
+    store = open_store(database)
+    made = enroll(store, "Shop 5", time.time(), group="eu")
+    edge, token = made.registration.edge_id, made.token
+    cluster = SampleCluster(objects=150, shape="application", seed=5)
+    dump = tmp_path / "dump.json"
+    write_dump(cluster, dump)
+    clock = Clock()
+    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store)
+    with live_server(settings) as url:
+        agent = make_agent(url, edge, token, dump, tmp_path / "state", clock)
+        assert agent.step().in_sync
+        assert_converged(store, edge, agent)
+        for _ in range(2):
+            cluster.step(churn="busy", minutes=5)
+            write_dump(cluster, dump)
+            clock.offset += 61
+            report = agent.step()
+            assert report.in_sync and report.frame_kind != "full"
+        assert_converged(store, edge, agent)
+        command = store.queue_command(edge, "collect-now", {}, time.time())
+        clock.offset += 61
+        agent.step()
+        clock.offset += 11
+        agent.step()  # the result rides on the next ping
+        assert command.id in store.results(edge)
+        agent.close()
+    versions = store.versions(edge)
+    assert [v.seq for v in versions] == [3, 2, 1]
+    assert versions[-1].frame_bytes > versions[0].frame_bytes  # deltas after the first full
+    store.close()
+
+
+# -- a real `snapsync serve` process ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "snapsync test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "server.crt", tmp / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class ServeProcess:
+    """`snapsync serve` as a child process on a fixed loopback port, restartable."""
+
+    def __init__(self, database: str, tmp: Path, tls: tuple[Path, Path] | None = None) -> None:
+        self.port = free_port()
+        self.args = [
+            sys.executable, "-m", "snapsync", "serve", "--host", "127.0.0.1",
+            "--port", str(self.port), "--database", database,
+        ]  # fmt: skip
+        if tls:
+            self.args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.log = tmp / f"serve-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SHARED}  # secrets by environment, not argv
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"snapsync serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", verify=False, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("snapsync serve did not become ready")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    started: list[ServeProcess] = []
+
+    def start(database: str, tls: tuple[Path, Path] | None = None) -> ServeProcess:
+        process = ServeProcess(database, tmp_path, tls)
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def test_https_with_a_self_signed_certificate_needs_insecure_poll(
+    database: str, tmp_path: Path, serve: Callable[..., ServeProcess]
+) -> None:
+    server = serve(database, self_signed(tmp_path))
+    cluster = SampleCluster(objects=80, seed=2)
+    dump = tmp_path / "dump.json"
+    write_dump(cluster, dump)
+    clock = Clock()
+    verified = make_agent(server.url, "site-a", SHARED, dump, tmp_path / "a", clock)
+    report = verified.step()
+    assert not report.in_sync  # the certificate is not trusted: nothing was sent
+    verified.close()
+    agent = make_agent(server.url, "site-a", SHARED, dump, tmp_path / "b", clock, insecure=True)
+    assert agent.step().in_sync
+    cluster.step(churn="steady")
+    write_dump(cluster, dump)
+    clock.offset += 61
+    assert agent.step().in_sync
+    agent.close()
+    store = open_store(database)
+    assert_converged(store, "site-a", agent)
+    store.close()
+
+
+class Interrupting:
+    """A transport that runs `trigger` once, just before sending the n-th upload chunk."""
+
+    def __init__(self, inner: HttpTransport, before_chunk: int, trigger: Callable[[], None]):
+        self.inner = inner
+        self.before_chunk = before_chunk
+        self.trigger = trigger
+        self.offsets: list[int] = []
+
+    def post(self, path: str, body: bytes) -> Answer:
+        if path == Chunk.PATH:
+            chunk = decode(body, (Chunk,))
+            assert isinstance(chunk, Chunk)
+            self.offsets.append(chunk.offset)
+            if len(self.offsets) == self.before_chunk:
+                self.before_chunk = 0  # once
+                self.trigger()
+        return self.inner.post(path, body)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_server_killed_mid_upload_loses_nothing_and_the_agent_converges(
+    database: str, tmp_path: Path, serve: Callable[..., ServeProcess]
+) -> None:
+    server = serve(database)
+    dump = tmp_path / "dump.json"
+    write_dump(SampleCluster(objects=120, seed=1), dump)
+    clock = Clock()
+    transport = Interrupting(
+        HttpTransport(server.url, "site-k", SHARED.encode(), timeout=20), 0, server.kill
+    )
+    agent = make_agent(
+        server.url, "site-k", SHARED, dump, tmp_path / "state", clock,
+        transport=transport, chunk_size=2048,
+    )  # fmt: skip
+    assert agent.step().in_sync  # version 1, before any trouble
+    first = agent.protocol.latest
+    # a different cluster: a big frame, many chunks; the server dies before the 4th
+    write_dump(SampleCluster(objects=400, shape="platform", seed=9), dump)
+    transport.offsets.clear()
+    transport.before_chunk = 4
+    clock.offset += 61
+    report = agent.step()
+    assert not report.in_sync and len(transport.offsets) == 4
+    sent_before_kill = transport.offsets[3]
+    assert sent_before_kill > 0
+
+    server.start()  # same port, same database
+    clock.offset = max(clock.offset, agent.protocol.backoff_until - time.time()) + 1
+    transport.offsets.clear()
+    report = agent.step()
+    assert report.in_sync
+    # resumed from what the server's database held, not from the start
+    assert transport.offsets[0] == sent_before_kill
+    agent.close()
+    server.stop()
+    store = open_store(database)
+    assert_converged(store, "site-k", agent)
+    assert first is not None and store.snapshot("site-k", first.digest) is not None
+    assert [v.seq for v in store.versions("site-k")] == [2, 1]
+    store.close()
+
+
+def test_servers_sharing_postgres_refuse_each_others_replays(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Two server processes' worth of apps behind a load balancer, one PostgreSQL database."""
+    dsn = request.getfixturevalue("postgres_dsn")
+    stores = [open_store(dsn), open_store(dsn)]
+    made = enroll(stores[0], "Shop 8", time.time())
+    edge, secret = made.registration.edge_id, made.token.encode()
+    body = Ping().encode()
+    header = sign(secret, "POST", Ping.PATH, edge, body, time.time())
+    settings = [ServerSettings(secrets=AgentSecrets(s, None), store=s) for s in stores]
+    with live_server(settings[0]) as first, live_server(settings[1]) as second:
+        headers = {"Authorization": header, "Content-Type": "application/msgpack"}
+        assert httpx.post(first + Ping.PATH, content=body, headers=headers).status_code == 200
+        replayed = httpx.post(second + Ping.PATH, content=body, headers=headers)
+        assert replayed.status_code == 401
+        fresh = sign(secret, "POST", Ping.PATH, edge, body, time.time())
+        headers["Authorization"] = fresh
+        assert httpx.post(second + Ping.PATH, content=body, headers=headers).status_code == 200
+    for store in stores:
+        store.close()
