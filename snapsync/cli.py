@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -22,11 +22,21 @@ from rich.table import Table
 from snapsync import __version__
 from snapsync.codec import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot, snapshot_document
 from snapsync.collect import Collector, FileCollector
+
+if TYPE_CHECKING:
+    from snapsync.agent.loop import CommandRunner
+    from snapsync.collect.kube import KubeOptions
 from snapsync.errors import InputError, SnapsyncError
 from snapsync.fileio import atomic_write
 from snapsync.frame import FrameKind, unpack_frame
 from snapsync.profile import load_profile
-from snapsync.snapfile import display_name, looks_like_json, parse_snapshot, read_input
+from snapsync.snapfile import (
+    display_name,
+    load_snapshot,
+    looks_like_json,
+    parse_snapshot,
+    read_input,
+)
 from snapsync.snapshot import Snapshot, SnapshotBuilder
 from snapsync.summary import summarize_snapshot
 
@@ -109,9 +119,15 @@ class Source:
     def collector(self, *, watch: bool = False, cache_dir: Path | None = None) -> Collector:
         if self.from_files:
             return FileCollector(self.from_files)
-        from snapsync.collect import KubeCollector, KubeOptions, KubeWatchCollector
+        from snapsync.collect import KubeCollector, KubeWatchCollector
 
-        options = KubeOptions(
+        options = self.kube_options(cache_dir)
+        return KubeWatchCollector(options) if watch else KubeCollector(options)
+
+    def kube_options(self, cache_dir: Path | None = None) -> KubeOptions:
+        from snapsync.collect import KubeOptions
+
+        return KubeOptions(
             kubeconfig=self.kubeconfig,
             context=self.context,
             in_cluster=self.in_cluster,
@@ -122,7 +138,6 @@ class Source:
             exclude_namespaces=self.exclude_namespaces,
             discovery_cache_dir=cache_dir,
         )
-        return KubeWatchCollector(options) if watch else KubeCollector(options)
 
 
 def _source(kwargs: dict[str, Any]) -> Source:
@@ -179,12 +194,7 @@ def dump(
     )
     collector.collect(builder)
     snapshot = builder.build()
-    if fmt == "snap":
-        data = encode_snapshot(snapshot, level=level)
-    else:
-        data = (
-            json.dumps(snapshot_document(snapshot), indent=2, ensure_ascii=False) + "\n"
-        ).encode()
+    data = _snapshot_bytes(snapshot, fmt, level)
     _write(output, data)
     if output not in (None, "-"):
         _note(f"wrote {output}: {_describe(snapshot)}, {len(data):,} bytes")
@@ -212,7 +222,8 @@ def _describe(snapshot: Snapshot) -> str:
 @cli.command()
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect(file: str, as_json: bool) -> None:
+@click.option("--base", metavar="SNAPSHOT", help="The base a patch-from frame needs to be counted.")
+def inspect(file: str, as_json: bool, base: str | None) -> None:
     """Summarize a snapshot or delta FILE (- for stdin)."""
     data = read_input(file)
     name = display_name(file)
@@ -222,14 +233,51 @@ def inspect(file: str, as_json: bool) -> None:
             kind = unpack_frame(data).kind
         except SnapsyncError as exc:
             raise type(exc)(f"{name}: {exc}") from None
-        if kind is not FrameKind.SNAPSHOT:
-            raise InputError(f"{name}: inspecting {kind.name.lower()} frames is not supported yet")
         frame_bytes = len(data)
+        if kind is not FrameKind.SNAPSHOT or unpack_frame(data).needs_base:
+            _inspect_frame(data, name, base, as_json)
+            return
     summary = summarize_snapshot(parse_snapshot(data, name), frame_bytes)
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         _render_snapshot_summary(summary)
+
+
+def _inspect_frame(data: bytes, name: str, base: str | None, as_json: bool) -> None:
+    """Deltas and patch-from frames: header, sizes, what changed (counted without the base)."""
+    from snapsync.codec import inspect_frame
+
+    base_snapshot = load_snapshot(base) if base else None
+    try:
+        summary = inspect_frame(data, base_snapshot)
+    except SnapsyncError as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    console = Console(highlight=False)
+    console.print(f"[bold]{summary['type']}[/bold] -> {summary['target_digest']}")
+    console.print(
+        f"  base {summary['base_digest'] or '-'} · codec {summary['codec']}"
+        f" · dictionary {summary['dictionary_id'] or '-'}"
+    )
+    sizes = Table(title="sizes", title_justify="left", show_edge=False)
+    sizes.add_column("part")
+    sizes.add_column("bytes", justify="right")
+    for part, size in summary["sizes"].items():
+        sizes.add_row(part.replace("_", " "), f"{size:,}")
+    console.print(sizes)
+    delta = summary.get("delta")
+    if delta:
+        console.print(
+            f"objects: {delta['added']} added ({delta['added_from_exemplar']} from an exemplar), "
+            f"{delta['changed']} changed, {delta['removed']} removed"
+        )
+        ops = ", ".join(f"{count} {op}" for op, count in sorted(delta["operations"].items()))
+        console.print(f"operations: {ops or 'none'}")
+    elif "contents" in summary:
+        console.print(f"contents: {summary['contents']} (pass --base)")
 
 
 def _render_snapshot_summary(summary: dict[str, Any]) -> None:
@@ -275,6 +323,69 @@ def _count_table(title: str, column: str, counts: dict[str, int]) -> Table:
     for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         table.add_row(name, f"{count:,}")
     return table
+
+
+@cli.command()
+@click.argument("base")
+@click.argument("new")
+@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the frame.")
+@click.option("--json", "as_json", is_flag=True, help="Candidate sizes as JSON on stdout.")
+def diff(base: str, new: str, output: str, as_json: bool) -> None:
+    """Write the smallest correct frame taking snapshot BASE to snapshot NEW.
+
+    Every candidate is computed (compact delta, patch-from, full snapshot) and its size shown;
+    the agent skips the ones that cannot win, this command does not.
+    """
+    from snapsync.codec import EncodeOptions, encode_delta
+
+    base_snapshot, new_snapshot = load_snapshot(base), load_snapshot(new)
+    everything = EncodeOptions(
+        patch_from_min_share=0.0, patch_from_max_base=2**62, full_skip_ratio=0
+    )
+    encoded = encode_delta(base_snapshot, new_snapshot, everything)
+    atomic_write(output, encoded.frame)
+    summary = {
+        "chosen": encoded.chosen,
+        "candidates": dict(encoded.candidates),
+        "cpu_ms": {step: round(ms, 1) for step, ms in encoded.cpu_ms.items()},
+        "base_digest": base_snapshot.digest.hex(),
+        "target_digest": new_snapshot.digest.hex(),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"candidates for {output}", title_justify="left", show_edge=False)
+    table.add_column("candidate")
+    table.add_column("bytes", justify="right")
+    for name, size in sorted(encoded.candidates.items(), key=lambda item: item[1]):
+        table.add_row(name + (" (chosen)" if name == encoded.chosen else ""), f"{size:,}")
+    Console(stderr=True, highlight=False).print(table)
+
+
+@cli.command(name="apply")
+@click.argument("base")
+@click.argument("delta")
+@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the result.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["snap", "json"]), default="snap", show_default=True
+)
+def apply_command(base: str, delta: str, output: str, fmt: str) -> None:
+    """Apply frame DELTA to snapshot BASE; the result must have the frame's target digest."""
+    from snapsync.codec import apply_frame
+
+    base_snapshot = load_snapshot(base)
+    try:
+        result = apply_frame(base_snapshot, read_input(delta))
+    except SnapsyncError as exc:
+        raise type(exc)(f"{display_name(delta)}: {exc}") from None
+    _write(output, _snapshot_bytes(result, fmt, DEFAULT_SNAPSHOT_LEVEL))
+    _note(f"wrote {output}: {_describe(result)} (target digest verified)")
+
+
+def _snapshot_bytes(snapshot: Snapshot, fmt: str, level: int) -> bytes:
+    if fmt == "snap":
+        return encode_snapshot(snapshot, level=level)
+    return (json.dumps(snapshot_document(snapshot), indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def _default_state_dir(edge_id: str) -> Path:
@@ -323,6 +434,13 @@ def _default_state_dir(edge_id: str) -> Path:
 )
 @click.option("--profile", envvar="SNAPSYNC_PROFILE", default="default", show_default=True)
 @click.option("--once", is_flag=True, help="One cycle, then exit: 0 when the server is current.")
+@click.option(
+    "--allow-commands",
+    is_flag=True,
+    envvar="SNAPSYNC_ALLOW_COMMANDS",
+    help="Run the cluster commands the server queues (scale, delete-pod, restart-rollout); "
+    "needs the RBAC in deploy/agent/actions. Off: they are refused and reported.",
+)
 def agent(
     server_url: str,
     edge_id: str,
@@ -336,10 +454,11 @@ def agent(
     state_dir: Path | None,
     profile: str,
     once: bool,
+    allow_commands: bool,
     **kwargs: Any,
 ) -> None:
     """Keep a server current with this cluster: collect, diff, ship, obey commands."""
-    from snapsync.agent import Agent, HttpTransport, format_report
+    from snapsync.agent import Agent, HttpTransport, format_report, refuse_cluster_commands
     from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
     from snapsync.protocol.budget import parse_size
 
@@ -353,6 +472,16 @@ def agent(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    commands: CommandRunner = refuse_cluster_commands
+    if allow_commands:
+        if source.from_files:
+            raise InputError("--allow-commands needs a live cluster, not --from-file")
+        from snapsync.agent import KubeCommandRunner
+
+        commands = KubeCommandRunner(source.kube_options())
+    logging.getLogger("snapsync.agent").info(
+        "cluster commands: %s", "allowed" if allow_commands else "refused (see --allow-commands)"
+    )
     runner = Agent(
         source.collector(watch=not once and not source.from_files, cache_dir=state / "discovery"),
         HttpTransport(server_url, edge_id, agent_secret.encode(), insecure=insecure_poll),
@@ -360,6 +489,7 @@ def agent(
         config,
         profile=load_profile(profile),
         environment_id=edge_id,
+        commands=commands,
     )
     try:
         if once:
@@ -374,6 +504,9 @@ def agent(
         runner.stop()
     finally:
         runner.close()
+        close = getattr(commands, "close", None)
+        if close is not None:
+            close()
 
 
 def _once_problem(report: Any) -> str:
@@ -400,36 +533,148 @@ def _once_problem(report: Any) -> str:
     default="snapsync.db",
     show_default=True,
     envvar="SNAPSYNC_DATABASE",
-    help="SQLite file.",
+    help="SQLite file, or postgresql://user@host/db to share one database between servers.",
 )
-@click.option("--agent-secret", envvar="SNAPSYNC_AGENT_SECRET", required=True)
+@click.option(
+    "--agent-secret",
+    envvar="SNAPSYNC_AGENT_SECRET",
+    help="Shared secret for environments not registered with `snapsync env add`.",
+)
+@click.option(
+    "--api-token",
+    envvar="SNAPSYNC_API_TOKEN",
+    help="Token for the browse API and page (Bearer, or Basic password). Without it both are off.",
+)
 @click.option(
     "--tls-cert", type=click.Path(exists=True, dir_okay=False), envvar="SNAPSYNC_TLS_CERT"
 )
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), envvar="SNAPSYNC_TLS_KEY")
+@click.option(
+    "--keep-versions",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    envvar="SNAPSYNC_KEEP_VERSIONS",
+    help="History kept per environment, in versions.",
+)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=90.0,
+    show_default=True,
+    envvar="SNAPSYNC_KEEP_DAYS",
+    help="History kept per environment, in days.",
+)
+@click.option("--access-log", is_flag=True, help="Log every HTTP request (noisy with many agents).")
 def serve(
     host: str,
     port: int,
     database: str,
-    agent_secret: str,
+    agent_secret: str | None,
+    api_token: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    keep_versions: int,
+    keep_days: float,
+    access_log: bool,
 ) -> None:
-    """Receive agents' frames and keep every environment's snapshots."""
+    """Receive agents' frames, keep every environment's snapshots, serve the browse API."""
     import uvicorn
 
-    from snapsync.server import ServerSettings, SharedSecret, create_app, uvicorn_config
-    from snapsync.server.sqlite import SQLiteStore
+    from snapsync.server import ServerSettings, create_app, uvicorn_config
+    from snapsync.server.database import open_store
+    from snapsync.server.environments import AgentSecrets
+    from snapsync.server.storage import Retention
 
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    store = open_store(database, Retention(keep_versions, keep_days * 86400.0))
+    if not agent_secret and not store.registrations():
+        raise InputError(
+            "no agent can authenticate: pass --agent-secret or register an environment "
+            "with `snapsync env add NAME`"
+        )
+    if not api_token:
+        logging.getLogger("snapsync.server").warning(
+            "no --api-token: the browse API and page are off"
+        )
     settings = ServerSettings(
-        secrets=SharedSecret(agent_secret.encode()), store=SQLiteStore(database)
+        secrets=AgentSecrets(store, agent_secret.encode() if agent_secret else None),
+        store=store,
+        api_token=api_token or None,
     )
     config = uvicorn_config(
-        create_app(settings), host, port, ssl_certfile=tls_cert, ssl_keyfile=tls_key
+        create_app(settings),
+        host,
+        port,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        access_log=access_log,
     )
     uvicorn.Server(config).run()
+
+
+@cli.group(name="env")
+def env_group() -> None:
+    """Register environments: each gets an edge id and its own agent secret."""
+
+
+@env_group.command(name="add")
+@click.argument("name")
+@click.option("--group", default="", help="Fleet group (site, region, customer…).")
+@click.option("--tag", "tags", multiple=True, help="A tag; repeatable.")
+@click.option("--edge-id", help="The environment's id [default: derived from NAME].")
+@click.option("--database", default="snapsync.db", show_default=True, envvar="SNAPSYNC_DATABASE")
+def env_add(
+    name: str, group: str, tags: tuple[str, ...], edge_id: str | None, database: str
+) -> None:
+    """Register NAME; prints its edge id and join token (the agent secret) once."""
+    import time
+
+    from snapsync.server.database import open_store
+    from snapsync.server.environments import enroll
+
+    made = enroll(open_store(database), name, time.time(), group, tags, edge_id)
+    edge = made.registration.edge_id
+    click.echo(f"edge id:    {edge}")
+    click.echo(f"join token: {made.token}")
+    click.echo(
+        f"agent:      SNAPSYNC_EDGE_ID={edge} SNAPSYNC_AGENT_SECRET={made.token} "
+        "snapsync agent --server-url https://SERVER:8480"
+    )
+    _note("the join token is shown only now; keep it like a password")
+
+
+@env_group.command(name="list")
+@click.option("--database", default="snapsync.db", show_default=True, envvar="SNAPSYNC_DATABASE")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def env_list(database: str, as_json: bool) -> None:
+    """Environments the server knows: registered ones and any agent heard from."""
+    import time
+
+    from snapsync.server.browse import environment_json
+    from snapsync.server.database import open_store
+
+    now = time.time()
+    found = [environment_json(e, now) for e in open_store(database).environments(now)]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    table = Table(show_edge=False)
+    for column in ("edge id", "name", "group", "tags", "status", "last seen", "version"):
+        table.add_column(column)
+    for e in found:
+        table.add_row(
+            e["edge_id"],
+            e["name"],
+            e["group"],
+            ",".join(e["tags"]),
+            e["status"],
+            e["last_seen"] or "never",
+            str(e["version"] or "-"),
+        )
+    Console().print(table)
 
 
 def main() -> None:
