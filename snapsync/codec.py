@@ -21,7 +21,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -29,7 +29,7 @@ import zstandard
 
 from snapsync import dictionaries
 from snapsync.canonical import pack
-from snapsync.delta import Delta, apply, diff
+from snapsync.delta import Delta, apply, delta_document, delta_from_document, diff
 from snapsync.errors import (
     BaseMismatch,
     CanonicalError,
@@ -37,6 +37,7 @@ from snapsync.errors import (
     FrameCorrupt,
     FrameError,
     FrameUnsupported,
+    InputError,
 )
 from snapsync.frame import (
     CODEC_NAMES,
@@ -494,8 +495,31 @@ def decode_frame(
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.SNAPSHOT:
         return snapshot_from_payload(unpack_payload(raw), frame.target_digest)
+    if frame.kind is FrameKind.REPAIR:
+        return _repair_from_payload(unpack_payload(raw), frame)
     assert base is not None  # _check_base: a delta always needs its base
     return unpack_delta(base, raw, frame.target_digest, max_expanded=limits.max_expanded)
+
+
+def encode_repair(delta: Delta, options: EncodeOptions = EncodeOptions()) -> bytes:
+    """A frame for a delta against a base the sender does not hold (anti-entropy).
+
+    The sender knows the base only by digests, so objects are named by key and changed ones are
+    replaced whole; the delta document is compressed with the trained dictionary, which is where
+    whole objects compress best.
+    """
+    raw: bytes = msgpack.packb(delta_document(delta), use_bin_type=True)
+    return replace(_delta_frame(delta, raw, options), kind=FrameKind.REPAIR).pack()
+
+
+def _repair_from_payload(doc: Any, frame: Frame) -> Delta:
+    try:
+        delta = delta_from_document(doc)
+    except InputError as exc:
+        raise FrameCorrupt(f"repair payload: {exc}") from None
+    if (delta.base_digest, delta.target_digest) != (frame.base_digest, frame.target_digest):
+        raise FrameCorrupt("repair payload names other digests than its frame")
+    return delta
 
 
 def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
@@ -551,6 +575,9 @@ def inspect_frame(
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.DELTA:
         doc["delta"] = summarize_payload(raw)
+    elif frame.kind is FrameKind.REPAIR:
+        summary = delta_document(_repair_from_payload(unpack_payload(raw), frame))["summary"]
+        doc["repair"] = summary
     else:
         payload = unpack_payload(raw)
         objects = payload.get("objects") if isinstance(payload, dict) else None

@@ -38,6 +38,9 @@ MAX_FIELD = 2**32 - 1
 class FrameKind(IntEnum):
     SNAPSHOT = 1  # a whole snapshot; base digest is zero
     DELTA = 2  # changes from the base digest's snapshot to the target's
+    # changes from a base whose contents the sender does not hold (anti-entropy): objects named by
+    # key, changed ones sent whole; the receiver applies them to its base and checks the target
+    REPAIR = 3
 
 
 class Codec(IntEnum):
@@ -86,7 +89,7 @@ class Frame:
     @property
     def needs_base(self) -> bool:
         """Whether decoding this frame needs the snapshot named by `base_digest`."""
-        return self.kind is FrameKind.DELTA or self.codec is Codec.ZSTD_BASE
+        return self.kind is not FrameKind.SNAPSHOT or self.codec is Codec.ZSTD_BASE
 
     def pack(self) -> bytes:
         if len(self.payload) > MAX_FIELD or self.raw_size > MAX_FIELD:
@@ -133,7 +136,7 @@ def unpack_frame(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
         raise FrameUnsupported(f"unknown frame flags {flags:#04x}")
     if (frame_codec is Codec.ZSTD_DICT) != (dict_id != 0):
         raise FrameCorrupt(f"dictionary id {dict_id} does not go with codec {frame_codec.name}")
-    needs_base = frame_kind is FrameKind.DELTA or frame_codec is Codec.ZSTD_BASE
+    needs_base = frame_kind is not FrameKind.SNAPSHOT or frame_codec is Codec.ZSTD_BASE
     if needs_base == (base == NO_DIGEST):
         raise FrameCorrupt("base digest present without need, or missing where a base is needed")
     if stored_size > limits.max_stored:

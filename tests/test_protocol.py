@@ -449,3 +449,42 @@ def test_chunks_too_large_for_a_slow_link_shrink_until_they_cross() -> None:
     assert sim.store.current(ENV).digest == states(1)[0].digest  # type: ignore[union-attr]
     assert sim.counters["timeout"] >= 1
     assert sim.agent.chunk_size == 4096
+
+
+# -- anti-entropy ------------------------------------------------------------------------------
+
+
+def test_no_shared_version_ships_only_the_objects_that_differ() -> None:
+    """Agent state lost while the cluster changed: digests are compared, not everything resent."""
+    config = AgentConfig(intervals=NO_JITTER, reconcile_min=1)
+    sim = synced(config)
+    full = sim.store.env(ENV).frame_bytes
+    sim.agent = type(sim.agent)(config, seed=2)  # state directory wiped
+    sim.now += 61
+    sim.collect(states(2)[1])  # and the cluster moved on meanwhile
+    sim.run_exchanges()
+    acks = [e for e in sim.events if isinstance(e, Acked)]
+    assert [a.kind for a in acks] == ["repair"]
+    assert acks[0].frame_bytes < full / 4
+    current = sim.store.current(ENV)
+    assert current is not None and current.digest == states(2)[1].digest
+    assert sim.agent.in_sync
+
+
+def test_a_failed_repair_falls_back_to_a_full_snapshot() -> None:
+    config = AgentConfig(intervals=NO_JITTER, reconcile_min=1)
+    sim = synced(config)
+    sim.agent = type(sim.agent)(config, seed=2)
+    sim.now += 61
+    sim.collect(states(2)[1])
+    greet(sim)
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and request.path == "/v1/reconcile"
+    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+    sim.agent.receive(request, reply.status, reply.body, sim.now)
+    chunk = sim.agent.next_request(sim.now)
+    assert chunk is not None and isinstance(chunk.message, Chunk)
+    sim.agent.receive(chunk, 200, UploadReply("rejected", reason="test").encode(), sim.now)
+    sim.now += 3600
+    sim.run_exchanges()
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]

@@ -12,10 +12,12 @@ from snapsync.protocol.messages import (
     Chunk,
     Command,
     CommandResult,
+    Differences,
     Message,
     Ping,
     Pong,
     Refusal,
+    Summary,
     UploadReply,
     Version,
 )
@@ -40,6 +42,9 @@ MESSAGES: list[Message] = [
     UploadReply("unknown-base", holds=(Version(5, D),)),
     UploadReply("rejected", reason="checksum"),
     Refusal("authentication failed"),
+    Summary(D, {"Pod": (3, b"\x03" * 8), "Deployment.apps": (1, b"\x04" * 8)}),
+    Differences(Version(2, D), {"Pod": [("shop", "web-0", b"\x05" * 8)]}),
+    Differences(None, {}),
     Refusal("busy", retry_after=30),
 ]
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapsync.codec import EncodeOptions, encode_delta, encode_snapshot
+from snapsync.codec import EncodeOptions, encode_delta, encode_repair, encode_snapshot
 from snapsync.errors import LocalProtocolError, RemoteProtocolError
 from snapsync.frame import unpack_frame
 from snapsync.protocol.budget import Budget, BudgetConfig
@@ -49,14 +49,17 @@ from snapsync.protocol.messages import (
     Chunk,
     Command,
     CommandResult,
+    Differences,
     Message,
     Ping,
     Pong,
     Refusal,
+    Summary,
     UploadReply,
     Version,
     decode,
 )
+from snapsync.protocol.reconcile import kind_digests, repair_delta
 from snapsync.protocol.schedule import Intervals, backoff_delay, jittered
 from snapsync.snapshot import Snapshot
 
@@ -64,6 +67,7 @@ from snapsync.snapshot import Snapshot
 # against the budget per exchange on top of the bodies; measured on the httpx transport.
 DEFAULT_OVERHEAD = 420
 UPLOAD_REPLY_ALLOWANCE = 512
+DIFFERENCES_ALLOWANCE = 256 * 1024  # the server's per-object digests for the kinds that differ
 MIN_CHUNK = 1024
 
 
@@ -76,6 +80,9 @@ class AgentConfig:
     overhead: int = DEFAULT_OVERHEAD
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     full_level: int = 9
+    # Canonical bytes of a snapshot above which, with no version shared with the server, the
+    # agent compares digests (anti-entropy) before resending everything.
+    reconcile_min: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ class AgentProtocol:
         # The first exchange after a start is a ping: it checks credentials for a few bytes, and
         # the server may already hold the latest snapshot (no upload at all).
         self._greeted = False
+        self._repair_failed = False  # a repair went wrong: the next upload is a full snapshot
         self._in_flight: Request | None = None
         self._events: list[Event] = []
 
@@ -157,7 +165,7 @@ class AgentProtocol:
         if self._in_flight is not None:
             return now
         candidates = [self.next_snapshot, max(self.next_ping, self.backoff_until)]
-        if self._wants_upload() and self._greeted:
+        if self._wants_upload() and self._greeted and not self.waiting:
             candidates.append(max(now, self.backoff_until))
         return min(candidates)
 
@@ -207,6 +215,8 @@ class AgentProtocol:
             try:
                 if isinstance(request.message, Ping):
                     self._on_pong(request.message, decode(body, (Pong,)), now)  # type: ignore[arg-type]
+                elif isinstance(request.message, Summary):
+                    self._on_differences(decode(body, (Differences,)))  # type: ignore[arg-type]
                 else:
                     self._on_upload_reply(decode(body, (UploadReply,)), now)  # type: ignore[arg-type]
             except RemoteProtocolError as exc:
@@ -249,6 +259,8 @@ class AgentProtocol:
             self.waiting = 0
             return None
         if self.upload is None:
+            if self._should_reconcile():
+                return self._summary_request(now)
             self.upload = self._prepare_upload()
         upload = self.upload
         data = upload.frame[upload.confirmed : upload.confirmed + self.chunk_size]
@@ -277,6 +289,45 @@ class AgentProtocol:
             return None
         self.waiting = 0
         return Request(message, body)
+
+    def _should_reconcile(self) -> bool:
+        """No shared version, but the server holds one: compare digests before a full resend."""
+        latest = self.latest
+        return (
+            latest is not None
+            and self.acked is None
+            and not self.need_full
+            and not self._repair_failed
+            and self.server_current is not None
+            and sum(len(obj.encoded) for obj in latest.objects.values())
+            >= self.config.reconcile_min
+        )
+
+    def _summary_request(self, now: float) -> Request | None:
+        assert self.latest is not None
+        message = Summary(target=self.latest.digest, kinds=kind_digests(self.latest))
+        body = message.encode()
+        if not self.budget.allows(
+            len(body) + self.config.overhead + DIFFERENCES_ALLOWANCE, now, essential=False
+        ):
+            self.waiting = DIFFERENCES_ALLOWANCE  # the upload it leads to cannot fit either
+            return None
+        return Request(message, body)
+
+    def _on_differences(self, differences: Differences) -> None:
+        """Ship exactly the objects that differ, as a repair against the server's version."""
+        self._succeeded()
+        latest = self.latest
+        if differences.base is None or latest is None:
+            self.server_current = None  # nothing to repair against: a full snapshot follows
+            return
+        self.server_current = differences.base
+        delta = repair_delta(differences.base.digest, differences.kinds, latest)
+        frame = encode_repair(delta, self.config.encode)
+        upload_id = hashlib.blake2b(frame, digest_size=UPLOAD_ID).digest()
+        self.upload = Upload(
+            upload_id, differences.base, latest, frame, "repair", {"repair": len(frame)}
+        )
 
     def _prepare_upload(self) -> Upload:
         latest = self.latest
@@ -400,6 +451,7 @@ class AgentProtocol:
             self.upload = None
             self.chunk_size = self._chunk_ceiling  # the next upload starts at full size again
             self.need_full = False
+            self._repair_failed = False
             self._events.append(
                 Acked(reply.version, upload.kind, len(upload.frame), upload.candidates)
             )
@@ -410,9 +462,12 @@ class AgentProtocol:
                     del self.bases[digest]
             self.upload = None
             self._verify_bases = True
+            self.server_current = reply.holds[0] if reply.holds else None
+            self._repair_failed = upload.kind == "repair"
             self._events.append(BaseUnknown(upload.base))
         else:
             self.upload = None
+            self._repair_failed = upload.kind == "repair"
             self._want_full()
             self._events.append(UploadRejected(reply.reason))
             self._back_off(now, f"upload rejected: {reply.reason}")

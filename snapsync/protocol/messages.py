@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
+import zstandard
 
 from snapsync.errors import RemoteProtocolError
 
@@ -191,7 +192,89 @@ class Chunk(Message):
         return chunk
 
 
+@dataclass(frozen=True)
+class Summary(Message):
+    """Anti-entropy, step 1: the agent's latest snapshot as one short digest per kind."""
+
+    TYPE: ClassVar[str] = "summary"
+    PATH: ClassVar[str] = "/v1/reconcile"
+    target: bytes  # digest of the snapshot summarized
+    kinds: Mapping[str, tuple[int, bytes]]  # kind ref -> (objects, short digest)
+
+    def fields(self) -> dict[str, Any]:
+        return {"g": self.target, "k": [[ref, n, d] for ref, (n, d) in sorted(self.kinds.items())]}
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> Summary:
+        kinds = {}
+        for entry in _list(doc, "k", _identity):
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 3
+                or not isinstance(entry[0], str)
+                or not _is_int(entry[1])
+                or not isinstance(entry[2], bytes)
+            ):
+                raise RemoteProtocolError("malformed kind summary")
+            kinds[entry[0]] = (entry[1], entry[2])
+        return cls(target=_digest(doc, "g"), kinds=kinds)
+
+
 # -- server -> agent ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Differences(Message):
+    """Anti-entropy, step 2: for each kind that differs, the server's objects with digests.
+
+    `base` is the version they describe (None: the server holds nothing, send a full snapshot).
+    The object lists travel zstd-compressed: names repeat, and this is the one large answer.
+    """
+
+    TYPE: ClassVar[str] = "differences"
+    base: Version | None
+    kinds: Mapping[str, list[tuple[str, str, bytes]]]
+
+    def fields(self) -> dict[str, Any]:
+        lists = {ref: [list(e) for e in entries] for ref, entries in sorted(self.kinds.items())}
+        packed = msgpack.packb(lists, use_bin_type=True)
+        out: dict[str, Any] = {"z": zstandard.ZstdCompressor(level=9).compress(packed)}
+        if self.base is not None:
+            out["ver"] = self.base.wire()
+        return out
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> Differences:
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(_bytes(doc, "z"))
+            packed = reader.read(MAX_MESSAGE + 1)
+        except zstandard.ZstdError as exc:
+            raise RemoteProtocolError(f"differences do not decompress: {exc}") from None
+        if len(packed) > MAX_MESSAGE:
+            raise RemoteProtocolError("differences exceed the message limit")
+        try:
+            lists = msgpack.unpackb(packed, raw=False, strict_map_key=True)
+        except Exception as exc:  # msgpack raises several unrelated types on hostile input
+            raise RemoteProtocolError(
+                f"differences are not msgpack ({type(exc).__name__})"
+            ) from None
+        if not isinstance(lists, dict):
+            raise RemoteProtocolError("malformed differences")
+        kinds: dict[str, list[tuple[str, str, bytes]]] = {}
+        for ref, entries in lists.items():
+            if not isinstance(entries, list):
+                raise RemoteProtocolError("malformed differences")
+            kinds[ref] = []
+            for e in entries:
+                if (
+                    not isinstance(e, list)
+                    or len(e) != 3
+                    or not all(isinstance(part, str) for part in e[:2])
+                    or not isinstance(e[2], bytes)
+                ):
+                    raise RemoteProtocolError("malformed object digest")
+                kinds[ref].append((e[0], e[1], e[2]))
+        return cls(base=_opt_version(doc.get("ver")), kinds=kinds)
 
 
 @dataclass(frozen=True)
@@ -295,7 +378,7 @@ class Refusal(Message):
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
-    cls.TYPE: cls.parse for cls in (Ping, Chunk, Pong, UploadReply, Refusal)
+    cls.TYPE: cls.parse for cls in (Ping, Chunk, Summary, Pong, UploadReply, Differences, Refusal)
 }
 
 
@@ -376,6 +459,10 @@ def _digest(doc: dict[str, Any], name: str) -> bytes:
 
 def _opt_digest(doc: dict[str, Any], name: str) -> bytes:
     return _digest(doc, name) if name in doc else b""
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _opt_version(raw: Any) -> Version | None:

@@ -28,14 +28,17 @@ from snapsync.protocol.messages import (
     Chunk,
     Command,
     CommandResult,
+    Differences,
     Message,
     Ping,
     Pong,
     Refusal,
+    Summary,
     UploadReply,
     Version,
     decode,
 )
+from snapsync.protocol.reconcile import differing_objects
 from snapsync.snapshot import Snapshot
 
 
@@ -104,7 +107,11 @@ class ServerProtocol:
         self.config = config or ServerConfig()
 
     # Every path an agent posts to, and the message it must carry there.
-    PATHS: ClassVar[dict[str, type[Message]]] = {Ping.PATH: Ping, Chunk.PATH: Chunk}
+    PATHS: ClassVar[dict[str, type[Message]]] = {
+        Ping.PATH: Ping,
+        Chunk.PATH: Chunk,
+        Summary.PATH: Summary,
+    }
 
     def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
         """Answer one authenticated request from environment `env`."""
@@ -117,6 +124,8 @@ class ServerProtocol:
             return refusal(400, str(exc))
         if isinstance(message, Ping):
             return self._ping(env, message, now)
+        if isinstance(message, Summary):
+            return self._reconcile(env, message)
         assert isinstance(message, Chunk)
         if message.total > self.config.max_frame:
             return refusal(413, f"frame of {message.total} bytes exceeds {self.config.max_frame}")
@@ -139,6 +148,15 @@ class ServerProtocol:
             commands.append(command)
             body = longer
         return Reply(200, body)
+
+    def _reconcile(self, env: str, summary: Summary) -> Reply:
+        """Per-object digests of the kinds whose digest differs from the agent's summary."""
+        held = list(self.store.held(env))
+        snapshot = self.store.snapshot(env, held[0].digest) if held else None
+        if snapshot is None:
+            return Reply(200, Differences(None, {}).encode())
+        differing = differing_objects(snapshot, summary.kinds)
+        return Reply(200, Differences(held[0], differing).encode())
 
     def _chunk(self, env: str, chunk: Chunk, now: float) -> Reply:
         held = list(self.store.held(env))
