@@ -33,6 +33,7 @@ import jsonpatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.baselines import state_doc
 from snapsync.delta import apply_ops, delta_document, diff, diff_objects
 from snapsync.profile import load_profile
 from snapsync.snapshot import Snapshot, build_snapshot
@@ -240,8 +241,7 @@ def measure(objects: int, repeat: int, source: str) -> tuple[str, list[Row]]:
     theirs = [jsonpatch.make_patch(a, b).patch for a, b in pairs]
     for (a, b), ops in zip(pairs, theirs, strict=True):  # the same target both ways
         assert apply_ops(a, ops) == jsonpatch.apply_patch(a, ops) == b
-    whole_base = {str(k): o.data for k, o in base}
-    whole_new = {str(k): o.data for k, o in new}
+    whole_base, whole_new = state_doc(base), state_doc(new)
     whole_theirs = jsonpatch.make_patch(whole_base, whole_new).patch
     delta = diff(base, new)
     ours_doc = {k: v for k, v in delta_document(delta).items() if k not in ("header", "summary")}
