@@ -441,6 +441,12 @@ def _default_state_dir(edge_id: str) -> Path:
     help="Run the cluster commands the server queues (scale, delete-pod, restart-rollout); "
     "needs the RBAC in deploy/agent/actions. Off: they are refused and reported.",
 )
+@click.option(
+    "--health-file",
+    envvar="SNAPSYNC_HEALTH_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Heartbeat file renewed after every exchange and cycle; `snapsync health` checks it.",
+)
 def agent(
     server_url: str,
     edge_id: str,
@@ -455,6 +461,7 @@ def agent(
     profile: str,
     once: bool,
     allow_commands: bool,
+    health_file: Path | None,
     **kwargs: Any,
 ) -> None:
     """Keep a server current with this cluster: collect, diff, ship, obey commands."""
@@ -490,6 +497,7 @@ def agent(
         profile=load_profile(profile),
         environment_id=edge_id,
         commands=commands,
+        heartbeat=health_file,
     )
     try:
         if once:
@@ -523,6 +531,47 @@ def _once_problem(report: Any) -> str:
     if report.collect_error:
         return f"collection failed: {report.collect_error}"
     return "the server is not current yet (budget or pending upload; see the log line above)"
+
+
+class _Unhealthy(_UserError):
+    """`snapsync health`: the agent's heartbeat is missing or too old."""
+
+    exit_code = 1
+
+
+@cli.command()
+@click.option(
+    "--file",
+    "health_file",
+    envvar="SNAPSYNC_HEALTH_FILE",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The agent's --health-file.",
+)
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    envvar="SNAPSYNC_HEALTH_MAX_AGE",
+    help="Seconds since the last heartbeat that still count as alive.",
+)
+def health(health_file: Path, max_age: float) -> None:
+    """Exit 0 if the agent's heartbeat is fresh, 1 if not: a liveness probe for containers.
+
+    The agent renews the file at least once a minute while its loop runs (more often while
+    uploading), so --max-age must cover the slowest collection plus one request timeout.
+    """
+    import time
+
+    try:
+        modified = health_file.stat().st_mtime
+    except OSError as exc:
+        raise _Unhealthy(f"{health_file}: no heartbeat ({exc.strerror})") from None
+    age = time.time() - modified
+    if age > max_age:
+        raise _Unhealthy(f"{health_file}: last heartbeat {age:.0f} s ago (limit {max_age:g} s)")
+    click.echo(f"alive: last heartbeat {max(age, 0.0):.0f} s ago")
 
 
 @cli.command()
@@ -675,6 +724,117 @@ def env_list(database: str, as_json: bool) -> None:
             str(e["version"] or "-"),
         )
     Console().print(table)
+
+
+class _OneLineErrors(click.Command):
+    """A bad flag is one line and exit 2, as every other user error (no usage block)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _UserError(exc.format_message()) from None
+
+
+@cli.command(cls=_OneLineErrors)
+@click.option("--objects", type=int, default=300, show_default=True, help="Cluster size.")
+@click.option(
+    "--churn",
+    type=click.Choice(["quiet", "steady", "busy"]),
+    default="steady",
+    show_default=True,
+    help="How fast the cluster changes.",
+)
+@click.option(
+    "--link",
+    type=click.Choice(["good", "flaky", "satellite", "dead-for-an-hour"]),
+    default="flaky",
+    show_default=True,
+    help="Link profile (loss, bandwidth, latency, outages; see the README).",
+)
+@click.option("--duration", default="1d", show_default=True, help="Simulated time: 1d, 6h, 30m…")
+@click.option(
+    "--interval", default="5m", show_default=True, help="Simulated time between collections."
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=0.0,
+    help="At most this many simulated seconds per real second (e.g. 1440: a day in a minute). "
+    "Default: as fast as the machine goes.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option(
+    "--budget", default="5MB", show_default=True, help="Data budget per day; 0 = unlimited."
+)
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to create [default: a new one in a temporary directory].",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the demo's database (created if missing).",
+)
+@click.option(
+    "--keep-serving", is_flag=True, help="Afterwards, serve the result on 127.0.0.1 until Ctrl-C."
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, help="With --keep-serving [free]."
+)
+@click.option("--api-token", help="With --keep-serving: the page's password [random].")
+def demo(
+    objects: int,
+    churn: str,
+    link: str,
+    duration: str,
+    interval: str,
+    speed: float,
+    seed: int,
+    budget: str,
+    database: Path | None,
+    directory: Path | None,
+    keep_serving: bool,
+    port: int,
+    api_token: str | None,
+) -> None:
+    """The whole product on this machine: a simulated cluster, agent, flaky link and server.
+
+    A simulated day of cluster churn goes through the real agent and server protocol over a
+    lossy, data-capped link with outages, into a SQLite database you can browse afterwards;
+    bytes shipped are compared with the naive baselines on the same states.
+    """
+    from snapsync.demo import DemoOptions, database_path, parse_duration, run_demo
+    from snapsync.protocol.budget import parse_size
+
+    if database is not None and directory is not None:
+        raise InputError("--database and --dir go separately: pick one")
+    options = DemoOptions(
+        objects=objects,
+        churn=churn,
+        link=link,
+        duration=parse_duration(duration),
+        interval=parse_duration(interval),
+        speed=speed,
+        seed=seed,
+        budget=parse_size(budget),
+    )
+    console = Console()
+    terminal = console.is_terminal and not console.is_dumb_terminal
+    try:
+        run_demo(
+            options,
+            database_path(database, directory),
+            click.echo,
+            live=console if terminal else None,
+            keep_serving=keep_serving,
+            port=port,
+            api_token=api_token,
+        )
+    except KeyboardInterrupt:
+        _note("interrupted")
 
 
 def main() -> None:

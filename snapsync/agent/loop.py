@@ -8,6 +8,7 @@ protocol's state is saved after every exchange, so the process can be killed at 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class Agent:
         commands: CommandRunner = refuse_cluster_commands,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        heartbeat: Path | None = None,
     ) -> None:
         self.collector = collector
         self.transport = transport
@@ -81,6 +83,7 @@ class Agent:
         self.commands = commands
         self.clock = clock
         self.state = StateDir(state_dir)
+        self.heartbeat = heartbeat
         self.protocol = AgentProtocol(self.config, seed=seed)
         saved = self.state.load()
         if saved is not None:
@@ -103,6 +106,7 @@ class Agent:
                 events = self.protocol.receive(request, answer.status, answer.body, self.clock())
             self._handle(events, report)
             self._save()
+            self._beat()  # a long upload is many exchanges: each one is progress
             now = self.clock()
         report.events += self.protocol.poll_events()
         acked = self.protocol.acked
@@ -110,6 +114,7 @@ class Agent:
         report.in_sync = self.protocol.in_sync
         report.budget_left = self.protocol.budget.remaining(now)
         self._save()
+        self._beat()
         return report
 
     def run(self, max_sleep: float = 60.0) -> None:
@@ -170,6 +175,22 @@ class Agent:
 
     def _save(self) -> None:
         self.state.save(self.protocol.export_state(), self.protocol.snapshots_to_keep())
+
+    def _beat(self) -> None:
+        """Renew the heartbeat file, whose mtime a liveness probe reads (`snapsync health`).
+
+        Atomic (a temporary file renamed over it) but not fsynced: a lost heartbeat after a crash
+        only means one more probe fails, which is what a crash should cause anyway. A failed
+        write is logged, never fatal: the probe notices the stale file.
+        """
+        if self.heartbeat is None:
+            return
+        tmp = self.heartbeat.with_name(f".{self.heartbeat.name}.tmp")
+        try:
+            tmp.write_text(f"{self.clock():.0f} in_sync={str(self.protocol.in_sync).lower()}\n")
+            os.replace(tmp, self.heartbeat)
+        except OSError as exc:
+            log.warning("heartbeat %s: %s", self.heartbeat, exc.strerror)
 
 
 def format_report(report: StepReport) -> str:

@@ -91,7 +91,10 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
                     "<p>snapsync: the API token is required (any user name, the token as "
                     "password).</p>",
                     refusal.status_code,
-                    headers=dict(refusal.headers) if refusal.status_code == 401 else None,
+                    # only the challenge: the JSON refusal's Content-Length is not this body's
+                    headers={"WWW-Authenticate": refusal.headers["www-authenticate"]}
+                    if refusal.status_code == 401
+                    else None,
                 )
             try:
                 html = await run_in_threadpool(view, request)
