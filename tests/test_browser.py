@@ -1,0 +1,235 @@
+"""The server's web page in a real browser: Debian's headless Chromium, driven by selenium through
+Debian's chromedriver, against a real server (SQLite, API token) after a real agent shipped three
+versions over HTTP. It walks what a person does — fleet, environment, a diff between versions,
+one object and its history — asserting on what is visible, and saves a screenshot of each page.
+
+Screenshots go to $SNAPSYNC_SCREENSHOTS when set, else to pytest's tmp_path/screenshots; the
+path is printed (pytest -s, or the captured output of a failure). Chromium runs with background
+networking off: this machine's network is closed, and the page needs nothing outside loopback.
+Without Chromium the test skips, except under CI=true, where it fails (.ci/browser.sh installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapsync.agent import Agent, HttpTransport
+from snapsync.collect import FileCollector
+from snapsync.protocol import AgentConfig, Intervals
+from snapsync.server import ServerSettings
+from snapsync.server.database import open_store
+from snapsync.server.environments import AgentSecrets, enroll
+from tests.support_server import live_server
+from tools.sample_cluster import SampleCluster
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+TOKEN = "browser-test-token"
+WAIT = 30.0  # an upper bound for a page to load on a busy machine, never a measured time
+
+
+def _missing() -> str:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (Path(path).is_file() or shutil.which(Path(path).name)):
+            return f"{path} is missing (bash .ci/browser.sh installs Debian's chromium)"
+    return ""
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser test under CI: {missing}")
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-default-apps",
+        "--no-first-run",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    service = Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER)
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Clock:
+    """Real time plus an offset the test moves forward, so each step is due at once."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """A server whose SQLite store holds three versions of 'Shop 5', shipped by a real agent."""
+    store = open_store(str(tmp_path / "server.db"))
+    made = enroll(store, "Shop 5", time.time(), group="eu", tags=("retail",))
+    edge = made.registration.edge_id
+    cluster = SampleCluster(objects=120, shape="application", seed=7)
+    dump = tmp_path / "dump.json"
+    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    with live_server(settings) as url:
+        clock = Clock()
+        agent = Agent(
+            FileCollector([dump]),
+            HttpTransport(url, edge, made.token.encode(), timeout=20),
+            tmp_path / "agent-state",
+            AgentConfig(intervals=Intervals(jitter=0.0)),
+            environment_id=edge,
+            clock=clock,
+            seed=1,
+        )
+        for version in range(3):
+            if version:
+                cluster.step(churn="busy", minutes=5)
+                clock.offset += 61
+            dump.write_text(json.dumps(cluster.list_document()))
+            assert agent.step().in_sync
+        agent.close()
+        assert [v.seq for v in store.versions(edge)] == [3, 2, 1]
+        yield url
+    store.close()
+
+
+def authorize(driver: Any) -> None:
+    """Send the API token with every request of this tab (the DevTools protocol's extra headers);
+    a person gives it at the browser's Basic prompt instead (any user, the token as password)."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {TOKEN}"}}
+    )
+
+
+def screenshots_folder(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SNAPSYNC_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+def test_browse_fleet_environment_diff_and_object_history(
+    browser: Any, server: str, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    shots = screenshots_folder(tmp_path)
+    wait = WebDriverWait(driver, WAIT)
+
+    def text() -> str:
+        return str(driver.find_element(By.TAG_NAME, "body").text)
+
+    def follow(link: Any, url_part: str) -> None:
+        link.click()
+        wait.until(ec.url_contains(url_part))
+        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    authorize(driver)
+
+    # 1. the fleet
+    driver.get(server + "/")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Environments"
+    row = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 5']]")
+    cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+    assert cells[1] == "eu" and "retail" in cells[2] and cells[3] == "fresh" and cells[5] == "3"
+    driver.save_screenshot(str(shots / "01-environments.png"))
+
+    # 2. one environment: its objects by kind and its versions
+    follow(row.find_element(By.LINK_TEXT, "Shop 5"), "/env/")
+    assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Shop 5")
+    assert "Recent versions" in text()
+    kinds = driver.find_elements(By.CSS_SELECTOR, "nav.side a:not(.ns)")
+    assert kinds[0].text.startswith("All kinds") and len(kinds) > 2
+    objects = driver.find_elements(By.XPATH, "//section/table[1]//td[3]/a")
+    assert objects, "the environment page lists no object"
+    versions = driver.find_elements(By.XPATH, "//section/table[2]//tr[td]")
+    assert [v.find_element(By.TAG_NAME, "td").text for v in versions] == ["3", "2", "1"]
+    driver.save_screenshot(str(shots / "02-environment.png"))
+
+    # 3. what changed between version 2 and 3
+    follow(versions[0].find_element(By.LINK_TEXT, "diff"), "/diff")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Shop 5: version 2 → 3"
+    changed = driver.find_elements(By.XPATH, "//tr[td/span[text()='changed']]")
+    assert changed, "the busy churn changed no object between versions 2 and 3"
+    assert changed[0].find_elements(By.CSS_SELECTOR, ".op"), "a changed object shows no operation"
+    driver.save_screenshot(str(shots / "03-diff.png"))
+
+    # 4. one of those objects: its current state and its history, the change included
+    link = changed[0].find_element(By.TAG_NAME, "a")
+    key = link.text
+    follow(link, "/object/")
+    name = key.rsplit("/", 1)[-1]
+    assert name in driver.find_element(By.TAG_NAME, "h1").text
+    assert (
+        "Current" in text() and f'"name": "{name}"' in driver.find_element(By.TAG_NAME, "pre").text
+    )
+    history = driver.find_elements(By.XPATH, "//h2[text()='History']/following-sibling::table//tr")
+    assert history[0].find_element(By.TAG_NAME, "td").text == "v3"
+    assert any("changed" in h.text for h in history)
+    driver.save_screenshot(str(shots / "04-object.png"))
+    section = driver.find_element(By.XPATH, "//h2[text()='History']/parent::section")
+    section.screenshot(str(shots / "05-object-history.png"))
+
+    for name in ("01-environments", "02-environment", "03-diff", "04-object", "05-object-history"):
+        assert (shots / f"{name}.png").stat().st_size > 5_000, name  # not a blank page
+
+
+def test_without_the_token_the_page_says_what_it_needs(browser: Any, server: str) -> None:
+    """A browser answers the Basic challenge with its own prompt (an empty page, headless), so
+    the body is checked over plain HTTP; the browser must show none of the fleet."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    answer = httpx.get(server + "/", timeout=10)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Basic")
+    assert "API token is required" in answer.text
+    browser.get(server + "/")
+    assert "Shop 5" not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_object_history_is_beside_the_object_not_off_screen(browser: Any, server: str) -> None:
+    authorize(browser)
+    # the sample cluster's ConfigMaps hold whole files on one JSON line
+    browser.get(server + "/env/shop-5/object/ConfigMap/shop/scheduler-config")
+    left = browser.execute_script(
+        "return document.evaluate(\"//h2[text()='History']\", document, null, 9, null)"
+        ".singleNodeValue.getBoundingClientRect().left"
+    )
+    assert left < browser.execute_script("return window.innerWidth")
