@@ -806,11 +806,9 @@ def demo(
     lossy, data-capped link with outages, into a SQLite database you can browse afterwards;
     bytes shipped are compared with the naive baselines on the same states.
     """
-    from snapsync.demo import DemoOptions, database_path, parse_duration, run_demo
+    from snapsync.demo import DemoOptions, parse_duration, run_demo
     from snapsync.protocol.budget import parse_size
 
-    if database is not None and directory is not None:
-        raise InputError("--database and --dir go separately: pick one")
     options = DemoOptions(
         objects=objects,
         churn=churn,
@@ -826,8 +824,9 @@ def demo(
     try:
         run_demo(
             options,
-            database_path(database, directory),
             click.echo,
+            database=database,
+            directory=directory,
             live=console if terminal else None,
             keep_serving=keep_serving,
             port=port,

@@ -1,0 +1,175 @@
+"""`snapsync demo`: short runs through the CLI (no terminal, so plain lines), the incremental
+snapshot feed against a full rebuild, and one-line errors. Byte counts are compared, never
+times: a seed gives the same bytes."""
+
+from __future__ import annotations
+
+import re
+import sys
+from io import StringIO
+from itertools import pairwise
+from pathlib import Path
+from time import time as current_time
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from snapsync.cli import cli
+from snapsync.demo import DemoOptions, DemoRun, parse_duration
+from snapsync.demo.feed import ClusterFeed, sample_cluster
+from snapsync.demo.run import prepare_database
+from snapsync.demo.scenario import HOUR, LINKS
+from snapsync.demo.view import live_table
+from snapsync.errors import InputError
+from snapsync.profile import load_profile
+from snapsync.server.sqlite import SQLiteStore
+from snapsync.simulation import ENV
+from snapsync.snapshot import build_snapshot
+
+SMALL = ["--objects", "60", "--duration", "2h", "--seed", "3"]
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: fixed, so the runs below are byte-identical
+
+
+def demo(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["demo", *args])
+    return result.exit_code, result.output
+
+
+def test_a_short_demo_converges_and_leaves_a_database_to_browse(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    code, out = demo(*SMALL, "--link", "good", "--database", str(database))
+    assert code == 0, out
+    assert "full JSON + gzip" in out and "JSON Patch + gzip" in out
+    assert re.search(r"full JSON \+ gzip .*ratio \d+\.\dx snapsync's bytes", out)
+    assert re.search(r"JSON Patch \+ gzip .*ratio \d+\.\dx snapsync's bytes", out)
+    assert f"snapsync serve --database {database} --api-token" in out
+    found = re.search(r"converged\s+yes: .*\(digest ([0-9a-f]{32})\)", out)
+    assert found, out
+    store = SQLiteStore(database)
+    try:
+        current = store.current(ENV)
+        assert current is not None and current.digest.hex() == found.group(1)
+        assert [r.name for r in store.registrations()] == ["demo cluster"]
+        assert len(store.versions(ENV)) > 10  # the history is there to browse
+        (summary,) = store.environments(current_time())
+        assert summary.bytes_total > 0  # data use, as the web layer would have counted it
+    finally:
+        store.close()
+    # one plain line per simulated hour (and the first and last), not a live view
+    assert len(re.findall(r"^\+\s*\S+ cycles \d+", out, re.MULTILINE)) >= 3
+
+
+def test_dead_for_an_hour_still_converges_afterwards(tmp_path: Path) -> None:
+    code, out = demo(*SMALL, "--link", "dead-for-an-hour", "--dir", str(tmp_path / "d"))
+    assert code == 0, out
+    assert "1 outage(s), 1h down" in out
+    assert "back in sync" in out
+    assert re.search(r"converged\s+yes", out), out
+    assert (tmp_path / "d" / "snapsync-demo.db").is_file()
+
+
+def run(tmp_path: Path, name: str, **options: object) -> DemoRun:
+    database = tmp_path / name
+    return DemoRun(
+        DemoOptions(**{"objects": 60, "duration": 2 * HOUR, "seed": 3, **options}),  # type: ignore[arg-type]
+        prepare_database(database),
+        database,
+        START,
+    )
+
+
+def test_snapsync_ships_fewer_bytes_than_the_baselines_and_the_same_for_a_seed(
+    tmp_path: Path,
+) -> None:
+    first = run(tmp_path, "a.db").run(lambda progress: None).progress
+    again = run(tmp_path, "b.db").run(lambda progress: None).progress
+    assert (first.wire, first.full_json, first.json_patch) == (
+        again.wire,
+        again.full_json,
+        again.json_patch,
+    )
+    assert first.converged and first.cycles == 24
+    assert first.wire < first.full_json
+    assert first.frames < first.json_patch  # the frames themselves; the wire adds pings, headers
+
+
+def test_a_budget_too_small_for_the_first_snapshot_is_reported_not_hidden(
+    tmp_path: Path,
+) -> None:
+    result = run(tmp_path, "c.db", budget=8_000, settle=HOUR).run(lambda progress: None)
+    assert result.progress.deferred >= 1
+    assert not result.progress.converged
+    assert result.progress.wire <= 8_000  # the budget is never exceeded (one day)
+
+
+def test_the_incremental_feed_equals_a_full_rebuild() -> None:
+    profile = load_profile()
+    feed = ClusterFeed(sample_cluster(80, "application", 7), profile, ENV)
+    for churn in ("steady", "busy", "quiet", "busy"):
+        feed.step(churn, 5.0)
+        rebuilt = build_snapshot(feed.cluster.objects(), profile)
+        assert feed.snapshot("2026-01-01T00:00:00Z").digest == rebuilt.digest
+
+
+def test_the_live_view_renders_every_row(tmp_path: Path) -> None:
+    progress = []
+    run(tmp_path, "e.db", duration=HOUR, link="flaky").run(progress.append)
+    console = Console(file=StringIO(), width=100, color_system=None)
+    console.print(live_table(progress[-1], "title"))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    for row in ("simulated", "cycles", "bytes/cycle", "shipped", "baselines", "budget", "link"):
+        assert row in text
+    assert "converged: server digest = agent digest" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objects", "abc"], "'abc' is not a valid integer"),
+        (["--objects", "5"], "--objects must be between"),
+        (["--churn", "wild"], "--churn"),
+        (["--link", "wifi"], "--link"),
+        (["--duration", "soon"], "duration 'soon'"),
+        (["--duration", "1m"], "at least one collection interval"),
+        (["--budget", "lots"], "size 'lots'"),
+        (["--speed", "-1"], "--speed"),
+    ],
+)
+def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
+    code, out = demo(*args)
+    assert code == 2
+    assert out.count("\n") == 1 and out.startswith("snapsync: error:"), out
+    assert message in out
+
+
+def test_an_existing_database_is_never_overwritten(tmp_path: Path) -> None:
+    database = tmp_path / "taken.db"
+    database.write_bytes(b"")
+    code, out = demo("--database", str(database))
+    assert code == 2 and "already exists" in out and out.count("\n") == 1
+    code, out = demo("--database", str(database), "--dir", str(tmp_path))
+    assert code == 2 and out.count("\n") == 1
+
+
+def test_without_the_source_checkout_the_demo_says_so_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tools.sample_cluster", None)  # as in an installed wheel
+    code, out = demo("--dir", str(tmp_path / "d"))
+    assert code == 2 and "source checkout" in out and out.count("\n") == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_durations_and_link_profiles() -> None:
+    assert parse_duration("1d") == 86_400
+    assert parse_duration("1h30m") == 5_400
+    assert parse_duration("45") == 45
+    with pytest.raises(InputError):
+        parse_duration("1x")
+    outages = LINKS["dead-for-an-hour"].outages(6 * HOUR, seed=0)
+    assert outages == [(1.5 * HOUR, HOUR)]
+    flaky = LINKS["flaky"].outages(30 * 86_400, seed=1)
+    assert flaky == LINKS["flaky"].outages(30 * 86_400, seed=1)
+    assert 120 < len(flaky) < 360  # ~8 a day
+    assert all(a + length <= b for (a, length), (b, _) in pairwise(flaky))
