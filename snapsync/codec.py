@@ -52,7 +52,14 @@ from snapsync.frame import (
 )
 from snapsync.keys import ObjectKey
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
-from snapsync.wire_delta import Unencodable, WireStats, pack_delta, summarize_payload, unpack_delta
+from snapsync.wire_delta import (
+    Unencodable,
+    WireStats,
+    pack_delta,
+    summarize_payload,
+    unpack_delta,
+    untrusted,
+)
 
 DEFAULT_SNAPSHOT_LEVEL = 9
 _WINDOW_LOG_MIN, _WINDOW_LOG_MAX = 10, 27  # zstd's default decoder limit is 2^27
@@ -528,22 +535,9 @@ def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIM
     if isinstance(result, Snapshot):
         return result
     assert base is not None
-    try:
-        return apply(base, result)
-    except (FrameError, DeltaError):
-        raise
-    except (
-        CanonicalError,
-        ValueError,
-        TypeError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        OverflowError,
-    ) as exc:
-        raise DeltaError(f"delta does not apply: {type(exc).__name__}: {exc}") from None
-    except RecursionError:
-        raise DeltaError("delta builds a value nested too deeply") from None
+    with untrusted("the delta's operations"):
+        snapshot = apply(base, result)
+    return snapshot
 
 
 def inspect_frame(

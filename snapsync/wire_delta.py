@@ -34,6 +34,7 @@ import bisect
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -497,8 +498,16 @@ def _decode_added(
 
 
 def _patched(exemplar: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    with untrusted("operations on an exemplar"):
+        patched = apply_ops(exemplar, ops)
+    return patched
+
+
+@contextmanager
+def untrusted(what: str) -> Iterator[None]:
+    """What applying hostile operations raises becomes a DeltaError: only typed errors escape."""
     try:
-        return apply_ops(exemplar, ops)
+        yield
     except (FrameError, DeltaError):
         raise
     except (
@@ -510,9 +519,9 @@ def _patched(exemplar: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, A
         AttributeError,
         OverflowError,
     ) as exc:
-        raise DeltaError(f"operations on an exemplar do not apply: {exc}") from None
+        raise DeltaError(f"{what} do not apply: {type(exc).__name__}: {exc}") from None
     except RecursionError:
-        raise FrameCorrupt("operations build a value nested too deeply") from None
+        raise DeltaError(f"{what} build a value nested too deeply") from None
 
 
 def _safe_pack(obj: Any) -> bytes:
