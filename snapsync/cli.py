@@ -27,16 +27,10 @@ if TYPE_CHECKING:
     from snapsync.agent.loop import CommandRunner
     from snapsync.collect.kube import KubeOptions
 from snapsync.errors import InputError, SnapsyncError
-from snapsync.fileio import atomic_write
-from snapsync.frame import FrameKind, unpack_frame
+from snapsync.fileio import atomic_write, display_name, read_input
+from snapsync.frame import unpack_frame
 from snapsync.profile import load_profile
-from snapsync.snapfile import (
-    display_name,
-    load_snapshot,
-    looks_like_json,
-    parse_snapshot,
-    read_input,
-)
+from snapsync.snapfile import load_snapshot, looks_like_json, parse_snapshot
 from snapsync.snapshot import Snapshot, SnapshotBuilder
 from snapsync.summary import summarize_snapshot
 
@@ -230,11 +224,11 @@ def inspect(file: str, as_json: bool, base: str | None) -> None:
     frame_bytes = None
     if not looks_like_json(data):
         try:
-            kind = unpack_frame(data).kind
+            frame = unpack_frame(data)
         except SnapsyncError as exc:
             raise type(exc)(f"{name}: {exc}") from None
         frame_bytes = len(data)
-        if kind is not FrameKind.SNAPSHOT or unpack_frame(data).needs_base:
+        if frame.needs_base:  # deltas, repairs and patch-from snapshots
             _inspect_frame(data, name, base, as_json)
             return
     summary = summarize_snapshot(parse_snapshot(data, name), frame_bytes)

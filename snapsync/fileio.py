@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,13 +34,31 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """Read a whole file, with a one-line error naming it."""
+def display_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def read_unnamed(path: str) -> bytes:
+    """A file's bytes, or standard input's for `-`.
+
+    The InputError says what failed, not which file: for readers whose caller names the file
+    along with what else went wrong in it.
+    """
     try:
+        if path == "-":
+            return sys.stdin.buffer.read()
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError("no such file") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
+        raise InputError("is a directory") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        raise InputError(f"cannot read: {exc.strerror}") from None
+
+
+def read_input(path: str) -> bytes:
+    """A file's bytes, or standard input's for `-`, with a one-line error naming the file."""
+    try:
+        return read_unnamed(path)
+    except InputError as exc:
+        raise InputError(f"{display_name(path)}: {exc}") from None

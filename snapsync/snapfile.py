@@ -8,30 +8,18 @@ InputError or FrameError whose message names the file.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 from snapsync.canonical import canonical_copy
 from snapsync.codec import decode_snapshot
 from snapsync.errors import CanonicalError, FrameError, InputError
-from snapsync.fileio import read_bytes
+from snapsync.fileio import display_name, read_input
 from snapsync.keys import ObjectKey
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
 
 
-def read_input(path: str) -> bytes:
-    """A file's bytes, or standard input's for `-`."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    return read_bytes(path)
-
-
 def looks_like_json(data: bytes) -> bool:
     return data.lstrip()[:1] == b"{"
-
-
-def display_name(path: str) -> str:
-    return "<stdin>" if path == "-" else path
 
 
 def load_snapshot(path: str) -> Snapshot:

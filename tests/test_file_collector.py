@@ -49,7 +49,8 @@ def test_multi_document_yaml_with_unquoted_timestamps(tmp_path: Path) -> None:
 
 
 def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(POD)))
+    stdin = io.TextIOWrapper(io.BytesIO(json.dumps(POD).encode()), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
     assert collect("-") == {"Pod/d/p"}
 
 

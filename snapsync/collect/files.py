@@ -8,7 +8,6 @@ reads standard input. Errors name the file and, where known, the document.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ import yaml
 
 from snapsync.collect.base import Sink
 from snapsync.errors import InputError, SnapsyncError
+from snapsync.fileio import display_name, read_unnamed
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -47,7 +47,7 @@ class FileCollector:
                     except SnapsyncError as exc:
                         raise InputError(f"object {position}: {exc}") from exc
             except InputError as exc:
-                raise InputError(f"{_name(path)}: {exc}") from exc
+                raise InputError(f"{display_name(path)}: {exc}") from exc
 
 
 def read_documents(path: str) -> list[Any]:
@@ -96,18 +96,6 @@ def iter_objects(documents: list[Any]) -> Iterator[dict[str, Any]]:
 
 def _read_text(path: str) -> str:
     try:
-        if path == "-":
-            return sys.stdin.read()
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file") from None
-    except IsADirectoryError:
-        raise InputError("is a directory") from None
+        return read_unnamed(path).decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text (a .snap file? `snapsync inspect` reads those)") from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}") from None
-
-
-def _name(path: str) -> str:
-    return "<stdin>" if path == "-" else path
