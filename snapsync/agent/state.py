@@ -31,6 +31,7 @@ class StateDir:
         except OSError as exc:
             raise InputError(f"state directory {self.path}: {exc.strerror}") from None
         self._written: set[bytes] = set()
+        self._saved = b""  # the state file's bytes as last written or read
 
     def load(self) -> tuple[dict[str, Any], dict[bytes, Snapshot]] | None:
         """The saved state and its snapshots, or None for a fresh start.
@@ -42,7 +43,8 @@ class StateDir:
         if not state_file.exists():
             return None
         try:
-            state = msgpack.unpackb(state_file.read_bytes(), raw=False, strict_map_key=False)
+            self._saved = state_file.read_bytes()
+            state = msgpack.unpackb(self._saved, raw=False, strict_map_key=False)
         except Exception as exc:  # msgpack raises several unrelated types
             raise InputError(f"{state_file}: unreadable agent state ({exc})") from None
         if not isinstance(state, dict):
@@ -58,13 +60,17 @@ class StateDir:
         return state, snapshots
 
     def save(self, state: dict[str, Any], snapshots: Iterable[Snapshot]) -> None:
+        """Persist; a state identical to the one on disk costs no write (idle wake-ups)."""
         keep = {}
         for snapshot in snapshots:
             keep[snapshot.digest] = snapshot
             if snapshot.digest not in self._written:
                 atomic_write(self._snapshot_path(snapshot.digest), encode_snapshot(snapshot, 3))
                 self._written.add(snapshot.digest)
-        atomic_write(self.path / STATE_FILE, msgpack.packb(state, use_bin_type=True))
+        packed: bytes = msgpack.packb(state, use_bin_type=True)
+        if packed != self._saved:
+            atomic_write(self.path / STATE_FILE, packed)
+            self._saved = packed
         for digest in self._written - set(keep):
             self._snapshot_path(digest).unlink(missing_ok=True)
         self._written &= set(keep)
