@@ -89,6 +89,13 @@ def _load(path: Path, seen: tuple[Path, ...]) -> Profile:
             parent_path = builtin
         parent = _load(parent_path, (*seen, resolved))
     rules = list(parent.rules) if parent else []
+    dropped = set(doc.get("without_rules", []))
+    unknown = dropped - {r.id for r in rules}
+    if unknown:
+        raise ProfileError(
+            f"{path}: without_rules names no inherited rule: {', '.join(sorted(unknown))}"
+        )
+    rules = [r for r in rules if r.id not in dropped]
     rule_ids = {r.id for r in rules}
     for raw in doc.get("rules", []):
         if raw["id"] in rule_ids:

@@ -89,6 +89,10 @@ def test_user_profile_extends_and_turns_a_kind_back_on(tmp_path: Path) -> None:
             "rules: [{id: a, why: w, remove: [m]}, {id: a, why: w, remove: [n]}]\n",
             "rule id 'a' is defined twice",
         ),
+        (
+            "name: x\nversion: 1\nextends: default\nwithout_rules: [event-uid, nope]\n",
+            "without_rules names no inherited rule: nope",
+        ),
     ],
 )
 def test_bad_profiles_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -123,3 +127,34 @@ def test_profile_namespace_exclusions_apply_to_dumps_too(tmp_path: Path) -> None
     assert canonicalize(pod, profile) is None
     assert canonicalize(namespace, profile) is None
     assert canonicalize(kept, profile) is not None
+
+
+EVENT = {
+    "apiVersion": "v1",
+    "kind": "Event",
+    "metadata": {
+        "name": "web-0.17a3",
+        "namespace": "shop",
+        "uid": "8d0c2d9e-1b7e-4c55-9d8f-0e9c1f4b2a11",
+    },
+    "involvedObject": {"kind": "Pod", "name": "web-0", "uid": "u-1", "resourceVersion": "4711"},
+    "reason": "Started",
+}
+
+
+def test_default_profile_drops_event_uid_and_subject_revision() -> None:
+    result = canonicalize(EVENT, load_profile())
+    assert result is not None
+    assert "uid" not in result[1]["metadata"]
+    assert result[1]["involvedObject"] == {"kind": "Pod", "name": "web-0", "uid": "u-1"}
+
+
+def test_an_extending_profile_can_turn_an_inherited_rule_off(tmp_path: Path) -> None:
+    path = tmp_path / "uids.yaml"
+    path.write_text("name: uids\nversion: 1\nextends: default\nwithout_rules: [event-uid]\n")
+    profile = load_profile(str(path))
+    assert "event-uid" not in {rule.id for rule in profile.rules}
+    result = canonicalize(EVENT, profile)
+    assert result is not None
+    assert result[1]["metadata"]["uid"] == EVENT["metadata"]["uid"]
+    assert "resourceVersion" not in result[1]["involvedObject"]
