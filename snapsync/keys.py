@@ -14,14 +14,15 @@ Kinds never contain a dot and Kubernetes names never contain a slash, so the for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from snapsync.errors import CanonicalError, InputError
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class ObjectKey:
+class ObjectKey(NamedTuple):
+    """A tuple, so that sorting, bisecting and hashing 10,000s of keys per cycle run in C (a
+    dataclass's generated comparisons made sorting the keys of a 10k snapshot cost ~60 ms)."""
+
     group: str
     kind: str
     namespace: str
