@@ -15,9 +15,9 @@ import argparse
 from snapsync.codec import encode_snapshot
 from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, AgentProtocol, Intervals
+from snapsync.sample_cluster import SampleCluster
 from snapsync.simulation import ENV, Sim
 from snapsync.snapshot import build_snapshot
-from tools.sample_cluster import SampleCluster
 
 
 def measure(objects: int, minutes: int) -> dict[str, int]:

@@ -3,7 +3,7 @@
     python bench/bench_collect.py            # 10,000 and 50,000 objects
     python bench/bench_collect.py --quick    # 2,000 objects
 
-For each size the emulator (tools.kube_emulator, objects from tools.sample_cluster, shape
+For each size the emulator (tools.kube_emulator, objects from snapsync.sample_cluster, shape
 "application", seed 0) runs in its own process on 127.0.0.1, and each measurement runs in a fresh
 child process, so the memory figures are the collector's alone: the official client, the pages
 in flight and the SnapshotBuilder holding the canonical snapshot. Rows:

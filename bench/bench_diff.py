@@ -6,9 +6,9 @@ For each size: a base snapshot and the next one after one cycle of steady churn,
 - whole state: snapsync.delta.diff(base, new) vs make_patch of the whole state as one document
   ({key: object}, what Portainer's async agent ships), CPU time and JSON bytes (+ gzip-6).
 
-The pairs come from tools.sample_cluster.SampleCluster (application shape, one steady churn step)
-and from the small generator below, whose churn shifts lists (node images, endpoint slices,
-container statuses) where positional diffs do worst. Times are process CPU, best of --repeat
+The pairs come from snapsync.sample_cluster (application shape, one steady churn step) and from
+the small generator below, whose churn shifts lists (node images, endpoint slices, container
+statuses) where positional diffs do worst. Times are process CPU, best of --repeat
 runs; bytes are deterministic.
 
     python bench/bench_diff.py            # 1,000 and 10,000 objects, both sources, best of 3
@@ -33,9 +33,10 @@ import jsonpatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.baselines import state_doc
+from snapsync.baselines import state_doc
 from snapsync.delta import apply_ops, delta_document, diff, diff_objects
 from snapsync.profile import load_profile
+from snapsync.sample_cluster import SampleCluster
 from snapsync.snapshot import Snapshot, build_snapshot
 
 
@@ -59,18 +60,14 @@ def _cpu(fn: Callable[[], object], repeat: int) -> float:
 def sample_pair(
     objects: int, seed: int = 0, *, source: str = "sample"
 ) -> tuple[Snapshot, Snapshot, str]:
-    """A base and the next snapshot: from SampleCluster ("sample", if importable) or "generator"."""
+    """A base and the next snapshot: from SampleCluster ("sample") or "generator"."""
     profile = load_profile()
-    try:
-        from tools.sample_cluster import SampleCluster
-    except ImportError:
-        source = "generator"
     if source == "sample":
         cluster = SampleCluster(objects=objects, shape="application", seed=seed)
         base_raws = cluster.objects()  # deep copies: step() cannot change them
         cluster.step(churn="steady")
         new_raws = cluster.objects()
-        source = "tools.sample_cluster, application, steady churn"
+        source = "snapsync.sample_cluster, application, steady churn"
     else:
         base_raws, new_raws = _generated_pair(objects, seed)
         source = "bench generator"
@@ -301,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         "--source",
         choices=["sample", "generator", "both"],
         default="both",
-        help="tools.sample_cluster, this file's generator (node images, endpoint slices), or both",
+        help="SampleCluster, this file's generator (node images, endpoint slices), or both",
     )
     args = parser.parse_args(argv)
     sizes = args.objects or ([1000] if args.quick else [1000, 10_000])

@@ -8,7 +8,7 @@ upload latency (p50/p99), with SQLite and with PostgreSQL.
 Each agent is an environment of its own (an edge id, signed requests with the shared agent
 secret) that ships what a real agent ships: first its whole snapshot, then, cycle after cycle,
 the codec's smallest frame (snapsync.codec.encode_delta) from one state of a churning sample
-cluster (tools.sample_cluster, 200 objects, "steady" churn, one minute per cycle) to the next.
+cluster (snapsync.sample_cluster, 200 objects, "steady" churn, one minute per cycle) to the next.
 Clusters are precomputed for a few seeds and shared between agents (each environment still
 stores and verifies its own copy), so the generator spends its CPU on HTTP, not on diffing.
 
@@ -50,8 +50,8 @@ from snapsync.codec import encode_delta, encode_snapshot  # noqa: E402
 from snapsync.profile import load_profile  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
 from snapsync.protocol.messages import Chunk, UploadReply, decode  # noqa: E402
+from snapsync.sample_cluster import SampleCluster  # noqa: E402
 from snapsync.snapshot import Snapshot, build_snapshot  # noqa: E402
-from tools.sample_cluster import SampleCluster  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "server_load.md"
 SECRET = "bench shared secret"

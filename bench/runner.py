@@ -1,5 +1,5 @@
 # The benchmark core: replays a churn trace (tools.traces) through snapsync's real agent and
-# server protocol over snapsync.simulation.Sim and through the baselines (bench.baselines) in the
+# server protocol over snapsync.simulation.Sim and through the baselines (snapsync.baselines) in the
 # same process, cycle by cycle, and records bytes, CPU and memory. No file output here: the
 # report module turns results into RESULTS.md and plots.
 """Replay traces through snapsync and the baselines; idle, catch-up and byte-breakdown probes.
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import baselines as bl
+from snapsync import baselines as bl
 from snapsync.codec import EncodeOptions, apply_frame, encode_delta
 from snapsync.delta import Delta, diff
 from snapsync.protocol import AgentConfig, Intervals, ServerProtocol

@@ -12,9 +12,9 @@ from snapsync.agent import Agent, HttpTransport
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals, MemoryStore
 from snapsync.protocol.events import Acked, AuthRejected
+from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
 from tests.support_server import live_server
-from tools.sample_cluster import SampleCluster
 
 SECRET = b"correct horse battery staple"
 EDGE = "shop-17"

@@ -22,8 +22,8 @@ from bench.runner import (
 )
 from snapsync.profile import load_profile
 from snapsync.protocol.agent import DEFAULT_OVERHEAD
+from snapsync.sample_cluster import SampleCluster
 from snapsync.snapshot import build_snapshot
-from tools.sample_cluster import SampleCluster
 from tools.traces import TraceSpec, replay
 
 SPEC = TraceSpec("steady", objects=100, cycles=3)

@@ -24,11 +24,11 @@ import pytest
 from snapsync.agent import Agent, HttpTransport
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals
+from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
 from tests.support_server import live_server
-from tools.sample_cluster import SampleCluster
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

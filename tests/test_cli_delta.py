@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from snapsync.cli import cli
 from snapsync.codec import decode_snapshot, encode_snapshot
 from snapsync.profile import load_profile
+from snapsync.sample_cluster import SampleCluster
 from snapsync.snapshot import build_snapshot
-from tools.sample_cluster import SampleCluster
 
 
 @pytest.fixture

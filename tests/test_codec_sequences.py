@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support_codec import PROFILE, stamp
 
 from snapsync.codec import EncodeOptions, apply_frame, encode_delta
-
-sample_cluster = pytest.importorskip("tools.sample_cluster")
-SampleCluster = getattr(sample_cluster, "SampleCluster", None)
-if SampleCluster is None:  # pragma: no cover - the generator is being written concurrently
-    pytest.skip("tools.sample_cluster has no SampleCluster yet", allow_module_level=True)
-
-from snapsync.snapshot import build_snapshot  # noqa: E402
+from snapsync.sample_cluster import SampleCluster
+from snapsync.snapshot import build_snapshot
 
 
 @settings(max_examples=8)

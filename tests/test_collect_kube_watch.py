@@ -22,6 +22,7 @@ from support_kube import (  # noqa: F401  (fixtures)
 from snapsync.collect.kube import KubeOptions
 from snapsync.collect.watch import KubeWatchCollector
 from snapsync.profile import load_profile
+from snapsync.sample_cluster import SampleCluster
 from snapsync.snapshot import Snapshot, SnapshotBuilder
 from tools.kube_emulator import ClusterState, KubeEmulator
 
@@ -59,14 +60,6 @@ def _churn(state: ClusterState, rng: random.Random, steps: int) -> None:
             state.delete("v1", "Pod", "team-a", f"web-{rng.randrange(12)}")
         else:
             state.delete("v1", "ConfigMap", "team-a", f"cfg-{rng.randrange(8)}")
-
-
-def _try_sample_cluster() -> object | None:
-    try:
-        import tools.sample_cluster  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return tools.sample_cluster
 
 
 def test_watched_cache_equals_a_fresh_list_after_changes(
@@ -156,11 +149,8 @@ def test_forbidden_kind_is_recorded_and_not_watched(
     assert "Pod" in watcher.watched_kinds()
 
 
-def test_sample_cluster_churn_when_available(tmp_path: Path):
-    module = _try_sample_cluster()
-    if module is None:
-        pytest.skip("tools.sample_cluster is not there yet")
-    cluster = module.SampleCluster(objects=300, shape="application", seed=1)  # type: ignore[attr-defined]
+def test_sample_cluster_churn(tmp_path: Path):
+    cluster = SampleCluster(objects=300, shape="application", seed=1)
     state = ClusterState(cluster.objects())
     with KubeEmulator(state, bookmark_interval=0.05) as emu:
         kc = emu.write_kubeconfig(tmp_path / "kubeconfig")

@@ -1,11 +1,12 @@
 """`snapsync demo`: short runs through the CLI (no terminal, so plain lines), the incremental
-snapshot feed against a full rebuild, and one-line errors. Byte counts are compared, never
-times: a seed gives the same bytes."""
+snapshot feed against a full rebuild, one-line errors, and which modules its helpers may reach.
+Byte counts are compared, never times: a seed gives the same bytes. (tests/test_wheel.py runs
+the demo from an installed wheel.)"""
 
 from __future__ import annotations
 
+import ast
 import re
-import sys
 from io import StringIO
 from itertools import pairwise
 from pathlib import Path
@@ -15,20 +16,23 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+import snapsync
 from snapsync.cli import cli
 from snapsync.demo import DemoOptions, DemoRun, parse_duration
-from snapsync.demo.feed import ClusterFeed, sample_cluster
+from snapsync.demo.feed import ClusterFeed
 from snapsync.demo.run import prepare_database
 from snapsync.demo.scenario import HOUR, LINKS
 from snapsync.demo.view import live_table
 from snapsync.errors import InputError
 from snapsync.profile import load_profile
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.sample_cluster import SampleCluster
 from snapsync.simulation import ENV
 from snapsync.snapshot import build_snapshot
+from tests.support_demo import converged_store
 
 SMALL = ["--objects", "60", "--duration", "2h", "--seed", "3"]
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: fixed, so the runs below are byte-identical
+HELPERS = ("snapsync.sample_cluster", "snapsync.baselines")  # the demo's, beside the data path
 
 
 def demo(*args: str) -> tuple[int, str]:
@@ -44,18 +48,11 @@ def test_a_short_demo_converges_and_leaves_a_database_to_browse(tmp_path: Path) 
     assert re.search(r"full JSON \+ gzip .*ratio \d+\.\dx snapsync's bytes", out)
     assert re.search(r"JSON Patch \+ gzip .*ratio \d+\.\dx snapsync's bytes", out)
     assert f"snapsync serve --database {database} --api-token" in out
-    found = re.search(r"converged\s+yes: .*\(digest ([0-9a-f]{32})\)", out)
-    assert found, out
-    store = SQLiteStore(database)
-    try:
-        current = store.current(ENV)
-        assert current is not None and current.digest.hex() == found.group(1)
+    with converged_store(out, database) as store:
         assert [r.name for r in store.registrations()] == ["demo cluster"]
         assert len(store.versions(ENV)) > 10  # the history is there to browse
         (summary,) = store.environments(current_time())
         assert summary.bytes_total > 0  # data use, as the web layer would have counted it
-    finally:
-        store.close()
     # one plain line per simulated hour (and the first and last), not a live view
     assert len(re.findall(r"^\+\s*\S+ cycles \d+", out, re.MULTILINE)) >= 3
 
@@ -105,7 +102,7 @@ def test_a_budget_too_small_for_the_first_snapshot_is_reported_not_hidden(
 
 def test_the_incremental_feed_equals_a_full_rebuild() -> None:
     profile = load_profile()
-    feed = ClusterFeed(sample_cluster(80, "application", 7), profile, ENV)
+    feed = ClusterFeed(SampleCluster(objects=80, shape="application", seed=7), profile, ENV)
     for churn in ("steady", "busy", "quiet", "busy"):
         feed.step(churn, 5.0)
         rebuilt = build_snapshot(feed.cluster.objects(), profile)
@@ -152,15 +149,6 @@ def test_an_existing_database_is_never_overwritten(tmp_path: Path) -> None:
     assert code == 2 and out.count("\n") == 1
 
 
-def test_without_the_source_checkout_the_demo_says_so_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "tools.sample_cluster", None)  # as in an installed wheel
-    code, out = demo("--dir", str(tmp_path / "d"))
-    assert code == 2 and "source checkout" in out and out.count("\n") == 1
-    assert not (tmp_path / "d").exists()
-
-
 def test_durations_and_link_profiles() -> None:
     assert parse_duration("1d") == 86_400
     assert parse_duration("1h30m") == 5_400
@@ -173,3 +161,32 @@ def test_durations_and_link_profiles() -> None:
     assert flaky == LINKS["flaky"].outages(30 * 86_400, seed=1)
     assert 120 < len(flaky) < 360  # ~8 a day
     assert all(a + length <= b for (a, length), (b, _) in pairwise(flaky))
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module `path` imports by absolute name (`from a import b` counts a and a.b)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _is_helper(name: str) -> bool:
+    return any(name == helper or name.startswith(helper + ".") for helper in HELPERS)
+
+
+def test_only_the_demo_reaches_the_sample_cluster_and_the_baselines() -> None:
+    package = Path(snapsync.__file__).parent
+    users: set[str] = set()
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        if not _is_helper(module) and any(map(_is_helper, _imported(path))):
+            users.add(module)
+    assert users and all(module.startswith("snapsync.demo.") for module in users), users
+    for path in (package / "sample_cluster").rglob("*.py"):  # a leaf: it needs nothing above it
+        outside = {n for n in _imported(path) if n.startswith("snapsync") and not _is_helper(n)}
+        assert not outside, (path, outside)

@@ -29,10 +29,10 @@ from snapsync.codec import decode_snapshot, encode_snapshot
 from snapsync.collect import FileCollector
 from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, Intervals
+from snapsync.sample_cluster import SampleCluster
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.snapshot import build_snapshot
 from tools.fault_proxy import Fault, ProxyThread, Window
-from tools.sample_cluster import SampleCluster
 
 SECRET = "fault proxy test secret"
 EDGE = "edge-proxy"

@@ -34,9 +34,9 @@ from snapsync.codec import decode_snapshot, encode_delta, encode_snapshot
 from snapsync.profile import Profile, load_profile
 from snapsync.protocol import AgentConfig, BudgetConfig, Command, CommandResult, Intervals
 from snapsync.protocol.budget import period_start
+from snapsync.sample_cluster import SampleCluster
 from snapsync.simulation import ENV, LinkFaults, Sim
 from snapsync.snapshot import Snapshot, build_snapshot
-from tools.sample_cluster import SampleCluster
 
 INTERVALS = Intervals(ping=60, snapshot=60, command=10, jitter=0.1, backoff_cap=900)
 HOUR, DAY = 3600.0, 86_400.0

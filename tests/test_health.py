@@ -18,9 +18,9 @@ from snapsync.agent.transport import Answer, Transport
 from snapsync.cli import cli
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals, MemoryStore
+from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
 from tests.support_server import live_server
-from tools.sample_cluster import SampleCluster
 
 SECRET = "heartbeat secret"
 EDGE = "shop-9"

@@ -32,9 +32,9 @@ from snapsync.protocol.messages import (
     decode,
 )
 from snapsync.protocol.schedule import backoff_delay
+from snapsync.sample_cluster import SampleCluster
 from snapsync.simulation import ENV, LinkFaults, Sim
 from snapsync.snapshot import Snapshot, build_snapshot
-from tools.sample_cluster import SampleCluster
 
 NO_JITTER = Intervals(ping=60, snapshot=60, command=10, jitter=0.0)
 CONFIG = AgentConfig(intervals=NO_JITTER)

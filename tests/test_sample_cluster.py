@@ -1,4 +1,4 @@
-"""The sample-cluster generator (tools/sample_cluster): real shapes, sizes, mixes and churn.
+"""The sample-cluster generator (snapsync/sample_cluster): real shapes, sizes, mixes and churn.
 
 tests/fixtures/real/ holds small objects written in the shape `kubectl get -o json` prints
 (sorted keys, 4-space indent), from knowledge of real API output: a Deployment's Pod with
@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from snapsync.profile import load_profile
+from snapsync.sample_cluster import CHURN_LEVELS, RESOURCES, ChangeSet, ResourceInfo, SampleCluster
+from snapsync.sample_cluster.__main__ import main
 from snapsync.snapshot import build_snapshot
-from tools.sample_cluster import CHURN_LEVELS, RESOURCES, ChangeSet, ResourceInfo, SampleCluster
-from tools.sample_cluster.__main__ import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "sample-cluster.json"

@@ -32,6 +32,7 @@ from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, Ping, decode
+from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
@@ -39,7 +40,6 @@ from snapsync.server.sqlstore import SQLStore
 from snapsync.server.storage import ObjectQuery
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
-from tools.sample_cluster import SampleCluster
 
 SHARED = "integration shared secret"
 

@@ -1,2 +1,3 @@
-"""Developer tools around snapsync: the sample-cluster generator and what builds on it (churn
-traces, the Kubernetes API emulator, the dictionary trainer). Not part of the installed package."""
+"""Developer tools around snapsync: what builds on the sample-cluster generator
+(snapsync.sample_cluster) for tests and benchmarks (churn traces, the Kubernetes API emulator, the
+dictionary trainer) and the fault-injecting proxy. Not part of the installed package."""

@@ -7,7 +7,7 @@
     for cycle in replay(TraceSpec("steady", objects=1000, cycles=60)):
         cycle.index, cycle.snapshot, cycle.changes     # cycle 0 is the starting state
 
-Scenarios (the generator's churn levels, tools.sample_cluster):
+Scenarios (the generator's churn levels, snapsync.sample_cluster):
 - quiet:  heartbeats (Node conditions, Leases) and now and then an Event bump;
 - steady: pods restarting and flapping readiness, pods replaced, Events bumped and appended,
           CronJobs firing, a rollout or an HPA rescale now and then;
@@ -29,8 +29,8 @@ from types import MappingProxyType
 
 from snapsync.keys import ObjectKey
 from snapsync.profile import Profile, load_profile
+from snapsync.sample_cluster import ChangeSet, Key, SampleCluster
 from snapsync.snapshot import Snapshot, SnapshotBuilder
-from tools.sample_cluster import ChangeSet, Key, SampleCluster
 
 
 @dataclass(frozen=True)

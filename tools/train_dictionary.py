@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from snapsync.delta import diff  # noqa: E402
 from snapsync.profile import load_profile  # noqa: E402
+from snapsync.sample_cluster import SampleCluster  # noqa: E402
 from snapsync.snapshot import build_snapshot  # noqa: E402
 from snapsync.wire_delta import pack_delta  # noqa: E402
-from tools.sample_cluster import SampleCluster  # noqa: E402
 
 OUT = ROOT / "snapsync" / "dictionaries"
 SIZE = 224 * 1024
@@ -89,7 +89,7 @@ def main() -> None:
         same = shipped == data
         print(f"{name}: {'identical' if same else 'DIFFERENT'} ({digest})")
         if entry.get("samples_sha256", samples_digest) != samples_digest:
-            print("the samples differ: tools.sample_cluster (or the delta encoding) has changed")
+            print("the samples differ: snapsync.sample_cluster (or the delta encoding) has changed")
         sys.exit(0 if same else 1)
     if any(int(d["id"]) == args.id for d in manifest["dictionaries"]):
         sys.exit(f"dictionary id {args.id} is already shipped; pick a new id")
@@ -102,7 +102,7 @@ def main() -> None:
             "file": name,
             "sha256": digest,
             "bytes": len(data),
-            "trained_on": "compact delta records (snapsync.wire_delta) of tools.sample_cluster",
+            "trained_on": "compact delta records (snapsync.wire_delta) of snapsync.sample_cluster",
             "plan": [list(p) for p in PLAN],
             "samples_sha256": samples_digest,
             "params": PARAMS,

@@ -1,46 +1,22 @@
 # The demo's cluster side: the sample-cluster generator turned into canonical snapshots, kept up
 # to date object by object from each step's change set (re-canonicalizing every object every
 # cycle would cost more than the whole protocol), and the naive baselines measured on the same
-# states. Both need the source checkout (tools/, bench/): imported lazily, with a clear error.
+# states. Both ship in the package (snapsync.sample_cluster, snapsync.baselines), so an installed
+# wheel runs the demo as a checkout does.
 """Snapshots of a simulated cluster, and the bytes the naive baselines would ship for them."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from snapsync import baselines
 from snapsync.canonical import canonicalize
-from snapsync.errors import InputError
 from snapsync.keys import ObjectKey
 from snapsync.profile import Profile
+from snapsync.sample_cluster import SampleCluster
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
-
-if TYPE_CHECKING:
-    from tools.sample_cluster import SampleCluster
-
-_CHECKOUT = (
-    "snapsync demo needs the source checkout's tools/ and bench/ packages "
-    "(install with `pip install -e .` from a clone)"
-)
-
-
-def require_checkout() -> None:
-    """Fail before anything is written when the generator or the baselines are missing (an
-    installed wheel has neither)."""
-    try:
-        import bench.baselines  # noqa: F401
-        import tools.sample_cluster  # noqa: F401
-    except ImportError:
-        raise InputError(_CHECKOUT) from None
-
-
-def sample_cluster(objects: int, shape: str, seed: int) -> SampleCluster:
-    try:
-        from tools.sample_cluster import SampleCluster
-    except ImportError:
-        raise InputError(_CHECKOUT) from None
-    return SampleCluster(objects=objects, shape=shape, seed=seed)
 
 
 class ClusterFeed:
@@ -113,10 +89,6 @@ class Baselines:
     _last: tuple[Snapshot, dict[str, Any], int] | None = None
 
     def add(self, snapshot: Snapshot) -> None:
-        try:
-            from bench import baselines
-        except ImportError:
-            raise InputError(_CHECKOUT) from None
         self.cycles += 1
         last = self._last
         if last is not None and last[0] is snapshot:

@@ -14,7 +14,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from snapsync.demo.feed import require_checkout
 from snapsync.demo.run import DemoRun, Result, prepare_database
 from snapsync.demo.scenario import DemoOptions
 from snapsync.demo.serving import bind, serve
@@ -48,7 +47,6 @@ def run_demo(
     start: float = 0.0,
 ) -> Result:
     """The whole demo; `live` is the terminal's console for the live view (None: plain lines)."""
-    require_checkout()
     if database is not None and directory is not None:
         raise InputError("--database and --dir go separately: pick one")
     sock = bind(port) if keep_serving else None  # a taken port fails now, not after the run

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from snapsync.demo.feed import Baselines, ClusterFeed, sample_cluster
+from snapsync.demo.feed import Baselines, ClusterFeed
 from snapsync.demo.scenario import DAY, DemoOptions
 from snapsync.errors import InputError
 from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, BudgetConfig, Intervals, Reply, ServerProtocol
 from snapsync.protocol.events import Acked, BudgetDeferred
+from snapsync.sample_cluster import SampleCluster
 from snapsync.server.environments import enroll
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.simulation import ENV, Sim
@@ -141,7 +142,7 @@ class DemoRun:
             latency=profile.latency,
         )
         self.sim.server = RecordingServer(self.store)
-        cluster = sample_cluster(options.objects, options.shape, options.seed)
+        cluster = SampleCluster(objects=options.objects, shape=options.shape, seed=options.seed)
         self.feed = ClusterFeed(cluster, load_profile(), ENV)
         cycles = max(1, round(options.duration / options.interval))
         self.baselines = Baselines(patch_every=max(1, cycles // max(1, options.patch_samples)))

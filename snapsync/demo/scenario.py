@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass, replace
 
 from snapsync.errors import InputError
+from snapsync.sample_cluster import CHURN_LEVELS
 from snapsync.simulation import LinkFaults
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86_400.0
-CHURN_LEVELS = ("quiet", "steady", "busy")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 # Where the emulator's objects come from: kubectl List dumps (read with snapsync's own file
-# collector, so both accept the same inputs) or a generated cluster from tools.sample_cluster,
+# collector, so both accept the same inputs) or a generated cluster from snapsync.sample_cluster,
 # imported only when asked for (the emulator itself does not depend on the generator).
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def sample_objects(
     count: int, *, shape: str = "application", seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[Resource], Any]:
     """(objects, the resources the generator declares, the generator for churn steps)."""
-    from tools.sample_cluster import RESOURCES, SampleCluster
+    from snapsync.sample_cluster import RESOURCES, SampleCluster
 
     cluster = SampleCluster(objects=count, shape=shape, seed=seed)
     resources = [

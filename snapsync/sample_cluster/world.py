@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tools.sample_cluster import texts
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.rng import START, Rand, rfc3339
-from tools.sample_cluster.store import Store
+from snapsync.sample_cluster import texts
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.rng import START, Rand, rfc3339
+from snapsync.sample_cluster.store import Store
 
 
 @dataclass(frozen=True)

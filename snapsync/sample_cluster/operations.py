@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.sample_cluster import controllers, events, jobs, lifecycle, pods, policy
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.controllers import KCM
-from tools.sample_cluster.fields import LAST_APPLIED, last_applied
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.store import key_of
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import controllers, events, jobs, lifecycle, pods, policy
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.controllers import KCM
+from snapsync.sample_cluster.fields import LAST_APPLIED, last_applied
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.store import key_of
+from snapsync.sample_cluster.world import World
 
 
 def cron(w: World) -> None:

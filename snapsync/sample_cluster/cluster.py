@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from tools.sample_cluster import plan
-from tools.sample_cluster.api import RESOURCES, ChangeSet, Key
-from tools.sample_cluster.churn import step as advance
-from tools.sample_cluster.pods import clone
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import plan
+from snapsync.sample_cluster.api import RESOURCES, ChangeSet, Key
+from snapsync.sample_cluster.churn import step as advance
+from snapsync.sample_cluster.pods import clone
+from snapsync.sample_cluster.world import World
 
 SHAPES: tuple[str, ...] = tuple(plan.SHAPES)
 _KIND_ORDER = {info.kind: i for i, info in enumerate(RESOURCES)}

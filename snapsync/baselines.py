@@ -1,6 +1,7 @@
 # The naive ways of shipping cluster state that snapsync is measured against, and the floor
-# estimate; shared by bench/__main__ (the trace runner), bench_codec.py and bench_diff.py so every
-# benchmark measures the same baselines the same way.
+# estimate; shared by the benchmarks (bench/: the trace runner, bench_codec.py, bench_diff.py) and
+# `snapsync demo`'s closing report, so every comparison measures the same baselines the same way.
+# A helper at the codec's level: nothing on the data path (protocol, agent, server) imports it.
 """Baseline encoders and decoders (sender and receiver side) and the floor estimate.
 
 - full JSON + gzip-6 of the whole canonical state each cycle;

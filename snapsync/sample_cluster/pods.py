@@ -7,9 +7,9 @@ from __future__ import annotations
 import marshal
 from typing import Any
 
-from tools.sample_cluster.fields import fields_v1, managed_entry, template_fields
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.world import Image, World
+from snapsync.sample_cluster.fields import fields_v1, managed_entry, template_fields
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.world import Image, World
 
 _DEFAULT_TOLERATIONS = [
     {

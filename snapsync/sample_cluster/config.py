@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tools.sample_cluster import texts
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.controllers import APPLY
-from tools.sample_cluster.fields import bookkeep
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import texts
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.controllers import APPLY
+from snapsync.sample_cluster.fields import bookkeep
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.world import World
 
 ACME = "https://acme-v02.api.letsencrypt.org"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.sample_cluster import controllers, pods
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.controllers import KCM
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import controllers, pods
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.controllers import KCM
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.world import World
 
 CRON_PERIODS = {"*/5 * * * *": 5, "*/15 * * * *": 15, "0 * * * *": 60, "30 2 * * *": 1440}
 

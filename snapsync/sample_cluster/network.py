@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.sample_cluster import pods
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.controllers import APPLY, KCM
-from tools.sample_cluster.fields import bookkeep, fields_v1, managed_entry
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.store import APP_LABEL
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import pods
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.controllers import APPLY, KCM
+from snapsync.sample_cluster.fields import bookkeep, fields_v1, managed_entry
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.store import APP_LABEL
+from snapsync.sample_cluster.world import World
 
 TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
 

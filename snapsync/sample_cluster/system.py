@@ -4,9 +4,9 @@
 # Kubernetes creates itself (kube-root-ca.crt, the default ServiceAccount).
 from __future__ import annotations
 
-from tools.sample_cluster import config, controllers, infra, network, pods, texts
-from tools.sample_cluster.controllers import KCM
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import config, controllers, infra, network, pods, texts
+from snapsync.sample_cluster.controllers import KCM
+from snapsync.sample_cluster.world import World
 
 COREFILE = """.:53 {
     errors

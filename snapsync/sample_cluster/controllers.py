@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tools.sample_cluster import pods
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.fields import bookkeep, fields_v1, template_fields
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.store import key_of
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import pods
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.fields import bookkeep, fields_v1, template_fields
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.store import key_of
+from snapsync.sample_cluster.world import World
 
 KCM = "kube-controller-manager"
 _SEMVER = re.compile(r"(v?)(\d+)\.(\d+)\.(\d+)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tools.sample_cluster import (
+from snapsync.sample_cluster import (
     config,
     controllers,
     infra,
@@ -18,8 +18,8 @@ from tools.sample_cluster import (
     system,
     texts,
 )
-from tools.sample_cluster.controllers import APPLY
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster.controllers import APPLY
+from snapsync.sample_cluster.world import World
 
 _PLATFORM = (
     ("monitoring", "kube-prometheus-stack", "prometheus"),

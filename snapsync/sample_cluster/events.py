@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.fields import fields_v1, managed_entry
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.fields import fields_v1, managed_entry
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.world import World
 
 _EVENT_FIELDS = fields_v1(
     dict.fromkeys(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.sample_cluster.api import ChangeSet, Key
-from tools.sample_cluster.fields import fields_v1, managed_entry
+from snapsync.sample_cluster.api import ChangeSet, Key
+from snapsync.sample_cluster.fields import fields_v1, managed_entry
 
 APP_LABEL = "app.kubernetes.io/name"
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tools.sample_cluster import (
+from snapsync.sample_cluster import (
     config,
     controllers,
     events,
@@ -23,11 +23,11 @@ from tools.sample_cluster import (
     policy,
     texts,
 )
-from tools.sample_cluster.api import CHURN_LEVELS, ChangeSet, Key
-from tools.sample_cluster.controllers import KCM
-from tools.sample_cluster.fields import LAST_APPLIED, last_applied
-from tools.sample_cluster.rng import parse_rfc3339, rfc3339
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster.api import CHURN_LEVELS, ChangeSet, Key
+from snapsync.sample_cluster.controllers import KCM
+from snapsync.sample_cluster.fields import LAST_APPLIED, last_applied
+from snapsync.sample_cluster.rng import parse_rfc3339, rfc3339
+from snapsync.sample_cluster.world import World
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tools.sample_cluster.rng import Rand
+from snapsync.sample_cluster.rng import Rand
 
 _WORDS = [
     "cache",

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tools.sample_cluster import churn, events, system, texts, units
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import churn, events, system, texts, units
+from snapsync.sample_cluster.world import World
 
 _TEAMS = [
     "shop",

@@ -1,4 +1,4 @@
-"""`python -m tools.sample_cluster`: write a sample cluster's List document as JSON."""
+"""`python -m snapsync.sample_cluster`: write a sample cluster's List document as JSON."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from tools.sample_cluster.api import CHURN_LEVELS
-from tools.sample_cluster.cluster import SHAPES, SampleCluster
+from snapsync.sample_cluster.api import CHURN_LEVELS
+from snapsync.sample_cluster.cluster import SHAPES, SampleCluster
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.sample_cluster",
+        prog="python -m snapsync.sample_cluster",
         description="Write a deterministic sample cluster as a `kubectl get -o json` List.",
     )
     parser.add_argument("--objects", type=int, default=500, help="number of objects (default 500)")

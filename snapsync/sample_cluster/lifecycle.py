@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.sample_cluster import controllers, events, pods
-from tools.sample_cluster.api import Key
-from tools.sample_cluster.rng import rfc3339
-from tools.sample_cluster.store import APP_LABEL
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster import controllers, events, pods
+from snapsync.sample_cluster.api import Key
+from snapsync.sample_cluster.rng import rfc3339
+from snapsync.sample_cluster.store import APP_LABEL
+from snapsync.sample_cluster.world import World
 
 
 def pod_changed(w: World, key: Key) -> None:

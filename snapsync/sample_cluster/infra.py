@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.sample_cluster.api import Key, resource
-from tools.sample_cluster.controllers import APPLY, KCM
-from tools.sample_cluster.fields import bookkeep, fields_v1, managed_entry
-from tools.sample_cluster.rng import micro_time, rfc3339
-from tools.sample_cluster.world import World
+from snapsync.sample_cluster.api import Key, resource
+from snapsync.sample_cluster.controllers import APPLY, KCM
+from snapsync.sample_cluster.fields import bookkeep, fields_v1, managed_entry
+from snapsync.sample_cluster.rng import micro_time, rfc3339
+from snapsync.sample_cluster.world import World
 
 REGION = "eu-west-1"
 ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")

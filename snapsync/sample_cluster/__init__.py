@@ -8,7 +8,7 @@ Two shapes: "application" (Pod-heavy) and "platform" (Secrets and ConfigMaps ~70
 Events ~60% of the objects). `step()` advances a simulated clock and changes the cluster as the
 churn level says ("quiet", "steady", "busy"), returning the keys it added, modified and deleted.
 
-    from tools.sample_cluster import SampleCluster
+    from snapsync.sample_cluster import SampleCluster
     cluster = SampleCluster(objects=500, shape="application", seed=0)
     before = cluster.objects()                           # deep copies, in `kubectl get` order
     changes = cluster.step(churn="steady", minutes=1.0)  # ChangeSet of (apiVersion, kind, ns, name)
@@ -24,14 +24,14 @@ discovery. Generating 10,000 objects takes about a second, 50,000 about 4-6 s; a
 
 Command line (writes the List document, after M steps, as JSON):
 
-    python -m tools.sample_cluster --objects 10000 --shape platform --seed 1 \
+    python -m snapsync.sample_cluster --objects 10000 --shape platform --seed 1 \
         --steps 5 --churn steady -o cluster.json
 
 Same arguments, same bytes.
 """
 
-from tools.sample_cluster.api import CHURN_LEVELS, RESOURCES, ChangeSet, Key, ResourceInfo
-from tools.sample_cluster.cluster import SHAPES, SampleCluster
+from snapsync.sample_cluster.api import CHURN_LEVELS, RESOURCES, ChangeSet, Key, ResourceInfo
+from snapsync.sample_cluster.cluster import SHAPES, SampleCluster
 
 __all__ = [
     "CHURN_LEVELS",

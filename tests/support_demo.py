@@ -1,0 +1,29 @@
+"""What a finished `snapsync demo` must leave behind, for the demo's tests run in-process
+(tests/test_demo.py) and from an installed wheel (tests/test_wheel.py)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from snapsync.server.sqlite import SQLiteStore
+from snapsync.simulation import ENV
+
+CONVERGED = re.compile(r"converged\s+yes: .*\(digest ([0-9a-f]{32})\)")
+
+
+@contextmanager
+def converged_store(report: str, database: Path) -> Iterator[SQLiteStore]:
+    """The demo's database, once the report says the run converged and the server's current
+    snapshot there has the digest the report names; closed on leaving."""
+    found = CONVERGED.search(report)
+    assert found, report
+    store = SQLiteStore(database)
+    try:
+        current = store.current(ENV)
+        assert current is not None and current.digest.hex() == found.group(1)
+        yield store
+    finally:
+        store.close()
