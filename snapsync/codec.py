@@ -165,8 +165,8 @@ def _bounded_read(dctx: zstandard.ZstdDecompressor, payload: bytes, size: int) -
 def _trained(dict_id: int, level: int = 0) -> zstandard.ZstdCompressionDict:
     """A shipped dictionary, digested once per process for `level` (0: for decompression only).
 
-    Loading the 224 KiB dictionary at level 19 costs 7-15 ms, more than compressing a cycle's
-    delta; the digested tables (~1.5 MB) are read-only, so one object serves every compressor
+    Loading a 224-448 KiB dictionary at level 19 costs 7-30 ms, more than compressing a cycle's
+    delta; the digested tables (1.5-3 MB) are read-only, so one object serves every compressor
     and thread.
     """
     trained = zstandard.ZstdCompressionDict(dictionaries.dictionary_bytes(dict_id))

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgpack
+
 from snapsync.canonical import canonicalize, object_digest, pack
 from snapsync.collect.base import KindError
 from snapsync.errors import InputError
@@ -120,8 +122,9 @@ class Snapshot:
 def snapshot_digest(pairs: Iterable[tuple[ObjectKey, bytes]]) -> bytes:
     """Digest of sorted (key, object digest) pairs; callers pass them in key order."""
     h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    packer = msgpack.Packer(use_bin_type=True)  # as canonical.pack, without a Packer per pair
     for key, digest in pairs:
-        h.update(pack([*key.as_tuple(), digest]))
+        h.update(packer.pack((*key, digest)))
     return h.digest()
 
 

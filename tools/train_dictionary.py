@@ -34,14 +34,16 @@ from snapsync.snapshot import build_snapshot  # noqa: E402
 from snapsync.wire_delta import pack_delta  # noqa: E402
 
 OUT = ROOT / "snapsync" / "dictionaries"
-SIZE = 224 * 1024
+# 448 KiB trained on ~2.9 MB of records: -3.5% frame bytes at 10k objects against 224 KiB on 1 MB
+# (dictionary 2); the digested tables (~3 MB at level 19) are loaded once per process.
+SIZE = 448 * 1024
 PARAMS = {"k": 1024, "d": 8, "f": 20, "accel": 1, "steps": 0, "threads": 1, "level": 19}
 PLAN: list[tuple[str, int, int, int, str]] = [  # (shape, objects, seed, cycles, churn)
-    ("application", 2000, 101, 12, "steady"),
-    ("application", 2000, 102, 8, "busy"),
-    ("platform", 2000, 103, 12, "steady"),
-    ("platform", 1000, 104, 8, "busy"),
-    ("application", 5000, 105, 4, "quiet"),
+    ("application", 4000, 101, 24, "steady"),
+    ("application", 3000, 102, 12, "busy"),
+    ("platform", 4000, 103, 24, "steady"),
+    ("platform", 2000, 104, 12, "busy"),
+    ("application", 5000, 105, 6, "quiet"),
 ]
 
 
