@@ -265,9 +265,14 @@ class Sim:
 
     # -- restarts ------------------------------------------------------------------------------
 
-    def restart_agent(self) -> None:
-        """A new agent process from what the old one persisted (state + snapshots)."""
-        self._restore_agent(self._persisted())
+    def restart_agent(self, *, lose_snapshots: bool = False) -> None:
+        """A new agent process from what the old one persisted (state + snapshots).
+
+        `lose_snapshots` models a state directory whose state file survived (command cursor,
+        results) but not the snapshots beside it: the agent shares no version with the server.
+        """
+        state, snapshots = self._persisted()
+        self._restore_agent((state, {} if lose_snapshots else snapshots))
 
     def _persisted(self) -> tuple[dict[str, Any], dict[bytes, Snapshot]]:
         state = msgpack.unpackb(msgpack.packb(self.agent.export_state()), strict_map_key=False)
@@ -327,7 +332,7 @@ def _describe(request: Request) -> str:
             f"chunk {message.upload.hex()[:6]} {message.offset}+{len(message.data)}"
             f"/{message.total} -> {message.target.hex()[:6]}"
         )
-    return f"ping ({len(request.body)} B)"
+    return f"{message.TYPE} ({len(request.body)} B)"
 
 
 def _describe_reply(status: int, body: bytes) -> str:

@@ -32,7 +32,7 @@ from snapsync.protocol import AgentConfig, Intervals
 from snapsync.sample_cluster import SampleCluster
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.snapshot import build_snapshot
-from tools.fault_proxy import Fault, ProxyThread, Window
+from tools.fault_proxy import Fault, FaultProxy, ProxyThread, Window
 
 SECRET = "fault proxy test secret"
 EDGE = "edge-proxy"
@@ -133,6 +133,16 @@ def run_until_current(agent: Agent, clock: Clock, produced: set[bytes], steps: i
     raise AssertionError(f"the agent did not get its latest snapshot through in {steps} steps")
 
 
+def idle_until_taken(proxy: FaultProxy, agent: Agent, clock: Clock, steps: int = 10) -> None:
+    """Idle cycles (a ping each, when due) until every queued fault has met a connection."""
+    for _ in range(steps):
+        if not proxy.waiting:
+            return
+        clock.now = max(clock.now + 61, agent.protocol.wakeup_at(clock.now))
+        agent.step()
+    raise AssertionError(f"{proxy.waiting} queued faults met no connection in {steps} steps")
+
+
 def check_database(database: Path, produced: set[bytes]) -> bytes:
     """Every stored version is one the agent produced, and every kept snapshot is intact.
 
@@ -200,6 +210,8 @@ def test_corrupted_bytes_are_refused_and_never_stored(tmp_path: Path, server: Se
             for offset in (300, 700, 1500, 3500):  # headers, signature, body
                 proxy.queue(Fault("corrupt", after=offset), Fault("corrupt-answer", after=offset))
                 run_until_current(agent, clock, produced)
+                # an upload cycle may end with its ack (no ping): idle pings take what is left
+                idle_until_taken(proxy, agent, clock)
                 cluster.step(churn="steady")
                 write_dump(cluster, dump)
                 clock.now += 61

@@ -3,8 +3,9 @@
 Hypothesis drives snapsync.simulation.Sim (the real agent and server state machines, a simulated
 link and clock, one seeded generator) through cluster churn, link faults (loss, lost answers,
 duplicates, late and stale deliveries, cut uploads, bandwidth caps with timeouts, outages of hours
-to days) and crashes of either side. Chaos steps check safety after every step; the recovery step
-turns the faults off and checks liveness within a bound, and what the catch-up cost.
+to days), crashes of either side, and an agent that lost its snapshots (anti-entropy). Chaos
+steps check safety after every step; the recovery step turns the faults off and checks liveness
+within a bound, and what the catch-up cost.
 
 Safety (every step): the server holds only versions the agent produced, each intact (its digest
 recomputed from its objects); the agent's acknowledged base is a version the server holds; the
@@ -159,10 +160,11 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
             self._cycle(61)
         self._tell(f"link: {_faults(faults)}; {minutes} min{' of churn' if churn else ''}")
 
-    @rule()
-    def agent_restarts(self) -> None:
-        self.sim.restart_agent()
-        self._tell("agent restarts")
+    @rule(lose_snapshots=st.booleans())
+    def agent_restarts(self, lose_snapshots: bool) -> None:
+        """With its snapshots lost the agent shares no version with the server: anti-entropy."""
+        self.sim.restart_agent(lose_snapshots=lose_snapshots)
+        self._tell(f"agent restarts{' and has lost its snapshots' if lose_snapshots else ''}")
 
     @rule(lose_partials=st.booleans())
     def server_restarts(self, lose_partials: bool) -> None:
@@ -188,6 +190,7 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
         bound = self._catch_up_bound(latest)
         pure = self._single_frame(latest) if self.sim.agent.upload is None else None
         sent_before, applied_before = len(sim.uploaded), len(sim.applied)
+        timeouts_before = sim.counters.get("timeout", 0)
         # Stale copies still in the network may land and be committed during the recovery; the
         # agent then re-asserts its latest (an empty delta) once per such commit.
         stale = len(sim.in_network)
@@ -212,6 +215,8 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
         note(f"      catch-up: {catch_up} B in {frames} frame(s); bound {bound} B")
         if bound is not None:
             bound += stale * reassert
+            # a capped link times out chunks too large to cross (the chunk size then halves)
+            bound += (sim.counters.get("timeout", 0) - timeouts_before) * sim.config.chunk_size
             assert catch_up <= bound, f"catch-up of {catch_up} B exceeds one frame ({bound} B)"
             # the rest of a started upload, then one frame to now; stale commits and re-assertions
             assert frames <= 2 + 2 * stale

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from snapsync.errors import LocalProtocolError, RemoteProtocolError
 from snapsync.profile import load_profile
-from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals
+from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals, Request
 from snapsync.protocol.budget import parse_size
 from snapsync.protocol.events import (
     Acked,
@@ -22,15 +22,19 @@ from snapsync.protocol.events import (
     UploadRejected,
 )
 from snapsync.protocol.messages import (
+    BucketQuery,
     Chunk,
     Command,
+    Differences,
     Ping,
     Pong,
     Refusal,
+    Summary,
     UploadReply,
     Version,
     decode,
 )
+from snapsync.protocol.reconcile import BucketSet, kind_digests
 from snapsync.protocol.schedule import backoff_delay
 from snapsync.sample_cluster import SampleCluster
 from snapsync.simulation import ENV, LinkFaults, Sim
@@ -72,6 +76,34 @@ def cycle(sim: Sim, snapshot: Snapshot, seconds: float = 60) -> None:
     sim.now += seconds
     sim.collect(snapshot)
     sim.run_exchanges()
+
+
+def upload_due(sim: Sim) -> Request:
+    """A minute on, with a new snapshot: the agent's upload request."""
+    sim.now += 60
+    sim.collect(states(2)[1])
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, Chunk)
+    return request
+
+
+def sent(sim: Sim) -> list[str]:
+    """Send what the agent wants to now, over a perfect link; the types of what it sent."""
+    types = []
+    while (request := sim.agent.next_request(sim.now)) is not None:
+        types.append(request.message.TYPE)
+        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+        sim.events += sim.agent.receive(request, reply.status, reply.body, sim.now)
+    return types
+
+
+def answered(sim: Sim, reply: bytes) -> Request:
+    """The agent's next request, answered with `reply` instead of the server's answer."""
+    request = sim.agent.next_request(sim.now)
+    assert request is not None
+    sim.server.handle(ENV, request.path, request.body, sim.now)
+    sim.events += sim.agent.receive(request, 200, reply, sim.now)
+    return request
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -231,10 +263,8 @@ def test_server_that_lost_the_base_gets_a_full_snapshot() -> None:
 
 def test_corrupted_frame_is_rejected_and_a_full_snapshot_follows() -> None:
     sim = synced()
-    sim.now += 60
-    sim.collect(states(2)[1])
-    request = sim.agent.next_request(sim.now)
-    assert request is not None and isinstance(request.message, Chunk)
+    request = upload_due(sim)
+    assert isinstance(request.message, Chunk)
     chunk = request.message
     damaged = bytearray(chunk.data)
     damaged[len(damaged) // 2] ^= 0x40
@@ -251,10 +281,7 @@ def test_corrupted_frame_is_rejected_and_a_full_snapshot_follows() -> None:
 
 def test_an_ack_for_another_version_moves_nothing() -> None:
     sim = synced()
-    sim.now += 60
-    sim.collect(states(2)[1])
-    request = sim.agent.next_request(sim.now)
-    assert request is not None
+    request = upload_due(sim)
     stray = UploadReply("ack", version=Version(99, b"z" * 16)).encode()
     events = sim.agent.receive(request, 200, stray, sim.now)
     assert any(isinstance(e, PeerMisbehaved) for e in events)
@@ -397,6 +424,86 @@ def test_an_agent_that_lost_its_state_adopts_what_the_server_holds() -> None:
     assert sim.store.env(ENV).frames == 1  # nothing uploaded again
 
 
+# -- an ack stands in for the next ping -----------------------------------------------------------
+
+
+def test_an_upload_cycle_needs_no_ping() -> None:
+    """The ack says what the pong would: one exchange per upload cycle, pings when idle."""
+    sim = synced()
+    sim.now += 60
+    sim.collect(states(2)[1])
+    assert sent(sim) == ["chunk"]
+    record = sim.store.env(ENV)
+    assert (record.last_seen, record.agent_latest, record.waiting) == (
+        sim.now,
+        states(2)[1].digest,
+        0,
+    )
+    sim.now += 59
+    assert sent(sim) == []
+    sim.now += 1  # a ping interval after the ack, with nothing new to upload
+    sim.collect(states(2)[1])
+    assert sent(sim) == ["ping"]
+
+
+def test_commands_waiting_at_an_ack_are_fetched_at_once() -> None:
+    sim = synced()
+    command = sim.store.queue_command(ENV, "delete-pod", {"namespace": "shop", "name": "web-0"})
+    sim.now += 60
+    sim.collect(states(2)[1])
+    assert sent(sim) == ["chunk", "ping"]
+    assert [e.command for e in sim.events if isinstance(e, CommandReceived)] == [command]
+
+
+def test_a_command_queued_after_an_ack_waits_at_most_a_ping_interval() -> None:
+    sim = synced()
+    sim.now += 60
+    sim.collect(states(2)[1])
+    assert sent(sim) == ["chunk"]
+    sim.now += 30
+    command = sim.store.queue_command(ENV, "collect-now")
+    assert sent(sim) == []
+    sim.now += 30
+    assert sent(sim) == ["ping"]
+    assert sim.agent.cursor == command.id
+
+
+def test_an_ack_that_does_not_say_what_a_pong_would_keeps_the_ping() -> None:
+    """A server that answers without `q` (an older one): the ping goes as scheduled."""
+    sim = synced()
+    request = upload_due(sim)
+    reply = decode(sim.server.handle(ENV, request.path, request.body, sim.now).body)
+    assert isinstance(reply, UploadReply) and reply.queued is False
+    plain = UploadReply("ack", version=reply.version).encode()
+    sim.agent.receive(request, 200, plain, sim.now)
+    assert sent(sim) == ["ping"]
+
+
+def test_an_ack_naming_a_newer_server_version_makes_the_agent_reassert() -> None:
+    """What a pong's `cur` triggers (tests below), an ack's does at once."""
+    sim = synced()
+    stale = Version(99, states(1)[0].digest)
+    acked = sim.store.held(ENV)[0]
+    reply = UploadReply("ack", version=Version(acked.seq + 1, states(2)[1].digest), current=stale)
+    request = upload_due(sim)
+    sim.server.handle(ENV, request.path, request.body, sim.now)
+    sim.agent.receive(request, 200, reply.encode(), sim.now)
+    reassert = sim.agent.next_request(sim.now)
+    assert reassert is not None and isinstance(reassert.message, Chunk)
+    assert reassert.message.base == reassert.message.target == states(2)[1].digest
+
+
+def test_an_ack_does_not_stand_in_for_a_ping_that_verifies_bases() -> None:
+    """After an unknown base the next ping lists every base; an ack does not push it back."""
+    sim = synced()
+    sim.store.environments.clear()  # restored from an old backup
+    sim.now += 30
+    sim.collect(states(2)[1])
+    assert sent(sim) == ["chunk", "chunk"]  # unknown base, then a whole snapshot
+    sim.now += 31  # a ping interval after the last pong
+    assert sent(sim) == ["ping"]
+
+
 # -- found by the flaky-link simulation (tests/test_flaky_link.py) ------------------------------
 
 
@@ -480,11 +587,106 @@ def test_a_failed_repair_falls_back_to_a_full_snapshot() -> None:
     greet(sim)
     request = sim.agent.next_request(sim.now)
     assert request is not None and request.path == "/v1/reconcile"
-    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-    sim.agent.receive(request, reply.status, reply.body, sim.now)
-    chunk = sim.agent.next_request(sim.now)
+    while request is not None and request.path.startswith("/v1/reconcile"):
+        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+        sim.agent.receive(request, reply.status, reply.body, sim.now)
+        request = sim.agent.next_request(sim.now)
+    chunk = request
     assert chunk is not None and isinstance(chunk.message, Chunk)
     sim.agent.receive(chunk, 200, UploadReply("rejected", reason="test").encode(), sim.now)
     sim.now += 3600
     sim.run_exchanges()
     assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
+
+
+def diverged_agent(objects: int = 400, budget: BudgetConfig | None = None) -> tuple[Sim, Snapshot]:
+    """The server holds a state; the agent lost its own while the cluster moved on."""
+    config = AgentConfig(intervals=NO_JITTER, reconcile_min=1, budget=budget or BudgetConfig())
+    first, second = states(2, objects=objects)
+    sim = Sim(config)
+    sim.collect(first)
+    sim.run_exchanges()
+    sim.events.clear()
+    sim.agent = type(sim.agent)(config, seed=2)
+    sim.now += 61
+    sim.collect(second)
+    return sim, second
+
+
+def test_a_large_kind_that_differs_is_narrowed_to_its_differing_buckets() -> None:
+    sim, latest = diverged_agent()
+    assert sent(sim) == ["ping", "summary", "buckets", "chunk"]
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["repair"]
+    current = sim.store.current(ENV)
+    assert current is not None and current.digest == latest.digest
+
+
+def test_a_budget_too_small_for_anti_entropy_gets_a_full_snapshot() -> None:
+    """Anti-entropy budgets for its largest answer (256 KiB); a budget that can never fit it
+    must not wait for it forever."""
+    sim, latest = diverged_agent(objects=80, budget=BudgetConfig(limit=200_000, period="day"))
+    assert sent(sim) == ["ping", "chunk"]
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
+    assert sim.agent.in_sync and sim.agent.latest is latest
+
+
+def reconciling() -> Sim:
+    """An agent whose summary was answered: its next request asks for buckets."""
+    sim, _ = diverged_agent()
+    assert sent_until(sim, "buckets") == ["ping", "summary"]
+    return sim
+
+
+def sent_until(sim: Sim, kind: str) -> list[str]:
+    types = []
+    while (request := sim.agent.next_request(sim.now)) is not None:
+        if kind == request.message.TYPE:
+            sim.agent.fail(request, sim.now, "put back")  # keep it for the test
+            sim.now = sim.agent.backoff_until
+            return types
+        types.append(request.message.TYPE)
+        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+        sim.events += sim.agent.receive(request, reply.status, reply.body, sim.now)
+    raise AssertionError(f"no {kind} request after {types}")
+
+
+def test_a_declined_bucket_query_falls_back_to_a_full_snapshot() -> None:
+    sim = reconciling()
+    request = answered(sim, Differences(None, {}).encode())
+    assert isinstance(request.message, BucketQuery)
+    sim.run_exchanges()
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
+
+
+def test_a_refused_bucket_query_falls_back_to_a_full_snapshot() -> None:
+    sim = reconciling()
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, BucketQuery)
+    sim.agent.receive(request, 400, Refusal("malformed").encode(), sim.now)
+    sim.now += 3600
+    sim.run_exchanges()
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
+
+
+def test_objects_outside_the_buckets_asked_for_lead_to_a_full_snapshot() -> None:
+    sim = reconciling()
+    base = sim.store.held(ENV)[0]
+    stray = Differences(base, {"Nothing.example.com": [("ns", "x", b"d" * 8)]}).encode()
+    answered(sim, stray)
+    assert any(isinstance(e, PeerMisbehaved) for e in sim.events)
+    sim.now += 3600
+    sim.run_exchanges()
+    assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
+
+
+def test_the_server_declines_what_it_cannot_answer() -> None:
+    sim = synced()
+    latest = states(2)[1]
+    summary = Summary(latest.digest, kind_digests(latest), limit=16)
+    assert decode(sim.server.handle(ENV, Summary.PATH, summary.encode(), sim.now).body) == (
+        Differences(None, {})
+    )
+    gone = BucketQuery(Version(7, b"g" * 16), {"Pod": BucketSet(4, frozenset({1}))})
+    assert decode(sim.server.handle(ENV, BucketQuery.PATH, gone.encode(), sim.now).body) == (
+        Differences(None, {})
+    )

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from snapsync.protocol.messages import (
+    BucketQuery,
     Chunk,
     Command,
     CommandResult,
@@ -21,6 +22,7 @@ from snapsync.protocol.messages import (
     UploadReply,
     Version,
 )
+from snapsync.protocol.reconcile import BucketSet
 from snapsync.resources import schema
 
 D = b"\x01" * 16
@@ -31,6 +33,7 @@ MESSAGES: list[Message] = [
     ),
     Chunk(b"u" * 8, b"", D, 10, 0, b"abc"),
     Chunk(b"u" * 8, D, b"\x02" * 16, 10, 3, b"def"),
+    Chunk(b"u" * 8, D, b"\x02" * 16, 10, 3, b"def", cursor=7),
     Pong(),
     Pong(
         holds=(Version(2, D),),
@@ -39,11 +42,16 @@ MESSAGES: list[Message] = [
     ),
     UploadReply("partial", offset=4),
     UploadReply("ack", version=Version(5, D)),
+    UploadReply("ack", version=Version(5, D), current=Version(6, b"\x02" * 16), queued=True),
     UploadReply("unknown-base", holds=(Version(5, D),)),
     UploadReply("rejected", reason="checksum"),
     Refusal("authentication failed"),
     Summary(D, {"Pod": (3, b"\x03" * 8), "Deployment.apps": (1, b"\x04" * 8)}),
     Differences(Version(2, D), {"Pod": [("shop", "web-0", b"\x05" * 8)]}),
+    Differences(Version(2, D), {"Node": [("", "n1", b"\x05" * 4)]}, {"Pod": b"\x06" * 4 * 3}),
+    Summary(D, {"Pod": (3, b"\x03" * 8)}, limit=2**20),
+    BucketQuery(Version(2, D), {"Pod": BucketSet(12, frozenset({0, 11}))}),
+    BucketQuery(Version(2, D), {"Pod": BucketSet(3, frozenset())}, limit=2**20),
     Differences(None, {}),
     Refusal("busy", retry_after=30),
 ]

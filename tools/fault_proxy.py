@@ -126,6 +126,12 @@ class FaultProxy:
         with self._lock:
             self._queued.extend(faults)
 
+    @property
+    def waiting(self) -> int:
+        """Queued faults that no connection has taken yet."""
+        with self._lock:
+            return len(self._queued)
+
     async def start(self) -> None:
         self._started = time.monotonic()
         self._server = await asyncio.start_server(self._handle, *self.listen)

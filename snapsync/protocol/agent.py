@@ -16,13 +16,18 @@ Invariants:
 - Commands are executed at most once: the cursor is advanced (and persisted by the caller) before
   a command is handed out, and one the agent saw started but never finished is reported as
   interrupted, not run again.
+- An ack that says what a pong would (commands waiting, the server's newest version) stands in
+  for the next ping: commands waiting are fetched at once, and the next ping is due one ping
+  interval after the ack, as after a pong. It does not when the ping still has bases to verify.
+- Anti-entropy works on one pinned snapshot from summary to repair; a repair that fails, or a
+  server that declines or answers out of turn, leads to a full snapshot, never to a loop.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +49,10 @@ from snapsync.protocol.events import (
     UploadRejected,
 )
 from snapsync.protocol.messages import (
+    ANSWER_LIMIT,
     MAX_PONG,
     UPLOAD_ID,
+    BucketQuery,
     Chunk,
     Command,
     CommandResult,
@@ -59,7 +66,14 @@ from snapsync.protocol.messages import (
     Version,
     decode,
 )
-from snapsync.protocol.reconcile import kind_digests, repair_delta
+from snapsync.protocol.reconcile import (
+    BucketSet,
+    ObjectDigests,
+    differing_buckets,
+    kind_digests,
+    repair_delta,
+    strays,
+)
 from snapsync.protocol.schedule import Intervals, backoff_delay, jittered
 from snapsync.snapshot import Snapshot
 
@@ -67,8 +81,11 @@ from snapsync.snapshot import Snapshot
 # against the budget per exchange on top of the bodies; measured on the httpx transport.
 DEFAULT_OVERHEAD = 420
 UPLOAD_REPLY_ALLOWANCE = 512
-DIFFERENCES_ALLOWANCE = 256 * 1024  # the server's per-object digests for the kinds that differ
+# An anti-entropy answer may list every object (15-20 bytes each compressed, more for long names);
+# the agent budgets for this much per object of its snapshot, and the server answers within it.
+ANSWER_PER_OBJECT = 24
 MIN_CHUNK = 1024
+RETRYABLE = (408, 429, 500, 502, 503, 504)  # refusals that say "later", not "no"
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,21 @@ class Request:
     @property
     def path(self) -> str:
         return self.message.PATH
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Anti-entropy under way, for one pinned snapshot: what the server has said so far."""
+
+    target: Snapshot
+    base: Version | None = None  # the server's version compared with; None until it answers
+    listed: Mapping[str, ObjectDigests] = field(default_factory=dict)  # kinds known whole
+    wanted: Mapping[str, BucketSet] = field(default_factory=dict)  # buckets that differ
+
+    @property
+    def limit(self) -> int:
+        """The largest answer the agent budgets for (and the server keeps to)."""
+        return max(ANSWER_LIMIT, ANSWER_PER_OBJECT * len(self.target))
 
 
 @dataclass
@@ -138,7 +170,9 @@ class AgentProtocol:
         # The first exchange after a start is a ping: it checks credentials for a few bytes, and
         # the server may already hold the latest snapshot (no upload at all).
         self._greeted = False
-        self._repair_failed = False  # a repair went wrong: the next upload is a full snapshot
+        # anti-entropy failed or was declined: the next upload is a full snapshot
+        self._repair_failed = False
+        self.reconciliation: Reconciliation | None = None
         self._in_flight: Request | None = None
         self._events: list[Event] = []
 
@@ -215,11 +249,16 @@ class AgentProtocol:
             try:
                 if isinstance(request.message, Ping):
                     self._on_pong(request.message, decode(body, (Pong,)), now)  # type: ignore[arg-type]
-                elif isinstance(request.message, Summary):
-                    self._on_differences(decode(body, (Differences,)))  # type: ignore[arg-type]
+                elif isinstance(request.message, Summary | BucketQuery):
+                    if len(body) > request.message.limit:
+                        raise RemoteProtocolError("an answer larger than the limit asked for")
+                    differences = decode(body, (Differences,))
+                    self._on_differences(request.message, differences)  # type: ignore[arg-type]
                 else:
                     self._on_upload_reply(decode(body, (UploadReply,)), now)  # type: ignore[arg-type]
             except RemoteProtocolError as exc:
+                if isinstance(request.message, Summary | BucketQuery):
+                    self._give_up_reconciling()
                 self._events.append(PeerMisbehaved(str(exc)))
                 self._back_off(now, f"bad answer: {exc}")
         else:
@@ -260,7 +299,8 @@ class AgentProtocol:
             return None
         if self.upload is None:
             if self._should_reconcile():
-                return self._summary_request(now)
+                return self._reconcile_request(now)
+            self.reconciliation = None
             self.upload = self._prepare_upload()
         upload = self.upload
         data = upload.frame[upload.confirmed : upload.confirmed + self.chunk_size]
@@ -271,6 +311,7 @@ class AgentProtocol:
             total=len(upload.frame),
             offset=upload.confirmed,
             data=data,
+            cursor=self.cursor,
         )
         body = message.encode()
         remaining_frame = len(upload.frame) - upload.confirmed
@@ -303,31 +344,76 @@ class AgentProtocol:
             >= self.config.reconcile_min
         )
 
-    def _summary_request(self, now: float) -> Request | None:
-        assert self.latest is not None
-        message = Summary(target=self.latest.digest, kinds=kind_digests(self.latest))
+    def _reconcile_request(self, now: float) -> Request | None:
+        """A summary of the latest snapshot, or once answered, the buckets that differ."""
+        reconciliation = self.reconciliation
+        message: Summary | BucketQuery
+        if reconciliation is None or reconciliation.base is None:
+            assert self.latest is not None
+            reconciliation = self.reconciliation = Reconciliation(self.latest)
+            message = Summary(
+                target=self.latest.digest,
+                kinds=kind_digests(self.latest),
+                limit=reconciliation.limit,
+            )
+        else:
+            message = BucketQuery(
+                reconciliation.base, reconciliation.wanted, limit=reconciliation.limit
+            )
         body = message.encode()
-        if not self.budget.allows(
-            len(body) + self.config.overhead + DIFFERENCES_ALLOWANCE, now, essential=False
-        ):
-            self.waiting = DIFFERENCES_ALLOWANCE  # the upload it leads to cannot fit either
+        need = len(body) + self.config.overhead + reconciliation.limit
+        if not self.budget.ever_allows(need, essential=False):
+            self._give_up_reconciling()  # a budget this small never fits it: a full snapshot
+            return self._upload_request(now)
+        if not self.budget.allows(need, now, essential=False):
+            self.waiting = reconciliation.limit  # the upload it leads to cannot fit either
             return None
         return Request(message, body)
 
-    def _on_differences(self, differences: Differences) -> None:
-        """Ship exactly the objects that differ, as a repair against the server's version."""
+    def _on_differences(self, asked: Summary | BucketQuery, differences: Differences) -> None:
         self._succeeded()
-        latest = self.latest
-        if differences.base is None or latest is None:
-            self.server_current = None  # nothing to repair against: a full snapshot follows
+        reconciliation = self.reconciliation
+        if reconciliation is None:
             return
+        if differences.base is None:  # nothing to compare with, or too much: a full snapshot
+            self._give_up_reconciling()
+        elif isinstance(asked, Summary):
+            self._on_kind_differences(reconciliation, differences)
+        else:
+            self._on_bucket_objects(reconciliation, differences)
+
+    def _on_kind_differences(self, pinned: Reconciliation, differences: Differences) -> None:
+        """Kinds listed whole are settled; of the others, the buckets that differ are asked for."""
         self.server_current = differences.base
-        delta = repair_delta(differences.base.digest, differences.kinds, latest)
+        wanted = differing_buckets(pinned.target, differences.buckets)
+        reconciliation = Reconciliation(pinned.target, differences.base, differences.kinds, wanted)
+        if wanted:
+            self.reconciliation = reconciliation
+        else:
+            self._start_repair(reconciliation, reconciliation.listed)
+
+    def _on_bucket_objects(self, reconciliation: Reconciliation, differences: Differences) -> None:
+        if differences.base != reconciliation.base or differences.buckets:
+            raise RemoteProtocolError("bucket objects for another version, or bucket digests")
+        if strays(differences.kinds, reconciliation.wanted):
+            raise RemoteProtocolError("bucket objects outside the buckets asked for")
+        self._start_repair(reconciliation, {**reconciliation.listed, **differences.kinds})
+
+    def _start_repair(
+        self, reconciliation: Reconciliation, objects: Mapping[str, ObjectDigests]
+    ) -> None:
+        """Ship exactly the objects that differ, as a repair against the server's version."""
+        base, target = reconciliation.base, reconciliation.target
+        assert base is not None
+        self.reconciliation = None
+        delta = repair_delta(base.digest, objects, target, reconciliation.wanted)
         frame = encode_repair(delta, self.config.encode)
         upload_id = hashlib.blake2b(frame, digest_size=UPLOAD_ID).digest()
-        self.upload = Upload(
-            upload_id, differences.base, latest, frame, "repair", {"repair": len(frame)}
-        )
+        self.upload = Upload(upload_id, base, target, frame, "repair", {"repair": len(frame)})
+
+    def _give_up_reconciling(self) -> None:
+        self.reconciliation = None
+        self._repair_failed = True
 
     def _prepare_upload(self) -> Upload:
         latest = self.latest
@@ -413,6 +499,26 @@ class AgentProtocol:
         if pong.retry_after:
             self.backoff_until = now + pong.retry_after
 
+    def _ack_as_pong(self, reply: UploadReply, now: float) -> None:
+        """What the ping after this ack would learn, the ack says: that ping is not needed.
+
+        Commands waiting are fetched by a ping right away; otherwise the next ping is due a ping
+        interval from now, as after a pong. A server that does not say (`queued` None), or bases
+        the next ping must verify, leave the ping schedule as it was.
+        """
+        current = reply.current or reply.version
+        self.server_current = current
+        latest = self.latest
+        if self.in_sync and current is not None and latest is not None:
+            self._reassert = current.digest != latest.digest
+        if reply.queued is None or self._verify_bases:
+            return
+        if reply.queued:
+            self.next_ping = now
+        else:
+            interval = self.config.intervals.ping
+            self.next_ping = now + jittered(interval, self.config.intervals.jitter, self.rng)
+
     def _on_command(self, command: Command, now: float) -> None:
         if command.id <= self.cursor:
             return  # delivered again: at most once
@@ -447,7 +553,6 @@ class AgentProtocol:
             if reply.version.digest != upload.target.digest:
                 raise RemoteProtocolError("ack names another version than the upload's target")
             self._remember(reply.version, upload.target)
-            self.server_current = reply.version
             self.upload = None
             self.chunk_size = self._chunk_ceiling  # the next upload starts at full size again
             self.need_full = False
@@ -455,6 +560,7 @@ class AgentProtocol:
             self._events.append(
                 Acked(reply.version, upload.kind, len(upload.frame), upload.candidates)
             )
+            self._ack_as_pong(reply, now)
         elif reply.status == "unknown-base":
             held = {v.digest for v in reply.holds}
             for digest in list(self.bases):
@@ -497,6 +603,8 @@ class AgentProtocol:
             self.chunk_size //= 2
             self._chunk_ceiling = self.chunk_size
             return
+        elif isinstance(request.message, Summary | BucketQuery) and status not in RETRYABLE:
+            self._give_up_reconciling()  # refused, not just busy: a full snapshot instead
         self._back_off(now, reason, at_least=retry_after)
 
     # -- persistence ----------------------------------------------------------------------------

@@ -109,12 +109,16 @@ class Budget:
     def allows(self, size: int, now: float, *, essential: bool) -> bool:
         """Whether `size` bytes fit; non-essential traffic may not touch the reserve."""
         self.roll(now)
-        if self.unlimited:
-            return True
-        ceiling = self.config.limit
-        if not essential:
-            ceiling -= int(self.config.limit * self.config.reserve)
-        return self.used + size <= ceiling
+        return self.unlimited or self.used + size <= self._ceiling(essential)
+
+    def ever_allows(self, size: int, *, essential: bool) -> bool:
+        """Whether `size` bytes fit in a whole period: if not, waiting for one is pointless."""
+        return self.unlimited or size <= self._ceiling(essential)
+
+    def _ceiling(self, essential: bool) -> int:
+        if essential:
+            return self.config.limit
+        return self.config.limit - int(self.config.limit * self.config.reserve)
 
     def spend(self, size: int, now: float) -> None:
         self.roll(now)

@@ -16,14 +16,19 @@ import msgpack
 import zstandard
 
 from snapsync.errors import RemoteProtocolError
+from snapsync.protocol.reconcile import BUCKET_SHORT, MAX_BUCKETS, BucketSet
 
 PROTOCOL_VERSION = 1
 DIGEST = 16
+MIN_SHORT = 4  # shortest object digest a differences answer may carry
 UPLOAD_ID = 8
 MAX_MESSAGE = 64 * 2**20
 # A pong never exceeds this (the server leaves further commands for the next ping), so an agent
 # on a data budget knows what a ping can cost before sending it.
 MAX_PONG = 1024
+# The largest anti-entropy answer (`differences`) an agent budgets for unless its request states a
+# larger one (`m`); the server declines (answers without a version) rather than send more.
+ANSWER_LIMIT = 256 * 1024
 
 
 @dataclass(frozen=True, order=True)
@@ -162,9 +167,11 @@ class Chunk(Message):
     total: int  # frame size
     offset: int
     data: bytes
+    # highest command id the agent has received: lets an ack say whether commands wait
+    cursor: int = 0
 
     def fields(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "u": self.upload,
             "b": self.base,
             "g": self.target,
@@ -172,6 +179,9 @@ class Chunk(Message):
             "o": self.offset,
             "d": self.data,
         }
+        if self.cursor:
+            out["c"] = self.cursor
+        return out
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Chunk:
@@ -186,6 +196,7 @@ class Chunk(Message):
             total=_int(doc, "n"),
             offset=_int(doc, "o"),
             data=_bytes(doc, "d"),
+            cursor=_int(doc, "c", default=0),
         )
         if chunk.total == 0 or chunk.offset + len(chunk.data) > chunk.total:
             raise RemoteProtocolError("malformed chunk: data beyond the declared total")
@@ -200,24 +211,42 @@ class Summary(Message):
     PATH: ClassVar[str] = "/v1/reconcile"
     target: bytes  # digest of the snapshot summarized
     kinds: Mapping[str, tuple[int, bytes]]  # kind ref -> (objects, short digest)
+    limit: int = ANSWER_LIMIT  # the largest answer the agent budgeted for
 
     def fields(self) -> dict[str, Any]:
-        return {"g": self.target, "k": [[ref, n, d] for ref, (n, d) in sorted(self.kinds.items())]}
+        out: dict[str, Any] = {
+            "g": self.target,
+            "k": [[ref, n, d] for ref, (n, d) in sorted(self.kinds.items())],
+        }
+        return _with_limit(out, self.limit)
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Summary:
-        kinds = {}
-        for entry in _list(doc, "k", _identity):
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 3
-                or not isinstance(entry[0], str)
-                or not _is_int(entry[1])
-                or not isinstance(entry[2], bytes)
-            ):
-                raise RemoteProtocolError("malformed kind summary")
-            kinds[entry[0]] = (entry[1], entry[2])
-        return cls(target=_digest(doc, "g"), kinds=kinds)
+        kinds = {ref: (n, d) for ref, n, d in _kind_entries(doc, "kind summary")}
+        return cls(target=_digest(doc, "g"), kinds=kinds, limit=_limit(doc))
+
+
+@dataclass(frozen=True)
+class BucketQuery(Message):
+    """Anti-entropy, step 3: the buckets whose digests differ, per kind, of the server's `base`."""
+
+    TYPE: ClassVar[str] = "buckets"
+    PATH: ClassVar[str] = "/v1/reconcile/buckets"
+    base: Version  # the version the server's bucket digests described
+    kinds: Mapping[str, BucketSet]
+    limit: int = ANSWER_LIMIT
+
+    def fields(self) -> dict[str, Any]:
+        kinds = [[ref, b.count, _bitmap(b)] for ref, b in sorted(self.kinds.items())]
+        return _with_limit({"ver": self.base.wire(), "k": kinds}, self.limit)
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> BucketQuery:
+        kinds = {
+            ref: BucketSet(count, _chosen(count, bitmap))
+            for ref, count, bitmap in _kind_entries(doc, "bucket choice", 1, MAX_BUCKETS)
+        }
+        return cls(base=Version.parse(doc.get("ver")), kinds=kinds, limit=_limit(doc))
 
 
 # -- server -> agent ---------------------------------------------------------------------------
@@ -225,15 +254,17 @@ class Summary(Message):
 
 @dataclass(frozen=True)
 class Differences(Message):
-    """Anti-entropy, step 2: for each kind that differs, the server's objects with digests.
+    """Anti-entropy, steps 2 and 4: what the server holds of the kinds or buckets that differ.
 
-    `base` is the version they describe (None: the server holds nothing, send a full snapshot).
-    The object lists travel zstd-compressed: names repeat, and this is the one large answer.
+    `base` is the version they describe (None: the server declines, send a full snapshot).
+    `kinds` lists objects with short digests; `buckets` (answering a summary only) has a large
+    kind's bucket digests instead. The object lists travel zstd-compressed: names repeat.
     """
 
     TYPE: ClassVar[str] = "differences"
     base: Version | None
     kinds: Mapping[str, list[tuple[str, str, bytes]]]
+    buckets: Mapping[str, bytes] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
         lists = {ref: [list(e) for e in entries] for ref, entries in sorted(self.kinds.items())}
@@ -241,6 +272,8 @@ class Differences(Message):
         out: dict[str, Any] = {"z": zstandard.ZstdCompressor(level=9).compress(packed)}
         if self.base is not None:
             out["ver"] = self.base.wire()
+        if self.buckets:
+            out["bk"] = [[ref, digests] for ref, digests in sorted(self.buckets.items())]
         return out
 
     @classmethod
@@ -271,10 +304,12 @@ class Differences(Message):
                     or len(e) != 3
                     or not all(isinstance(part, str) for part in e[:2])
                     or not isinstance(e[2], bytes)
+                    or not MIN_SHORT <= len(e[2]) <= DIGEST
                 ):
                     raise RemoteProtocolError("malformed object digest")
                 kinds[ref].append((e[0], e[1], e[2]))
-        return cls(base=_opt_version(doc.get("ver")), kinds=kinds)
+        buckets = dict(_list(doc, "bk", _bucket_digests, default=[]))
+        return cls(base=_opt_version(doc.get("ver")), kinds=kinds, buckets=buckets)
 
 
 @dataclass(frozen=True)
@@ -319,6 +354,10 @@ class UploadReply(Message):
     partial: send on from `offset`. ack: the frame is applied and stored as `version`.
     unknown-base: the server does not hold the base; `holds` lists what it does hold.
     rejected: the frame is unusable (`reason`); the agent must not resend it.
+
+    An ack also says what a pong would, so the agent need not ping after it: whether commands
+    wait after the chunk's cursor (`queued`; None from a server that does not say) and the
+    server's newest version (`current`; on the wire only when it is not `version`).
     """
 
     TYPE: ClassVar[str] = "upload"
@@ -327,6 +366,8 @@ class UploadReply(Message):
     version: Version | None = None
     holds: tuple[Version, ...] = ()
     reason: str = ""
+    queued: bool | None = None
+    current: Version | None = None
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"s": self.status}
@@ -334,6 +375,10 @@ class UploadReply(Message):
             out["o"] = self.offset
         if self.version is not None:
             out["ver"] = self.version.wire()
+        if self.current is not None and self.current != self.version:
+            out["cur"] = self.current.wire()
+        if self.queued is not None:
+            out["q"] = self.queued
         if self.status == "unknown-base":
             out["h"] = [v.wire() for v in self.holds]
         if self.reason:
@@ -345,13 +390,18 @@ class UploadReply(Message):
         status = doc.get("s")
         if status not in UPLOAD_STATUSES:
             raise RemoteProtocolError(f"unknown upload status {status!r}")
-        version = doc.get("ver")
+        version = _opt_version(doc.get("ver"))
+        queued = doc.get("q")
+        if queued is not None and not isinstance(queued, bool):
+            raise RemoteProtocolError("field 'q' is not a boolean")
         reply = cls(
             status=status,
             offset=_int(doc, "o", default=0),
-            version=None if version is None else Version.parse(version),
+            version=version,
             holds=tuple(_list(doc, "h", Version.parse, default=[])),
             reason=_str(doc, "why", default=""),
+            queued=queued,
+            current=_opt_version(doc.get("cur")) or version,
         )
         if status == "ack" and reply.version is None:
             raise RemoteProtocolError("ack without a version")
@@ -378,7 +428,8 @@ class Refusal(Message):
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
-    cls.TYPE: cls.parse for cls in (Ping, Chunk, Summary, Pong, UploadReply, Differences, Refusal)
+    cls.TYPE: cls.parse
+    for cls in (Ping, Chunk, Summary, BucketQuery, Pong, UploadReply, Differences, Refusal)
 }
 
 
@@ -461,10 +512,6 @@ def _opt_digest(doc: dict[str, Any], name: str) -> bytes:
     return _digest(doc, name) if name in doc else b""
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 def _opt_version(raw: Any) -> Version | None:
     return None if raw is None else Version.parse(raw)
 
@@ -483,3 +530,69 @@ def _list(
     if not isinstance(value, list):
         raise RemoteProtocolError(f"field {name!r} is not a list")
     return [item(v) for v in value]
+
+
+def _kind_entries(
+    doc: dict[str, Any], what: str, least: int = 0, most: int = 2**63 - 1
+) -> list[tuple[str, int, bytes]]:
+    """Field "k": [kind ref, count, bytes] triples, the count between `least` and `most`."""
+
+    def entry(value: Any) -> tuple[str, int, bytes]:
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not isinstance(value[0], str)
+            or not _is_int(value[1])
+            or not least <= value[1] <= most
+            or not isinstance(value[2], bytes)
+        ):
+            raise RemoteProtocolError(f"malformed {what}")
+        return value[0], value[1], value[2]
+
+    return _list(doc, "k", entry)
+
+
+def _with_limit(out: dict[str, Any], limit: int) -> dict[str, Any]:
+    if limit != ANSWER_LIMIT:
+        out["m"] = limit
+    return out
+
+
+def _limit(doc: dict[str, Any]) -> int:
+    limit = _int(doc, "m", default=ANSWER_LIMIT)
+    if not 0 < limit <= MAX_MESSAGE:
+        raise RemoteProtocolError(f"answer limit {limit} is outside 1..{MAX_MESSAGE}")
+    return limit
+
+
+def _bucket_digests(value: Any) -> tuple[str, bytes]:
+    """[kind ref, digests]: one short digest per bucket, at least one, at most MAX_BUCKETS."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], str)
+        or not isinstance(value[1], bytes)
+        or len(value[1]) % BUCKET_SHORT
+        or not 1 <= len(value[1]) // BUCKET_SHORT <= MAX_BUCKETS
+    ):
+        raise RemoteProtocolError("malformed bucket digests")
+    return value[0], value[1]
+
+
+def _bitmap(buckets: BucketSet) -> bytes:
+    """Bucket i is bit i % 8 (least significant first) of byte i // 8."""
+    out = bytearray((buckets.count + 7) // 8)
+    for i in buckets.chosen:
+        out[i >> 3] |= 1 << (i & 7)
+    return bytes(out)
+
+
+def _chosen(count: int, bitmap: bytes) -> frozenset[int]:
+    if len(bitmap) != (count + 7) // 8:
+        raise RemoteProtocolError(f"a bitmap of {len(bitmap)} bytes for {count} buckets")
+    chosen = frozenset(
+        i * 8 + bit for i, byte in enumerate(bitmap) if byte for bit in range(8) if byte >> bit & 1
+    )
+    if chosen and max(chosen) >= count:
+        raise RemoteProtocolError("a bitmap choosing buckets beyond the count")
+    return chosen

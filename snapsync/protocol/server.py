@@ -12,6 +12,10 @@ Invariants:
   already holds, is answered from the stored state and changes nothing. The one exception is a
   re-assertion (base = target, a version held but not the newest): the agent saw in a pong that
   a late, stale upload became the newest version, and that version is committed anew.
+- An ack says what a pong would (commands waiting, the newest version) and records the agent as
+  seen, so the agent skips the ping that would follow it without the server knowing less.
+- Anti-entropy answers are computed from a stored version alone (no state between requests) and
+  never exceed the limit the agent budgeted for: the server declines instead.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from snapsync.errors import BaseMismatch, DeltaError, FrameError, RemoteProtocol
 from snapsync.frame import unpack_frame
 from snapsync.protocol.messages import (
     MAX_PONG,
+    BucketQuery,
     Chunk,
     Command,
     CommandResult,
@@ -38,7 +43,7 @@ from snapsync.protocol.messages import (
     Version,
     decode,
 )
-from snapsync.protocol.reconcile import differing_objects
+from snapsync.protocol.reconcile import differing_kinds, objects_in
 from snapsync.snapshot import Snapshot
 
 
@@ -111,6 +116,7 @@ class ServerProtocol:
         Ping.PATH: Ping,
         Chunk.PATH: Chunk,
         Summary.PATH: Summary,
+        BucketQuery.PATH: BucketQuery,
     }
 
     def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
@@ -126,6 +132,8 @@ class ServerProtocol:
             return self._ping(env, message, now)
         if isinstance(message, Summary):
             return self._reconcile(env, message)
+        if isinstance(message, BucketQuery):
+            return self._buckets(env, message)
         assert isinstance(message, Chunk)
         if message.total > self.config.max_frame:
             return refusal(413, f"frame of {message.total} bytes exceeds {self.config.max_frame}")
@@ -150,13 +158,21 @@ class ServerProtocol:
         return Reply(200, body)
 
     def _reconcile(self, env: str, summary: Summary) -> Reply:
-        """Per-object digests of the kinds whose digest differs from the agent's summary."""
+        """For the kinds whose digest differs from the agent's: objects, or bucket digests."""
         held = list(self.store.held(env))
         snapshot = self.store.snapshot(env, held[0].digest) if held else None
         if snapshot is None:
-            return Reply(200, Differences(None, {}).encode())
-        differing = differing_objects(snapshot, summary.kinds)
-        return Reply(200, Differences(held[0], differing).encode())
+            return _declined()
+        found = differing_kinds(snapshot, summary.kinds)
+        return _within(Differences(held[0], found.listed, found.buckets), summary.limit)
+
+    def _buckets(self, env: str, query: BucketQuery) -> Reply:
+        """The objects of the buckets the agent found different, from the version it names."""
+        held = any(v.digest == query.base.digest for v in self.store.held(env))
+        snapshot = self.store.snapshot(env, query.base.digest) if held else None
+        if snapshot is None:
+            return _declined()
+        return _within(Differences(query.base, objects_in(snapshot, query.kinds)), query.limit)
 
     def _chunk(self, env: str, chunk: Chunk, now: float) -> Reply:
         held = list(self.store.held(env))
@@ -165,7 +181,7 @@ class ServerProtocol:
                 self.store.drop_partial(env, chunk.upload)
                 if chunk.base == chunk.target and version != held[0]:
                     return self._reassert(env, chunk, version, now)
-                return Reply(200, UploadReply("ack", version=version).encode())
+                return self._ack(env, chunk, version, held[0], now)
         base = next((v for v in held if v.digest == chunk.base), None) if chunk.base else None
         if chunk.base and base is None:
             self.store.drop_partial(env, chunk.upload)
@@ -192,10 +208,26 @@ class ServerProtocol:
         """Make a held version the newest again: the agent's latest, overtaken by a stale one."""
         snapshot = self.store.snapshot(env, version.digest)
         if snapshot is None:
-            return Reply(200, UploadReply("ack", version=version).encode())
+            return self._ack(env, chunk, version, self.store.held(env)[0], now)
         frame = chunk.data if chunk.offset == 0 and len(chunk.data) == chunk.total else b""
         applied = self.store.commit(env, snapshot, frame, version, now)
-        return Reply(200, UploadReply("ack", version=applied).encode(), applied=applied)
+        return self._ack(env, chunk, applied, applied, now, applied=applied)
+
+    def _ack(
+        self,
+        env: str,
+        chunk: Chunk,
+        version: Version,
+        current: Version,
+        now: float,
+        applied: Version | None = None,
+    ) -> Reply:
+        """An ack that also answers what the ping after it would have asked."""
+        queued = bool(self.store.commands_after(env, chunk.cursor, 1))
+        # the agent sends chunks only when its budget lets them through: nothing waits
+        self.store.seen(env, now, chunk.target, 0)
+        reply = UploadReply("ack", version=version, current=current, queued=queued)
+        return Reply(200, reply.encode(), applied=applied)
 
     def _complete(
         self, env: str, chunk: Chunk, base: Version | None, frame: bytes, now: float
@@ -219,4 +251,14 @@ class ServerProtocol:
             reply = UploadReply("rejected", reason=str(exc))
             return Reply(200, reply.encode(), refused=type(exc).__name__)
         version = self.store.commit(env, snapshot, frame, base, now)
-        return Reply(200, UploadReply("ack", version=version).encode(), applied=version)
+        return self._ack(env, chunk, version, version, now, applied=version)
+
+
+def _declined() -> Reply:
+    """No anti-entropy: the server holds nothing to compare with, or the answer would not fit."""
+    return Reply(200, Differences(None, {}).encode())
+
+
+def _within(differences: Differences, limit: int) -> Reply:
+    body = differences.encode()
+    return Reply(200, body) if len(body) <= limit else _declined()
