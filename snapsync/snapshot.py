@@ -44,6 +44,14 @@ class CanonicalObject:
         return cls(data, encoded, object_digest(encoded))
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedObject:
+    """A canonical object and its key, as SnapshotBuilder.canonical makes them."""
+
+    key: ObjectKey
+    obj: CanonicalObject
+
+
 @dataclass(frozen=True)
 class SnapshotHeader:
     environment_id: str = ""
@@ -137,6 +145,8 @@ class SnapshotBuilder:
 
     An object seen twice with the same canonical content is kept once; seen twice with different
     content it is an InputError (two dumps of different moments mixed by mistake).
+    It is a CanonicalSink: `canonical` and `add_canonical` split `add` in two, so a watch cache
+    can keep canonical objects across cycles (one builder each) instead of recomputing them.
     """
 
     def __init__(
@@ -156,16 +166,37 @@ class SnapshotBuilder:
         self._errors: dict[str, KindError] = {}
         self.excluded = 0
 
-    def add(self, raw: dict[str, Any]) -> ObjectKey | None:
-        """Canonicalize and keep one raw object; None when the profile excludes its kind."""
-        if self.measure_source:
-            self.source_bytes += len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False))
+    @property
+    def canonical_form(self) -> tuple[Profile, bool]:
+        """What `canonical` depends on besides the object: its results hold for an equal form."""
+        return (self.profile, self.reveal_secrets)
+
+    def canonical(self, raw: dict[str, Any]) -> KeyedObject | None:
+        """The key and canonical object of `raw`, not added; None when the profile excludes it.
+
+        A collector that keeps raw objects between cycles keeps this too (see CanonicalSink),
+        since canonicalizing is most of a cycle's CPU.
+        """
         result = canonicalize(raw, self.profile, reveal_secrets=self.reveal_secrets)
         if result is None:
-            self.excluded += 1
             return None
         key, data = result
-        obj = CanonicalObject.from_data(data)
+        return KeyedObject(key, CanonicalObject.from_data(data))
+
+    def add(self, raw: dict[str, Any]) -> ObjectKey | None:
+        """Canonicalize and keep one raw object; None when the profile excludes its kind."""
+        return self.add_canonical(raw, self.canonical(raw))
+
+    def add_canonical(self, raw: dict[str, Any], canonical: object) -> ObjectKey | None:
+        """Keep `raw` as `canonical(raw)` gave it, on this builder or one of an equal form."""
+        if self.measure_source:
+            self.source_bytes += len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False))
+        if canonical is None:
+            self.excluded += 1
+            return None
+        if not isinstance(canonical, KeyedObject):
+            raise TypeError(f"not a SnapshotBuilder.canonical result: {type(canonical).__name__}")
+        key, obj = canonical.key, canonical.obj
         seen = self._objects.get(key)
         if seen is not None and seen.digest != obj.digest:
             raise InputError(f"{key} appears twice with different contents")

@@ -19,8 +19,8 @@ import pytest
 from snapsync.collect.base import KindError
 from snapsync.collect.kube import KubeCollector, KubeOptions
 from snapsync.keys import ObjectKey
-from snapsync.profile import load_profile
-from snapsync.snapshot import Snapshot, SnapshotBuilder, build_snapshot
+from snapsync.profile import Profile, load_profile
+from snapsync.snapshot import KeyedObject, Snapshot, SnapshotBuilder, build_snapshot
 from tools.kube_emulator import ClusterState, KubeEmulator
 
 
@@ -188,6 +188,18 @@ class RecordingSink:
 
     def record_error(self, error: KindError) -> None:
         self.builder.record_error(error)
+
+
+class CountingBuilder(SnapshotBuilder):
+    """A SnapshotBuilder that counts its canonicalizations (the CPU a watch cache saves)."""
+
+    def __init__(self, profile: Profile, **kwargs: Any) -> None:
+        super().__init__(profile, **kwargs)
+        self.canonicalized = 0
+
+    def canonical(self, raw: dict[str, Any]) -> KeyedObject | None:
+        self.canonicalized += 1
+        return super().canonical(raw)
 
 
 def collect(options: KubeOptions, *, profile: str = "default", **kwargs: Any) -> Snapshot:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support_kube import (  # noqa: F401  (fixtures)
+    CountingBuilder,
     collect,
     config_map,
     emulator_fixture,
@@ -23,7 +24,7 @@ from snapsync.collect.kube import KubeOptions
 from snapsync.collect.watch import KubeWatchCollector
 from snapsync.profile import load_profile
 from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import Snapshot, SnapshotBuilder
+from snapsync.snapshot import Snapshot, SnapshotBuilder, build_snapshot
 from tools.kube_emulator import ClusterState, KubeEmulator
 
 SYNC_TIMEOUT = 20.0  # generous upper bound on a shared machine; normally milliseconds
@@ -42,10 +43,27 @@ def watcher(kubeconfig: Path) -> Iterator[KubeWatchCollector]:
         collector.close()
 
 
-def _replay(watcher: KubeWatchCollector) -> Snapshot:
-    builder = SnapshotBuilder(load_profile())
+def _replay(watcher: KubeWatchCollector, builder: SnapshotBuilder | None = None) -> Snapshot:
+    builder = builder or SnapshotBuilder(load_profile())
     watcher.collect(builder)
     return builder.build(collected_at="")
+
+
+def _counted_replay(
+    watcher: KubeWatchCollector, profile: str = "default", *, reveal_secrets: bool = False
+) -> tuple[Snapshot, int]:
+    """A replay and the number of objects it canonicalized (the rest reused cached results)."""
+    builder = CountingBuilder(load_profile(profile), reveal_secrets=reveal_secrets)
+    before = watcher.canonicalized
+    snapshot = _replay(watcher, builder)
+    assert watcher.canonicalized - before == builder.canonicalized
+    return snapshot, builder.canonicalized
+
+
+def _assert_identical(watched: Snapshot, listed: Snapshot) -> None:
+    """Same objects, same canonical bytes, same digest."""
+    assert [(k, o.encoded) for k, o in watched] == [(k, o.encoded) for k, o in listed]
+    assert watched.digest == listed.digest
 
 
 def _churn(state: ClusterState, rng: random.Random, steps: int) -> None:
@@ -73,12 +91,75 @@ def test_watched_cache_equals_a_fresh_list_after_changes(
     for _ in range(3):
         _churn(state, rng, 25)
         assert watcher.synced(state.rv, SYNC_TIMEOUT)
-        watched = _replay(watcher)
+        watched, counted = _counted_replay(watcher)
         listed = collect(_options(kubeconfig))
-        assert watched.digest == listed.digest == expected(state).digest
+        _assert_identical(watched, listed)
+        assert listed.digest == expected(state).digest
+        assert counted <= 25  # at most one canonicalization per change
         assert watched.header.errors == ()
     assert watcher.lists == initial_lists  # the cache was kept by watching, never relisted
     assert watcher.relists() == 0
+
+
+def test_unchanged_replay_canonicalizes_nothing(
+    emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
+):
+    state = emulator.state
+    first, counted = _counted_replay(watcher)
+    assert counted >= len(first)  # the first replay canonicalizes everything (some excluded)
+    second, counted = _counted_replay(watcher)
+    assert counted == 0
+    _assert_identical(second, first)
+    assert all(second.objects[k] is o for k, o in first)  # the very objects, reused
+    state.put(config_map("cfg-1", value="changed"))
+    state.put(config_map("cfg-new"))
+    state.delete("v1", "Pod", "team-a", "web-3")
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    third, counted = _counted_replay(watcher)
+    assert counted == 2  # the changed and the new ConfigMap; a delete costs nothing
+    _assert_identical(third, collect(_options(kubeconfig)))
+
+
+def test_relist_keeps_the_results_of_unchanged_objects(
+    emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
+):
+    """After 410 Gone the relisted objects are new dicts, but an unchanged uid and
+    resourceVersion says the cached result still holds: only real changes are canonicalized."""
+    state = emulator.state
+    _replay(watcher)
+    state.add_fault(kind="Pod", on="watch", delay=0.2, times=1)  # reconnect late
+    emulator.drop_watches()
+    state.put(pod("web-1", phase="Pending"))
+    state.put(config_map("cfg-new"))
+    state.delete("v1", "Pod", "team-a", "web-2")
+    state.compact()  # the Pod watcher's resourceVersion is now too old: 410 on reconnect
+    emulator.drop_watches()
+    state.put(pod("web-late"))
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    assert watcher.relists() >= 1
+    watched, counted = _counted_replay(watcher)
+    assert counted == 3  # web-1, cfg-new and web-late
+    _assert_identical(watched, collect(_options(kubeconfig)))
+
+
+def test_profile_change_canonicalizes_again(
+    emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
+):
+    """A cached result holds for one canonical form: another profile or secret setting
+    recomputes every object, and switching back recomputes them again."""
+    state = emulator.state
+    default, counted = _counted_replay(watcher)
+    revealed, recounted = _counted_replay(watcher, reveal_secrets=True)
+    assert recounted == counted
+    assert revealed.digest != default.digest  # the Secret's value is kept this time
+    fresh = build_snapshot(state.served_objects(), load_profile(), reveal_secrets=True)
+    _assert_identical(revealed, fresh)
+    minimal, recounted = _counted_replay(watcher, "minimal")
+    assert recounted == counted
+    _assert_identical(minimal, collect(_options(kubeconfig), profile="minimal"))
+    again, recounted = _counted_replay(watcher)
+    assert recounted == counted
+    _assert_identical(again, default)
 
 
 def test_replay_makes_no_list_requests(emulator: KubeEmulator, watcher: KubeWatchCollector):
@@ -106,7 +187,7 @@ def test_compacted_resource_version_relists(
     state.put(pod("web-late"))
     assert watcher.synced(state.rv, SYNC_TIMEOUT)
     assert watcher.relists() >= 1
-    assert _replay(watcher).digest == collect(_options(kubeconfig)).digest
+    _assert_identical(_replay(watcher), collect(_options(kubeconfig)))
 
 
 def test_bookmarks_keep_idle_kinds_current(emulator: KubeEmulator, watcher: KubeWatchCollector):

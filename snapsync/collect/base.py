@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,24 @@ class Sink(Protocol):
     def add(self, raw: dict[str, Any]) -> object: ...
 
     def record_error(self, error: KindError) -> None: ...
+
+
+@runtime_checkable
+class CanonicalSink(Sink, Protocol):
+    """A sink that canonicalizes apart from adding, so a collector that keeps objects between
+    cycles (watch mode) can keep the result too and skip canonicalizing unchanged objects.
+
+    `canonical(raw)` depends only on `raw` and on `canonical_form` (profile, secret handling),
+    never on what was added before; `add_canonical(raw, canonical(raw))` does what `add(raw)`
+    does, on this sink or on a later one of an equal form. Collectors treat the result as opaque.
+    """
+
+    @property
+    def canonical_form(self) -> Hashable: ...
+
+    def canonical(self, raw: dict[str, Any]) -> object: ...
+
+    def add_canonical(self, raw: dict[str, Any], canonical: object) -> object: ...
 
 
 class Collector(Protocol):

@@ -13,6 +13,9 @@ Invariants:
   kind and swaps the new contents in at once; the cache never mixes two lists.
 - While a kind's watch is failing, `collect` still replays its last contents and records a
   `stale` KindError, so a snapshot never passes stale data off as current.
+- A replay canonicalizes only objects that changed since the last one: each cached object keeps
+  the sink's canonical result (cache.py), so an unchanged cluster costs no canonicalization and
+  the snapshot is byte-identical to one from a fresh LIST.
 - Discovery is repeated every `discovery_ttl` seconds at most, so new kinds (CRDs) get watched
   and removed ones dropped. The kind and namespace scope (options plus the sink's profile) is
   fixed by the first `collect`.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapsync.collect.base import KindError, Sink
+from snapsync.collect.cache import ObjectCache, ObjKey, replay
 from snapsync.collect.discovery import ApiKind
 from snapsync.collect.kube import (
     Aborted,
@@ -52,15 +56,13 @@ from snapsync.collect.kubeapi import (
 )
 from snapsync.errors import CollectionError
 
-ObjKey = tuple[str, str]
-
 
 @dataclass
 class KindCache:
     """One kind's objects and the resourceVersion they are current at."""
 
     kind: ApiKind
-    objects: dict[ObjKey, dict[str, Any]] = field(default_factory=dict)
+    objects: ObjectCache = field(default_factory=ObjectCache)
     resource_version: str = ""
     error: KindError | None = None
     relists: int = 0
@@ -91,6 +93,7 @@ class KubeWatchCollector:
         self._discovered_at: float | None = None
         self.lists = 0  # LIST operations (initial lists and relists), each possibly many pages
         self.watches = 0  # WATCH requests opened
+        self.canonicalized = 0  # objects replays canonicalized (the others reused their result)
 
     # ----- public ----------------------------------------------------------------------------
 
@@ -106,10 +109,13 @@ class KubeWatchCollector:
             sink.record_error(error)
         for cache in caches:
             with cache.lock:
-                objects = list(cache.objects.values())
+                entries = cache.objects.checkout(sink)
                 kind_error = cache.error
-            for raw in objects:
-                sink.add(raw)
+            fresh = replay(entries, sink)
+            if fresh:
+                with cache.lock:
+                    cache.objects.settle(fresh)
+                self.canonicalized += len(fresh)
             if kind_error is not None:
                 sink.record_error(kind_error)
 
@@ -239,7 +245,7 @@ class KubeWatchCollector:
             return
         self.lists += 1
         with cache.lock:
-            cache.objects = fresh
+            cache.objects.replace(fresh)
             cache.resource_version = rv
             cache.error = None
             cache.relists += 1
@@ -322,9 +328,9 @@ class KubeWatchCollector:
                     obj.setdefault("kind", kind.kind)
                     key = _key(obj)
                     if event_type == "DELETED" or not scope.keeps(kind, obj):
-                        cache.objects.pop(key, None)
+                        cache.objects.pop(key)
                     else:
-                        cache.objects[key] = obj
+                        cache.objects.put(key, obj)
                 if rv:
                     cache.resource_version = rv
                 cache.error = None
