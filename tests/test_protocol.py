@@ -690,3 +690,20 @@ def test_the_server_declines_what_it_cannot_answer() -> None:
     assert decode(sim.server.handle(ENV, BucketQuery.PATH, gone.encode(), sim.now).body) == (
         Differences(None, {})
     )
+
+
+def test_a_cluster_back_in_an_earlier_state_becomes_the_servers_newest_once() -> None:
+    """A reverted edit: the agent's new state is one the server holds as an older version. The
+    server must make it its newest (not merely ack the old version), or the agent would upload
+    the same delta at every wake-up."""
+    first, second = states(2)
+    sim = synced()
+    cycle(sim, second)
+    cycle(sim, first)
+    current = sim.store.current(ENV)
+    assert current is not None and current.digest == first.digest
+    assert sim.agent.in_sync
+    sim.events.clear()
+    for _ in range(5):
+        cycle(sim, first, seconds=61)
+    assert [type(e).__name__ for e in sim.events] == []

@@ -179,8 +179,12 @@ class ServerProtocol:
         for version in held:
             if version.digest == chunk.target:
                 self.store.drop_partial(env, chunk.upload)
-                if chunk.base == chunk.target and version != held[0]:
-                    return self._reassert(env, chunk, version, now)
+                # An older version again: a re-assertion (base == target), or a change built on
+                # our newest that went back to it (a reverted edit). Either way it becomes the
+                # newest; a mere ack would leave the agent re-uploading it at every wake-up.
+                if version != held[0] and chunk.base in (chunk.target, held[0].digest):
+                    applies_to = held[0] if chunk.base == held[0].digest else version
+                    return self._reassert(env, chunk, version, applies_to, now)
                 return self._ack(env, chunk, version, held[0], now)
         base = next((v for v in held if v.digest == chunk.base), None) if chunk.base else None
         if chunk.base and base is None:
@@ -204,13 +208,16 @@ class ServerProtocol:
         self.store.drop_partial(env, chunk.upload)
         return self._complete(env, chunk, base, data, now)
 
-    def _reassert(self, env: str, chunk: Chunk, version: Version, now: float) -> Reply:
-        """Make a held version the newest again: the agent's latest, overtaken by a stale one."""
+    def _reassert(
+        self, env: str, chunk: Chunk, version: Version, base: Version, now: float
+    ) -> Reply:
+        """Make a held version the newest again (the agent's latest, overtaken by a stale upload
+        or returned to); `base` is the version the chunk's frame applies to."""
         snapshot = self.store.snapshot(env, version.digest)
         if snapshot is None:
             return self._ack(env, chunk, version, self.store.held(env)[0], now)
         frame = chunk.data if chunk.offset == 0 and len(chunk.data) == chunk.total else b""
-        applied = self.store.commit(env, snapshot, frame, version, now)
+        applied = self.store.commit(env, snapshot, frame, base, now)
         return self._ack(env, chunk, applied, applied, now, applied=applied)
 
     def _ack(
