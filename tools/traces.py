@@ -15,22 +15,22 @@ Scenarios (the generator's churn levels, snapsync.sample_cluster):
 - fleet:  several clusters of one shape and size that differ only in their seed (names, counts,
           which workloads churn when), each under steady churn; see `fleet_specs`.
 
-Snapshots are maintained incrementally: each step's ChangeSet re-canonicalizes only the objects
-it touched, which is what makes a 10,000-object day affordable (a full rebuild is ~1.6 s).
+Snapshots are maintained incrementally (snapsync.demo.feed.ClusterFeed, which the demo uses too):
+each step's ChangeSet re-canonicalizes only the objects it touched, which is what makes a
+10,000-object day affordable (a full rebuild is ~1.6 s).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC
+from dataclasses import dataclass
 from types import MappingProxyType
 
-from snapsync.keys import ObjectKey
+from snapsync.demo.feed import ClusterFeed
 from snapsync.profile import Profile, load_profile
-from snapsync.sample_cluster import ChangeSet, Key, SampleCluster
-from snapsync.snapshot import Snapshot, SnapshotBuilder
+from snapsync.sample_cluster import ChangeSet, SampleCluster
+from snapsync.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -83,58 +83,15 @@ class Cycle:
     changes: ChangeSet | None  # the generator's change set (None for cycle 0)
 
 
-@dataclass
-class LiveTrace:
-    """One cluster and its canonical snapshot, advanced step by step (the streaming state)."""
-
-    cluster: SampleCluster
-    profile: Profile
-    builder: SnapshotBuilder
-    keys: dict[Key, ObjectKey] = field(default_factory=dict)  # generator key -> canonical key
-    pending: set[Key] = field(default_factory=set)  # touched since the last snapshot
-
-    @classmethod
-    def start(cls, spec: TraceSpec, profile: Profile | None = None) -> LiveTrace:
-        profile = profile or load_profile()
-        cluster = SampleCluster(spec.objects, spec.shape, spec.seed)
-        live = cls(cluster, profile, SnapshotBuilder(profile))
-        live.pending.update(cluster.object_keys())
-        return live
-
-    def snapshot(self) -> Snapshot:
-        """The canonical snapshot now; objects touched by several steps are canonicalized once."""
-        for key in self.pending:
-            self._refresh(key)
-        self.pending.clear()
-        stamp = self.cluster.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return self.builder.build(collected_at=stamp)
-
-    def step(self, churn: str, minutes: float) -> ChangeSet:
-        """Advance the cluster; what the step touched is re-canonicalized at the next snapshot."""
-        changes = self.cluster.step(churn=churn, minutes=minutes)
-        for key in changes.deleted:
-            self.pending.discard(key)
-            canonical = self.keys.pop(key, None)
-            if canonical is not None:
-                self.builder.discard(canonical)
-        self.pending.update(changes.added, changes.modified)
-        return changes
-
-    def _refresh(self, key: Key) -> None:
-        old = self.keys.pop(key, None)
-        if old is not None:
-            self.builder.discard(old)  # the builder refuses one key with two contents
-        raw = self.cluster.get(key)
-        if raw is None:
-            return
-        canonical = self.builder.add(raw)
-        if canonical is not None:
-            self.keys[key] = canonical
+def start(spec: TraceSpec, profile: Profile | None = None) -> ClusterFeed:
+    """The trace's cluster at its starting state, canonicalized incrementally from then on."""
+    cluster = SampleCluster(spec.objects, spec.shape, spec.seed)
+    return ClusterFeed(cluster, profile or load_profile())
 
 
 def replay(spec: TraceSpec, profile: Profile | None = None) -> Iterator[Cycle]:
     """The starting state, then one snapshot per cycle; only the current one is held."""
-    live = LiveTrace.start(spec, profile)
+    live = start(spec, profile)
     yield Cycle(0, live.snapshot(), None)
     for index in range(1, spec.cycles + 1):
         changes = live.step(spec.churn, spec.minutes)
@@ -154,7 +111,7 @@ def offline_snapshots(
     Long outages are simulated with coarse steps (the generator scales its rates by `minutes`),
     so a week at 10,000 objects takes seconds instead of 10,080 one-minute steps.
     """
-    live = LiveTrace.start(spec)
+    live = start(spec)
     base = live.snapshot()
     elapsed = 0.0
     for offset in sorted(offsets_minutes):

@@ -9,66 +9,79 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from snapsync import baselines
 from snapsync.canonical import canonicalize
 from snapsync.keys import ObjectKey
 from snapsync.profile import Profile
-from snapsync.sample_cluster import SampleCluster
+from snapsync.sample_cluster import ChangeSet, Key, SampleCluster
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+
+_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class ClusterFeed:
-    """A SampleCluster and its canonical objects, updated only where a step changed something.
+    """A SampleCluster and its canonical snapshot, kept current object by object.
 
-    `snapshot()` equals `build_snapshot(cluster.objects(), profile)` (tests check it) and is the
-    same object while nothing changed, so an idle cycle costs nothing.
+    A step marks what it touched; the next snapshot canonicalizes each of those once, however
+    many steps touched it (a week of coarse steps at 10,000 objects stays cheap). `snapshot()`
+    equals `build_snapshot(cluster.objects(), profile)` (tests check it) and is the same object
+    while nothing changed, so an idle cycle costs nothing. The demo and tools.traces (the
+    benchmark's churn traces) both replay the generator through it.
     """
 
-    def __init__(self, cluster: SampleCluster, profile: Profile, environment_id: str) -> None:
+    def __init__(self, cluster: SampleCluster, profile: Profile, environment_id: str = "") -> None:
         self.cluster = cluster
         self.profile = profile
         self.environment_id = environment_id
         self._objects: dict[ObjectKey, CanonicalObject] = {}
-        self._keys: dict[tuple[str, str, str, str], ObjectKey] = {}
-        for key, raw in zip(cluster.object_keys(), cluster.objects(), strict=True):
-            self._put(key, raw)
+        self._keys: dict[Key, ObjectKey] = {}
+        self._pending: set[Key] = set(cluster.object_keys())
         self._snapshot: Snapshot | None = None
 
-    def _put(self, key: tuple[str, str, str, str], raw: dict[str, Any] | None) -> None:
-        old = self._keys.pop(key, None)
-        if old is not None:
-            self._objects.pop(old, None)
-        result = canonicalize(raw, self.profile) if raw is not None else None
-        if result is not None:
-            canonical_key, data = result
-            self._objects[canonical_key] = CanonicalObject.from_data(data)
-            self._keys[key] = canonical_key
-
-    def step(self, churn: str, minutes: float) -> int:
-        """Advance the cluster; returns how many objects changed."""
+    def step(self, churn: str, minutes: float) -> ChangeSet:
+        """Advance the cluster; what the step touched is canonicalized at the next snapshot."""
         changes = self.cluster.step(churn=churn, minutes=minutes)
         for key in changes.deleted:
-            self._put(key, None)
-        for key in (*changes.added, *changes.modified):
-            self._put(key, self.cluster.get(key))
+            self._pending.discard(key)
+            self._drop(key)
+        self._pending.update(changes.added, changes.modified)
         if len(changes):
             self._snapshot = None
-        return len(changes)
+        return changes
 
-    def snapshot(self, collected_at: str) -> Snapshot:
+    def snapshot(self, collected_at: str | None = None) -> Snapshot:
+        """The canonical snapshot now, stamped `collected_at` (default: the cluster's clock)."""
         if self._snapshot is None:
+            for key in self._pending:
+                self._put(key, self.cluster.get(key))
+            self._pending.clear()
+            stamp = collected_at or self.cluster.now.astimezone(UTC).strftime(_RFC3339)
             counts = Counter(key.kind_ref for key in self._objects)
             header = SnapshotHeader(
                 environment_id=self.environment_id,
-                collected_at=collected_at,
+                collected_at=stamp,
                 profile_name=self.profile.name,
                 profile_version=self.profile.version,
                 counts=dict(sorted(counts.items())),
             )
             self._snapshot = Snapshot(header, dict(self._objects))
         return self._snapshot
+
+    def _drop(self, key: Key) -> None:
+        old = self._keys.pop(key, None)
+        if old is not None:
+            self._objects.pop(old, None)
+
+    def _put(self, key: Key, raw: dict[str, Any] | None) -> None:
+        self._drop(key)
+        result = canonicalize(raw, self.profile) if raw is not None else None
+        if result is not None:
+            canonical_key, data = result
+            self._objects[canonical_key] = CanonicalObject.from_data(data)
+            self._keys[key] = canonical_key
 
 
 @dataclass
