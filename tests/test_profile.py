@@ -158,3 +158,30 @@ def test_an_extending_profile_can_turn_an_inherited_rule_off(tmp_path: Path) -> 
     assert result is not None
     assert result[1]["metadata"]["uid"] == EVENT["metadata"]["uid"]
     assert "resourceVersion" not in result[1]["involvedObject"]
+
+
+def test_minimal_profile_drops_container_ids_and_keeps_the_restart_story() -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "shop"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "web",
+                    "containerID": "containerd://ab12",
+                    "restartCount": 1,
+                    "lastState": {
+                        "terminated": {"containerID": "containerd://cd34", "exitCode": 1}
+                    },
+                }
+            ],
+            "initContainerStatuses": [{"name": "init", "containerID": "containerd://ef56"}],
+        },
+    }
+    result = canonicalize(pod, load_profile("minimal"))
+    assert result is not None
+    status = result[1]["status"]
+    assert "containerd://" not in str(status)
+    assert status["containerStatuses"][0]["restartCount"] == 1
+    assert status["containerStatuses"][0]["lastState"] == {"terminated": {"exitCode": 1}}
