@@ -48,7 +48,7 @@ ModelKey = tuple[tuple[str, str], str]  # (kind, name)
 
 def replay_into(caches: dict[tuple[str, str], ObjectCache], builder: SnapshotBuilder) -> Snapshot:
     for cache in caches.values():
-        cache.settle(replay(cache.checkout(builder), builder))
+        cache.settle(replay(cache.checkout(builder), builder, []))
     return builder.build(collected_at="")
 
 
@@ -156,7 +156,7 @@ class WatchCacheMachine(RuleBasedStateMachine):
         it, and the new object must not inherit a result computed for the old one."""
         builder = self._new_builder(form)
         before = list(self.model.values())
-        fresh = {k: replay(cache.checkout(builder), builder) for k, cache in self.caches.items()}
+        fresh = {k: replay(cache.checkout(builder), builder, []) for k, cache in self.caches.items()}
         self._check_count(builder, form)
         self.touched = set()
         self.put(kind, name, uid, rv, value)

@@ -230,6 +230,22 @@ def test_forbidden_kind_is_recorded_and_not_watched(
     assert "Pod" in watcher.watched_kinds()
 
 
+def test_a_malformed_object_is_recorded_and_the_rest_replayed(
+    emulator: KubeEmulator, watcher: KubeWatchCollector
+):
+    with emulator.state.lock:  # bypass put(): a broken object as a buggy server could send
+        emulator.state.store[("", "configmaps")][("team-a", "x")] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"namespace": "team-a"},  # no name
+        }
+    for _ in range(2):  # the first cycle lists, the second replays the cache
+        snapshot = _replay(watcher)
+        assert errors_by_kind(snapshot) == {"ConfigMap": "invalid"}
+        assert snapshot.header.counts["ConfigMap"] == 5
+        assert snapshot.header.counts["Pod"] == 9
+
+
 def test_sample_cluster_churn(tmp_path: Path):
     cluster = SampleCluster(objects=300, shape="application", seed=1)
     state = ClusterState(cluster.objects())

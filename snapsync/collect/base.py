@@ -19,6 +19,13 @@ class KindError:
         return {"kind": self.kind, "reason": self.reason, "message": self.message}
 
 
+def invalid_objects(kind: str, messages: list[str]) -> KindError:
+    """The error recorded for a kind some of whose objects could not be canonicalized (the
+    others are kept: one malformed object must not cost the whole cluster's state)."""
+    more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
+    return KindError(kind, "invalid", f"{messages[0]}{more}")
+
+
 class Sink(Protocol):
     """Receives what a collector finds (a SnapshotBuilder is one)."""
 

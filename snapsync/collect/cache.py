@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snapsync.collect.base import CanonicalSink, Sink
+from snapsync.errors import SnapsyncError
 
 ObjKey = tuple[str, str]  # (namespace, name) within one kind
 
@@ -90,22 +91,29 @@ class ObjectCache:
         return Entry(raw, old.canonical)
 
 
-def replay(entries: Iterable[tuple[ObjKey, Entry]], sink: Sink) -> list[Fresh]:
+def replay(
+    entries: Iterable[tuple[ObjKey, Entry]], sink: Sink, invalid: list[str]
+) -> list[Fresh]:
     """Add every entry's object to `sink`, canonicalizing only those without a result.
 
-    Returns the results computed, for ObjectCache.settle (and so their count).
+    An object the sink refuses (malformed: SnapsyncError) is left out and its message appended
+    to `invalid`, as a LIST does. Returns the results computed, for ObjectCache.settle (and so
+    their count).
     """
-    if not isinstance(sink, CanonicalSink):
-        for _, entry in entries:
-            sink.add(entry.raw)
-        return []
     fresh: list[Fresh] = []
+    canonical_sink = sink if isinstance(sink, CanonicalSink) else None
     for key, entry in entries:
-        canonical = entry.canonical
-        if canonical is PENDING:
-            canonical = sink.canonical(entry.raw)
-            fresh.append((key, entry, canonical))
-        sink.add_canonical(entry.raw, canonical)
+        try:
+            if canonical_sink is None:
+                sink.add(entry.raw)
+                continue
+            canonical = entry.canonical
+            if canonical is PENDING:
+                canonical = canonical_sink.canonical(entry.raw)
+                fresh.append((key, entry, canonical))
+            canonical_sink.add_canonical(entry.raw, canonical)
+        except SnapsyncError as exc:
+            invalid.append(str(exc))
     return fresh
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snapsync.collect.base import KindError, Sink
+from snapsync.collect.base import KindError, Sink, invalid_objects
 from snapsync.collect.discovery import ApiKind, Discovery, DiscoveryCache, discover
 from snapsync.collect.kubeapi import (
     ApiConnectionLost,
@@ -461,5 +461,4 @@ class KubeCollector:
         except Aborted:
             return
         if invalid:
-            more = f" (and {len(invalid) - 1} more)" if len(invalid) > 1 else ""
-            sink.record_error(KindError(kind.ref, "invalid", f"{invalid[0]}{more}"))
+            sink.record_error(invalid_objects(kind.ref, invalid))

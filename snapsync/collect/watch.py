@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapsync.collect.base import KindError, Sink
+from snapsync.collect.base import KindError, Sink, invalid_objects
 from snapsync.collect.cache import ObjectCache, ObjKey, replay
 from snapsync.collect.discovery import ApiKind
 from snapsync.collect.kube import (
@@ -111,13 +111,16 @@ class KubeWatchCollector:
             with cache.lock:
                 entries = cache.objects.checkout(sink)
                 kind_error = cache.error
-            fresh = replay(entries, sink)
+            invalid: list[str] = []
+            fresh = replay(entries, sink, invalid)
             if fresh:
                 with cache.lock:
                     cache.objects.settle(fresh)
                 self.canonicalized += len(fresh)
             if kind_error is not None:
                 sink.record_error(kind_error)
+            if invalid:
+                sink.record_error(invalid_objects(cache.kind.ref, invalid))
 
     def synced(self, resource_version: int, timeout: float) -> bool:
         """Wait until every watched kind is current at `resource_version` or later.
