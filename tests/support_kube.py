@@ -215,6 +215,17 @@ def expected(state: ClusterState, profile: str = "default") -> Snapshot:
     return build_snapshot(state.served_objects(), load_profile(profile), collected_at="")
 
 
+def put_nameless_config_map(state: ClusterState) -> None:
+    """Store, bypassing put(), a ConfigMap without a name: a broken object as a buggy server
+    could send, which canonicalization refuses."""
+    with state.lock:
+        state.store[("", "configmaps")][("team-a", "x")] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"namespace": "team-a"},
+        }
+
+
 def errors_by_kind(snapshot: Snapshot) -> dict[str, str]:
     return {e.kind: e.reason for e in snapshot.header.errors}
 

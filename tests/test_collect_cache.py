@@ -156,7 +156,9 @@ class WatchCacheMachine(RuleBasedStateMachine):
         it, and the new object must not inherit a result computed for the old one."""
         builder = self._new_builder(form)
         before = list(self.model.values())
-        fresh = {k: replay(cache.checkout(builder), builder, []) for k, cache in self.caches.items()}
+        fresh = {
+            k: replay(cache.checkout(builder), builder, []) for k, cache in self.caches.items()
+        }
         self._check_count(builder, form)
         self.touched = set()
         self.put(kind, name, uid, rv, value)

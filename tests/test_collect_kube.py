@@ -30,6 +30,7 @@ from support_kube import (  # noqa: F401  (fixtures)
     fast_options,
     kube_objects_fixture,
     kubeconfig_fixture,
+    put_nameless_config_map,
 )
 
 from snapsync.collect.discovery import CACHE_FILE
@@ -253,12 +254,7 @@ def test_unavailable_aggregated_api_is_recorded(
 def test_objects_that_fail_canonicalization_are_recorded_not_fatal(
     emulator: KubeEmulator, kubeconfig: Path
 ):
-    with emulator.state.lock:  # bypass put(): a broken object as a buggy server could send
-        emulator.state.store[("", "configmaps")][("team-a", "x")] = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"namespace": "team-a"},  # no name
-        }
+    put_nameless_config_map(emulator.state)
     snapshot = collect(fast_options(kubeconfig))
     assert errors_by_kind(snapshot) == {"ConfigMap": "invalid"}
     assert snapshot.header.counts["ConfigMap"] == 5

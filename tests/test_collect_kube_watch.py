@@ -18,6 +18,7 @@ from support_kube import (  # noqa: F401  (fixtures)
     kube_objects_fixture,
     kubeconfig_fixture,
     pod,
+    put_nameless_config_map,
 )
 
 from snapsync.collect.kube import KubeOptions
@@ -233,12 +234,7 @@ def test_forbidden_kind_is_recorded_and_not_watched(
 def test_a_malformed_object_is_recorded_and_the_rest_replayed(
     emulator: KubeEmulator, watcher: KubeWatchCollector
 ):
-    with emulator.state.lock:  # bypass put(): a broken object as a buggy server could send
-        emulator.state.store[("", "configmaps")][("team-a", "x")] = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"namespace": "team-a"},  # no name
-        }
+    put_nameless_config_map(emulator.state)
     for _ in range(2):  # the first cycle lists, the second replays the cache
         snapshot = _replay(watcher)
         assert errors_by_kind(snapshot) == {"ConfigMap": "invalid"}

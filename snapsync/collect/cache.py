@@ -91,9 +91,7 @@ class ObjectCache:
         return Entry(raw, old.canonical)
 
 
-def replay(
-    entries: Iterable[tuple[ObjKey, Entry]], sink: Sink, invalid: list[str]
-) -> list[Fresh]:
+def replay(entries: Iterable[tuple[ObjKey, Entry]], sink: Sink, invalid: list[str]) -> list[Fresh]:
     """Add every entry's object to `sink`, canonicalizing only those without a result.
 
     An object the sink refuses (malformed: SnapsyncError) is left out and its message appended
