@@ -319,14 +319,14 @@ def encode_delta(
             frames["delta"] = _delta_frame(delta, wire.payload, options)
             checks["delta"] = lambda data: _same_delta(decode_frame(data, base), delta)
     delta_size = frames["delta"].size if "delta" in frames else None
-    full_estimate = sum(len(obj.encoded) for obj in new.objects.values())
+    full_estimate = new.encoded_size
     want_full = options.full and (
         delta_size is None or delta_size > full_estimate * options.full_skip_ratio
     )
     want_patch_from = (
         options.patch_from
         and (delta_size is None or delta_size > full_estimate * options.patch_from_min_share)
-        and sum(len(obj.encoded) for obj in base.objects.values()) <= options.patch_from_max_base
+        and base.encoded_size <= options.patch_from_max_base
     )
     new_raw = b""
     if want_full or want_patch_from:

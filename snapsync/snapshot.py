@@ -95,13 +95,14 @@ class SnapshotHeader:
 class Snapshot:
     """A canonical snapshot. Immutable by convention: build a new one to change it."""
 
-    __slots__ = ("_digest", "_keys", "header", "objects")
+    __slots__ = ("_digest", "_encoded_size", "_keys", "header", "objects")
 
     def __init__(self, header: SnapshotHeader, objects: Mapping[ObjectKey, CanonicalObject]):
         self.header = header
         self.objects: Mapping[ObjectKey, CanonicalObject] = objects
         self._keys: list[ObjectKey] | None = None
         self._digest: bytes | None = None
+        self._encoded_size: int | None = None
 
     @property
     def keys(self) -> list[ObjectKey]:
@@ -115,6 +116,14 @@ class Snapshot:
         if self._digest is None:
             self._digest = snapshot_digest((k, self.objects[k].digest) for k in self.keys)
         return self._digest
+
+    @property
+    def encoded_size(self) -> int:
+        """Bytes of the objects' canonical msgpack: what a full frame compresses. Cached, as the
+        new snapshot of one cycle is the base of the next and both sizes are asked for."""
+        if self._encoded_size is None:
+            self._encoded_size = sum(len(obj.encoded) for obj in self.objects.values())
+        return self._encoded_size
 
     def __len__(self) -> int:
         return len(self.objects)

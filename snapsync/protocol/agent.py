@@ -340,8 +340,7 @@ class AgentProtocol:
             and not self.need_full
             and not self._repair_failed
             and self.server_current is not None
-            and sum(len(obj.encoded) for obj in latest.objects.values())
-            >= self.config.reconcile_min
+            and latest.encoded_size >= self.config.reconcile_min
         )
 
     def _reconcile_request(self, now: float) -> Request | None:
