@@ -145,8 +145,10 @@ def snapshot_digest(pairs: Iterable[tuple[ObjectKey, bytes]]) -> bytes:
     return h.digest()
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def rfc3339(t: float | None = None) -> str:
+    """A Unix time (default: now) as Kubernetes writes timestamps, to the second."""
+    moment = datetime.now(UTC) if t is None else datetime.fromtimestamp(t, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class SnapshotBuilder:
@@ -226,7 +228,7 @@ class SnapshotBuilder:
         counts = Counter(key.kind_ref for key in self._objects)
         header = SnapshotHeader(
             environment_id=self.environment_id,
-            collected_at=collected_at if collected_at is not None else now_rfc3339(),
+            collected_at=collected_at if collected_at is not None else rfc3339(),
             profile_name=self.profile.name,
             profile_version=self.profile.version,
             counts=dict(sorted(counts.items())),

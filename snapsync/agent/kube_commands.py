@@ -46,6 +46,7 @@ from snapsync.collect.kubeapi import (
 from snapsync.errors import SnapsyncError
 from snapsync.protocol.commands import PROTOCOL_COMMANDS, validate_command
 from snapsync.protocol.messages import Command, CommandResult
+from snapsync.snapshot import rfc3339
 
 MAX_MESSAGE = 300
 MERGE_PATCH = "application/merge-patch+json"
@@ -141,7 +142,7 @@ class KubeCommandRunner:
         return True, f"scaled {action.target} to {now}"
 
     def _restart(self, action: Action) -> tuple[bool, str]:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        stamp = rfc3339(self.clock())
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
         answer = self._patch(action, _PATCH_OBJECT[action.kind], body)
         if isinstance(answer, str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
 from snapsync import baselines
@@ -17,9 +16,7 @@ from snapsync.canonical import canonicalize
 from snapsync.keys import ObjectKey
 from snapsync.profile import Profile
 from snapsync.sample_cluster import ChangeSet, Key, SampleCluster
-from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
-
-_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader, rfc3339
 
 
 class ClusterFeed:
@@ -58,7 +55,7 @@ class ClusterFeed:
             for key in self._pending:
                 self._put(key, self.cluster.get(key))
             self._pending.clear()
-            stamp = collected_at or self.cluster.now.astimezone(UTC).strftime(_RFC3339)
+            stamp = collected_at or rfc3339(self.cluster.now.timestamp())
             counts = Counter(key.kind_ref for key in self._objects)
             header = SnapshotHeader(
                 environment_id=self.environment_id,

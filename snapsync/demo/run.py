@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from snapsync.demo.feed import Baselines, ClusterFeed
@@ -23,6 +22,7 @@ from snapsync.sample_cluster import SampleCluster
 from snapsync.server.environments import enroll
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.simulation import ENV, Sim
+from snapsync.snapshot import rfc3339
 
 EDGE_NAME = "demo cluster"
 
@@ -170,7 +170,7 @@ class DemoRun:
                 if running and now > last_step:
                     self.feed.step(options.churn, (now - last_step) / 60.0)
                     last_step = now
-                snapshot = self.feed.snapshot(_rfc3339(now))
+                snapshot = self.feed.snapshot(rfc3339(now))
                 sim.collect(snapshot)
                 if running:
                     cycles += 1
@@ -265,7 +265,7 @@ class DemoRun:
             duration=options.duration,
             phase=phase,
             cycles=cycles,
-            objects=len(self.feed.snapshot(_rfc3339(sim.now))),
+            objects=len(self.feed.snapshot(rfc3339(sim.now))),
             kinds=tuple(sorted(kinds.items())),
             recent=tuple(recent),
             wire=wire,
@@ -299,7 +299,3 @@ class DemoRun:
             agent_digest=latest.digest.hex() if latest is not None else "",
             server_digest=held[0].digest.hex() if held else "",
         )
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

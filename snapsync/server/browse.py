@@ -37,6 +37,7 @@ from snapsync.server.storage import (
     ServerStore,
     VersionInfo,
 )
+from snapsync.snapshot import rfc3339
 
 MAX_LIMIT = 5000
 Handler = Callable[[Request], Awaitable[Response]]
@@ -79,10 +80,8 @@ class ApiAccess:
         return JSONResponse({"error": "API token required"}, 401, headers=headers)
 
 
-def rfc3339(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def optional_rfc3339(t: float | None) -> str | None:
+    return None if t is None else rfc3339(t)
 
 
 def parse_time(text: str) -> float:
@@ -196,7 +195,7 @@ def environment_json(e: EnvironmentSummary, now: float) -> dict[str, Any]:
         "tags": list(e.tags),
         "registered": e.registered,
         "status": e.status(now),
-        "last_seen": rfc3339(e.last_seen),
+        "last_seen": optional_rfc3339(e.last_seen),
         "version": e.version,
         "digest": e.digest.hex() if e.digest else None,
         "objects": e.objects,
@@ -213,7 +212,7 @@ def version_json(v: VersionInfo) -> dict[str, Any]:
         "frame_bytes": v.frame_bytes,
         "objects": v.objects,
         "changed": v.changed,
-        "received_at": rfc3339(v.received_at),
+        "received_at": optional_rfc3339(v.received_at),
         "held": v.held,
     }
 
@@ -236,7 +235,7 @@ def history_json(change: ObjectChange, older: ObjectChange | None) -> dict[str, 
     before = older.data if older is not None else None
     out: dict[str, Any] = {
         "version": change.seq,
-        "received_at": rfc3339(change.received_at),
+        "received_at": optional_rfc3339(change.received_at),
         "digest": change.digest.hex() if change.digest else None,
         "change": _change_kind(before, change.data),
     }
@@ -268,11 +267,11 @@ def command_json(record: CommandRecord) -> dict[str, Any]:
         "id": record.command.id,
         "name": record.command.name,
         "args": dict(record.command.args),
-        "queued_at": rfc3339(record.queued_at),
+        "queued_at": optional_rfc3339(record.queued_at),
         "state": "queued" if result is None else "succeeded" if result.ok else "failed",
         "result": None
         if result is None
-        else {"ok": result.ok, "message": result.message, "at": rfc3339(record.result_at)},
+        else {"ok": result.ok, "message": result.message, "at": optional_rfc3339(record.result_at)},
     }
 
 

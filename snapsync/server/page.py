@@ -27,8 +27,8 @@ from snapsync.server.browse import (
     Browser,
     int_param,
     object_query,
+    optional_rfc3339,
     parse_key,
-    rfc3339,
 )
 
 PAGE_OBJECTS = 300
@@ -70,7 +70,7 @@ def templates() -> Environment:
     )
     env.filters["size"] = _size
     env.filters["ago"] = _ago
-    env.filters["when"] = lambda t: rfc3339(t) or "never"
+    env.filters["when"] = lambda t: optional_rfc3339(t) or "never"
     env.filters["pretty"] = lambda d: json.dumps(d, indent=2, ensure_ascii=False)
     env.filters["short"] = _short
     return env
