@@ -29,7 +29,14 @@ import zstandard
 
 from snapsync import dictionaries
 from snapsync.canonical import pack
-from snapsync.delta import Delta, apply, delta_document, delta_from_document, diff
+from snapsync.delta import (
+    Delta,
+    apply,
+    delta_document,
+    delta_from_document,
+    diff,
+    uid_index_after,
+)
 from snapsync.errors import (
     BaseMismatch,
     CanonicalError,
@@ -316,6 +323,8 @@ def encode_delta(
             wire = None
         if wire is not None:
             stats = wire.stats
+            # this cycle's snapshot is the next one's base: hand it the uid index ready-made
+            new.adopt_uid_index(uid_index_after(base, new, delta))
             frames["delta"] = _delta_frame(delta, wire.payload, options)
             checks["delta"] = lambda data: _same_delta(decode_frame(data, base), delta)
     delta_size = frames["delta"].size if "delta" in frames else None

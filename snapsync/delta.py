@@ -22,7 +22,7 @@ from snapsync import jsondiff
 from snapsync.errors import DeltaError, InputError
 from snapsync.jsondiff import Operation
 from snapsync.keys import ObjectKey
-from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader, object_uid
 
 __all__ = [
     "Delta",
@@ -66,6 +66,22 @@ def diff(base: Snapshot, new: Snapshot) -> Delta:
         elif old.digest != obj.digest:
             changed[key] = tuple(diff_objects(old.data, obj.data))
     return Delta(base.digest, new.digest, new.header, removed, added, changed)
+
+
+def uid_index_after(base: Snapshot, new: Snapshot, delta: Delta) -> dict[str, ObjectKey]:
+    """`new`'s uid_index from `base`'s and the delta between them, in O(changes) (for
+    Snapshot.adopt_uid_index). A uid shared by several objects may end up missing after one of
+    them went: it is then encoded as a plain uuid, never as a wrong reference."""
+    index = dict(base.uid_index)
+    for key in (*delta.removed, *delta.changed):
+        uid = object_uid(base.objects[key].data)
+        if uid is not None and index.get(uid) == key:
+            del index[uid]
+    for key in (*delta.changed, *delta.added):
+        uid = object_uid(new.objects[key].data)
+        if uid is not None:
+            index.setdefault(uid, key)
+    return index
 
 
 def diff_objects(old: dict[str, Any], new: dict[str, Any]) -> list[Operation]:

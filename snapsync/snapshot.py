@@ -95,7 +95,7 @@ class SnapshotHeader:
 class Snapshot:
     """A canonical snapshot. Immutable by convention: build a new one to change it."""
 
-    __slots__ = ("_digest", "_encoded_size", "_keys", "header", "objects")
+    __slots__ = ("_digest", "_encoded_size", "_keys", "_uid_index", "header", "objects")
 
     def __init__(self, header: SnapshotHeader, objects: Mapping[ObjectKey, CanonicalObject]):
         self.header = header
@@ -103,6 +103,7 @@ class Snapshot:
         self._keys: list[ObjectKey] | None = None
         self._digest: bytes | None = None
         self._encoded_size: int | None = None
+        self._uid_index: dict[str, ObjectKey] | None = None
 
     @property
     def keys(self) -> list[ObjectKey]:
@@ -125,6 +126,26 @@ class Snapshot:
             self._encoded_size = sum(len(obj.encoded) for obj in self.objects.values())
         return self._encoded_size
 
+    @property
+    def uid_index(self) -> dict[str, ObjectKey]:
+        """metadata.uid -> key (read-only). Built once per snapshot, or adopted from one derived
+        from the previous snapshot and the delta (delta.uid_index_after): walking every object
+        each cycle cost ~55 ms at 50k objects."""
+        if self._uid_index is None:
+            index: dict[str, ObjectKey] = {}
+            for key, obj in self.objects.items():
+                uid = object_uid(obj.data)
+                if uid is not None:
+                    index.setdefault(uid, key)
+            self._uid_index = index
+        return self._uid_index
+
+    def adopt_uid_index(self, index: dict[str, ObjectKey]) -> None:
+        """Take `index` as this snapshot's uid_index (it must be what uid_index would build, up
+        to which key a uid shared by several objects names)."""
+        if self._uid_index is None:
+            self._uid_index = index
+
     def __len__(self) -> int:
         return len(self.objects)
 
@@ -134,6 +155,12 @@ class Snapshot:
 
     def __repr__(self) -> str:
         return f"<Snapshot {self.digest.hex()[:12]} objects={len(self)}>"
+
+
+def object_uid(data: Mapping[str, Any]) -> str | None:
+    meta = data.get("metadata")
+    uid = meta.get("uid") if type(meta) is dict else None
+    return uid if type(uid) is str else None
 
 
 def snapshot_digest(pairs: Iterable[tuple[ObjectKey, bytes]]) -> bytes:

@@ -8,7 +8,7 @@ from support_codec import PROFILE, stamp
 
 from snapsync.codec import EncodeOptions, apply_frame, encode_delta
 from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import build_snapshot
+from snapsync.snapshot import Snapshot, build_snapshot
 
 
 @settings(max_examples=8)
@@ -25,6 +25,8 @@ def test_generated_cycles_round_trip(seed: int, shape: str, churns: list[str]) -
         new = build_snapshot(cluster.objects(), PROFILE, collected_at=stamp(60 * cycle))
         encoded = encode_delta(base, new)
         assert apply_frame(base, encoded.frame).digest == new.digest
+        # the uid index the next cycle needs was derived from the base's and the delta
+        assert new.uid_index == Snapshot(new.header, new.objects).uid_index
         for name, options in {
             "delta": EncodeOptions(patch_from=False, full=False),
             "patch-from": EncodeOptions(delta=False, full=False),
