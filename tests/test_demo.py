@@ -6,6 +6,7 @@ the demo from an installed wheel.)"""
 from __future__ import annotations
 
 import ast
+import math
 import re
 from io import StringIO
 from itertools import pairwise
@@ -19,7 +20,7 @@ from rich.console import Console
 import snapsync
 from snapsync.cli import cli
 from snapsync.demo import DemoOptions, DemoRun, parse_duration
-from snapsync.demo.feed import ClusterFeed
+from snapsync.demo.feed import ClusterFeed, patch_stride
 from snapsync.demo.run import prepare_database
 from snapsync.demo.scenario import HOUR, LINKS
 from snapsync.demo.view import live_table
@@ -192,3 +193,12 @@ def test_only_the_demo_reaches_the_sample_cluster_and_the_baselines() -> None:
     for path in (package / "sample_cluster").rglob("*.py"):  # a leaf: it needs nothing above it
         outside = {n for n in _imported(path) if n.startswith("snapsync") and not _is_helper(n)}
         assert not outside, (path, outside)
+
+
+@pytest.mark.parametrize(
+    ("cycles", "samples"), [(289, 24), (1440, 24), (24, 24), (10, 100), (720, 12)]
+)
+def test_the_json_patch_baseline_is_sampled_off_the_hour(cycles: int, samples: int) -> None:
+    stride = patch_stride(cycles, samples)
+    assert math.gcd(stride, 60) == 1  # never the same minute of the hour (CronJobs fire on it)
+    assert cycles // stride >= samples // 2 or stride == 1

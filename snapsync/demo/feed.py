@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,17 @@ class ClusterFeed:
             canonical_key, data = result
             self._objects[canonical_key] = CanonicalObject.from_data(data)
             self._keys[key] = canonical_key
+
+
+def patch_stride(cycles: int, samples: int) -> int:
+    """Every how many cycles the JSON Patch baseline is measured: about `samples` times, on a
+    stride prime to 60, so that it does not keep landing on the same minute of the hour (the
+    sample cluster's CronJobs fire every 5, 15 and 60 minutes: a stride of 12 five-minute
+    cycles measured only the hour's heaviest cycle)."""
+    stride = max(1, cycles // max(1, samples))
+    while math.gcd(stride, 60) != 1:
+        stride += 1
+    return stride
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from snapsync.demo.feed import Baselines, ClusterFeed
+from snapsync.demo.feed import Baselines, ClusterFeed, patch_stride
 from snapsync.demo.scenario import DAY, DemoOptions
 from snapsync.errors import InputError
 from snapsync.profile import load_profile
@@ -145,7 +145,7 @@ class DemoRun:
         cluster = SampleCluster(objects=options.objects, shape=options.shape, seed=options.seed)
         self.feed = ClusterFeed(cluster, load_profile(), ENV)
         cycles = max(1, round(options.duration / options.interval))
-        self.baselines = Baselines(patch_every=max(1, cycles // max(1, options.patch_samples)))
+        self.baselines = Baselines(patch_every=patch_stride(cycles, options.patch_samples))
         self.outages = tuple(profile.outages(options.duration, options.seed))
 
     def run(self, on_progress: Callable[[Progress], None]) -> Result:
