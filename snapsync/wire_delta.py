@@ -46,7 +46,7 @@ from snapsync.errors import CanonicalError, DeltaError, FrameCorrupt, FrameError
 from snapsync.exemplars import ExemplarIndex
 from snapsync.fields import Expansion, LeafDecoder, LeafEncoder, parse_time
 from snapsync.keys import ObjectKey
-from snapsync.snapshot import Snapshot, SnapshotHeader
+from snapsync.snapshot import Snapshot, SnapshotHeader, object_uid
 
 OPCODES = ("add", "remove", "replace", "move", "copy", "test")
 _OPCODE = {name: code for code, name in enumerate(OPCODES)}
@@ -132,8 +132,8 @@ def pack_delta(base: Snapshot, delta: Delta, *, exemplars: bool = True) -> WireD
         entry = _encode_added(leaves, index, key, obj, op_counts, exemplars=exemplars)
         n_exemplar += (entry[0][0] if type(entry[0]) is list else entry[0]) is not None
         index.added(key, obj)
-        uid = obj.get("metadata", {}).get("uid")
-        if type(uid) is str:  # later records may name it: the n-th added is -(n + 1)
+        uid = object_uid(obj)
+        if uid is not None:  # later records may name it: the n-th added is -(n + 1)
             owners.added.setdefault(uid, -(len(added) // 2 + 1))
         added.extend(entry)
         records.append(entry)
@@ -344,9 +344,7 @@ def unpack_delta(base: Snapshot, raw: bytes, target_digest: bytes, *, max_expand
             obj = earlier[-ref - 1][0]
         else:
             return None
-        meta = obj.get("metadata")
-        uid = meta.get("uid") if type(meta) is dict else None
-        return uid if type(uid) is str else None
+        return object_uid(obj)
 
     leaves.uid_of = uid_of
     removed = tuple(keys[pos] for pos in _positions(removed_gaps, len(keys), "removed"))

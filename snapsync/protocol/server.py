@@ -9,9 +9,10 @@ Invariants:
   result has exactly the target digest: a bad frame is refused and the stored state stays as it
   was.
 - Every answer is idempotent: a chunk received twice, or a whole upload of a version the server
-  already holds, is answered from the stored state and changes nothing. The one exception is a
-  re-assertion (base = target, a version held but not the newest): the agent saw in a pong that
-  a late, stale upload became the newest version, and that version is committed anew.
+  already holds, is answered from the stored state and changes nothing. The exception is a held
+  version that is not the newest, uploaded as a re-assertion (base = target: the agent saw in a
+  pong that a late, stale upload became the newest) or built on the newest (the cluster went
+  back to it, a reverted edit): that version is committed anew as the newest.
 - An ack says what a pong would (commands waiting, the newest version) and records the agent as
   seen, so the agent skips the ping that would follow it without the server knowing less.
 - Anti-entropy answers are computed from a stored version alone (no state between requests) and
