@@ -27,7 +27,7 @@ import os
 from collections import Counter
 from functools import cache
 
-from hypothesis import note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -287,11 +287,15 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
     @invariant()
     def agent_base_is_held_by_the_server(self) -> None:
         """The base the agent diffs against (its newest ack); older ones are only fallbacks,
-        which a pong or an unknown-base answer prunes when the server no longer has them."""
+        which a pong or an unknown-base answer prunes when the server no longer has them.
+
+        Held by digest, as the protocol names bases: a re-assertion commits a held state anew
+        under a newer version number, and the older number may then be pruned while the state
+        stays (the agent learns the new number from its next pong)."""
         acked = self.sim.agent.acked
         if acked is not None:
-            held = self.sim.store.held(ENV)
-            assert acked in held, f"agent's base v{acked.seq} is not held by the server"
+            held = {v.digest for v in self.sim.store.held(ENV)}
+            assert acked.digest in held, f"agent's base v{acked.seq} is not held by the server"
 
     @invariant()
     def budget_is_never_exceeded(self) -> None:
@@ -354,3 +358,24 @@ def test_after_a_week_offline_the_catch_up_is_one_delta_to_now() -> None:
     one_delta = len(encode_delta(base, latest, sim.config.encode).frame)
     assert sum(size for _, size in sim.uploaded[before:]) == one_delta
     assert sim.store.env(ENV).frames == 2
+
+
+@settings(max_examples=1, deadline=None)
+@given(st.none())
+def test_a_base_recommitted_under_a_newer_number_still_counts_as_held(_: None) -> None:
+    """Found by CI (seed 171110): a late re-assertion commits the agent's state anew as v12, the
+    next upload is based on v12, and v10 - the same state, the number the agent knows - is pruned.
+    The server holds the agent's base by digest; the agent converges."""
+    machine = FlakyLinkVOPR()
+    machine.start(seed=171110, shape="application", budget=0)
+    machine.server_queues_a_command(name="collect-now")
+    machine.server_queues_a_command(name="collect-now")
+    shared = {"loss": 0, "duplicate": 0, "truncate": 0, "max_delay": 240.0, "bandwidth": 0}
+    slow = LinkFaults(answer_loss=0.3, delay=0.3, late_duplicate=0, agent_crash=0.1, **shared)
+    machine.link_degrades(faults=slow, minutes=20, churn=True)
+    late = LinkFaults(answer_loss=0.3, delay=0, late_duplicate=0.5, agent_crash=0.1, **shared)
+    machine.link_degrades(faults=late, minutes=1, churn=False)
+    acked = machine.sim.agent.acked
+    assert acked is not None and acked not in machine.sim.store.held(ENV)  # the case itself
+    machine.agent_base_is_held_by_the_server()
+    machine.teardown()
