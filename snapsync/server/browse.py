@@ -2,16 +2,17 @@
 
 Read-only views of what the store keeps (environments, objects, versions, history, diffs, the
 environment as of a past time) plus the command queue. Every route needs the API token
-(`Authorization: Bearer <token>`, or HTTP Basic with the token as password, for browsers);
-without a configured token the API and the page are off. Answers are JSON; errors are
-`{"error": "..."}` with a 4xx status and one line a person can act on.
+(`Authorization: Bearer <token>`; the page's session cookie also reads, never writes: see
+session.py and websecurity.py); without a configured token the API and the page are off.
+Answers are JSON; errors are `{"error": "..."}` with a 4xx status and one line a person can act
+on: bad input (an InputError from any layer below) is a 400, never a 500.
 """
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +25,11 @@ from starlette.routing import BaseRoute, Route
 
 from snapsync.delta import diff_objects
 from snapsync.errors import InputError
-from snapsync.keys import ObjectKey
+from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.protocol.commands import validate_command
 from snapsync.protocol.messages import Command
 from snapsync.server.environments import enroll
+from snapsync.server.session import COOKIE, Sessions
 from snapsync.server.storage import (
     CommandRecord,
     EnvironmentSummary,
@@ -53,31 +55,37 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class ApiAccess:
-    """The API token check, shared by the JSON API and the page."""
+    """Who may browse, shared by the JSON API and the page: the API token as a bearer token
+    (scripts, the CLI), or the page's session cookie (session.py) for reads only."""
 
     token: str | None
+    clock: Callable[[], float] = time.time
+
+    @property
+    def sessions(self) -> Sessions | None:
+        return Sessions(self.token, self.clock) if self.token else None
 
     def allows(self, request: Request) -> bool:
         if not self.token:
             return False
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        offered = ""
         if scheme.lower() == "bearer":
-            offered = value.strip()
-        elif scheme.lower() == "basic":
-            try:
-                offered = base64.b64decode(value.strip()).decode().partition(":")[2]
-            except (ValueError, UnicodeDecodeError):
-                offered = ""
-        return hmac.compare_digest(offered.encode(), self.token.encode())
+            return hmac.compare_digest(value.strip().encode(), self.token.encode())
+        sessions = self.sessions
+        cookie = request.cookies.get(COOKIE, "")
+        reading = request.method in ("GET", "HEAD")
+        return reading and bool(cookie) and sessions is not None and sessions.valid(cookie)
 
-    def refusal(self, browser: bool) -> Response:
+    def refusal(self) -> Response:
         if not self.token:
             return JSONResponse(
                 {"error": "browsing is off: start the server with --api-token"}, 403
             )
-        headers = {"WWW-Authenticate": 'Basic realm="snapsync"'} if browser else {}
-        return JSONResponse({"error": "API token required"}, 401, headers=headers)
+        return JSONResponse(
+            {"error": "API token required (Authorization: Bearer TOKEN)"},
+            401,
+            headers={"WWW-Authenticate": 'Bearer realm="snapsync"'},
+        )
 
 
 def optional_rfc3339(t: float | None) -> str | None:
@@ -112,8 +120,14 @@ def int_param(request: Request, name: str, default: int, high: int = 2**62) -> i
 
 def object_query(request: Request) -> ObjectQuery:
     params = request.query_params
+    kind = params.get("kind", "").strip()
+    if kind:
+        try:
+            split_kind_ref(kind)
+        except InputError as exc:
+            raise ApiError(400, str(exc)) from None
     return ObjectQuery(
-        kind=params.get("kind", "").strip(),
+        kind=kind,
         namespace=params.get("namespace"),
         name=params.get("name", "").strip(),
         labels=ObjectQuery.parse_labels(params.get("label", "")),
@@ -281,12 +295,14 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
     def guarded(view: Callable[[_Call], Any], status: int = 200) -> Handler:
         async def endpoint(request: Request) -> Response:
             if not access.allows(request):
-                return access.refusal(browser=False)
+                return access.refusal()
             body = await request.body() if request.method == "POST" else b""
             try:
                 result = await run_in_threadpool(view, _Call(request, body, browser))
             except ApiError as exc:
                 return JSONResponse({"error": str(exc)}, exc.status)
+            except InputError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
             return JSONResponse(result, status)
 
         return endpoint
