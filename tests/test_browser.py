@@ -135,9 +135,13 @@ def sign_in(driver: Any, url: str, token: str = TOKEN) -> None:
     field.send_keys(token)
     field.submit()
     WebDriverWait(driver, WAIT).until(
-        lambda d: d.execute_script("return document.readyState") == "complete"
-        and "/login" not in d.current_url
-        or d.find_elements(By.CSS_SELECTOR, "p.error")
+        lambda d: (
+            (
+                d.execute_script("return document.readyState") == "complete"
+                and "/login" not in d.current_url
+            )
+            or d.find_elements(By.CSS_SELECTOR, "p.error")
+        )
     )
 
 
