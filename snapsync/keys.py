@@ -77,6 +77,11 @@ class ObjectKey(NamedTuple):
         return (self.group, self.kind, self.namespace, self.name)
 
 
+def is_list_kind(kind: str) -> bool:
+    """`List`, `PodList`, ...: a container of objects (with `items`), never an object itself."""
+    return kind.endswith("List")
+
+
 def kind_ref(group: str, kind: str) -> str:
     return f"{kind}.{group}" if group else kind
 
