@@ -27,7 +27,7 @@ from snapsync.profile import load_profile
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.snapshot import build_snapshot
+from snapsync.snapshot import Snapshot, build_snapshot
 from tests.support_objects import NAME, secrets
 from tests.support_server import live_server
 
@@ -46,6 +46,14 @@ def distinctive(values: list[bytes]) -> bool:
     return all(len(set(v)) >= 5 for v in values)
 
 
+def assert_no_leak(snapshot: Snapshot, values: list[bytes]) -> bytes:
+    """No value in the snapshot's frame, payload or JSON document; returns the frame."""
+    frame = encode_snapshot(snapshot)
+    for blob in (frame, snapshot_payload(snapshot), json.dumps(snapshot_document(snapshot))):
+        assert leaks(blob if isinstance(blob, bytes) else blob.encode(), values) == []
+    return frame
+
+
 @given(secrets())
 def test_no_secret_value_in_snapshot_frame_payload_or_json(
     case: tuple[dict[str, Any], list[bytes]],
@@ -54,14 +62,8 @@ def test_no_secret_value_in_snapshot_frame_payload_or_json(
     assume(distinctive(values))
     for profile in ("default", "minimal"):
         snapshot = build_snapshot([secret], load_profile(profile))
-        outputs = [
-            encode_snapshot(snapshot),
-            snapshot_payload(snapshot),
-            json.dumps(snapshot_document(snapshot)).encode(),
-        ]
-        for blob in outputs:
-            assert leaks(blob, values) == []
-        assert decode_snapshot(outputs[0]).digest == snapshot.digest
+        frame = assert_no_leak(snapshot, values)
+        assert decode_snapshot(frame).digest == snapshot.digest
 
 
 @settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -163,13 +165,7 @@ def test_no_secret_value_leaves_whatever_shape_the_secret_has(
     doc, values = case
     snapshot = build_snapshot(iter_objects([doc]), load_profile())
     assert [key.kind for key in snapshot.objects] == ["Secret"]
-    outputs = [
-        encode_snapshot(snapshot),
-        snapshot_payload(snapshot),
-        json.dumps(snapshot_document(snapshot)).encode(),
-    ]
-    for blob in outputs:
-        assert leaks(blob, values) == []
+    assert_no_leak(snapshot, values)
     for field in ("data", "stringData"):  # digested: whole, or value by value
         value = next(iter(snapshot.objects.values())).data.get(field)
         digests = value.values() if isinstance(value, dict) else [value]
