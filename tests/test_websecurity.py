@@ -28,7 +28,7 @@ from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, 
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.server.session import COOKIE
+from snapsync.server.session import COOKIE, SESSION_SECONDS, Sessions
 from snapsync.server.sqlstore import SQLStore
 from snapsync.server.websecurity import CONTENT_SECURITY_POLICY
 from snapsync.snapshot import CanonicalObject, Snapshot, build_snapshot
@@ -174,10 +174,23 @@ def test_the_page_signs_in_with_a_session_cookie(site: Site) -> None:
     reader = httpx.Client(base_url=site.url, cookies={COOKIE: value}, timeout=20)
     assert reader.get("/").status_code == 200
     assert reader.get("/api/v1/environments").status_code == 200  # reads through the API too
-    tampered = httpx.Client(base_url=site.url, cookies={COOKIE: value[:-1] + "0"}, timeout=20)
+    flipped = value[:-1] + ("1" if value.endswith("0") else "0")
+    tampered = httpx.Client(base_url=site.url, cookies={COOKIE: flipped}, timeout=20)
     assert tampered.get("/api/v1/environments").status_code == 401
     out = reader.post("/logout", follow_redirects=False)
     assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+
+
+def test_a_session_ends_when_it_expires_or_the_token_changes() -> None:
+    now = [1_000_000.0]
+    sessions = Sessions(TOKEN, lambda: now[0])
+    cookie = sessions.issue()
+    assert sessions.valid(cookie) and cookie != sessions.issue()  # each sign-in its own
+    assert not Sessions("another-token-entirely", lambda: now[0]).valid(cookie)
+    for forged in ("", "x", "9999999999.a.b", cookie.replace(cookie.split(".")[0], "9999999999")):
+        assert not sessions.valid(forged)
+    now[0] += SESSION_SECONDS
+    assert not sessions.valid(cookie)
 
 
 # ----- item 9: security headers ------------------------------------------------------------
@@ -225,12 +238,16 @@ def test_bad_kinds_and_nul_are_400_not_500(site: Site) -> None:
         "/api/v1/environments/sh%00op",
         "/env/sh%00op",
         "/api/v1/environments/shop/objects/Pod/a%00/b",
+        "/api/v1/environments/shop/commands/" + "9" * 5000,  # was an int route: a 500
     ):
         answer = browser.get(path)
         assert answer.status_code == 400, (path, answer.status_code, answer.text)
     assert "bad kind" in browser.get("/api/v1/environments/shop/objects?kind=.x").json()["error"]
     nul_name = site.http.post("/api/v1/environments", json={"name": "Shop\u0000 2"}, headers=BEARER)
     assert nul_name.status_code == 400 and "control character" in nul_name.json()["error"]
+    for body in ({"name": "A", "edge_id": 5}, {"name": "B", "tags": 7}, {"name": "C", "group": {}}):
+        answer = site.http.post("/api/v1/environments", json=body, headers=BEARER)
+        assert answer.status_code == 400, (body, answer.text)  # a TypeError (500) before
 
 
 def nul_named(base: Snapshot) -> Snapshot:

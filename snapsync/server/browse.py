@@ -315,18 +315,13 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
 
     def register(call: _Call) -> Any:
         doc = call.json()
-        tags = doc.get("tags", [])
-        if not isinstance(doc.get("name"), str) or not isinstance(tags, list):
+        name, group, tags = doc.get("name"), doc.get("group", ""), doc.get("tags", [])
+        edge_id = doc.get("edge_id")
+        texts = [name, group, *tags] if isinstance(tags, list) else [None]
+        if not all(isinstance(t, str) for t in texts) or not isinstance(edge_id, str | None):
             raise ApiError(400, 'expected {"name": str, "group": str, "tags": [str]}')
         try:
-            made = enroll(
-                store,
-                doc["name"],
-                clock(),
-                group=str(doc.get("group", "")),
-                tags=tuple(map(str, tags)),
-                edge_id=doc.get("edge_id") or None,
-            )
+            made = enroll(store, str(name), clock(), group=group, tags=tuple(tags), edge_id=edge_id)
         except InputError as exc:
             raise ApiError(409 if "already" in str(exc) else 400, str(exc)) from None
         reg = made.registration
@@ -395,7 +390,10 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         return command_json(record)
 
     def one_command(call: _Call) -> Any:
-        wanted = int(call.request.path_params["id"])
+        text = str(call.request.path_params["id"])
+        if not text.isdigit() or len(text) > 18:  # an int route would 500 on 5000 digits
+            raise ApiError(400, f"bad command id {text[:20]!r}: a number")
+        wanted = int(text)
         for record in store.command_records(call.env, 10_000):
             if record.command.id == wanted:
                 return command_json(record)
@@ -414,7 +412,7 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         Route(env + "/diff", guarded(diff), methods=["GET"]),
         Route(env + "/commands", guarded(commands), methods=["GET"]),
         Route(env + "/commands", guarded(queue, 201), methods=["POST"]),
-        Route(env + "/commands/{id:int}", guarded(one_command), methods=["GET"]),
+        Route(env + "/commands/{id}", guarded(one_command), methods=["GET"]),
     ]
 
 

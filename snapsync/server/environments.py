@@ -69,8 +69,8 @@ def enroll(
 ) -> Enrollment:
     """Register an environment and generate its agent secret; InputError when taken or bad."""
     name, group = name.strip(), group.strip()
-    if not name or len(name) > 200:
-        raise InputError("an environment needs a name of 1 to 200 characters")
+    if not name or len(name) > 200 or len(group) > 200:
+        raise InputError("an environment needs a name of 1 to 200 characters (a group: 0 to 200)")
     if not (name + group).isprintable():
         raise InputError(
             "an environment's name and group are printable text (no control character)"
