@@ -800,7 +800,7 @@ class _OneLineErrors(click.Command):
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=0, help="With --keep-serving [free]."
 )
-@click.option("--api-token", help="With --keep-serving: the page's password [random].")
+@click.option("--api-token", help="With --keep-serving: the token to sign in to the page [random].")
 def demo(
     objects: int,
     churn: str,
