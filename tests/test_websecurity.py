@@ -12,9 +12,12 @@ server (uvicorn on loopback; SQLite, and PostgreSQL where NUL matters): issue 16
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -34,6 +37,7 @@ from snapsync.server.websecurity import CONTENT_SECURITY_POLICY
 from snapsync.snapshot import CanonicalObject, Snapshot, build_snapshot
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
+from tests.test_browser import WAIT, browser, sign_in  # noqa: F401 (fixture)
 
 TOKEN = "websecurity-test-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,14 +58,14 @@ class Site:
 
     def signed_in(self) -> httpx.Client:
         """A second client that signed in through the form, as a browser does."""
-        browser = httpx.Client(base_url=self.url, timeout=20, follow_redirects=False)
-        answer = browser.post(
+        signed = httpx.Client(base_url=self.url, timeout=20, follow_redirects=False)
+        answer = signed.post(
             "/login",
             data={"token": TOKEN, "next": "/"},
             headers={"Origin": self.url, "Sec-Fetch-Site": "same-origin"},
         )
-        assert answer.status_code == 303 and COOKIE in browser.cookies
-        return browser
+        assert answer.status_code == 303 and COOKIE in signed.cookies
+        return signed
 
     def agent(self, path: str, body: bytes) -> httpx.Response:
         auth = sign(self.secret, "POST", path, "shop", body, time.time())
@@ -114,21 +118,21 @@ def shop(name: str = "web") -> Snapshot:
 def test_a_cross_site_form_cannot_queue_a_command_or_register(site: Site) -> None:
     """The reported attack: after the operator signed in, another site auto-submits a text/plain
     form. It is refused however the browser labels it, and nothing is queued or registered."""
-    browser = site.signed_in()
+    signed = site.signed_in()
     forged = [
-        browser.post(COMMANDS, content=SCALE, headers={"Content-Type": "text/plain", **EVIL}),
-        browser.post(COMMANDS, content=SCALE, headers={"Content-Type": "text/plain"}),
-        browser.post(COMMANDS, content=SCALE, headers={"Origin": "null"}),
-        browser.post(COMMANDS, content=SCALE, headers={"Origin": "http://127.0.0.1:1"}),
-        browser.post(
+        signed.post(COMMANDS, content=SCALE, headers={"Content-Type": "text/plain", **EVIL}),
+        signed.post(COMMANDS, content=SCALE, headers={"Content-Type": "text/plain"}),
+        signed.post(COMMANDS, content=SCALE, headers={"Origin": "null"}),
+        signed.post(COMMANDS, content=SCALE, headers={"Origin": "http://127.0.0.1:1"}),
+        signed.post(
             "/api/v1/environments",
             content='{"name": "Rogue"}',
             headers={"Content-Type": "application/x-www-form-urlencoded", **EVIL},
         ),
         # same-origin JSON with only the cookie: a session reads, it never writes
-        browser.post(COMMANDS, content=SCALE, headers={"Content-Type": "application/json"}),
+        signed.post(COMMANDS, content=SCALE, headers={"Content-Type": "application/json"}),
         # HTTP Basic, which a browser caches and sends on its own, is no credential
-        browser.post(
+        signed.post(
             COMMANDS,
             content=SCALE,
             headers={"Content-Type": "application/json"},
@@ -197,13 +201,13 @@ def test_a_session_ends_when_it_expires_or_the_token_changes() -> None:
 
 
 def test_every_page_and_api_answer_carries_the_security_headers(site: Site) -> None:
-    browser = site.signed_in()
+    signed = site.signed_in()
     answers = [
-        browser.get("/"),
-        browser.get("/env/shop"),
-        browser.get("/login"),
-        browser.get("/static/snapsync.css"),
-        browser.get("/api/v1/environments"),
+        signed.get("/"),
+        signed.get("/env/shop"),
+        signed.get("/login"),
+        signed.get("/static/snapsync.css"),
+        signed.get("/api/v1/environments"),
         site.http.get("/api/v1/environments"),  # a refusal too
         site.http.post(COMMANDS, content=SCALE, headers=EVIL),  # and the guard's own
     ]
@@ -230,7 +234,7 @@ def test_every_page_and_api_answer_carries_the_security_headers(site: Site) -> N
 
 
 def test_bad_kinds_and_nul_are_400_not_500(site: Site) -> None:
-    browser = site.signed_in()
+    signed = site.signed_in()
     for path in (
         "/api/v1/environments/shop/objects?kind=.x",
         "/env/shop?kind=.x",
@@ -240,9 +244,9 @@ def test_bad_kinds_and_nul_are_400_not_500(site: Site) -> None:
         "/api/v1/environments/shop/objects/Pod/a%00/b",
         "/api/v1/environments/shop/commands/" + "9" * 5000,  # was an int route: a 500
     ):
-        answer = browser.get(path)
+        answer = signed.get(path)
         assert answer.status_code == 400, (path, answer.status_code, answer.text)
-    assert "bad kind" in browser.get("/api/v1/environments/shop/objects?kind=.x").json()["error"]
+    assert "bad kind" in signed.get("/api/v1/environments/shop/objects?kind=.x").json()["error"]
     nul_name = site.http.post("/api/v1/environments", json={"name": "Shop\u0000 2"}, headers=BEARER)
     assert nul_name.status_code == 400 and "control character" in nul_name.json()["error"]
     for body in ({"name": "A", "edge_id": 5}, {"name": "B", "tags": 7}, {"name": "C", "group": {}}):
@@ -287,3 +291,67 @@ def test_a_nul_in_an_object_name_is_refused_and_never_wedges_the_environment(
         ping = site.agent(Ping.PATH, Ping(cursor=command.id, results=(result,)).encode())
         assert ping.status_code == 200, ping.content
         assert site.store.results("shop")[command.id].message == "bad\ufffdtext"
+
+
+# ----- the reported attack, in a real browser ------------------------------------------------
+
+EVIL_PAGE = """<!doctype html><html><body>
+<form id="forged" method="post" enctype="text/plain" action="{target}">
+<input name='{{"name": "scale", "args": {{"kind": "Deployment", "namespace": "shop", "name": "web",
+"replicas": 0}}, "pad": "' value='"}}'></form>
+<script>
+fetch("{target}", {{method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"Content-Type": "text/plain"}}, body: {body}}}).finally(
+  () => document.getElementById("forged").submit());
+</script></body></html>"""
+
+
+@contextmanager
+def evil_site(target: str) -> Iterator[str]:
+    """Another origin (`localhost` on its own port, against the server's 127.0.0.1) serving a
+    page that posts a command to `target` as soon as it loads: a fetch, then a form."""
+    page = EVIL_PAGE.format(target=target, body=json.dumps(SCALE)).encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_signed_in_browser_visiting_another_site_queues_nothing(
+    request: pytest.FixtureRequest, site: Site
+) -> None:
+    """Issue 16, item 8, as reported: the operator signed in to the page, then opened another
+    site's page, which auto-submitted a text/plain form to the command queue."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = request.getfixturevalue("browser")
+
+    sign_in(driver, site.url + "/", token=TOKEN)
+    assert driver.current_url == site.url + "/"
+    with evil_site(site.url + COMMANDS) as evil:
+        driver.get(evil)
+        # the form's submission navigates away from the evil page: wait until it has landed
+        WebDriverWait(driver, WAIT).until(lambda d: not d.current_url.startswith(evil))
+    # it reached the server, which refused it as cross-site before any credential check
+    assert driver.current_url == site.url + COMMANDS
+    assert "cross-site request refused" in driver.page_source
+    assert site.store.command_records("shop") == []
+    # the browser's session still reads the page: nothing but the forgery was refused
+    driver.get(site.url + "/env/shop")
+    assert driver.current_url == site.url + "/env/shop"
