@@ -49,9 +49,9 @@ class Sessions:
     def valid(self, value: str) -> bool:
         claim, _, mac = value.rpartition(".")
         expiry = claim.partition(".")[0]
-        if not expiry.isdigit() or not hmac.compare_digest(mac, self._mac(claim)):
+        if not hmac.compare_digest(mac.encode(), self._mac(claim).encode()):
             return False
-        return self.clock() < int(expiry)
+        return expiry.isdigit() and self.clock() < int(expiry)
 
     def set_cookie(self, value: str, secure: bool) -> str:
         """The Set-Cookie value that stores `value` in the browser ("" signs out)."""
