@@ -253,6 +253,8 @@ def test_bad_kinds_and_nul_are_400_not_500(site: Site) -> None:
     for body in ({"name": "A", "edge_id": 5}, {"name": "B", "tags": 7}, {"name": "C", "group": {}}):
         answer = site.http.post("/api/v1/environments", json=body, headers=BEARER)
         assert answer.status_code == 400, (body, answer.text)  # a TypeError (500) before
+    huge = site.http.post("/api/v1/environments", json={"name": "x" * 100_000}, headers=BEARER)
+    assert huge.status_code == 413  # read no further than a registration can need
 
 
 def nul_named(base: Snapshot) -> Snapshot:

@@ -39,9 +39,11 @@ from snapsync.server.storage import (
     ServerStore,
     VersionInfo,
 )
+from snapsync.server.websecurity import read_capped
 from snapsync.snapshot import rfc3339
 
 MAX_LIMIT = 5000
+MAX_BODY = 64 * 1024  # a registration or a command: a few hundred bytes
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -296,7 +298,9 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         async def endpoint(request: Request) -> Response:
             if not access.allows(request):
                 return access.refusal()
-            body = await request.body() if request.method == "POST" else b""
+            body = await read_capped(request, MAX_BODY) if request.method == "POST" else b""
+            if body is None:
+                return JSONResponse({"error": f"the body exceeds {MAX_BODY} bytes"}, 413)
             try:
                 result = await run_in_threadpool(view, _Call(request, body, browser))
             except ApiError as exc:

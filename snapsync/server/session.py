@@ -28,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from snapsync.server.websecurity import read_capped
+
 log = logging.getLogger("snapsync.server")
 COOKIE = "snapsync_session"
 SESSION_SECONDS = 12 * 3600.0  # one working day
@@ -82,11 +84,9 @@ async def read_form(request: Request) -> dict[str, str] | None:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
         return None
-    body = b""
-    async for piece in request.stream():
-        body += piece
-        if len(body) > MAX_FORM:
-            return None
+    body = await read_capped(request, MAX_FORM)
+    if body is None:
+        return None
     try:
         fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=8)
     except (UnicodeDecodeError, ValueError):

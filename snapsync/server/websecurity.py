@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.requests import Request
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -93,6 +95,16 @@ class WebGuard:
         headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": secured(headers)})
         await send({"type": "http.response.body", "body": body})
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The body of a browse API or page request, or None past `limit` bytes (stops reading)."""
+    body = b""
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            return None
+    return body
 
 
 def same_site(headers: dict[str, str]) -> bool:
