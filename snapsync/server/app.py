@@ -39,6 +39,7 @@ from snapsync.protocol.auth import (
     Remembered,
     check_body,
     check_header,
+    check_secret,
 )
 from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
@@ -134,6 +135,8 @@ class _Handled:
 
 
 def create_app(settings: ServerSettings) -> Starlette:
+    if settings.api_token is not None:
+        check_secret(settings.api_token, "the API token")
     protocol = ServerProtocol(settings.store, settings.protocol)
     store = settings.store if isinstance(settings.store, SQLStore) else None
     nonces = _DatabaseNonces(store) if store and store.shared_by_processes else _SharedNonces()

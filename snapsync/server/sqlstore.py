@@ -38,7 +38,7 @@ import msgpack
 from snapsync.codec import decode_snapshot, encode_snapshot
 from snapsync.errors import InputError
 from snapsync.keys import ObjectKey, split_kind_ref
-from snapsync.protocol.auth import Remembered
+from snapsync.protocol.auth import MIN_SECRET, Remembered
 from snapsync.protocol.messages import Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
 from snapsync.server.storage import (
@@ -593,6 +593,8 @@ class SQLStore(ABC):
     # -- registry and traffic --------------------------------------------------------------------
 
     def register(self, registration: Registration, secret: bytes) -> None:
+        if len(secret.strip()) < MIN_SECRET:  # `snapsync env add` makes 43 characters
+            raise InputError(f"an agent secret needs at least {MIN_SECRET} characters")
         with self._tx() as db:
             self._lock_env(db, "")
             taken = self._run(
