@@ -33,7 +33,9 @@ from starlette.routing import BaseRoute, Route
 
 from snapsync.errors import AuthError, ReplayMemoryFull
 from snapsync.protocol.auth import (
+    CAPACITY,
     HEADER,
+    PER_EDGE,
     Claim,
     NonceMemory,
     Remembered,
@@ -67,6 +69,11 @@ class BodyGate:
     small_slots: int = 64
     _large: int = field(default=0, init=False, repr=False)
     _small: int = field(default=0, init=False, repr=False)
+
+    @property
+    def large_in_use(self) -> int:
+        """Bytes of large bodies admitted and not yet answered."""
+        return self._large
 
     def admit(self, size: int) -> bool:
         if size <= self.small:
@@ -125,6 +132,8 @@ class ServerSettings:
     api_token: str | None = None  # the browse API and page are off without one
     bodies: BodyGate = field(default_factory=BodyGate)
     body_deadline: BodyDeadline = BodyDeadline()
+    nonces_per_edge: int = PER_EDGE  # replay memory: live nonces per edge, then 429
+    nonces_capacity: int = CAPACITY  # and over all edges (in memory; the database has no cap)
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,11 @@ def create_app(settings: ServerSettings) -> Starlette:
         check_secret(settings.api_token, "the API token")
     protocol = ServerProtocol(settings.store, settings.protocol)
     store = settings.store if isinstance(settings.store, SQLStore) else None
-    nonces = _DatabaseNonces(store) if store and store.shared_by_processes else _SharedNonces()
+    nonces: NonceMemory = (
+        _DatabaseNonces(store, settings.nonces_per_edge)
+        if store and store.shared_by_processes
+        else _SharedNonces(settings.nonces_per_edge, settings.nonces_capacity)
+    )
     serialized = threading.Lock() if store is None else None
     metrics = ServerMetrics(store, settings.clock)
 
@@ -252,8 +265,8 @@ def create_app(settings: ServerSettings) -> Starlette:
 class _SharedNonces(NonceMemory):
     """The nonce memory, safe to use from the worker threads that verify requests."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, per_edge: int, capacity: int) -> None:
+        super().__init__(per_edge=per_edge, capacity=capacity)
         self._lock = threading.Lock()
 
     def seen(self, edge_id: str, nonce: str, now: float) -> bool:
@@ -269,8 +282,8 @@ class _DatabaseNonces(NonceMemory):
     """Nonces remembered in the database that several server processes share: bounded per edge
     like the memory (its size is on disk, so no bound over all edges)."""
 
-    def __init__(self, store: SQLStore) -> None:
-        super().__init__()
+    def __init__(self, store: SQLStore, per_edge: int) -> None:
+        super().__init__(per_edge=per_edge)
         self.store = store
 
     def seen(self, edge_id: str, nonce: str, now: float) -> bool:
