@@ -33,18 +33,10 @@ from snapsync.server.sqlstore import SQLStore
 from snapsync.snapshot import build_snapshot
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
+from tests.test_server_http import T0, Clock
 
 SHARED = b"gate test shared secret"
-T0 = 1_767_225_600.0
 MiB = 2**20
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Gate:
