@@ -283,6 +283,9 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) 
             assert isinstance(reply, UploadReply)
             if offset + size < len(frame):
                 assert reply.status == "partial" and reply.offset == offset + size
+                empty = Chunk(upload, b"", snapshot.digest, len(frame), offset + size, b"")
+                again = decode(g.post(Chunk.PATH, empty.encode()).content, (UploadReply,))
+                assert isinstance(again, UploadReply) and again.offset == offset + size
                 rows = sql_store._read(
                     "SELECT COUNT(*) FROM upload_chunks WHERE upload = ?", (upload,)
                 )

@@ -255,7 +255,7 @@ class ServerProtocol:
         ):
             stored = None  # an id reused for another frame: start over
         received = stored.received if stored is not None else 0
-        if chunk.offset != received:
+        if chunk.offset != received or (not chunk.data and received < chunk.total):
             return Reply(200, UploadReply("partial", offset=received).encode())
         if received + len(chunk.data) < chunk.total:
             partial = PartialUpload(chunk.base, chunk.target, chunk.total, received)
