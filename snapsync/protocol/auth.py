@@ -36,7 +36,7 @@ WINDOW = 300.0  # seconds a signed request stays valid either side of the server
 # Nonces one edge may have inside the window: ~17 requests a second for five minutes, far above
 # an agent (a ping a minute, a command poll every 10 s, chunks of 256 KiB as the link allows).
 PER_EDGE = 5_000
-# Nonces held in all: ~300 bytes each in memory, so at most ~60 MB however many edges sign.
+# Nonces held in all: ~200 bytes each with the longest nonces, so ~40 MiB however many edges.
 CAPACITY = 200_000
 MIN_SECRET = 16  # characters: an agent secret or API token shorter than this is guessable
 _FORMAT = re.compile(
