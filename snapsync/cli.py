@@ -30,11 +30,13 @@ from snapsync.errors import InputError, SnapsyncError
 from snapsync.fileio import atomic_write, display_name, read_input
 from snapsync.frame import unpack_frame
 from snapsync.profile import load_profile
+from snapsync.protocol.auth import check_secret
 from snapsync.snapfile import load_snapshot, looks_like_json, parse_snapshot
 from snapsync.snapshot import Snapshot, SnapshotBuilder
 from snapsync.summary import summarize_snapshot
 
 EXIT_USER_ERROR = 2
+AGENT_SECRET_SETTING = "--agent-secret (SNAPSYNC_AGENT_SECRET)"
 
 
 class _UserError(click.ClickException):
@@ -463,6 +465,7 @@ def agent(
     from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
     from snapsync.protocol.budget import parse_size
 
+    secret = check_secret(agent_secret, AGENT_SECRET_SETTING)
     source = _source(kwargs)
     state = state_dir or _default_state_dir(edge_id)
     config = AgentConfig(
@@ -485,7 +488,7 @@ def agent(
     )
     runner = Agent(
         source.collector(watch=not once and not source.from_files, cache_dir=state / "discovery"),
-        HttpTransport(server_url, edge_id, agent_secret.encode(), insecure=insecure_poll),
+        HttpTransport(server_url, edge_id, secret, insecure=insecure_poll),
         state,
         config,
         profile=load_profile(profile),
@@ -631,6 +634,9 @@ def serve(
 
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
+    shared = check_secret(agent_secret, AGENT_SECRET_SETTING) if agent_secret else None
+    if api_token:
+        check_secret(api_token, "--api-token (SNAPSYNC_API_TOKEN)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = open_store(database, Retention(keep_versions, keep_days * 86400.0))
     if not agent_secret and not store.registrations():
@@ -643,7 +649,7 @@ def serve(
             "no --api-token: the browse API and page are off"
         )
     settings = ServerSettings(
-        secrets=AgentSecrets(store, agent_secret.encode() if agent_secret else None),
+        secrets=AgentSecrets(store, shared),
         store=store,
         api_token=api_token or None,
     )
@@ -803,6 +809,8 @@ def demo(
     from snapsync.demo import DemoOptions, parse_duration, run_demo
     from snapsync.protocol.budget import parse_size
 
+    if api_token:
+        check_secret(api_token, "--api-token")
     options = DemoOptions(
         objects=objects,
         churn=churn,

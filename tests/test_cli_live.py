@@ -42,14 +42,14 @@ def test_agent_once_ships_a_live_cluster(
     kubeconfig: Path, emulator: KubeEmulator, tmp_path: Path
 ) -> None:
     store = MemoryStore()
-    with live_server(ServerSettings(secrets=SharedSecret(b"s3cret"), store=store)) as url:
+    with live_server(ServerSettings(secrets=SharedSecret(b"cli live secret!"), store=store)) as url:
         result = CliRunner().invoke(
             cli,
             ["agent", "--once", "--kubeconfig", str(kubeconfig), "--state-dir", str(tmp_path)],
             env={
                 "SNAPSYNC_SERVER_URL": url,
                 "SNAPSYNC_EDGE_ID": "site-9",
-                "SNAPSYNC_AGENT_SECRET": "s3cret",
+                "SNAPSYNC_AGENT_SECRET": "cli live secret!",
             },
         )
     assert result.exit_code == 0, result.stderr
