@@ -7,6 +7,8 @@ Tables, per environment (`env` = edge id):
 - objects: the current version, one row per object (key, kind, namespace, name, digest, JSON).
 - object_history: one row per object per version that changed it (its whole new JSON, or NULL
   when removed), so any retained version's state is "newest row at or before it, per key".
+- collections: the newest version's snapshot header as the browse API shows it (collection
+  time, kinds that could not be collected), so the fleet list needs no snapshot decoded.
 - partials (uploads in progress), commands, agents (last seen), usage (bytes per UTC day),
   environments (the registry and each environment's agent secret), nonces (signed requests
   seen, when several server processes must refuse each other's replays).
@@ -33,6 +35,7 @@ from typing import Any
 import msgpack
 
 from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.collect.base import KindError
 from snapsync.errors import InputError
 from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.protocol.messages import Command, CommandResult, Version
@@ -46,6 +49,7 @@ from snapsync.server.storage import (
     Registration,
     Retention,
     VersionInfo,
+    bounded_errors,
     object_json,
     utc_day,
 )
@@ -93,6 +97,12 @@ CREATE TABLE IF NOT EXISTS object_history (
     PRIMARY KEY (env, key, seq)
 );
 CREATE INDEX IF NOT EXISTS object_history_seq ON object_history (env, seq);
+CREATE TABLE IF NOT EXISTS collections (
+    env TEXT PRIMARY KEY,
+    seq {int} NOT NULL,
+    collected_at TEXT NOT NULL,
+    errors TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS partials (
     env TEXT NOT NULL,
     upload {blob} NOT NULL,
@@ -302,6 +312,7 @@ class SQLStore(ABC):
                 ),
             )
             self._write_objects(db, env, version.seq, removed, changed)
+            self._write_collection(db, env, version.seq, snapshot)
             self._run(
                 db,
                 "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
@@ -353,6 +364,16 @@ class SQLStore(ABC):
             "INSERT INTO object_history (env, key, seq, grp, kind, namespace, name, digest, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             history,
+        )
+
+    def _write_collection(self, db: Any, env: str, seq: int, snapshot: Snapshot) -> None:
+        errors = [e.to_dict() for e in bounded_errors(snapshot.header.errors)]
+        self._run(
+            db,
+            "INSERT INTO collections (env, seq, collected_at, errors) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (env) DO UPDATE SET seq = excluded.seq, "
+            "collected_at = excluded.collected_at, errors = excluded.errors",
+            (env, seq, snapshot.header.collected_at[:64], json.dumps(errors)),
         )
 
     def _prune(self, db: Any, env: str, newest: int, now: float) -> None:
@@ -573,6 +594,12 @@ class SQLStore(ABC):
                 params,
             )
         }
+        collections = {
+            env: (collected_at, _kind_errors(errors))
+            for env, collected_at, errors in self._read(
+                f"SELECT env, collected_at, errors FROM collections {where}", params
+            )
+        }
         today = utc_day(now)
         month = today[:8] + "01"
         usage = {
@@ -590,6 +617,7 @@ class SQLStore(ABC):
             last_seen, waiting = seen.get(env, (None, 0))
             seq, digest, objects = newest.get(env, (None, None, 0))
             day, mon, total = usage.get(env, (0, 0, 0))
+            collected_at, errors = collections.get(env, ("", ()))
             out.append(
                 EnvironmentSummary(
                     edge_id=env,
@@ -605,6 +633,8 @@ class SQLStore(ABC):
                     bytes_month=mon,
                     bytes_total=total,
                     waiting=waiting,
+                    collected_at=collected_at,
+                    errors=errors,
                 )
             )
         return sorted(out, key=lambda e: (e.group, e.name))
@@ -715,6 +745,10 @@ class SQLStore(ABC):
 def _registration(row: Sequence[Any]) -> Registration:
     edge_id, name, group, tags, created_at = row
     return Registration(edge_id, name, group, tuple(json.loads(tags)), created_at)
+
+
+def _kind_errors(text: str) -> tuple[KindError, ...]:
+    return tuple(KindError(e["kind"], e["reason"], e["message"]) for e in json.loads(text))
 
 
 def _opt_bytes(value: Any) -> bytes | None:
