@@ -54,7 +54,8 @@ def parse_time(value: Any) -> float | None:
 
 
 def age(seconds: float | None) -> str:
-    """kubectl's AGE: `45s`, `12m`, `5h`, `3d`, `2y`; `<unknown>` without a time."""
+    """kubectl's AGE (apimachinery's HumanDuration): `45s`, `3m20s`, `12m`, `5h3m`, `20h`,
+    `3d4h`, `40d`, `2y31d`; `<unknown>` without a time."""
     if seconds is None:
         return "<unknown>"
     s = max(0, int(seconds))
@@ -72,7 +73,8 @@ def age(seconds: float | None) -> str:
         return f"{s // 86400}d{s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"
     if s < 365 * 86400 * 2:
         return f"{s // 86400}d"
-    return f"{s // (365 * 86400)}y"
+    years, days = divmod(s // 86400, 365)
+    return f"{years}y{days}d" if days and years < 8 else f"{years}y"
 
 
 def object_age(obj: Any, now: float) -> str:

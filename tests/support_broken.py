@@ -152,17 +152,25 @@ def bound_claim() -> dict[str, Any]:
     return claim
 
 
-def event(name: str, last: str, kind: str = "Warning") -> dict[str, Any]:
+def event(name: str, first: str, last: str, kind: str = "Warning") -> dict[str, Any]:
     out = _renamed(real("event"), name)
-    out.update(type=kind, lastTimestamp=last)
+    out.update(type=kind, firstTimestamp=first, lastTimestamp=last)
+    out["metadata"]["creationTimestamp"] = first
     return out
 
 
 def broken_objects() -> list[dict[str, Any]]:
     """The whole cluster: real fixtures as they are (healthy) plus the broken variants."""
     healthy = [real(name) for name in ("pod", "deployment", "node", "service", "configmap")]
-    old = event("checkout-6c9f7d5b8-q7w2x.17c7e0f3a9b20000", "2024-04-20T08:00:00Z")
-    normal = event("checkout-6c9f7d5b8-q7w2x.17c7e0f3a9b2ffff", "2024-04-20T11:00:00Z", "Normal")
+    old = event(
+        "checkout-6c9f7d5b8-q7w2x.17c7e0f3a9b20000", "2024-04-20T07:40:00Z", "2024-04-20T08:00:00Z"
+    )
+    normal = event(
+        "checkout-6c9f7d5b8-q7w2x.17c7e0f3a9b2ffff",
+        "2024-04-20T10:59:00Z",
+        "2024-04-20T11:00:00Z",
+        "Normal",
+    )
     return [
         *healthy,
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
