@@ -200,3 +200,30 @@ def broken_snapshot(environment_id: str = "shop-17") -> Snapshot:
 def store_broken(store: SQLStore, env: str, now: float) -> None:
     """Commit the broken cluster as `env`'s version 1, as an agent's upload would."""
     store.commit(env, broken_snapshot(env), b"frame", None, now)
+
+
+def ship_once(kubeconfig: Path, url: str, edge: str, secret: bytes, state: Path) -> Snapshot:
+    """One real agent cycle: collect the emulator over HTTP, upload to the server at `url`;
+    returns the snapshot the server now holds as current (the agent's latest)."""
+    from snapsync.agent import Agent, HttpTransport
+    from snapsync.collect.kube import KubeCollector
+    from snapsync.protocol import AgentConfig, Intervals
+    from tests.support_kube import fast_options
+
+    with KubeCollector(fast_options(kubeconfig)) as collector:
+        agent = Agent(
+            collector,
+            HttpTransport(url, edge, secret, timeout=20),
+            state,
+            AgentConfig(intervals=Intervals(jitter=0.0)),
+            environment_id=edge,
+            seed=1,
+        )
+        try:
+            report = agent.step()
+            assert report.in_sync, report
+            latest = agent.protocol.latest
+        finally:
+            agent.close()
+    assert latest is not None
+    return latest
