@@ -161,7 +161,9 @@ def event(name: str, first: str, last: str, kind: str = "Warning") -> dict[str, 
 
 def broken_objects() -> list[dict[str, Any]]:
     """The whole cluster: real fixtures as they are (healthy) plus the broken variants."""
-    healthy = [real(name) for name in ("pod", "deployment", "node", "service", "configmap")]
+    healthy = [
+        real(name) for name in ("pod", "deployment", "node", "service", "configmap", "secret")
+    ]
     old = event(
         "checkout-6c9f7d5b8-q7w2x.17c7e0f3a9b20000", "2024-04-20T07:40:00Z", "2024-04-20T08:00:00Z"
     )

@@ -30,9 +30,7 @@ class BrowseClient:
         if not server.startswith(("http://", "https://")):
             raise InputError(f"server URL {server!r} must start with http:// or https://")
         if not token:
-            raise InputError(
-                "the browse API needs its token: set SNAPSYNC_API_TOKEN or --api-token"
-            )
+            raise InputError("the browse API needs a token: set SNAPSYNC_API_TOKEN or --api-token")
         self.server = server.rstrip("/")
         self.client = httpx.Client(
             base_url=self.server + "/api/v1",
