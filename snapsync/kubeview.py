@@ -238,11 +238,28 @@ def event_subject(event: Any) -> ObjectKey | None:
     return ObjectKey(group, kind, text(field(subject, "namespace")), name)
 
 
+class _KubectlDumper(yaml.SafeDumper):
+    """Multi-line strings (a ConfigMap's files, scripts) as `|` blocks, as kubectl prints them."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_KubectlDumper.add_representer(str, _string)
+
+
 def to_yaml(obj: Any) -> str:
     """`kubectl get -o yaml`'s layout: keys sorted, block style, list items flush with their key,
     long strings on one line (copied back into a manifest as they are)."""
     return str(
-        yaml.safe_dump(
-            obj, sort_keys=True, default_flow_style=False, allow_unicode=True, width=2**31 - 1
+        yaml.dump(
+            obj,
+            Dumper=_KubectlDumper,
+            sort_keys=True,
+            default_flow_style=False,
+            allow_unicode=True,
+            width=2**31 - 1,
         )
     )
