@@ -140,6 +140,17 @@ def authorize(driver: Any) -> None:
     )
 
 
+def follow(driver: Any, link: Any, url_part: str) -> None:
+    """Click a link and wait until the page it leads to has loaded."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    link.click()
+    wait = WebDriverWait(driver, WAIT)
+    wait.until(ec.url_contains(url_part))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def screenshots_folder(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("SNAPSYNC_SCREENSHOTS") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
@@ -151,20 +162,12 @@ def test_browse_fleet_environment_diff_and_object_history(
     browser: Any, server: str, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
     shots = screenshots_folder(tmp_path)
-    wait = WebDriverWait(driver, WAIT)
 
     def text() -> str:
         return str(driver.find_element(By.TAG_NAME, "body").text)
-
-    def follow(link: Any, url_part: str) -> None:
-        link.click()
-        wait.until(ec.url_contains(url_part))
-        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     authorize(driver)
 
@@ -177,7 +180,7 @@ def test_browse_fleet_environment_diff_and_object_history(
     driver.save_screenshot(str(shots / "01-environments.png"))
 
     # 2. one environment: its objects by kind and its versions
-    follow(row.find_element(By.LINK_TEXT, "Shop 5"), "/env/")
+    follow(driver, row.find_element(By.LINK_TEXT, "Shop 5"), "/env/")
     assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Shop 5")
     assert "Recent versions" in text()
     kinds = driver.find_elements(By.CSS_SELECTOR, "nav.side a:not(.ns)")
@@ -189,7 +192,7 @@ def test_browse_fleet_environment_diff_and_object_history(
     driver.save_screenshot(str(shots / "02-environment.png"))
 
     # 3. what changed between version 2 and 3
-    follow(versions[0].find_element(By.LINK_TEXT, "diff"), "/diff")
+    follow(driver, versions[0].find_element(By.LINK_TEXT, "diff"), "/diff")
     assert driver.find_element(By.TAG_NAME, "h1").text == "Shop 5: version 2 → 3"
     changed = driver.find_elements(By.XPATH, "//tr[td/span[text()='changed']]")
     assert changed, "the busy churn changed no object between versions 2 and 3"
@@ -199,7 +202,7 @@ def test_browse_fleet_environment_diff_and_object_history(
     # 4. one of those objects: its current state and its history, the change included
     link = changed[0].find_element(By.TAG_NAME, "a")
     key = link.text
-    follow(link, "/object/")
+    follow(driver, link, "/object/")
     name = key.rsplit("/", 1)[-1]
     assert name in driver.find_element(By.TAG_NAME, "h1").text
     assert (
@@ -289,17 +292,9 @@ def test_fleet_flags_collection_errors_and_health_lists_what_is_broken(
     browser: Any, broken_fleet: str, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
     shots = screenshots_folder(tmp_path)
-    wait = WebDriverWait(driver, WAIT)
-
-    def follow(link: Any, url_part: str) -> None:
-        link.click()
-        wait.until(ec.url_contains(url_part))
-        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def whole_page(name: str) -> None:
         """The page's full height in one picture (bounded), then back to the usual window."""
@@ -326,7 +321,7 @@ def test_fleet_flags_collection_errors_and_health_lists_what_is_broken(
     whole_page("06-fleet-collection-error.png")
 
     # 2. the flag leads to the environment, which says which kind is missing and why
-    follow(flag, "/env/shop-17")
+    follow(driver, flag, "/env/shop-17")
     alert = driver.find_element(By.ID, "errors")
     assert "1 kind could not be collected" in alert.text
     assert "Secret" in alert.text and "forbidden" in alert.text
@@ -334,7 +329,7 @@ def test_fleet_flags_collection_errors_and_health_lists_what_is_broken(
     assert not driver.find_elements(By.XPATH, "//nav//a/span[text()='Secret']")
 
     # 3. the health view: each broken thing, linked to its object
-    follow(driver.find_element(By.CSS_SELECTOR, "h1 a.badge"), "/health")
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "h1 a.badge"), "/health")
     assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Shop 17: health")
     pods = driver.find_elements(By.XPATH, "//h2[@id='pods']/following-sibling::table[1]//tr[td]")
     cells = [c.text for c in pods[0].find_elements(By.TAG_NAME, "td")]
@@ -350,10 +345,10 @@ def test_fleet_flags_collection_errors_and_health_lists_what_is_broken(
     whole_page("08-health.png")
 
     # 4. a link leads to the object, shown as YAML with JSON one click away
-    follow(pods[0].find_element(By.LINK_TEXT, "checkout-6c9f7d5b8-crash"), "/object/")
+    follow(driver, pods[0].find_element(By.LINK_TEXT, "checkout-6c9f7d5b8-crash"), "/object/")
     shown = driver.find_element(By.TAG_NAME, "pre").text
     assert shown.startswith("apiVersion: v1\nkind: Pod\n") and "CrashLoopBackOff" in shown
-    follow(driver.find_element(By.LINK_TEXT, "JSON"), "format=json")
+    follow(driver, driver.find_element(By.LINK_TEXT, "JSON"), "format=json")
     assert driver.find_element(By.TAG_NAME, "pre").text.startswith("{")
     driver.save_screenshot(str(shots / "09-object-json.png"))
 

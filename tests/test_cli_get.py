@@ -163,8 +163,8 @@ def test_envs_and_health(server: str) -> None:
         "NAMESPACE   OBJECT                         STATUS             READY   RESTARTS   WHY",
         "shop        pod/checkout-6c9f7d5b8-crash   CrashLoopBackOff   0/1     14         "
         "back-off 5m0s restarting failed container=checkout",
-        "shop        pod/checkout-6c9f7d5b8-pull    ImagePullBackOff   0/1     0          "
-        'Back-off pulling image "ghcr.io/acme/checkout:2.5.0"',
+        "shop        pod/checkout-6c9f7d5b8-pend    Pending            0/1     0          "
+        "0/3 nodes are available: 3 Insufficient cpu.",
     ]
     assert "NODES NOT READY (1)" in lines and "PERSISTENTVOLUMECLAIMS NOT BOUND (1)" in lines
     doc = json.loads(run(server, "health", "-e", "shop-17", "-o", "json").stdout)

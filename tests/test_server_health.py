@@ -60,12 +60,12 @@ def test_broken_objects_are_listed_and_healthy_ones_are_not() -> None:
     pods, workloads, nodes, claims, events = health.sections
     assert listed(pods) == [
         ("Pod/shop/checkout-6c9f7d5b8-crash", "CrashLoopBackOff"),  # crash-looping first
+        ("Pod/shop/checkout-6c9f7d5b8-pend", "Pending"),  # then by key
         ("Pod/shop/checkout-6c9f7d5b8-pull", "ImagePullBackOff"),
-        ("Pod/shop/checkout-6c9f7d5b8-pend", "Pending"),
     ]
     crash = pods.problems[0]
     assert (crash.restarts, crash.ready) == (14, "0/1")
-    assert pods.problems[2].detail == "0/3 nodes are available: 3 Insufficient cpu."
+    assert pods.problems[1].detail == "0/3 nodes are available: 3 Insufficient cpu."
     assert pods.checked == 5  # the running and the finished pod are fine
     assert listed(workloads) == [("Deployment.apps/shop/payments", "2 unavailable")]
     assert workloads.problems[0].ready == "1/3"

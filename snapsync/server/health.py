@@ -20,8 +20,9 @@ Decisions where a person could expect otherwise:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from snapsync.keys import ObjectKey
@@ -126,49 +127,67 @@ class Health:
 UNKNOWN = Health(None)
 
 
-def assess(objects: Mapping[str, Iterable[tuple[ObjectKey, Any]]], collected_at: float) -> Health:
+Objects = Iterable[tuple[ObjectKey, Any]]
+# One object's check: None when it is fine, else (how bad, for ordering; the problem).
+Check = Callable[[ObjectKey, Any], "tuple[Any, Problem] | None"]
+
+
+def assess(objects: Mapping[str, Objects], collected_at: float) -> Health:
     """The health of a snapshot, given its objects of HEALTH_KINDS by kind ref."""
+    workloads = [o for k in WORKLOAD_KINDS for o in objects.get(k, ())]
     return Health(
         collected_at,
         (
-            _pods(objects.get("Pod", ())),
-            _workloads([o for k in WORKLOAD_KINDS for o in objects.get(k, ())]),
-            _nodes(objects.get("Node", ())),
-            _claims(objects.get("PersistentVolumeClaim", ())),
-            _events(objects.get("Event", ()), collected_at),
+            _section("pods", "Pods not ready or crash-looping", objects.get("Pod", ()), _pod),
+            _section("workloads", "Workloads with unavailable replicas", workloads, _workload),
+            _section("nodes", "Nodes not ready", objects.get("Node", ()), _node),
+            _section(
+                "claims",
+                "PersistentVolumeClaims not bound",
+                objects.get("PersistentVolumeClaim", ()),
+                _claim,
+            ),
+            _section(
+                "events",
+                "Warning Events of the last hour",
+                objects.get("Event", ()),
+                partial(_event, now=collected_at),
+            ),
         ),
     )
 
 
-def _section(
-    name: str, title: str, found: list[tuple[Any, Problem]], checked: int, reverse: bool = True
-) -> Section:
-    found.sort(key=lambda pair: (pair[0], str(pair[1].key)), reverse=reverse)
+def _section(name: str, title: str, objects: Objects, check: Check) -> Section:
+    """Check each object; keep the worst MAX_LISTED problems (then by key), count them all."""
+    found: list[tuple[Any, Problem]] = []
+    checked = 0
+    for key, obj in objects:
+        checked += 1
+        problem = check(key, obj)
+        if problem is not None:
+            found.append(problem)
+    found.sort(key=lambda pair: str(pair[1].key))
+    found.sort(key=lambda pair: pair[0], reverse=True)  # stable: worst first, then by key
     listed = tuple(p for _, p in found[:MAX_LISTED])
     return Section(name, title, listed, len(found), checked)
 
 
-def _pods(pods: Iterable[tuple[ObjectKey, Any]]) -> Section:
-    found: list[tuple[Any, Problem]] = []
-    checked = 0
-    for key, pod in pods:
-        checked += 1
-        state = pod_state(pod)
-        if state.finished:
-            continue
-        has_conditions = get(pod, "status", "conditions") is not None
-        ready = state.ready_condition if has_conditions else state.ready == state.containers
-        if ready and state.phase == "Running" and not state.crash_looping:
-            continue
-        problem = Problem(
-            key,
-            state.status,
-            _pod_detail(pod, state.status),
-            restarts=state.restarts,
-            ready=f"{state.ready}/{state.containers}",
-        )
-        found.append(((state.crash_looping, state.restarts), problem))
-    return _section("pods", "Pods not ready or crash-looping", found, checked)
+def _pod(key: ObjectKey, pod: Any) -> tuple[Any, Problem] | None:
+    state = pod_state(pod)
+    if state.finished:
+        return None
+    has_conditions = get(pod, "status", "conditions") is not None
+    ready = state.ready_condition if has_conditions else state.ready == state.containers
+    if ready and state.phase == "Running" and not state.crash_looping:
+        return None
+    problem = Problem(
+        key,
+        state.status,
+        _pod_detail(pod, state.status),
+        restarts=state.restarts,
+        ready=f"{state.ready}/{state.containers}",
+    )
+    return (state.crash_looping, state.restarts), problem
 
 
 def _pod_detail(pod: Any, status: str) -> str:
@@ -190,81 +209,50 @@ def _pod_detail(pod: Any, status: str) -> str:
     return text(get(pod, "status", "message"))
 
 
-def _workloads(workloads: Iterable[tuple[ObjectKey, Any]]) -> Section:
-    found: list[tuple[Any, Problem]] = []
-    checked = 0
-    for key, obj in workloads:
-        checked += 1
-        counts = replicas(obj)
-        if not counts.unavailable:
-            continue
-        progressing = condition(obj, "Progressing")
-        available = condition(obj, "Available")
-        detail = next(
-            (
-                text(c.get("message"))
-                for c in (available, progressing)
-                if c is not None and c.get("status") != "True"
-            ),
-            "",
-        )
-        problem = Problem(
-            key,
-            f"{counts.unavailable} unavailable",
-            detail,
-            ready=f"{counts.ready}/{counts.desired}",
-        )
-        found.append((counts.unavailable, problem))
-    return _section("workloads", "Workloads with unavailable replicas", found, checked)
+def _workload(key: ObjectKey, obj: Any) -> tuple[Any, Problem] | None:
+    counts = replicas(obj)
+    if not counts.unavailable:
+        return None
+    failing = (condition(obj, kind) for kind in ("Available", "Progressing"))
+    detail = next(
+        (text(c.get("message")) for c in failing if c is not None and c.get("status") != "True"),
+        "",
+    )
+    problem = Problem(
+        key, f"{counts.unavailable} unavailable", detail, ready=f"{counts.ready}/{counts.desired}"
+    )
+    return counts.unavailable, problem
 
 
-def _nodes(nodes: Iterable[tuple[ObjectKey, Any]]) -> Section:
-    found: list[tuple[Any, Problem]] = []
-    checked = 0
-    for key, node in nodes:
-        checked += 1
-        status = node_status(node)
-        if status.startswith("Ready"):
-            continue
-        ready = condition(node, "Ready")
-        detail = text(ready.get("message")) if ready else "the node reports no Ready condition"
-        found.append((0, Problem(key, status, detail)))
-    return _section("nodes", "Nodes not ready", found, checked, reverse=False)
+def _node(key: ObjectKey, node: Any) -> tuple[Any, Problem] | None:
+    status = node_status(node)
+    if status.startswith("Ready"):
+        return None
+    ready = condition(node, "Ready")
+    detail = text(ready.get("message")) if ready else "the node reports no Ready condition"
+    return 0, Problem(key, status, detail)
 
 
-def _claims(claims: Iterable[tuple[ObjectKey, Any]]) -> Section:
-    found: list[tuple[Any, Problem]] = []
-    checked = 0
-    for key, claim in claims:
-        checked += 1
-        phase = text(get(claim, "status", "phase")) or "Pending"
-        if phase == "Bound":
-            continue
-        storage_class = text(get(claim, "spec", "storageClassName"))
-        detail = f"storage class {storage_class}" if storage_class else ""
-        found.append((0, Problem(key, phase, detail)))
-    return _section("claims", "PersistentVolumeClaims not bound", found, checked, reverse=False)
+def _claim(key: ObjectKey, claim: Any) -> tuple[Any, Problem] | None:
+    phase = text(get(claim, "status", "phase")) or "Pending"
+    if phase == "Bound":
+        return None
+    storage_class = text(get(claim, "spec", "storageClassName"))
+    return 0, Problem(key, phase, f"storage class {storage_class}" if storage_class else "")
 
 
-def _events(events: Iterable[tuple[ObjectKey, Any]], now: float) -> Section:
-    found: list[tuple[Any, Problem]] = []
-    checked = 0
-    for key, event in events:
-        checked += 1
-        if get(event, "type") != "Warning":
-            continue
-        at = event_time(event)
-        if at is None or not now - EVENT_WINDOW <= at <= now + 60:  # 60 s of clock skew
-            continue
-        subject = event_subject(event) or key
-        reason = text(get(event, "reason"))
-        problem = Problem(
-            subject,
-            reason or "Warning",
-            text(get(event, "message") or get(event, "note")),
-            count=event_count(event),
-            at=at,
-            event=key,
-        )
-        found.append((at, problem))
-    return _section("events", "Warning Events of the last hour", found, checked)
+def _event(key: ObjectKey, event: Any, now: float) -> tuple[Any, Problem] | None:
+    if get(event, "type") != "Warning":
+        return None
+    at = event_time(event)
+    if at is None or not now - EVENT_WINDOW <= at <= now + 60:  # 60 s of clock skew
+        return None
+    problem = Problem(
+        event_subject(event) or key,
+        text(get(event, "reason")) or "Warning",
+        text(get(event, "message") or get(event, "note")),
+        count=event_count(event),
+        at=at,
+        event=key,
+    )
+    return at, problem
