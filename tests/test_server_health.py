@@ -24,7 +24,9 @@ from snapsync.profile import load_profile
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets
 from snapsync.server.health import EVENT_WINDOW, MAX_LISTED, assess
+from snapsync.server.postgres import PostgreSQLStore
 from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.sqlstore import SQLStore
 from snapsync.snapshot import Snapshot, build_snapshot
 from tests.support_broken import (
     COLLECTED,
@@ -35,6 +37,7 @@ from tests.support_broken import (
     real,
     store_broken,
 )
+from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
 
 TOKEN = "health-test-token"
@@ -140,6 +143,36 @@ def test_kubectl_readings() -> None:
     assert [age(s) for s in spans] == ["59s", "2m30s", "10m", "179m", "5h2m", "30h", "3d2h", "40d"]
     assert [age(s * 86400) for s in (730, 800, 365 * 9)] == ["2y", "2y70d", "9y"]
     assert age(None) == "<unknown>"
+
+
+# ----- the store keeps the newest header ---------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
+    if request.param == "sqlite":
+        made: SQLStore = SQLiteStore(tmp_path / "s.db")
+    else:
+        made = PostgreSQLStore(request.getfixturevalue("postgres_dsn"))
+    yield made
+    made.close()
+
+
+def test_each_environment_shows_its_newest_collection_time_and_errors(sql: SQLStore) -> None:
+    forbidden = KindError("Secret", "forbidden", "no")
+    first = build_snapshot([real("pod")], load_profile("default"), collected_at=COLLECTED_AT)
+    first = Snapshot(replace(first.header, errors=(forbidden,)), first.objects)
+    second = build_snapshot(
+        [real("node")], load_profile("default"), collected_at="2024-04-20T12:00:00Z"
+    )
+    sql.commit("a", first, b"f", None, COLLECTED)
+    sql.commit("b", first, b"f", None, COLLECTED)
+    (a,) = sql.environments(COLLECTED, only="a")
+    assert (a.collected_at, a.errors) == (COLLECTED_AT, (forbidden,))
+    sql.commit("a", second, b"f", None, COLLECTED + 60)
+    found = {e.edge_id: e for e in sql.environments(COLLECTED + 60)}
+    assert (found["a"].collected_at, found["a"].errors) == (later, ())
+    assert found["b"].errors == (forbidden,)  # one environment's upload leaves the other's
 
 
 # ----- over HTTP ---------------------------------------------------------------------------------

@@ -209,12 +209,14 @@ def _fetch(
     names: list[str],
     selector: str,
 ) -> list[dict[str, Any]]:
+    # `kind=Event` also matches Event.events.k8s.io: keep the kind asked for
     if not names:
-        return [row["object"] for row in client.objects(env, ref, namespace, label=selector)]
+        rows = client.objects(env, ref, namespace, label=selector)
+        return [row["object"] for row in rows if row.get("kind") == ref]
     out = []
     for name in names:
         rows = client.objects(env, ref, namespace, name=name, label=selector)
-        exact = [row for row in rows if row.get("name") == name]
+        exact = [row for row in rows if row.get("name") == name and row.get("kind") == ref]
         resource = _resource(ref)
         if not exact:
             raise InputError(f'{resource} "{name}" not found in {env}')

@@ -174,7 +174,7 @@ class Browser:
         for ref in HEALTH_KINDS:
             group, _ = split_kind_ref(ref)
             query = ObjectQuery(kind=ref, limit=HEALTH_OBJECTS)
-            rows = self.store.objects(e.edge_id, query, e.version)
+            rows = self.store.objects(e.edge_id, query)  # the current table: no history scan
             objects[ref] = [(r.key, r.data) for r in rows if r.key.group == group]
         collected = parse_rfc3339(e.collected_at)
         if collected is None:  # stored before headers were kept: when it arrived
