@@ -162,9 +162,8 @@ def test_each_environment_shows_its_newest_collection_time_and_errors(sql: SQLSt
     forbidden = KindError("Secret", "forbidden", "no")
     first = build_snapshot([real("pod")], load_profile("default"), collected_at=COLLECTED_AT)
     first = Snapshot(replace(first.header, errors=(forbidden,)), first.objects)
-    second = build_snapshot(
-        [real("node")], load_profile("default"), collected_at="2024-04-20T12:00:00Z"
-    )
+    later = "2024-04-20T12:00:00Z"
+    second = build_snapshot([real("node")], load_profile("default"), collected_at=later)
     sql.commit("a", first, b"f", None, COLLECTED)
     sql.commit("b", first, b"f", None, COLLECTED)
     (a,) = sql.environments(COLLECTED, only="a")
