@@ -561,11 +561,12 @@ def health(
     server: str,
     api_token: str | None,
 ) -> None:
-    """Exit 0 if the agent's heartbeat is fresh, 1 if not: a liveness probe for containers.
+    """Agent liveness (--file), or what is broken in an environment (-e ENV, from a server).
 
-    The agent renews the file at least once a minute while its loop runs (more often while
-    uploading), so --max-age must cover the slowest collection plus one request timeout.
-    With -e ENV: what is broken in ENV, from the server's newest snapshot of it.
+    With --file: exit 0 if the agent's heartbeat is fresh, 1 if not (a container's liveness
+    probe). The agent renews the file at least once a minute while its loop runs (more often
+    while uploading), so --max-age must cover the slowest collection plus one request timeout.
+    With -e ENV: the server's health view of ENV's newest snapshot.
     """
     import time
 
