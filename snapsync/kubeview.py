@@ -239,12 +239,20 @@ def event_subject(event: Any) -> ObjectKey | None:
 
 
 class _KubectlDumper(yaml.SafeDumper):
-    """Multi-line strings (a ConfigMap's files, scripts) as `|` blocks, as kubectl prints them."""
+    """Strings as kubectl prints them: multi-line ones (a ConfigMap's files) as `|` blocks, and
+    ones that would read as another type (`"4"`, `"true"`, a timestamp) in double quotes."""
+
+
+_STR = "tag:yaml.org,2002:str"
 
 
 def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    style = None
+    if "\n" in value:
+        style = "|"
+    elif dumper.resolve(yaml.ScalarNode, value, (True, False)) != _STR:
+        style = '"'
+    return dumper.represent_scalar(_STR, value, style=style)
 
 
 _KubectlDumper.add_representer(str, _string)
