@@ -10,10 +10,10 @@ any JSON value and falls back to an empty reading, never raises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -250,7 +250,7 @@ def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = None
     if "\n" in value:
         style = "|"
-    elif dumper.resolve(yaml.ScalarNode, value, (True, False)) != _STR:
+    elif cast(Callable[..., str], dumper.resolve)(yaml.ScalarNode, value, (True, False)) != _STR:
         style = '"'
     return dumper.represent_scalar(_STR, value, style=style)
 
