@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from snapsync import __version__
+from snapsync.client.commands import envs, get, server_options, show_health
 from snapsync.codec import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot, snapshot_document
 from snapsync.collect import Collector, FileCollector
 
@@ -541,7 +542,6 @@ class _Unhealthy(_UserError):
     "--file",
     "health_file",
     envvar="SNAPSYNC_HEALTH_FILE",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The agent's --health-file.",
 )
@@ -553,13 +553,30 @@ class _Unhealthy(_UserError):
     envvar="SNAPSYNC_HEALTH_MAX_AGE",
     help="Seconds since the last heartbeat that still count as alive.",
 )
-def health(health_file: Path, max_age: float) -> None:
-    """Exit 0 if the agent's heartbeat is fresh, 1 if not: a liveness probe for containers.
+@click.option("-e", "--env", help="An environment's health view on the server instead.")
+@click.option("-o", "--output", type=click.Choice(["json"]), help="With -e: json.")
+@server_options
+def health(
+    health_file: Path | None,
+    max_age: float,
+    env: str | None,
+    output: str | None,
+    server: str,
+    api_token: str | None,
+) -> None:
+    """Agent liveness (--file), or what is broken in an environment (-e ENV, from a server).
 
-    The agent renews the file at least once a minute while its loop runs (more often while
-    uploading), so --max-age must cover the slowest collection plus one request timeout.
+    With --file: exit 0 if the agent's heartbeat is fresh, 1 if not (a container's liveness
+    probe). The agent renews the file at least once a minute while its loop runs (more often
+    while uploading), so --max-age must cover the slowest collection plus one request timeout.
+    With -e ENV: the server's health view of ENV's newest snapshot.
     """
     import time
+
+    if env:
+        return show_health(env, server, api_token, output)
+    if health_file is None:
+        raise _UserError("give --file (the agent's heartbeat) or -e ENV (a server's view)")
 
     try:
         modified = health_file.stat().st_mtime
@@ -836,6 +853,10 @@ def demo(
         )
     except KeyboardInterrupt:
         _note("interrupted")
+
+
+cli.add_command(get)
+cli.add_command(envs)
 
 
 def main() -> None:

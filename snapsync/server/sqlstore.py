@@ -7,6 +7,8 @@ Tables, per environment (`env` = edge id):
 - objects: the current version, one row per object (key, kind, namespace, name, digest, JSON).
 - object_history: one row per object per version that changed it (its whole new JSON, or NULL
   when removed), so any retained version's state is "newest row at or before it, per key".
+- collections: the newest version's snapshot header as the browse API shows it (collection
+  time, kinds that could not be collected), so the fleet list needs no snapshot decoded.
 - uploads (in progress) and upload_chunks (their bytes, one row per chunk, appended: a chunk
   never rewrites what came before), commands, agents (last seen), usage (bytes per UTC day),
   environments (the registry and each environment's agent secret), request_nonces (signed
@@ -36,6 +38,7 @@ from typing import Any
 import msgpack
 
 from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.collect.base import KindError
 from snapsync.errors import InputError
 from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.protocol.auth import MIN_SECRET, Remembered
@@ -50,6 +53,7 @@ from snapsync.server.storage import (
     Registration,
     Retention,
     VersionInfo,
+    bounded_errors,
     object_json,
     utc_day,
 )
@@ -97,6 +101,12 @@ CREATE TABLE IF NOT EXISTS object_history (
     PRIMARY KEY (env, key, seq)
 );
 CREATE INDEX IF NOT EXISTS object_history_seq ON object_history (env, seq);
+CREATE TABLE IF NOT EXISTS collections (
+    env TEXT PRIMARY KEY,
+    seq {int} NOT NULL,
+    collected_at TEXT NOT NULL,
+    errors TEXT NOT NULL
+);
 DROP TABLE IF EXISTS partials;
 CREATE TABLE IF NOT EXISTS uploads (
     env TEXT NOT NULL,
@@ -320,6 +330,7 @@ class SQLStore(ABC):
                 ),
             )
             self._write_objects(db, env, version.seq, removed, changed)
+            self._write_collection(db, env, version.seq, snapshot)
             self._run(
                 db,
                 "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
@@ -371,6 +382,16 @@ class SQLStore(ABC):
             "INSERT INTO object_history (env, key, seq, grp, kind, namespace, name, digest, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             history,
+        )
+
+    def _write_collection(self, db: Any, env: str, seq: int, snapshot: Snapshot) -> None:
+        errors = [e.to_dict() for e in bounded_errors(snapshot.header.errors)]
+        self._run(
+            db,
+            "INSERT INTO collections (env, seq, collected_at, errors) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (env) DO UPDATE SET seq = excluded.seq, "
+            "collected_at = excluded.collected_at, errors = excluded.errors",
+            (env, seq, snapshot.header.collected_at[:64], json.dumps(errors)),
         )
 
     def _prune(self, db: Any, env: str, newest: int, now: float) -> None:
@@ -673,6 +694,12 @@ class SQLStore(ABC):
                 params,
             )
         }
+        collections = {
+            env: (collected_at, _kind_errors(errors))
+            for env, collected_at, errors in self._read(
+                f"SELECT env, collected_at, errors FROM collections {where}", params
+            )
+        }
         today = utc_day(now)
         month = today[:8] + "01"
         usage = {
@@ -690,6 +717,7 @@ class SQLStore(ABC):
             last_seen, waiting = seen.get(env, (None, 0))
             seq, digest, objects = newest.get(env, (None, None, 0))
             day, mon, total = usage.get(env, (0, 0, 0))
+            collected_at, errors = collections.get(env, ("", ()))
             out.append(
                 EnvironmentSummary(
                     edge_id=env,
@@ -705,6 +733,8 @@ class SQLStore(ABC):
                     bytes_month=mon,
                     bytes_total=total,
                     waiting=waiting,
+                    collected_at=collected_at,
+                    errors=errors,
                 )
             )
         return sorted(out, key=lambda e: (e.group, e.name))
@@ -815,6 +845,10 @@ class SQLStore(ABC):
 def _registration(row: Sequence[Any]) -> Registration:
     edge_id, name, group, tags, created_at = row
     return Registration(edge_id, name, group, tuple(json.loads(tags)), created_at)
+
+
+def _kind_errors(text: str) -> tuple[KindError, ...]:
+    return tuple(KindError(e["kind"], e["reason"], e["message"]) for e in json.loads(text))
 
 
 def _opt_bytes(value: Any) -> bytes | None:
