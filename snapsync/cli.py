@@ -427,7 +427,8 @@ def _default_state_dir(edge_id: str) -> Path:
     help="Where the acknowledged base is kept [default: $XDG_STATE_HOME/snapsync/EDGE_ID].",
 )
 @click.option("--profile", envvar="SNAPSYNC_PROFILE", default="default", show_default=True)
-@click.option("--once", is_flag=True, help="One cycle, then exit: 0 when the server is current.")
+@click.option("--once", is_flag=True, help="One cycle, then exit: 0 only when the server confirmed our latest version.",
+)
 @click.option(
     "--allow-commands",
     is_flag=True,
@@ -512,16 +513,21 @@ def agent(
 
 
 def _once_problem(report: Any) -> str:
+    """Why `--once` did not end with the server confirming our latest version ("" if it did).
+
+    What the agent believes (a restored ack of an unchanged cluster) is not enough: only an
+    answer of the server during this run counts, so a dead server or a wrong secret fails.
+    """
     from snapsync.protocol.events import AuthRejected, BackingOff
 
-    if report.in_sync:
+    if report.confirmed:
         return ""
     for event in report.events:
         if isinstance(event, AuthRejected):
             return "the server refused our credentials: check --edge-id and --agent-secret"
     for event in report.events:
         if isinstance(event, BackingOff):
-            return f"the server is not current: {event.reason}"
+            return f"the server did not confirm our latest version: {event.reason}"
     if report.collect_error:
         return f"collection failed: {report.collect_error}"
     return "the server is not current yet (budget or pending upload; see the log line above)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from support_kube import (  # noqa: F401  (fixtures)
     emulator_fixture,
     expected,
@@ -18,6 +18,21 @@ from snapsync.protocol import MemoryStore
 from snapsync.server import ServerSettings, SharedSecret
 from tests.support_server import live_server
 from tools.kube_emulator import KubeEmulator
+
+SECRET = "s3cret"
+
+
+def _once(kubeconfig: Path, state: Path, url: str, secret: str = SECRET) -> Result:
+    """`snapsync agent --once` against a live emulated cluster, over HTTP to `url`."""
+    return CliRunner().invoke(
+        cli,
+        ["agent", "--once", "--kubeconfig", str(kubeconfig), "--state-dir", str(state)],
+        env={
+            "SNAPSYNC_SERVER_URL": url,
+            "SNAPSYNC_EDGE_ID": "site-9",
+            "SNAPSYNC_AGENT_SECRET": secret,
+        },
+    )
 
 
 def test_dump_collects_a_live_cluster(kubeconfig: Path, emulator: KubeEmulator) -> None:
@@ -42,16 +57,34 @@ def test_agent_once_ships_a_live_cluster(
     kubeconfig: Path, emulator: KubeEmulator, tmp_path: Path
 ) -> None:
     store = MemoryStore()
-    with live_server(ServerSettings(secrets=SharedSecret(b"s3cret"), store=store)) as url:
-        result = CliRunner().invoke(
-            cli,
-            ["agent", "--once", "--kubeconfig", str(kubeconfig), "--state-dir", str(tmp_path)],
-            env={
-                "SNAPSYNC_SERVER_URL": url,
-                "SNAPSYNC_EDGE_ID": "site-9",
-                "SNAPSYNC_AGENT_SECRET": "s3cret",
-            },
-        )
+    with live_server(ServerSettings(secrets=SharedSecret(SECRET.encode()), store=store)) as url:
+        result = _once(kubeconfig, tmp_path, url)
     assert result.exit_code == 0, result.stderr
     current = store.current("site-9")
     assert current is not None and current.digest == expected(emulator.state).digest
+
+
+def test_agent_once_fails_unless_the_server_confirms(
+    kubeconfig: Path, emulator: KubeEmulator, tmp_path: Path
+) -> None:
+    """With the cluster unchanged since the last ack, the agent believes it is in sync; `--once`
+    must still fail when nothing answers at the URL or the server refuses the secret."""
+    store = MemoryStore()
+    settings = ServerSettings(secrets=SharedSecret(SECRET.encode()), store=store)
+    with live_server(settings) as url:
+        first = _once(kubeconfig, tmp_path, url)
+        assert first.exit_code == 0, first.stderr
+        assert "confirmed=true" in first.stderr
+
+        refused = _once(kubeconfig, tmp_path, url, secret="not-the-secret")
+        assert refused.exit_code == 1
+        assert "in_sync=true" in refused.stderr and "confirmed=false" in refused.stderr
+        assert "refused our credentials" in refused.stderr
+
+        again = _once(kubeconfig, tmp_path, url)  # unchanged cluster, server up: confirmed
+        assert again.exit_code == 0, again.stderr
+        assert "sent=0" not in again.stderr  # it asked the server, it did not assume
+    dead = _once(kubeconfig, tmp_path, url)  # the same URL, nothing listening any more
+    assert dead.exit_code == 1
+    assert "in_sync=true" in dead.stderr and "confirmed=false" in dead.stderr
+    assert "did not confirm our latest version" in dead.stderr
