@@ -427,7 +427,21 @@ def _default_state_dir(edge_id: str) -> Path:
     help="Where the acknowledged base is kept [default: $XDG_STATE_HOME/snapsync/EDGE_ID].",
 )
 @click.option("--profile", envvar="SNAPSYNC_PROFILE", default="default", show_default=True)
-@click.option("--once", is_flag=True, help="One cycle, then exit: 0 only when the server confirmed our latest version.",
+@click.option(
+    "--collect",
+    "collect_mode",
+    envvar="SNAPSYNC_COLLECT",
+    type=click.Choice(["watch", "list"]),
+    default="watch",
+    show_default=True,
+    help="watch: list once, then keep a cache current by WATCH (a cycle costs no relist); "
+    "list: LIST every kind each cycle and hold nothing between cycles, for API servers or "
+    "proxies that break watches and agents short of memory. --once always lists.",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="One cycle, then exit: 0 only when the server confirmed our latest version.",
 )
 @click.option(
     "--allow-commands",
@@ -454,6 +468,7 @@ def agent(
     budget_period: str,
     state_dir: Path | None,
     profile: str,
+    collect_mode: str,
     once: bool,
     allow_commands: bool,
     health_file: Path | None,
@@ -474,6 +489,7 @@ def agent(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # per-request noise; failures raise
     commands: CommandRunner = refuse_cluster_commands
     if allow_commands:
         if source.from_files:
@@ -485,7 +501,7 @@ def agent(
         "cluster commands: %s", "allowed" if allow_commands else "refused (see --allow-commands)"
     )
     runner = Agent(
-        source.collector(watch=not once and not source.from_files, cache_dir=state / "discovery"),
+        source.collector(watch=collect_mode == "watch" and not once, cache_dir=state / "discovery"),
         HttpTransport(server_url, edge_id, agent_secret.encode(), insecure=insecure_poll),
         state,
         config,

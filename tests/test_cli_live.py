@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from support_kube import (  # noqa: F401  (fixtures)
+    config_map,
     emulator_fixture,
     expected,
     kube_objects_fixture,
@@ -88,3 +96,60 @@ def test_agent_once_fails_unless_the_server_confirms(
     assert dead.exit_code == 1
     assert "in_sync=true" in dead.stderr and "confirmed=false" in dead.stderr
     assert "did not confirm our latest version" in dead.stderr
+
+
+def _until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll `condition` until it holds; a generous bound on a shared machine."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("mode", ["list", "watch"])
+def test_long_running_agent_collects_by_list_or_watch(
+    mode: str, kubeconfig: Path, emulator: KubeEmulator, tmp_path: Path
+) -> None:
+    """SNAPSYNC_COLLECT=list: every cycle LISTs and no WATCH is ever opened; watch: one LIST per
+    kind, then changes arrive by WATCH."""
+    state = emulator.state
+    store = MemoryStore()
+
+    def shipped() -> bool:
+        current = store.current("site-9")
+        return current is not None and current.digest == expected(state).digest
+
+    with live_server(ServerSettings(secrets=SharedSecret(SECRET.encode()), store=store)) as url:
+        log = tmp_path / "agent.log"
+        command = [sys.executable, "-m", "snapsync", "agent", "--kubeconfig", str(kubeconfig)]
+        command += ["--state-dir", str(tmp_path / "state"), "--snapshot-interval", "0.3"]
+        env = {
+            **os.environ,
+            "SNAPSYNC_SERVER_URL": url,
+            "SNAPSYNC_EDGE_ID": "site-9",
+            "SNAPSYNC_AGENT_SECRET": SECRET,
+            "SNAPSYNC_COLLECT": mode,
+        }
+        with log.open("wb") as out:
+            agent = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            assert _until(shipped), log.read_text()
+            lists = state.stats.requests["list"]
+            state.put(config_map("cfg-new"))
+            assert _until(shipped), log.read_text()
+        finally:
+            agent.send_signal(signal.SIGINT)
+            try:
+                agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+    if mode == "list":
+        assert state.stats.requests["watch"] == 0
+        assert state.stats.requests["list"] > lists  # the change came by a new LIST
+    else:
+        assert state.stats.requests["watch"] > 0
+        assert state.stats.requests["list"] == lists  # the change came by WATCH
+    assert "Connection pool is full" not in log.read_text()
