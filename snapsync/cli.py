@@ -500,7 +500,7 @@ def _default_state_dir(edge_id: str) -> Path:
     default="default",
     show_default=True,
     metavar="NAME|FILE",
-    help="Canonical profile: a built-in name (default, minimal) or a YAML file.",
+    help="Canonical profile: a built-in name (default, minimal, endpoints) or a YAML file.",
 )
 @click.option(
     "--collect",
