@@ -16,7 +16,7 @@ import yaml
 
 from snapsync.collect.base import Sink
 from snapsync.errors import InputError, SnapsyncError
-from snapsync.fileio import display_name, read_unnamed
+from snapsync.fileio import display_name, read_text
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -52,7 +52,7 @@ class FileCollector:
 
 def read_documents(path: str) -> list[Any]:
     """Parsed top-level documents of one file (or stdin for `-`)."""
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         raise InputError("empty input")
     if text.lstrip()[:1] in "[{":
@@ -92,10 +92,3 @@ def iter_objects(documents: list[Any]) -> Iterator[dict[str, Any]]:
                 yield item
         else:
             yield doc
-
-
-def _read_text(path: str) -> str:
-    try:
-        return read_unnamed(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text (a .snap file? `snapsync inspect` reads those)") from None
