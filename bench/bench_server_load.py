@@ -105,11 +105,20 @@ def free_port() -> int:
 
 @contextmanager
 def serve(database: str, log: Path) -> Iterator[str]:
+    with serve_process(database, log) as (url, _):
+        yield url
+
+
+@contextmanager
+def serve_process(
+    database: str, log: Path, *options: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A `snapsync serve` child process with the shared secret; its URL and the process."""
     port = free_port()
     env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SECRET}
     args = [sys.executable, "-m", "snapsync", "serve", "--port", str(port), "--database", database]
     with log.open("ab") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=out, env=env, cwd=ROOT)
+        process = subprocess.Popen([*args, *options], stdout=out, stderr=out, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -122,7 +131,7 @@ def serve(database: str, log: Path) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"snapsync serve did not start: {log.read_text()[-1500:]}")
             time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from snapsync import __version__
+from snapsync.client.commands import envs, get, server_options, show_health
 from snapsync.codec import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot, snapshot_document
 from snapsync.collect import Collector, FileCollector
 
@@ -30,11 +31,13 @@ from snapsync.errors import InputError, SnapsyncError
 from snapsync.fileio import atomic_write, display_name, read_input
 from snapsync.frame import unpack_frame
 from snapsync.profile import load_profile
+from snapsync.protocol.auth import check_secret
 from snapsync.snapfile import load_snapshot, looks_like_json, parse_snapshot
 from snapsync.snapshot import Snapshot, SnapshotBuilder
 from snapsync.summary import summarize_snapshot
 
 EXIT_USER_ERROR = 2
+AGENT_SECRET_SETTING = "--agent-secret (SNAPSYNC_AGENT_SECRET)"
 
 
 class _UserError(click.ClickException):
@@ -50,8 +53,39 @@ class _NotCurrent(_UserError):
     exit_code = 1
 
 
+class _Command(click.Command):
+    """Every subcommand: `--help` shows each option's variable and default, and a usage error
+    (a bad or missing flag) is one line and exit 2, as every other user error (no usage block).
+    A missing option that a variable can also give names the variable."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = {
+            "show_default": True,
+            **(kwargs.get("context_settings") or {}),
+        }
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, click.Option) and param.envvar:
+                param.show_envvar = True
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.MissingParameter as exc:
+            param = exc.param
+            if isinstance(param, click.Option) and isinstance(param.envvar, str):
+                name = max(param.opts, key=len)
+                raise _UserError(f"missing {name}: pass the flag or set {param.envvar}") from None
+            raise _UserError(exc.format_message()) from None
+        except click.UsageError as exc:
+            raise _UserError(exc.format_message()) from None
+
+
 class _Group(click.Group):
     """Turns SnapsyncError into one line and exit 2, for every subcommand."""
+
+    command_class = _Command
+    group_class = type  # subgroups (`env`) are _Groups too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -77,7 +111,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="kubectl get -o json|yaml output (List, object or stream); - for stdin. "
             "Repeatable. Without it, a live cluster is collected.",
         ),
-        click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file ($KUBECONFIG)."),
+        click.option("--kubeconfig", envvar="KUBECONFIG", metavar="FILE", help="Kubeconfig file."),
         click.option("--context", help="Kubeconfig context (default: the current one)."),
         click.option(
             "--in-cluster",
@@ -85,7 +119,14 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             envvar="SNAPSYNC_IN_CLUSTER",
             help="Use the pod's service account.",
         ),
-        click.option("--page-size", type=click.IntRange(1, 10_000), default=500, show_default=True),
+        click.option(
+            "--page-size",
+            type=click.IntRange(1, 10_000),
+            default=500,
+            show_default=True,
+            metavar="OBJECTS",
+            help="Objects per LIST page.",
+        ),
         click.option(
             "--kind", "kinds", multiple=True, help="Collect only these kinds (Kind[.group])."
         ),
@@ -400,7 +441,13 @@ def _default_state_dir(edge_id: str) -> Path:
 
 @cli.command()
 @source_options
-@click.option("--server-url", envvar="SNAPSYNC_SERVER_URL", required=True, help="Server base URL.")
+@click.option(
+    "--server-url",
+    envvar="SNAPSYNC_SERVER_URL",
+    required=True,
+    metavar="URL",
+    help="Server base URL.",
+)
 @click.option("--edge-id", envvar="SNAPSYNC_EDGE_ID", required=True, help="This environment's id.")
 @click.option(
     "--agent-secret",
@@ -414,22 +461,46 @@ def _default_state_dir(edge_id: str) -> Path:
     envvar="SNAPSYNC_INSECURE_POLL",
     help="Accept a self-signed server certificate (TLS is still used).",
 )
-@click.option("--ping-interval", envvar="SNAPSYNC_PING_INTERVAL", type=float, default=60.0)
-@click.option("--snapshot-interval", envvar="SNAPSYNC_SNAPSHOT_INTERVAL", type=float, default=60.0)
-@click.option("--command-interval", envvar="SNAPSYNC_COMMAND_INTERVAL", type=float, default=10.0)
+@click.option(
+    "--ping-interval",
+    envvar="SNAPSYNC_PING_INTERVAL",
+    type=float,
+    default=60.0,
+    metavar="SECONDS",
+    help="Seconds between pings (heartbeat and command pick-up).",
+)
+@click.option(
+    "--snapshot-interval",
+    envvar="SNAPSYNC_SNAPSHOT_INTERVAL",
+    type=float,
+    default=60.0,
+    metavar="SECONDS",
+    help="Seconds between collections; an upload follows only a change.",
+)
+@click.option(
+    "--command-interval",
+    envvar="SNAPSYNC_COMMAND_INTERVAL",
+    type=float,
+    default=10.0,
+    metavar="SECONDS",
+    help="Seconds between pings while a command result is pending.",
+)
 @click.option(
     "--budget",
     envvar="SNAPSYNC_BUDGET",
     default="0",
     show_default=True,
-    help="Data budget per period, e.g. 500MB or 1GiB; 0 = unlimited.",
+    metavar="SIZE",
+    help="Data budget per period in bytes, with a unit: 500MB, 1GiB (kB/MB/GB, KiB/MiB/GiB); "
+    "0 = unlimited.",
 )
 @click.option(
     "--budget-period",
     envvar="SNAPSYNC_BUDGET_PERIOD",
     default="month",
     show_default=True,
-    help="day, month (UTC calendar) or a number of seconds.",
+    metavar="PERIOD",
+    help="Budget period: day or month (UTC calendar), or a number of seconds.",
 )
 @click.option(
     "--state-dir",
@@ -437,8 +508,30 @@ def _default_state_dir(edge_id: str) -> Path:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the acknowledged base is kept [default: $XDG_STATE_HOME/snapsync/EDGE_ID].",
 )
-@click.option("--profile", envvar="SNAPSYNC_PROFILE", default="default", show_default=True)
-@click.option("--once", is_flag=True, help="One cycle, then exit: 0 when the server is current.")
+@click.option(
+    "--profile",
+    envvar="SNAPSYNC_PROFILE",
+    default="default",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Canonical profile: a built-in name (default, minimal, endpoints) or a YAML file.",
+)
+@click.option(
+    "--collect",
+    "collect_mode",
+    envvar="SNAPSYNC_COLLECT",
+    type=click.Choice(["watch", "list"]),
+    default="watch",
+    show_default=True,
+    help="watch: list once, then keep a cache current by WATCH (a cycle costs no relist); "
+    "list: LIST every kind each cycle and hold nothing between cycles, for API servers or "
+    "proxies that break watches and agents short of memory. --once always lists.",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="One cycle, then exit: 0 only when the server confirmed our latest version.",
+)
 @click.option(
     "--allow-commands",
     is_flag=True,
@@ -471,6 +564,7 @@ def agent(
     budget_period: str,
     state_dir: Path | None,
     profile: str,
+    collect_mode: str,
     once: bool,
     allow_commands: bool,
     command_namespaces: str,
@@ -482,6 +576,7 @@ def agent(
     from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
     from snapsync.protocol.budget import parse_size
 
+    secret = check_secret(agent_secret, AGENT_SECRET_SETTING)
     source = _source(kwargs)
     namespaces = _namespaces(command_namespaces)
     state = state_dir or _default_state_dir(edge_id)
@@ -493,6 +588,7 @@ def agent(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # per-request noise; failures raise
     commands: CommandRunner = refuse_cluster_commands
     if allow_commands:
         if source.from_files:
@@ -506,8 +602,8 @@ def agent(
         f"allowed{where}" if allow_commands else "refused (see --allow-commands)",
     )
     runner = Agent(
-        source.collector(watch=not once and not source.from_files, cache_dir=state / "discovery"),
-        HttpTransport(server_url, edge_id, agent_secret.encode(), insecure=insecure_poll),
+        source.collector(watch=collect_mode == "watch" and not once, cache_dir=state / "discovery"),
+        HttpTransport(server_url, edge_id, secret, insecure=insecure_poll),
         state,
         config,
         profile=load_profile(profile),
@@ -534,16 +630,21 @@ def agent(
 
 
 def _once_problem(report: Any) -> str:
+    """Why `--once` did not end with the server confirming our latest version ("" if it did).
+
+    What the agent believes (a restored ack of an unchanged cluster) is not enough: only an
+    answer of the server during this run counts, so a dead server or a wrong secret fails.
+    """
     from snapsync.protocol.events import AuthRejected, BackingOff
 
-    if report.in_sync:
+    if report.confirmed:
         return ""
     for event in report.events:
         if isinstance(event, AuthRejected):
             return "the server refused our credentials: check --edge-id and --agent-secret"
     for event in report.events:
         if isinstance(event, BackingOff):
-            return f"the server is not current: {event.reason}"
+            return f"the server did not confirm our latest version: {event.reason}"
     if report.collect_error:
         return f"collection failed: {report.collect_error}"
     return "the server is not current yet (budget or pending upload; see the log line above)"
@@ -560,7 +661,6 @@ class _Unhealthy(_UserError):
     "--file",
     "health_file",
     envvar="SNAPSYNC_HEALTH_FILE",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The agent's --health-file.",
 )
@@ -572,13 +672,30 @@ class _Unhealthy(_UserError):
     envvar="SNAPSYNC_HEALTH_MAX_AGE",
     help="Seconds since the last heartbeat that still count as alive.",
 )
-def health(health_file: Path, max_age: float) -> None:
-    """Exit 0 if the agent's heartbeat is fresh, 1 if not: a liveness probe for containers.
+@click.option("-e", "--env", help="An environment's health view on the server instead.")
+@click.option("-o", "--output", type=click.Choice(["json"]), help="With -e: json.")
+@server_options
+def health(
+    health_file: Path | None,
+    max_age: float,
+    env: str | None,
+    output: str | None,
+    server: str,
+    api_token: str | None,
+) -> None:
+    """Agent liveness (--file), or what is broken in an environment (-e ENV, from a server).
 
-    The agent renews the file at least once a minute while its loop runs (more often while
-    uploading), so --max-age must cover the slowest collection plus one request timeout.
+    With --file: exit 0 if the agent's heartbeat is fresh, 1 if not (a container's liveness
+    probe). The agent renews the file at least once a minute while its loop runs (more often
+    while uploading), so --max-age must cover the slowest collection plus one request timeout.
+    With -e ENV: the server's health view of ENV's newest snapshot.
     """
     import time
+
+    if env:
+        return show_health(env, server, api_token, output)
+    if health_file is None:
+        raise _UserError("give --file (the agent's heartbeat) or -e ENV (a server's view)")
 
     try:
         modified = health_file.stat().st_mtime
@@ -591,8 +708,21 @@ def health(health_file: Path, max_age: float) -> None:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="SNAPSYNC_HOST")
-@click.option("--port", type=int, default=8480, show_default=True, envvar="SNAPSYNC_PORT")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="SNAPSYNC_HOST",
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=8480,
+    show_default=True,
+    envvar="SNAPSYNC_PORT",
+    help="TCP port to listen on.",
+)
 @click.option(
     "--database",
     default="snapsync.db",
@@ -611,15 +741,24 @@ def health(health_file: Path, max_age: float) -> None:
     help="Token for the browse API (Bearer) and page (signed in once). Without it both are off.",
 )
 @click.option(
-    "--tls-cert", type=click.Path(exists=True, dir_okay=False), envvar="SNAPSYNC_TLS_CERT"
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="SNAPSYNC_TLS_CERT",
+    help="PEM certificate (chain): serve HTTPS. Needs --tls-key.",
 )
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), envvar="SNAPSYNC_TLS_KEY")
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="SNAPSYNC_TLS_KEY",
+    help="PEM private key of --tls-cert.",
+)
 @click.option(
     "--keep-versions",
     type=click.IntRange(min=1),
     default=1000,
     show_default=True,
     envvar="SNAPSYNC_KEEP_VERSIONS",
+    metavar="VERSIONS",
     help="History kept per environment, in versions.",
 )
 @click.option(
@@ -628,6 +767,7 @@ def health(health_file: Path, max_age: float) -> None:
     default=90.0,
     show_default=True,
     envvar="SNAPSYNC_KEEP_DAYS",
+    metavar="DAYS",
     help="History kept per environment, in days.",
 )
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (noisy with many agents).")
@@ -653,6 +793,9 @@ def serve(
 
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
+    shared = check_secret(agent_secret, AGENT_SECRET_SETTING) if agent_secret else None
+    if api_token:
+        check_secret(api_token, "--api-token (SNAPSYNC_API_TOKEN)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = open_store(database, Retention(keep_versions, keep_days * 86400.0))
     if not agent_secret and not store.registrations():
@@ -665,7 +808,7 @@ def serve(
             "no --api-token: the browse API and page are off"
         )
     settings = ServerSettings(
-        secrets=AgentSecrets(store, agent_secret.encode() if agent_secret else None),
+        secrets=AgentSecrets(store, shared),
         store=store,
         api_token=api_token or None,
     )
@@ -742,18 +885,15 @@ def env_list(database: str, as_json: bool) -> None:
     Console().print(table)
 
 
-class _OneLineErrors(click.Command):
-    """A bad flag is one line and exit 2, as every other user error (no usage block)."""
-
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        try:
-            return super().make_context(*args, **kwargs)
-        except click.UsageError as exc:
-            raise _UserError(exc.format_message()) from None
-
-
-@cli.command(cls=_OneLineErrors)
-@click.option("--objects", type=int, default=300, show_default=True, help="Cluster size.")
+@cli.command()
+@click.option(
+    "--objects",
+    type=int,
+    default=300,
+    show_default=True,
+    metavar="N",
+    help="Cluster size, in objects.",
+)
 @click.option(
     "--churn",
     type=click.Choice(["quiet", "steady", "busy"]),
@@ -768,20 +908,35 @@ class _OneLineErrors(click.Command):
     show_default=True,
     help="Link profile (loss, bandwidth, latency, outages; see the README).",
 )
-@click.option("--duration", default="1d", show_default=True, help="Simulated time: 1d, 6h, 30m…")
 @click.option(
-    "--interval", default="5m", show_default=True, help="Simulated time between collections."
+    "--duration",
+    default="1d",
+    show_default=True,
+    metavar="DURATION",
+    help="Simulated time to run: 1d, 6h, 30m, 90s.",
+)
+@click.option(
+    "--interval",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="Simulated time between collections: 5m, 30s, 1h.",
 )
 @click.option(
     "--speed",
     type=float,
     default=0.0,
-    help="At most this many simulated seconds per real second (e.g. 1440: a day in a minute). "
-    "Default: as fast as the machine goes.",
+    metavar="RATIO",
+    help="At most this many simulated seconds per real second (e.g. 1440: a day in a minute); "
+    "0 = as fast as the machine goes.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option(
-    "--budget", default="5MB", show_default=True, help="Data budget per day; 0 = unlimited."
+    "--budget",
+    default="5MB",
+    show_default=True,
+    metavar="SIZE",
+    help="Data budget per simulated day in bytes, with a unit: 5MB, 1GiB; 0 = unlimited.",
 )
 @click.option(
     "--database",
@@ -798,7 +953,10 @@ class _OneLineErrors(click.Command):
     "--keep-serving", is_flag=True, help="Afterwards, serve the result on 127.0.0.1 until Ctrl-C."
 )
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=0, help="With --keep-serving [free]."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="TCP port with --keep-serving; 0 = a free one.",
 )
 @click.option("--api-token", help="With --keep-serving: the token to sign in to the page [random].")
 def demo(
@@ -825,6 +983,8 @@ def demo(
     from snapsync.demo import DemoOptions, parse_duration, run_demo
     from snapsync.protocol.budget import parse_size
 
+    if api_token:
+        check_secret(api_token, "--api-token")
     options = DemoOptions(
         objects=objects,
         churn=churn,
@@ -850,6 +1010,10 @@ def demo(
         )
     except KeyboardInterrupt:
         _note("interrupted")
+
+
+cli.add_command(get)
+cli.add_command(envs)
 
 
 def main() -> None:

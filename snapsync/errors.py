@@ -13,6 +13,7 @@
     └── DeltaError            a delta does not apply to its base or misses its target digest
     │   └── BaseMismatch      a frame was made against another base than the one offered
     ├── AuthError             a request's signature, timestamp or nonce does not check out
+    │   └── ReplayMemoryFull  too many live nonces to remember one more: retry later
     ├── TransportError        a request to the server did not complete (refused, cut, timeout)
     └── ProtocolError         the sync conversation went wrong (the h11 split of blame)
         ├── LocalProtocolError   this side misused the state machine: a bug in the caller
@@ -84,6 +85,11 @@ class BaseMismatch(DeltaError):
 
 class AuthError(SnapsyncError):
     """A request is not signed as the protocol requires (deliberately vague towards the peer)."""
+
+
+class ReplayMemoryFull(AuthError):
+    """A well-signed request that cannot be remembered against replay (its edge, or the server,
+    holds too many nonces inside the window): refused for now, not for bad credentials."""
 
 
 class TransportError(SnapsyncError):

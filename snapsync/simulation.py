@@ -205,7 +205,7 @@ class Sim:
         if isinstance(request.message, Chunk) and self.rng.random() < faults.truncate:
             body = _truncated_chunk(request.message, self.rng)
             truncated = True
-        self.nonces.check_and_remember(f"{ENV}:{nonce}", sent_at, self.now)
+        self.nonces.remember(ENV, str(nonce), sent_at, self.now)
         reply = self._handle(request.path, body, self.now)
         if self.rng.random() < faults.duplicate:
             # Delivered twice and let through (as by a server that just lost its replay memory).
@@ -246,8 +246,10 @@ class Sim:
         self.in_network = [d for d in self.in_network if d.at > self.now]
         for delivery in due:
             # The web layer's gate: signature window and the process's replay memory.
-            if abs(delivery.at - delivery.sent_at) > WINDOW or not self.nonces.check_and_remember(
-                f"{ENV}:{delivery.nonce}", delivery.sent_at, delivery.at
+            if (
+                abs(delivery.at - delivery.sent_at) > WINDOW
+                or self.nonces.remember(ENV, str(delivery.nonce), delivery.sent_at, delivery.at)
+                != "new"
             ):
                 self._note(f"late request from {delivery.sent_at - self.now:+.0f}s: refused (401)")
                 continue

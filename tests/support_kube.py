@@ -151,6 +151,8 @@ def fast_options(kubeconfig: Path, **overrides: Any) -> KubeOptions:
         "retries": 1,
         "backoff_base": 0.001,
         "backoff_max": 0.005,
+        "watch_backoff_initial": 0.001,
+        "watch_backoff_max": 0.005,
         "concurrency": 2,
     }
     settings.update(overrides)

@@ -23,12 +23,18 @@ import pytest
 
 from snapsync.agent import Agent, HttpTransport
 from snapsync.collect import FileCollector
+from snapsync.kubeview import parse_time
+from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, Intervals
 from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
+from snapsync.snapshot import build_snapshot, rfc3339
+from tests.support_broken import COLLECTED, broken_objects, real, ship_once
+from tests.support_kube import emulator_fixture, kubeconfig_fixture  # noqa: F401 (fixtures)
 from tests.support_server import live_server
+from tools.kube_emulator import KubeEmulator
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -51,7 +57,7 @@ def _missing() -> str:
 def browser(tmp_path: Path) -> Iterator[Any]:
     missing = _missing()
     if missing:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI"):
             pytest.fail(f"browser test under CI: {missing}")
         pytest.skip(missing)
     from selenium import webdriver
@@ -145,6 +151,17 @@ def sign_in(driver: Any, url: str, token: str = TOKEN) -> None:
     )
 
 
+def follow(driver: Any, link: Any, url_part: str) -> None:
+    """Click a link and wait until the page it leads to has loaded."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    link.click()
+    wait = WebDriverWait(driver, WAIT)
+    wait.until(ec.url_contains(url_part))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def screenshots_folder(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("SNAPSYNC_SCREENSHOTS") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,20 +173,12 @@ def test_browse_fleet_environment_diff_and_object_history(
     browser: Any, server: str, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
     shots = screenshots_folder(tmp_path)
-    wait = WebDriverWait(driver, WAIT)
 
     def text() -> str:
         return str(driver.find_element(By.TAG_NAME, "body").text)
-
-    def follow(link: Any, url_part: str) -> None:
-        link.click()
-        wait.until(ec.url_contains(url_part))
-        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     # 1. the fleet, after signing in (the page holds no script: the stylesheet still applies
     # under the Content-Security-Policy, which allows styles from this server only)
@@ -180,11 +189,11 @@ def test_browse_fleet_environment_diff_and_object_history(
     assert driver.find_element(By.TAG_NAME, "h1").text == "Environments"
     row = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 5']]")
     cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
-    assert cells[1] == "eu" and "retail" in cells[2] and cells[3] == "fresh" and cells[5] == "3"
+    assert cells[1] == "eu" and "retail" in cells[2] and cells[3] == "fresh" and cells[6] == "3"
     driver.save_screenshot(str(shots / "01-environments.png"))
 
     # 2. one environment: its objects by kind and its versions
-    follow(row.find_element(By.LINK_TEXT, "Shop 5"), "/env/")
+    follow(driver, row.find_element(By.LINK_TEXT, "Shop 5"), "/env/")
     assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Shop 5")
     assert "Recent versions" in text()
     kinds = driver.find_elements(By.CSS_SELECTOR, "nav.side a:not(.ns)")
@@ -196,7 +205,7 @@ def test_browse_fleet_environment_diff_and_object_history(
     driver.save_screenshot(str(shots / "02-environment.png"))
 
     # 3. what changed between version 2 and 3
-    follow(versions[0].find_element(By.LINK_TEXT, "diff"), "/diff")
+    follow(driver, versions[0].find_element(By.LINK_TEXT, "diff"), "/diff")
     assert driver.find_element(By.TAG_NAME, "h1").text == "Shop 5: version 2 → 3"
     changed = driver.find_elements(By.XPATH, "//tr[td/span[text()='changed']]")
     assert changed, "the busy churn changed no object between versions 2 and 3"
@@ -206,11 +215,11 @@ def test_browse_fleet_environment_diff_and_object_history(
     # 4. one of those objects: its current state and its history, the change included
     link = changed[0].find_element(By.TAG_NAME, "a")
     key = link.text
-    follow(link, "/object/")
+    follow(driver, link, "/object/")
     name = key.rsplit("/", 1)[-1]
     assert name in driver.find_element(By.TAG_NAME, "h1").text
     assert (
-        "Current" in text() and f'"name": "{name}"' in driver.find_element(By.TAG_NAME, "pre").text
+        "Current" in text() and f"  name: {name}\n" in driver.find_element(By.TAG_NAME, "pre").text
     )
     history = driver.find_elements(By.XPATH, "//h2[text()='History']/following-sibling::table//tr")
     assert history[0].find_element(By.TAG_NAME, "td").text == "v3"
@@ -249,3 +258,113 @@ def test_object_history_is_beside_the_object_not_off_screen(browser: Any, server
         ".singleNodeValue.getBoundingClientRect().left"
     )
     assert left < browser.execute_script("return window.innerWidth")
+
+
+# ----- what is broken: collection errors in the fleet, the health view -------------------------
+
+
+@pytest.fixture(name="kube_objects")
+def kube_objects_fixture() -> list[dict[str, Any]]:
+    """The emulator serves the broken cluster of support_broken and one Secret; its Events are
+    moved to the last hour, as the agent collects now."""
+    objects = broken_objects()
+    shift = time.time() - COLLECTED
+    for obj in objects:
+        if obj["kind"] == "Event":
+            for field in ("firstTimestamp", "lastTimestamp"):
+                obj[field] = rfc3339(parse_time(obj[field]) + shift)  # type: ignore[operator]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db-password", "namespace": "shop"},
+        "data": {"password": "aHVudGVyMg=="},
+    }
+    return [*objects, secret]
+
+
+@pytest.fixture
+def broken_fleet(emulator: KubeEmulator, kubeconfig: Path, tmp_path: Path) -> Iterator[str]:
+    """Shop 17: shipped by a real agent from the API emulator with Secrets forbidden (403) and
+    pods, a Deployment, a node and a claim broken; Shop 18: healthy; Shop 19: never heard from."""
+    store = open_store(str(tmp_path / "server.db"))
+    now = time.time()
+    made = enroll(store, "Shop 17", now, group="eu", tags=("retail",))
+    enroll(store, "Shop 18", now, group="eu", tags=("retail",))
+    enroll(store, "Shop 19", now, group="us")
+    healthy = [real(name) for name in ("pod", "deployment", "node", "service", "configmap")]
+    snapshot = build_snapshot(healthy, load_profile("default"), collected_at=rfc3339(now - 90))
+    store.commit("shop-18", snapshot, b"frame", None, now - 60)
+    store.seen("shop-18", now - 60, snapshot.digest, 0)
+    emulator.state.forbid("Secret", "list")
+    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    with live_server(settings) as url:
+        edge = made.registration.edge_id
+        ship_once(kubeconfig, url, edge, made.token.encode(), tmp_path / "agent")
+        yield url
+    store.close()
+
+
+def test_fleet_flags_collection_errors_and_health_lists_what_is_broken(
+    browser: Any, broken_fleet: str, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    shots = screenshots_folder(tmp_path)
+
+    def whole_page(name: str) -> None:
+        """The page's full height in one picture (bounded), then back to the usual window."""
+        height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+        driver.set_window_size(1280, min(max(height + 140, 900), 3000))
+        driver.save_screenshot(str(shots / name))
+        driver.set_window_size(1280, 900)
+
+    # 1. the fleet: Shop 17 is failing and flagged for the kind it could not collect
+    sign_in(driver, broken_fleet + "/")
+    row = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 17']]")
+    health_cell = row.find_elements(By.TAG_NAME, "td")[4]
+    assert health_cell.find_element(By.CSS_SELECTOR, "a.badge").text == "failing"
+    flag = health_cell.find_element(By.CSS_SELECTOR, "a.badge.errors")
+    assert flag.text == "1 kind not collected" and "Secret: forbidden" in flag.get_attribute(
+        "title"
+    )
+    other = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 18']]")
+    assert other.find_elements(By.TAG_NAME, "td")[4].text == "ok"
+    unknown = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 19']]")
+    assert unknown.find_elements(By.TAG_NAME, "td")[4].text == "unknown"
+    whole_page("06-fleet-collection-error.png")
+
+    # 2. the flag leads to the environment, which says which kind is missing and why
+    follow(driver, flag, "/env/shop-17")
+    alert = driver.find_element(By.ID, "errors")
+    assert "1 kind could not be collected" in alert.text
+    assert "Secret" in alert.text and "forbidden" in alert.text
+    alert.screenshot(str(shots / "07-environment-collection-error.png"))
+    assert not driver.find_elements(By.XPATH, "//nav//a/span[text()='Secret']")
+
+    # 3. the health view: each broken thing, linked to its object
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "h1 a.badge"), "/health")
+    assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Shop 17: health")
+    pods = driver.find_elements(By.XPATH, "//h2[@id='pods']/following-sibling::table[1]//tr[td]")
+    cells = [c.text for c in pods[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[1:5] == ["checkout-6c9f7d5b8-crash", "0/1", "CrashLoopBackOff", "14"]
+    for section, name in (
+        ("workloads", "payments"),
+        ("nodes", "worker-3"),
+        ("claims", "data-postgres-0"),
+        ("events", "checkout-6c9f7d5b8-q7w2x"),
+    ):
+        table = driver.find_element(By.XPATH, f"//h2[@id='{section}']/following-sibling::table[1]")
+        assert table.find_elements(By.LINK_TEXT, name), section
+    whole_page("08-health.png")
+
+    # 4. a link leads to the object, shown as YAML with JSON one click away
+    follow(driver, pods[0].find_element(By.LINK_TEXT, "checkout-6c9f7d5b8-crash"), "/object/")
+    shown = driver.find_element(By.TAG_NAME, "pre").text
+    assert shown.startswith("apiVersion: v1\nkind: Pod\n") and "CrashLoopBackOff" in shown
+    follow(driver, driver.find_element(By.LINK_TEXT, "JSON"), "format=json")
+    assert driver.find_element(By.TAG_NAME, "pre").text.startswith("{")
+    driver.save_screenshot(str(shots / "09-object-json.png"))
+
+    for name in ("06-fleet-collection-error", "07-environment-collection-error", "08-health"):
+        assert (shots / f"{name}.png").stat().st_size > 5_000, name

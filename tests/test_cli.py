@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -182,3 +183,48 @@ def test_binary_is_never_written_to_a_terminal(dump_file: Path) -> None:
         os.close(leader)
     assert result.returncode == 2
     assert b"refusing to write a binary snapshot to a terminal" in result.stderr
+
+
+def _help_lines(command: str) -> dict[str, str]:
+    """`snapsync COMMAND --help`, one line per option (no wrapping), keyed by its long flag."""
+    result = CliRunner().invoke(cli, [command, "--help"], terminal_width=400, max_content_width=400)
+    assert result.exit_code == 0, result.output
+    records: list[str] = []
+    for line in result.output.splitlines():
+        if line.startswith("  -"):
+            records.append(line.strip())
+        elif records and line.startswith("   "):  # help after a long flag and metavar
+            records[-1] += " " + line.strip()
+    return {record.split()[0].rstrip(","): record for record in records}
+
+
+@pytest.mark.parametrize("command", ["agent", "serve", "demo"])
+def test_help_shows_each_options_variable_default_and_unit(command: str) -> None:
+    lines = _help_lines(command)
+    options = [p for p in cli.commands[command].params if isinstance(p, click.Option)]
+    for option in options:
+        flag = max(option.opts, key=len)
+        line = lines[flag]
+        if option.envvar:
+            assert f"env var: {option.envvar}" in line, line
+        if isinstance(option.default, int | float | str) and not option.is_flag:
+            assert "default: " in line, line
+        if flag[2:].endswith("-interval"):  # the agent's; demo's --interval is a DURATION
+            assert f"{flag} SECONDS" in line and "Seconds" in line, line
+        if flag == "--budget":
+            assert f"{flag} SIZE" in line and "MB" in line, line
+    if command == "serve":
+        assert lines["--keep-days"].startswith("--keep-days DAYS")
+
+
+def test_missing_agent_secret_names_the_variable_in_one_line() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["agent", "--server-url", "http://127.0.0.1:9", "--edge-id", "shop-17", "--once"],
+        env={"SNAPSYNC_AGENT_SECRET": None},
+    )
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "snapsync: error: missing --agent-secret: pass the flag or set SNAPSYNC_AGENT_SECRET\n"
+    )

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support_kube import (  # noqa: F401  (fixtures)
     CountingBuilder,
+    cluster_objects,
     collect,
     config_map,
     emulator_fixture,
@@ -21,6 +26,7 @@ from support_kube import (  # noqa: F401  (fixtures)
     put_nameless_config_map,
 )
 
+from snapsync.collect.backoff import Backoff
 from snapsync.collect.kube import KubeOptions
 from snapsync.collect.watch import KubeWatchCollector
 from snapsync.profile import load_profile
@@ -253,3 +259,102 @@ def test_sample_cluster_churn(tmp_path: Path):
                 state.apply_changes(cluster, cluster.step(churn="steady", minutes=1.0))
                 assert watcher.synced(state.rv, SYNC_TIMEOUT)
                 assert _replay(watcher).digest == collect(_options(kc)).digest
+
+
+def _crds(count: int) -> list[dict[str, Any]]:
+    """`count` CustomResourceDefinitions, one object each: that many more kinds to watch."""
+    objects: list[dict[str, Any]] = []
+    for i in range(count):
+        group, kind = f"g{i}.example.com", f"Thing{i}"
+        objects.append(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"things{i}.{group}"},
+                "spec": {
+                    "group": group,
+                    "names": {"kind": kind, "plural": f"things{i}", "singular": f"thing{i}"},
+                    "scope": "Namespaced",
+                    "versions": [{"name": "v1", "served": True, "storage": True}],
+                },
+            }
+        )
+        objects.append(
+            {"apiVersion": f"{group}/v1", "kind": kind, "metadata": {"name": "a", "namespace": "x"}}
+        )
+    return objects
+
+
+def test_backoff_follows_client_go_reflector() -> None:
+    """0.8 s doubling to 30 s, each stretched by up to 100%, started over after 2 quiet minutes."""
+    backoff = Backoff(rng=random.Random(1))
+    now = 0.0
+    steps = [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+    for step in steps:
+        delay = backoff.delay(now)
+        assert step <= delay < 2 * step
+        now += delay
+    assert backoff.delay(now + 121) < 1.6  # quiet for longer than 2 minutes: from the start
+
+
+def test_watches_the_server_ends_at_once_are_backed_off(tmp_path: Path) -> None:
+    """Against a server that ends every watch at once, reopens follow the reflector backoff:
+    a handful of requests per kind in seconds (without backoff: hundreds per second)."""
+    state = ClusterState(cluster_objects())
+    kinds = ("Pod", "ConfigMap")
+    with KubeEmulator(state, close_watches=True) as emu:
+        kc = emu.write_kubeconfig(tmp_path / "kubeconfig")
+        options = fast_options(
+            kc, include_kinds=kinds, watch_backoff_initial=0.8, watch_backoff_max=30.0
+        )
+        with KubeWatchCollector(options, rng=random.Random(0)) as watcher:
+            started = time.monotonic()
+            first = _replay(watcher)
+            assert first.header.errors == ()
+            deadline = started + 60.0  # generous bound on a shared machine; normally ~3 s
+            while state.stats.requests["watch"] < 3 * len(kinds) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+            watches = state.stats.requests["watch"]
+            assert watches >= 3 * len(kinds)  # a watch the server ended is reopened
+            # delays of at least 0.8, 1.6, 3.2, ... s: n watches take 0.8 * (2^(n-1) - 1) s
+            most = 1 + int(math.log2(elapsed / 0.8 + 1))
+            assert watches <= most * len(kinds), (watches, elapsed)
+            assert state.stats.requests["list"] == len(kinds)  # an empty watch is no relist
+            stale = _replay(watcher)  # three empty watches in a row: changes may be missed
+            assert errors_by_kind(stale) == {"ConfigMap": "stale", "Pod": "stale"}
+
+
+def test_expired_watch_request_relists(
+    emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
+) -> None:
+    """An HTTP 410 to the WATCH request itself (not an ERROR event) also means: relist."""
+    state = emulator.state
+    _replay(watcher)
+    state.add_fault(kind="Pod", on="watch", action="expire", times=1)
+    emulator.drop_watches()
+    state.put(pod("web-new"))
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    assert watcher.relists() == 1
+    _assert_identical(_replay(watcher), collect(_options(kubeconfig)))
+
+
+def test_watching_more_kinds_than_64_logs_no_pool_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One connection per watched kind is kept: none is discarded when watches end together."""
+    state = ClusterState(cluster_objects() + _crds(70))
+    with KubeEmulator(state, bookmark_interval=0.05) as emu:
+        kc = emu.write_kubeconfig(tmp_path / "kubeconfig")
+        watcher = KubeWatchCollector(_options(kc), rng=random.Random(0))
+        with caplog.at_level(logging.DEBUG, logger="urllib3"), watcher:
+            _replay(watcher)
+            assert len(watcher.watched_kinds()) > 64
+            for _ in range(2):  # every watch ends and is reopened on a pooled connection
+                emu.drop_watches()
+                state.put(config_map("cfg-1", value=str(state.rv)))
+                assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    noisy = [
+        r for r in caplog.records if r.name.startswith("urllib3") and r.levelno >= logging.INFO
+    ]
+    assert noisy == []

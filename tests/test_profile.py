@@ -103,7 +103,7 @@ def test_bad_profiles_name_the_problem(tmp_path: Path, text: str, message: str) 
 
 
 def test_unknown_profile_lists_the_builtins() -> None:
-    with pytest.raises(ProfileError, match="default, minimal"):
+    with pytest.raises(ProfileError, match="default, endpoints, minimal"):
         load_profile("no-such-profile")
 
 
@@ -185,3 +185,16 @@ def test_minimal_profile_drops_container_ids_and_keeps_the_restart_story() -> No
     assert "containerd://" not in str(status)
     assert status["containerStatuses"][0]["restartCount"] == 1
     assert status["containerStatuses"][0]["lastState"] == {"terminated": {"exitCode": 1}}
+
+
+def test_default_keeps_endpoint_slices_and_the_endpoints_profile_swaps_them() -> None:
+    """Core v1 Endpoints are deprecated (1.33): the default keeps EndpointSlices, which name the
+    same backends; the `endpoints` profile keeps Endpoints instead. Neither keeps both."""
+    default, endpoints = load_profile("default"), load_profile("endpoints")
+    assert default.version == 3  # v2 kept Endpoints and dropped EndpointSlices
+    assert default.keeps_kind("discovery.k8s.io", "EndpointSlice")
+    assert not default.keeps_kind("", "Endpoints")
+    assert endpoints.keeps_kind("", "Endpoints")
+    assert not endpoints.keeps_kind("discovery.k8s.io", "EndpointSlice")
+    assert endpoints.rules == default.rules
+    assert not load_profile("minimal").keeps_kind("", "Endpoints")

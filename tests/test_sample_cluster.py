@@ -361,7 +361,7 @@ def test_every_object_canonicalizes(shape: str) -> None:
     cluster.step("busy")
     snapshot = build_snapshot(cluster.objects(), load_profile())
     assert len(snapshot) == len(cluster) - sum(
-        1 for k in cluster.object_keys() if k[1] in ("Lease", "EndpointSlice")
+        1 for k in cluster.object_keys() if k[1] in ("Lease", "Endpoints")
     )
 
 

@@ -74,6 +74,9 @@ test_versions_are_numbered_and_old_ones_pruned_but_the_base = (
     test_stores.test_versions_are_numbered_and_old_ones_pruned_but_the_base
 )
 test_partials_and_commands = test_stores.test_partials_and_commands
+test_partial_uploads_are_bounded_per_environment_and_expire = (
+    test_stores.test_partial_uploads_are_bounded_per_environment_and_expire
+)
 
 
 def commit_all(store: SQLStore, snaps: list[Snapshot], start: float = 1000.0) -> list[Version]:

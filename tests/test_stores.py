@@ -10,7 +10,7 @@ import pytest
 from snapsync.profile import load_profile
 from snapsync.protocol import MemoryStore
 from snapsync.protocol.messages import CommandResult
-from snapsync.protocol.server import PartialUpload
+from snapsync.protocol.server import PartialLimits, PartialUpload
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.snapshot import Snapshot, build_snapshot
 
@@ -44,9 +44,16 @@ def test_versions_are_numbered_and_old_ones_pruned_but_the_base(store: MemorySto
 
 
 def test_partials_and_commands(store: MemoryStore) -> None:
-    partial = PartialUpload(b"", b"t" * 16, 10, b"abc")
-    store.save_partial("e", b"u" * 8, partial, 1.0)
-    assert store.partial("e", b"u" * 8) == partial
+    limits = PartialLimits()
+    meta = PartialUpload(b"", b"t" * 16, 10, 0)
+    assert store.append_partial("e", b"u" * 8, meta, b"abc", 1.0, limits) == 3
+    assert store.partial("e", b"u" * 8) == PartialUpload(b"", b"t" * 16, 10, 3)
+    # a chunk that raced another (stale offset) appends nothing and learns the offset
+    assert store.append_partial("e", b"u" * 8, meta, b"abc", 1.0, limits) == 3
+    more = PartialUpload(b"", b"t" * 16, 10, 3)
+    assert store.append_partial("e", b"u" * 8, more, b"de", 2.0, limits) == 5
+    assert store.append_partial("e", b"u" * 8, more, b"xy", 2.0, limits) == 5
+    assert store.partial_data("e", b"u" * 8) == b"abcde"
     store.drop_partial("e", b"u" * 8)
     assert store.partial("e", b"u" * 8) is None
     first = store.queue_command("e", "collect-now")
@@ -66,3 +73,24 @@ def test_sqlite_survives_reopening(tmp_path: Path) -> None:
     assert [v.digest for v in reopened.held("e")] == [snap.digest]
     current = reopened.current("e")
     assert current is not None and current.digest == snap.digest
+
+
+def test_partial_uploads_are_bounded_per_environment_and_expire(store: MemoryStore) -> None:
+    """Beyond the count or byte cap the oldest other uploads go; the one being written stays,
+    however large; uploads untouched past the cutoff expire in every environment."""
+    limits = PartialLimits(max_uploads=3, max_bytes=100)
+    for i in range(5):  # five abandoned uploads of 30 bytes, one a second
+        meta = PartialUpload(b"", bytes([i]) * 16, 1000, 0)
+        store.append_partial("e", bytes([i]) * 8, meta, b"x" * 30, float(i), limits)
+    held = [i for i in range(5) if store.partial("e", bytes([i]) * 8) is not None]
+    assert held == [2, 3, 4]  # three uploads, 90 bytes: the two oldest evicted
+    big = PartialUpload(b"", b"b" * 16, 1000, 0)
+    store.append_partial("e", b"b" * 8, big, b"y" * 150, 10.0, limits)  # alone over the cap
+    assert store.partial("e", b"b" * 8) == PartialUpload(b"", b"b" * 16, 1000, 150)
+    assert all(store.partial("e", bytes([i]) * 8) is None for i in range(5))
+    other = PartialUpload(b"", b"o" * 16, 1000, 0)
+    store.append_partial("other", b"o" * 8, other, b"z", 20.0, limits)
+    assert store.expire_partials(15.0) == 1  # only the "e" upload last written at 10 s
+    assert store.partial("e", b"b" * 8) is None
+    assert store.partial_data("e", b"b" * 8) == b""
+    assert store.partial("other", b"o" * 8) is not None

@@ -56,6 +56,10 @@ class StepReport:
     frame_bytes: int = 0
     version: int | None = None
     in_sync: bool = False
+    # The server said, in an answer during this run, that its current version is our latest.
+    # `in_sync` alone is what the agent believes (a restored ack); only this proves the server
+    # was reached and accepted our credentials, which is what `--once` exits 0 on.
+    confirmed: bool = False
     budget_left: int | None = None
     events: list[Event] = field(default_factory=list)
 
@@ -112,6 +116,7 @@ class Agent:
         acked = self.protocol.acked
         report.version = acked.seq if acked else None
         report.in_sync = self.protocol.in_sync
+        report.confirmed = self._server_confirms_latest()
         report.budget_left = self.protocol.budget.remaining(now)
         self._save()
         self._beat()
@@ -130,6 +135,15 @@ class Agent:
 
     def close(self) -> None:
         self.transport.close()
+
+    def _server_confirms_latest(self) -> bool:
+        """The server's current version, as its last answer in this run named it, is our latest.
+
+        `server_current` is learned from pongs and upload replies and never restored from the
+        state directory, so a dead server or refused credentials leave it unset.
+        """
+        current, latest = self.protocol.server_current, self.protocol.latest
+        return current is not None and latest is not None and current.digest == latest.digest
 
     def _collect(self, now: float, report: StepReport) -> None:
         builder = SnapshotBuilder(self.profile, environment_id=self.environment_id)
@@ -201,6 +215,7 @@ def format_report(report: StepReport) -> str:
         f"frame_bytes={report.frame_bytes}",
         f"version={report.version if report.version is not None else '-'}",
         f"in_sync={str(report.in_sync).lower()}",
+        f"confirmed={str(report.confirmed).lower()}",
         f"budget_left={'unlimited' if report.budget_left is None else report.budget_left}",
     ]
     if report.collect_error:

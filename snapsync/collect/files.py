@@ -16,7 +16,7 @@ import yaml
 
 from snapsync.collect.base import Sink
 from snapsync.errors import InputError, SnapsyncError
-from snapsync.fileio import display_name, read_unnamed
+from snapsync.fileio import display_name, read_text
 from snapsync.keys import is_list_kind
 
 MAX_NESTING = 64  # Lists within Lists: kubectl writes one level; more is a mistake or an attack
@@ -54,7 +54,7 @@ class FileCollector:
 
 def read_documents(path: str) -> list[Any]:
     """Parsed top-level documents of one file (or stdin for `-`)."""
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         raise InputError("empty input")
     if text.lstrip()[:1] in "[{":
@@ -103,10 +103,3 @@ def iter_objects(documents: list[Any], depth: int = 0) -> Iterator[dict[str, Any
             if item_kind and "kind" not in item:
                 item = {"apiVersion": doc.get("apiVersion"), "kind": item_kind, **item}
             yield from iter_objects([item], depth + 1)
-
-
-def _read_text(path: str) -> str:
-    try:
-        return read_unnamed(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text (a .snap file? `snapsync inspect` reads those)") from None

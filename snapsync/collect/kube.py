@@ -77,6 +77,11 @@ class KubeOptions:
     backoff_max: float = 10.0
     max_restarts: int = 3  # restarts of one kind's list after expired continue tokens
     watch_timeout: float = 300.0  # seconds one WATCH request may stay open (watch mode)
+    # Before a watch is opened again after a failure, an expired resourceVersion (relist) or a
+    # watch the server ended at once: client-go's reflector figures (see backoff.py).
+    watch_backoff_initial: float = 0.8
+    watch_backoff_max: float = 30.0
+    watch_backoff_reset: float = 120.0  # seconds without a backoff that start it over
 
     def __post_init__(self) -> None:
         for name in ("include_kinds", "exclude_kinds", "include_namespaces", "exclude_namespaces"):
@@ -91,6 +96,8 @@ class KubeOptions:
             raise InputError(f"concurrency must be at least 1, not {self.concurrency}")
         if self.request_timeout <= 0 or self.kind_budget <= 0:
             raise InputError("request timeout and kind budget must be positive")
+        if not 0 < self.watch_backoff_initial <= self.watch_backoff_max:
+            raise InputError("the watch backoff must start above 0 and at most at its maximum")
         if self.in_cluster and (self.kubeconfig or self.context):
             raise InputError("--in-cluster cannot be combined with --kubeconfig or --context")
 

@@ -140,6 +140,20 @@ class KubeApi:
     def close(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]
 
+    def reserve_connections(self, count: int) -> None:
+        """Let the pool keep at least `count` connections to the server (it only grows).
+
+        A connection returned to a full pool is closed, and urllib3 logs a warning for each:
+        a watch collector holds one connection per watched kind, ~150 on a real cluster. A pool
+        is sized when it is created, so growing it closes the idle pooled connections once; the
+        ones in use are closed quietly when released (the next request opens a new one).
+        """
+        manager = self.client.rest_client.pool_manager
+        if int(manager.connection_pool_kw.get("maxsize", 1)) >= count:
+            return
+        manager.connection_pool_kw["maxsize"] = count + count // 4  # room for new CRDs
+        manager.clear()
+
     def get(
         self, path: str, query: Sequence[tuple[str, str]] = (), accept: str = "application/json"
     ) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from snapsync.collect.backoff import Backoff
 from snapsync.collect.base import KindError, Sink, invalid_objects
 from snapsync.collect.cache import ObjectCache, ObjKey, replay
 from snapsync.collect.discovery import ApiKind
@@ -55,6 +56,11 @@ from snapsync.collect.kubeapi import (
     build_client,
 )
 from snapsync.errors import CollectionError
+
+# client-go's reflector counts a watch that ended within a second with no event as failed
+# ("very short watch"): it backs off before the next one.
+SHORT_WATCH = 1.0
+SHORT_WATCHES_STALE = 3  # such watches in a row mark the kind stale: changes may be missed
 
 
 @dataclass
@@ -175,7 +181,8 @@ class KubeWatchCollector:
     @property
     def api(self) -> KubeApi:
         if self._api is None:
-            settings = client_settings(self.options, 64)  # one connection per watched kind
+            # discovery and the first lists; `_refresh` grows it to one per watched kind
+            settings = client_settings(self.options, self.options.concurrency + 1)
             self._api = KubeApi(build_client(settings), self.options.request_timeout)
         return self._api
 
@@ -197,6 +204,8 @@ class KubeWatchCollector:
             discovery = run_discovery(self.api, self.options)
             self._discovered_at = now
             wanted = {k.ref: k for k in discovery.kinds if self._scope.wants(k)}
+            # one open WATCH per kind holds one connection; lists run beside them
+            self.api.reserve_connections(len(wanted) + self.options.concurrency + 1)
             with self._lock:
                 gone = [c for ref, c in self._caches.items() if ref not in wanted]
                 for cache in gone:
@@ -228,8 +237,9 @@ class KubeWatchCollector:
             return exc
         return cache
 
-    def _relist(self, cache: KindCache) -> None:
-        """Replace the cache's contents with a fresh LIST (errors land in `cache.error`)."""
+    def _relist(self, cache: KindCache) -> bool:
+        """Replace the cache's contents with a fresh LIST; False (the error in `cache.error`,
+        or the collector stopping) when it could not."""
         assert self._scope is not None
         scope = self._scope
         fresh: dict[ObjKey, dict[str, Any]] = {}
@@ -243,15 +253,16 @@ class KubeWatchCollector:
         except KindFailed as exc:
             with cache.lock:
                 cache.error = exc.error
-            return
+            return False
         except Aborted:
-            return
+            return False
         self.lists += 1
         with cache.lock:
             cache.objects.replace(fresh)
             cache.resource_version = rv
             cache.error = None
             cache.relists += 1
+        return True
 
     # ----- watching --------------------------------------------------------------------------
 
@@ -269,61 +280,91 @@ class KubeWatchCollector:
             stream.close()
 
     def _watch_loop(self, cache: KindCache) -> None:
+        """Watch one kind until stopped; relist when the server says the version expired.
+
+        Every reopen that follows a failure, an expiry or a watch the server ended at once
+        waits for the kind's backoff (backoff.py), so a server or proxy that breaks watches
+        costs a few requests a minute, not hundreds a second. A watch that ran its course
+        (`timeoutSeconds`, or any events received) is reopened at once, as client-go does.
+        """
         assert self._scope is not None
         scope = self._scope
-        failures = 0
+        options = self.options
+        backoff = Backoff(
+            options.watch_backoff_initial,
+            options.watch_backoff_max,
+            options.watch_backoff_reset,
+            self.rng,
+        )
+        relist = False
+        short = 0  # watches in a row the server ended at once without a single event
         while not self._stop.is_set() and self._caches.get(cache.kind.ref) is cache:
+            if relist:
+                relist = not self._relist(cache)
+                if relist:
+                    self._stop.wait(backoff.delay(self.clock()))
+                    continue
             query = [
                 ("watch", "1"),
                 ("resourceVersion", cache.resource_version),
                 ("allowWatchBookmarks", "true"),
-                ("timeoutSeconds", str(max(1, int(self.options.watch_timeout)))),
+                ("timeoutSeconds", str(max(1, int(options.watch_timeout)))),
             ]
             query.extend(_list_scope(scope).requests(cache.kind)[0][1])
+            opened = self.clock()
+            wait = 0.0
             try:
-                read_timeout = self.options.watch_timeout + self.options.request_timeout
+                read_timeout = options.watch_timeout + options.request_timeout
                 stream = self.api.watch(cache.kind.path(), query, read_timeout)
                 self.watches += 1
                 with cache.lock:
                     cache.stream = stream
-                expired = self._follow(cache, stream, scope)
-                failures = 0
-                if expired:
-                    self._relist(cache)
-                    failures = 1 if cache.error is not None else 0
-            except ApiStatusError as exc:
-                if exc.status == 410:
-                    self._relist(cache)
-                    failures = failures + 1 if cache.error is not None else 0
+                events, relist = self._follow(cache, stream, scope)
+                if relist:
+                    short = 0
+                    wait = backoff.delay(self.clock())
+                elif events == 0 and self.clock() - opened < SHORT_WATCH:
+                    short += 1
+                    wait = backoff.delay(self.clock())
+                    if short >= SHORT_WATCHES_STALE:
+                        self._mark_stale(
+                            cache,
+                            f"the API server ended {short} watches in a row at once "
+                            "(--collect list suits servers that break watches)",
+                        )
                 else:
-                    failures += 1
+                    short = 0
+            except ApiStatusError as exc:
+                relist = _expired(exc.status, exc.reason)
+                if not relist:
                     self._mark_stale(cache, f"watch refused: {exc}")
+                wait = max(backoff.delay(self.clock()), exc.retry_after or 0.0)
             except (ApiTimeout, ApiConnectionLost, ApiUnreachable, CollectionError) as exc:
-                failures += 1
                 self._mark_stale(cache, f"watch interrupted: {exc}")
+                wait = backoff.delay(self.clock())
             finally:
                 with cache.lock:
                     cache.stream = None
-            if failures:
-                backoff = min(self.options.backoff_max, self.options.backoff_base * 2**failures)
-                self._stop.wait(backoff * (0.5 + self.rng.random() / 2))
+            if wait:
+                self._stop.wait(wait)
 
-    def _follow(self, cache: KindCache, stream: WatchStream, scope: Scope) -> bool:
-        """Apply a stream's events to the cache; True when the server said 410 (relist)."""
+    def _follow(self, cache: KindCache, stream: WatchStream, scope: Scope) -> tuple[int, bool]:
+        """Apply a stream's events to the cache: (events received, the server said relist)."""
         kind = cache.kind
+        received = 0
         for event in stream:
             if self._stop.is_set():
-                return False
+                break
             event_type = event.get("type")
             obj = event.get("object")
             if not isinstance(obj, dict):
                 continue
             if event_type == "ERROR":
-                if obj.get("code") == 410:
-                    return True
-                raise ApiStatusError(
-                    int(obj.get("code") or 500), str(obj.get("reason")), str(obj.get("message"))
-                )
+                code = int(obj.get("code") or 500)
+                if _expired(code, str(obj.get("reason") or "")):
+                    return received, True
+                raise ApiStatusError(code, str(obj.get("reason")), str(obj.get("message")))
+            received += 1
             rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
             with cache.lock:
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
@@ -337,7 +378,7 @@ class KubeWatchCollector:
                 if rv:
                     cache.resource_version = rv
                 cache.error = None
-        return False
+        return received, False
 
     def _mark_stale(self, cache: KindCache, message: str) -> None:
         with cache.lock:
@@ -361,6 +402,11 @@ class _Filtered:
 def _key(raw: dict[str, Any]) -> ObjKey:
     meta = raw.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _expired(code: int, reason: str) -> bool:
+    """The server wants a relist: the resourceVersion was compacted away (410 Gone/Expired)."""
+    return code == 410 or reason in ("Expired", "Gone")
 
 
 def _rv(value: str) -> int:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from snapsync.protocol.messages import Command, CommandResult, Version
-from snapsync.protocol.server import PartialUpload
+from snapsync.protocol.server import PartialLimits, PartialUpload
 from snapsync.snapshot import Snapshot
+
+
+@dataclass
+class HeldUpload:
+    """An upload in progress: its chunks as received, appended and never rewritten."""
+
+    meta: PartialUpload
+    chunks: list[bytes]
+    updated_at: float
 
 
 @dataclass
 class EnvironmentRecord:
     versions: list[tuple[Version, Snapshot]] = field(default_factory=list)  # newest first
-    partials: dict[bytes, PartialUpload] = field(default_factory=dict)
+    partials: dict[bytes, HeldUpload] = field(default_factory=dict)
     commands: list[Command] = field(default_factory=list)
     results: dict[int, CommandResult] = field(default_factory=dict)
     last_seen: float = 0.0
@@ -55,13 +64,47 @@ class MemoryStore:
         return version
 
     def partial(self, env: str, upload: bytes) -> PartialUpload | None:
-        return self.env(env).partials.get(upload)
+        held = self.env(env).partials.get(upload)
+        return held.meta if held is not None else None
 
-    def save_partial(self, env: str, upload: bytes, partial: PartialUpload, now: float) -> None:
-        self.env(env).partials[upload] = partial
+    def append_partial(
+        self,
+        env: str,
+        upload: bytes,
+        partial: PartialUpload,
+        data: bytes,
+        now: float,
+        limits: PartialLimits,
+    ) -> int:
+        partials = self.env(env).partials
+        held = partials.get(upload)
+        if partial.received == 0:
+            held = partials[upload] = HeldUpload(partial, [], now)
+        elif held is None or held.meta != partial:
+            return held.meta.received if held is not None else 0
+        held.chunks.append(data)
+        held.meta = replace(partial, received=partial.received + len(data))
+        held.updated_at = now
+        sizes = [(u, h.meta.received, h.updated_at) for u, h in partials.items()]
+        for gone in limits.evicted(upload, sizes):
+            del partials[gone]
+        return held.meta.received
+
+    def partial_data(self, env: str, upload: bytes) -> bytes:
+        held = self.env(env).partials.get(upload)
+        return b"".join(held.chunks) if held is not None else b""
 
     def drop_partial(self, env: str, upload: bytes) -> None:
         self.env(env).partials.pop(upload, None)
+
+    def expire_partials(self, before: float) -> int:
+        gone = 0
+        for record in self.environments.values():
+            stale = [u for u, held in record.partials.items() if held.updated_at < before]
+            for upload in stale:
+                del record.partials[upload]
+            gone += len(stale)
+        return gone
 
     def queue_command(
         self, env: str, name: str, args: dict[str, object] | None = None, now: float = 0.0

@@ -17,6 +17,11 @@ Invariants:
   seen, so the agent skips the ping that would follow it without the server knowing less.
 - Anti-entropy answers are computed from a stored version alone (no state between requests) and
   never exceed the limit the agent budgeted for: the server declines instead.
+- Uploads in progress are bounded per environment (`PartialLimits`): a chunk is appended, never
+  rewritten with what came before; other uploads of the environment are evicted, oldest first,
+  beyond a count and a byte total; and uploads untouched for a while are expired by a sweep
+  that runs with the requests (storage grows only through requests, so nothing grows while
+  none come; at most one sweep per interval, one indexed delete).
 """
 
 from __future__ import annotations
@@ -50,10 +55,38 @@ from snapsync.snapshot import Snapshot
 
 @dataclass(frozen=True)
 class PartialUpload:
+    """An upload in progress: what it will be, and how many of its bytes the store holds."""
+
     base: bytes
     target: bytes
     total: int
-    data: bytes
+    received: int
+
+
+@dataclass(frozen=True)
+class PartialLimits:
+    """How much of unfinished uploads one environment may leave in storage.
+
+    An agent has one upload in flight (two when it restarted mid-upload), and a real frame is a
+    few MiB: beyond `max_uploads` uploads or `max_bytes` in all, the oldest others go. The
+    upload being written is never evicted, so one frame up to ServerConfig.max_frame still
+    completes.
+    """
+
+    max_uploads: int = 4
+    max_bytes: int = 32 * 2**20
+    ttl: float = 86400.0  # seconds untouched before an upload counts as abandoned
+    sweep_every: float = 60.0  # seconds between sweeps for abandoned uploads
+
+    def evicted(self, current: bytes, held: Sequence[tuple[bytes, int, float]]) -> list[bytes]:
+        """Of an environment's uploads (id, bytes held, last written), those to evict."""
+        kept, total, out = 0, 0, []
+        for upload, size, _ in sorted(held, key=lambda u: (u[0] != current, -u[2])):
+            if upload != current and (kept >= self.max_uploads or total + size > self.max_bytes):
+                out.append(upload)
+                continue
+            kept, total = kept + 1, total + size
+        return out
 
 
 class VersionStore(Protocol):
@@ -75,9 +108,26 @@ class VersionStore(Protocol):
 
     def partial(self, env: str, upload: bytes) -> PartialUpload | None: ...
 
-    def save_partial(self, env: str, upload: bytes, partial: PartialUpload, now: float) -> None: ...
+    def append_partial(
+        self,
+        env: str,
+        upload: bytes,
+        partial: PartialUpload,
+        data: bytes,
+        now: float,
+        limits: PartialLimits,
+    ) -> int:
+        """Append `data` at `partial.received` (0: the upload starts over), unless the upload
+        no longer matches `partial` (another request got there first); then evict the
+        environment's other uploads as `limits` say. Returns the bytes now held."""
+
+    def partial_data(self, env: str, upload: bytes) -> bytes:
+        """The bytes held of an upload, in order."""
 
     def drop_partial(self, env: str, upload: bytes) -> None: ...
+
+    def expire_partials(self, before: float) -> int:
+        """Drop every upload last written before `before`, in every environment; how many."""
 
     def commands_after(self, env: str, cursor: int, limit: int) -> Sequence[Command]: ...
 
@@ -93,6 +143,7 @@ class ServerConfig:
     max_frame: int = 256 * 2**20
     max_commands: int = 16  # per ping answer: bounds the answer the agent budgets for
     keep_versions: int = 3  # versions whose snapshots stay available as bases
+    partials: PartialLimits = PartialLimits()
 
 
 @dataclass(frozen=True)
@@ -111,6 +162,7 @@ class ServerProtocol:
     def __init__(self, store: VersionStore, config: ServerConfig | None = None) -> None:
         self.store = store
         self.config = config or ServerConfig()
+        self._next_sweep = 0.0  # when abandoned uploads are next looked for
 
     # Every path an agent posts to, and the message it must carry there.
     PATHS: ClassVar[dict[str, type[Message]]] = {
@@ -125,6 +177,9 @@ class ServerProtocol:
         kind = self.PATHS.get(path)
         if kind is None:
             return refusal(404, f"no such endpoint {path}")
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.config.partials.sweep_every
+            self.store.expire_partials(now - self.config.partials.ttl)
         try:
             message = decode(body, (kind,))
         except RemoteProtocolError as exc:
@@ -191,23 +246,30 @@ class ServerProtocol:
         if chunk.base and base is None:
             self.store.drop_partial(env, chunk.upload)
             return Reply(200, UploadReply("unknown-base", holds=tuple(held)).encode())
-        stored = self.store.partial(env, chunk.upload)
+        held_partial = self.store.partial(env, chunk.upload)
+        stored = held_partial
         if stored is not None and (stored.base, stored.target, stored.total) != (
             chunk.base,
             chunk.target,
             chunk.total,
         ):
             stored = None  # an id reused for another frame: start over
-        received = stored.data if stored is not None else b""
-        if chunk.offset != len(received):
-            return Reply(200, UploadReply("partial", offset=len(received)).encode())
-        data = received + chunk.data
-        if len(data) < chunk.total:
-            partial = PartialUpload(chunk.base, chunk.target, chunk.total, data)
-            self.store.save_partial(env, chunk.upload, partial, now)
-            return Reply(200, UploadReply("partial", offset=len(data)).encode())
-        self.store.drop_partial(env, chunk.upload)
-        return self._complete(env, chunk, base, data, now)
+        received = stored.received if stored is not None else 0
+        if chunk.offset != received or (not chunk.data and received < chunk.total):
+            return Reply(200, UploadReply("partial", offset=received).encode())
+        if received + len(chunk.data) < chunk.total:
+            partial = PartialUpload(chunk.base, chunk.target, chunk.total, received)
+            offset = self.store.append_partial(
+                env, chunk.upload, partial, chunk.data, now, self.config.partials
+            )
+            return Reply(200, UploadReply("partial", offset=offset).encode())
+        frame = self.store.partial_data(env, chunk.upload) if stored is not None else b""
+        if held_partial is not None:
+            self.store.drop_partial(env, chunk.upload)
+        if len(frame) != received:  # evicted or expired meanwhile: the agent starts over
+            return Reply(200, UploadReply("partial", offset=0).encode())
+        frame += chunk.data
+        return self._complete(env, chunk, base, frame, now)
 
     def _reassert(
         self, env: str, chunk: Chunk, version: Version, base: Version, now: float

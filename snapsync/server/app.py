@@ -1,17 +1,23 @@
 """The server's web face: an ASGI app (Starlette) around the protocol's server state machine.
 
 This is where bytes meet the protocol: it authenticates each agent request (snapsync.protocol.
-auth), bounds the body before reading it whole, and hands edge id, path and body to
-ServerProtocol. A failed check is a 401 that says nothing of what failed; the log says it,
-and never a secret. One port also carries the browse API and page (browse.py, page.py, behind
-the API token; websecurity.py guards every path but the agent's), /metrics (metrics.py),
-/healthz (the process runs) and /readyz (the database answers). With a SQL store every
-request runs in its own transactions, so requests are not serialized here; the memory store
-is, as it is not thread-safe.
+auth) and hands edge id, path and body to ServerProtocol. Nobody unauthenticated costs more
+than a bounded read: the declared size is checked first, then everything the header alone
+proves (well-formed, known edge, fresh timestamp, unused nonce) before a byte of the body is
+read; bodies being read or handled hold a share of a fixed allowance (`BodyGate`: a request
+that does not fit is refused with a retry-after, as a busy server), and must arrive within a
+deadline that grows with their size. A failed check is a 401 that says nothing of what failed;
+the log says which check, and never a secret. A storage outage is a 503 the agent retries; any
+other exception is a bug and a 500. One port also carries the browse API and page (browse.py,
+page.py, behind the API token; websecurity.py guards every path but the agent's), /metrics
+(metrics.py), /healthz (the process runs) and /readyz (the database answers). With a SQL store
+every request runs in its own transactions, so requests are not serialized here; the memory
+store is, as it is not thread-safe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -23,12 +29,22 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from snapsync.errors import AuthError
-from snapsync.protocol.auth import HEADER, NonceMemory, verify
+from snapsync.errors import AuthError, ReplayMemoryFull
+from snapsync.protocol.auth import (
+    CAPACITY,
+    HEADER,
+    PER_EDGE,
+    Claim,
+    NonceMemory,
+    Remembered,
+    check_body,
+    check_header,
+    check_secret,
+)
 from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
 from snapsync.server.browse import ApiAccess, Browser, api_routes
@@ -40,6 +56,57 @@ from snapsync.server.websecurity import WebGuard
 log = logging.getLogger("snapsync.server")
 MEDIA_TYPE = "application/msgpack"
 MAX_BODY = 8 * 2**20  # one request: a chunk of at most a few MiB, or a ping
+
+
+@dataclass
+class BodyGate:
+    """How many request bodies may be in memory at once: every one counts from before its first
+    byte is read until its answer, authenticated or not.
+
+    Small bodies (pings, command results) have their own pool, so a flood of large bodies
+    cannot starve the pings that keep agents in sync. Used from the event loop only.
+    """
+
+    large_bytes: int = 64 * 2**20  # 8 bodies of MAX_BODY
+    small: int = 64 * 2**10  # a body this size or smaller takes a small slot
+    small_slots: int = 64
+    _large: int = field(default=0, init=False, repr=False)
+    _small: int = field(default=0, init=False, repr=False)
+
+    @property
+    def large_in_use(self) -> int:
+        """Bytes of large bodies admitted and not yet answered."""
+        return self._large
+
+    def admit(self, size: int) -> bool:
+        if size <= self.small:
+            if self._small >= self.small_slots:
+                return False
+            self._small += 1
+        else:
+            if self._large + size > self.large_bytes:
+                return False
+            self._large += size
+        return True
+
+    def release(self, size: int) -> None:
+        if size <= self.small:
+            self._small -= 1
+        else:
+            self._large -= size
+
+
+@dataclass(frozen=True)
+class BodyDeadline:
+    """A body must arrive within `base` seconds plus its size at `rate` bytes a second: a slow
+    client cannot hold its share of the gate for long. 256 KiB (the agent's chunk) gets 46 s;
+    the agent halves its chunks after a failed one, so a slow link still gets through."""
+
+    base: float = 30.0
+    rate: float = 16 * 2**10
+
+    def seconds(self, size: int) -> float:
+        return self.base + size / self.rate
 
 
 class SharedSecret(Mapping[str, bytes]):
@@ -66,6 +133,10 @@ class ServerSettings:
     clock: Callable[[], float] = time.time
     max_body: int = MAX_BODY
     api_token: str | None = None  # the browse API and page are off without one
+    bodies: BodyGate = field(default_factory=BodyGate)
+    body_deadline: BodyDeadline = BodyDeadline()
+    nonces_per_edge: int = PER_EDGE  # replay memory: live nonces per edge, then 429
+    nonces_capacity: int = CAPACITY  # and over all edges (in memory; the database has no cap)
 
 
 @dataclass(frozen=True)
@@ -76,15 +147,24 @@ class _Handled:
 
 
 def create_app(settings: ServerSettings) -> Starlette:
+    if settings.api_token is not None:
+        check_secret(settings.api_token, "the API token")
     protocol = ServerProtocol(settings.store, settings.protocol)
     store = settings.store if isinstance(settings.store, SQLStore) else None
-    nonces = _DatabaseNonces(store) if store and store.shared_by_processes else _SharedNonces()
+    nonces: NonceMemory = (
+        _DatabaseNonces(store, settings.nonces_per_edge)
+        if store and store.shared_by_processes
+        else _SharedNonces(settings.nonces_per_edge, settings.nonces_capacity)
+    )
     serialized = threading.Lock() if store is None else None
     metrics = ServerMetrics(store, settings.clock)
 
-    def handle(header: str, path: str, body: bytes, now: float) -> _Handled:
-        """Authenticate, then answer; in a worker thread (the registry and store are I/O)."""
-        edge_id = verify(header, settings.secrets, "POST", path, body, now, nonces)
+    unavailable = store.unavailable if store is not None else ()
+    gate = settings.bodies
+
+    def handle(claim: Claim, path: str, body: bytes, now: float) -> _Handled:
+        """Check the signature, then answer; in a worker thread (the registry and store are I/O)."""
+        edge_id = check_body(claim, "POST", path, body, now, nonces)
         started = time.perf_counter()
         if serialized is not None:
             with serialized:
@@ -96,26 +176,58 @@ def create_app(settings: ServerSettings) -> Starlette:
             store.record_traffic(edge_id, now, len(body), len(reply.body))
         return _Handled(edge_id, reply, seconds)
 
+    def refused(request: Request, exc: AuthError) -> Response:
+        metrics.auth_refused.inc()
+        log.warning("refused %s from %s: %s", request.url.path, _client(request), exc)
+        return _refuse(401, "authentication failed", close=True)
+
     async def agent_endpoint(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared is None or not declared.isdigit() or int(declared) > settings.max_body:
-            return _refuse(413 if declared and declared.isdigit() else 411, "body size")
-        body = await request.body()
-        metrics.received.inc(len(body))
-        if len(body) != int(declared):
-            return _refuse(400, "body shorter than declared")
-        now = settings.clock()
+            status = 413 if declared and declared.isdigit() else 411
+            return _refuse(status, "body size", close=True)
+        size = int(declared)
         header = request.headers.get(HEADER, "")
         try:
-            handled = await run_in_threadpool(handle, header, request.url.path, body, now)
+            claim = await run_in_threadpool(
+                check_header, header, settings.secrets, settings.clock(), nonces
+            )
         except AuthError as exc:
-            metrics.auth_refused.inc()
-            log.warning("refused %s from %s: %s", request.url.path, _client(request), exc)
-            return _refuse(401, "authentication failed")
-        except Exception as exc:  # the database is away: the agent retries later
-            log.error("storage failed: %s", type(exc).__name__)
-            return _refuse(503, "storage unavailable", retry_after=30.0)
-        path, edge_id = request.url.path, handled.edge_id
+            return refused(request, exc)
+        except unavailable as exc:
+            return _storage_failed(exc)
+        if not gate.admit(size):
+            log.warning("busy: no room for a body of %d bytes from %s", size, _client(request))
+            return _refuse(503, "busy", retry_after=10.0, close=True)
+        try:
+            return await body_then_answer(request, claim, size)
+        finally:
+            gate.release(size)
+
+    async def body_then_answer(request: Request, claim: Claim, size: int) -> Response:
+        path, client = request.url.path, _client(request)
+        try:
+            async with asyncio.timeout(settings.body_deadline.seconds(size)):
+                body = await _read_body(request, size)
+        except ClientDisconnect:
+            log.info("%s went away mid-body of %s (%d bytes declared)", client, path, size)
+            return _refuse(400, "body cut short", close=True)
+        except TimeoutError:
+            log.warning("%s too slow: %d-byte body of %s not in time", client, size, path)
+            return _refuse(408, "body too slow", close=True)
+        metrics.received.inc(len(body))
+        if len(body) != size:
+            return _refuse(400, "body not as long as declared", close=True)
+        try:
+            handled = await run_in_threadpool(handle, claim, path, body, settings.clock())
+        except ReplayMemoryFull as exc:
+            log.warning("refused %s from %s for now: %s", path, client, exc)
+            return _refuse(429, "too many requests", retry_after=30.0)
+        except AuthError as exc:
+            return refused(request, exc)
+        except unavailable as exc:
+            return _storage_failed(exc)
+        edge_id = handled.edge_id
         reply = handled.reply
         _count(metrics, path, handled)
         if reply.applied is not None:
@@ -157,24 +269,50 @@ def create_app(settings: ServerSettings) -> Starlette:
 class _SharedNonces(NonceMemory):
     """The nonce memory, safe to use from the worker threads that verify requests."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, per_edge: int, capacity: int) -> None:
+        super().__init__(per_edge=per_edge, capacity=capacity)
         self._lock = threading.Lock()
 
-    def check_and_remember(self, key: str, timestamp: float, now: float) -> bool:
+    def seen(self, edge_id: str, nonce: str, now: float) -> bool:
         with self._lock:
-            return super().check_and_remember(key, timestamp, now)
+            return super().seen(edge_id, nonce, now)
+
+    def remember(self, edge_id: str, nonce: str, timestamp: float, now: float) -> Remembered:
+        with self._lock:
+            return super().remember(edge_id, nonce, timestamp, now)
 
 
 class _DatabaseNonces(NonceMemory):
-    """Nonces remembered in the database that several server processes share."""
+    """Nonces remembered in the database that several server processes share: bounded per edge
+    like the memory (its size is on disk, so no bound over all edges)."""
 
-    def __init__(self, store: SQLStore) -> None:
-        super().__init__()
+    def __init__(self, store: SQLStore, per_edge: int) -> None:
+        super().__init__(per_edge=per_edge)
         self.store = store
 
-    def check_and_remember(self, key: str, timestamp: float, now: float) -> bool:
-        return self.store.remember_nonce(key, timestamp, now, self.window)
+    def seen(self, edge_id: str, nonce: str, now: float) -> bool:
+        return self.store.nonce_seen(edge_id, nonce, now, self.window)
+
+    def remember(self, edge_id: str, nonce: str, timestamp: float, now: float) -> Remembered:
+        return self.store.remember_nonce(edge_id, nonce, timestamp, now, self.window, self.per_edge)
+
+
+async def _read_body(request: Request, size: int) -> bytes:
+    """The body, read no further than one byte past `size` (the declared length)."""
+    pieces: list[bytes] = []
+    received = 0
+    async for piece in request.stream():
+        pieces.append(piece)
+        received += len(piece)
+        if received > size:
+            break
+    return b"".join(pieces)
+
+
+def _storage_failed(exc: Exception) -> Response:
+    """The database is away: the agent retries later."""
+    log.error("storage failed: %s", type(exc).__name__)
+    return _refuse(503, "storage unavailable", retry_after=30.0)
 
 
 def _count(metrics: ServerMetrics, path: str, handled: _Handled) -> None:
@@ -202,9 +340,11 @@ def _upload_status(reply: Reply) -> str:
     return answer.status if isinstance(answer, UploadReply) else ""
 
 
-def _refuse(status: int, reason: str, retry_after: float = 0.0) -> Response:
+def _refuse(status: int, reason: str, retry_after: float = 0.0, close: bool = False) -> Response:
+    """A refusal; `close` when the peer's body may be left unread, or the peer is unwelcome."""
     body = Refusal(reason, retry_after).encode()
-    return Response(body, status_code=status, media_type=MEDIA_TYPE)
+    headers = {"Connection": "close"} if close else None
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def _client(request: Request) -> str:

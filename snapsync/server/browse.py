@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ from starlette.routing import BaseRoute, Route
 from snapsync.delta import diff_objects
 from snapsync.errors import InputError
 from snapsync.keys import ObjectKey, split_kind_ref
+from snapsync.kubeview import parse_time as parse_rfc3339
 from snapsync.protocol.commands import validate_command
 from snapsync.protocol.messages import Command
 from snapsync.server.environments import enroll
+from snapsync.server.health import HEALTH_KINDS, UNKNOWN, Health, assess
 from snapsync.server.session import COOKIE, Sessions
 from snapsync.server.storage import (
     CommandRecord,
@@ -44,6 +47,7 @@ from snapsync.snapshot import rfc3339
 
 MAX_LIMIT = 5000
 MAX_BODY = 64 * 1024  # a registration or a command: a few hundred bytes
+HEALTH_OBJECTS = 100_000  # per kind the health view reads: bounded like any query
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -151,6 +155,10 @@ class Browser:
     def __init__(self, store: ServerStore, clock: Callable[[], float]) -> None:
         self.store = store
         self.clock = clock
+        # env -> (digest, its health): a version's health never changes, so one per environment
+        # is computed once and the fleet list reads the badges from here.
+        self._health: dict[str, tuple[bytes, Health]] = {}
+        self._health_lock = threading.Lock()
 
     def environments(
         self, group: str = "", tag: str = "", status: str = ""
@@ -169,6 +177,29 @@ class Browser:
         if found is None:
             raise ApiError(404, f"no environment {env!r}")
         return found
+
+    def health(self, e: EnvironmentSummary) -> Health:
+        """The health of `e`'s newest version (server/health.py), from the store alone."""
+        if e.digest is None:
+            return UNKNOWN
+        with self._health_lock:
+            cached = self._health.get(e.edge_id)
+        if cached is not None and cached[0] == e.digest:
+            return cached[1]
+        objects: dict[str, list[tuple[ObjectKey, Any]]] = {}
+        for ref in HEALTH_KINDS:
+            group, _ = split_kind_ref(ref)
+            query = ObjectQuery(kind=ref, limit=HEALTH_OBJECTS)
+            rows = self.store.objects(e.edge_id, query)  # the current table: no history scan
+            objects[ref] = [(r.key, r.data) for r in rows if r.key.group == group]
+        collected = parse_rfc3339(e.collected_at)
+        if collected is None:  # stored before headers were kept: when it arrived
+            newest = self.store.versions(e.edge_id, 1)
+            collected = newest[0].received_at if newest else self.clock()
+        health = assess(objects, collected)
+        with self._health_lock:
+            self._health[e.edge_id] = (e.digest, health)
+        return health
 
     def resolve_version(self, env: str, version: int | None, at: str | None) -> int | None:
         """The version a request means: `version=N`, `at=TIME`, or None for the current one."""
@@ -203,7 +234,10 @@ class Browser:
         ]
 
 
-def environment_json(e: EnvironmentSummary, now: float) -> dict[str, Any]:
+def environment_json(
+    e: EnvironmentSummary, now: float, health: Health | None = None
+) -> dict[str, Any]:
+    """One environment; `health` is left out (None) where the caller did not compute it."""
     return {
         "edge_id": e.edge_id,
         "name": e.name,
@@ -217,6 +251,10 @@ def environment_json(e: EnvironmentSummary, now: float) -> dict[str, Any]:
         "objects": e.objects,
         "bytes_received": {"today": e.bytes_today, "month": e.bytes_month, "total": e.bytes_total},
         "bytes_waiting": e.waiting,
+        "collected_at": e.collected_at or None,
+        "errors": [error.to_dict() for error in e.errors],
+        "health": health.badge if health else None,
+        "health_counts": health.counts() if health else None,
     }
 
 
@@ -315,7 +353,7 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         q = call.request.query_params
         now = clock()
         found = browser.environments(q.get("group", ""), q.get("tag", ""), q.get("status", ""))
-        return {"environments": [environment_json(e, now) for e in found]}
+        return {"environments": [environment_json(e, now, browser.health(e)) for e in found]}
 
     def register(call: _Call) -> Any:
         doc = call.json()
@@ -339,10 +377,17 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
 
     def environment(call: _Call) -> Any:
         env = call.env
-        doc = environment_json(browser.environment(env), clock())
+        summary = browser.environment(env)
+        doc = environment_json(summary, clock(), browser.health(summary))
         doc["versions"] = [version_json(v) for v in store.versions(env, 20)]
         doc["kinds"] = [{"kind": k, "namespace": ns, "objects": n} for k, ns, n in store.kinds(env)]
         return doc
+
+    def health(call: _Call) -> Any:
+        summary = browser.environment(call.env)
+        found = browser.health(summary)
+        when = optional_rfc3339(found.collected_at)
+        return {"edge_id": summary.edge_id, "version": summary.version, **found.to_json(when)}
 
     def versions(call: _Call) -> Any:
         browser.environment(call.env)
@@ -409,6 +454,7 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         Route(base, guarded(environments), methods=["GET"]),
         Route(base, guarded(register, 201), methods=["POST"]),
         Route(env, guarded(environment), methods=["GET"]),
+        Route(env + "/health", guarded(health), methods=["GET"]),
         Route(env + "/versions", guarded(versions), methods=["GET"]),
         Route(env + "/objects", guarded(objects), methods=["GET"]),
         Route(env + "/objects/{key:path}", guarded(one_object), methods=["GET"]),

@@ -1,8 +1,15 @@
 """Prometheus metrics of one server process, in a registry of its own (no global state).
 
 Counters and histograms count what this process saw; behind a load balancer Prometheus sums
-the processes. The environments-by-freshness gauge is read from the store at scrape time, so
-every process reports the same fleet-wide numbers.
+the processes. The fleet gauges (environments by freshness, collection errors) are read from the
+store at scrape time, so every process reports the same fleet-wide numbers.
+
+Collection errors (kinds an agent could not collect, from each environment's newest snapshot
+header) are exposed without an environment or kind label: a fleet of thousands of environments
+times ~150 kinds would be a series explosion, and both values come from the agents (hostile
+input). The gauges say that something is missing and why (`reason`, clamped to the collectors'
+closed vocabulary, anything else counted as `other`); the fleet list and the browse API's
+`errors` field say where. Alert on `snapsync_environments_with_collection_errors > 0`.
 """
 
 from __future__ import annotations
@@ -19,10 +26,23 @@ from snapsync.server.storage import FRESHNESS, ServerStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 log = logging.getLogger("snapsync.server")
+# The reasons collect/ records (collect/kube.py, collect/watch.py, collect/base.py).
+ERROR_REASONS = (
+    "forbidden",
+    "not-found",
+    "not-listable",
+    "throttled",
+    "unavailable",
+    "timeout",
+    "expired",
+    "stale",
+    "invalid",
+    "error",
+)
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _Freshness(Collector):
+class _Fleet(Collector):
     def __init__(self, store: ServerStore, clock: Callable[[], float]) -> None:
         self.store = store
         self.clock = clock
@@ -33,15 +53,33 @@ class _Freshness(Collector):
             "Environments by freshness (fresh: heard from within 5 min, stale: within 1 h).",
             labels=["freshness"],
         )
+        with_errors = GaugeMetricFamily(
+            "snapsync_environments_with_collection_errors",
+            "Environments whose newest snapshot records kinds the agent could not collect.",
+        )
+        errors = GaugeMetricFamily(
+            "snapsync_collection_errors",
+            "Kinds not collected, summed over the newest snapshot of every environment, by reason.",
+            labels=["reason"],
+        )
         now = self.clock()
         try:
-            tally = Tally(env.status(now) for env in self.store.environments(now))
+            fleet = self.store.environments(now)
         except Exception as exc:  # a scrape must not fail because the database hiccupped
             log.warning("metrics: cannot read environments: %s", type(exc).__name__)
             return
+        tally = Tally(env.status(now) for env in fleet)
         for state in FRESHNESS:
             gauge.add_metric([state], tally.get(state, 0))
+        reasons = Tally(
+            e.reason if e.reason in ERROR_REASONS else "other" for env in fleet for e in env.errors
+        )
+        with_errors.add_metric([], sum(1 for env in fleet if env.errors))
+        for reason in (*ERROR_REASONS, "other"):
+            errors.add_metric([reason], reasons.get(reason, 0))
         yield gauge
+        yield with_errors
+        yield errors
 
 
 class ServerMetrics:
@@ -80,7 +118,7 @@ class ServerMetrics:
             registry=r,
         )
         if store is not None:
-            r.register(_Freshness(store, clock))
+            r.register(_Fleet(store, clock))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

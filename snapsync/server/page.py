@@ -2,10 +2,11 @@
 no inline style (static/snapsync.css: the Content-Security-Policy of websecurity.py allows
 neither). A person signs in once with the API token (session.py).
 
-It is what a person opens first: the fleet with freshness and data use, one environment's
-objects by kind and namespace, one object with its history and the diff of each change. Every
-page is one or two indexed queries; it shares the API token check and the queries with the
-JSON API (browse.py), so the two never disagree.
+It is what a person opens first: the fleet with freshness, health, collection errors and data
+use, one environment's objects by kind and namespace, its health view (server/health.py), one
+object (as YAML, `kubectl get -o yaml`'s layout; `?format=json` for JSON) with its history and
+the diff of each change. Every page is one or two indexed queries; it shares the API token check
+and the queries with the JSON API (browse.py), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from snapsync.errors import InputError
+from snapsync.kubeview import to_yaml
 from snapsync.server.browse import (
     ApiAccess,
     ApiError,
@@ -51,17 +53,19 @@ def _size(n: int | None) -> str:
     return f"{value:.1f} GB"
 
 
-def _ago(t: float | None, now: float) -> str:
-    if not t:
-        return "never"
-    age = max(0.0, now - t)
+def _span(seconds: float) -> str:
+    age = max(0.0, seconds)
     if age < 60:
-        return f"{age:.0f} s ago"
+        return f"{age:.0f} s"
     if age < 3600:
-        return f"{age / 60:.0f} min ago"
+        return f"{age / 60:.0f} min"
     if age < 86400:
-        return f"{age / 3600:.0f} h ago"
-    return f"{age / 86400:.0f} d ago"
+        return f"{age / 3600:.0f} h"
+    return f"{age / 86400:.0f} d"
+
+
+def _ago(t: float | None, now: float) -> str:
+    return f"{_span(now - t)} ago" if t else "never"
 
 
 def _short(value: Any) -> str:
@@ -78,9 +82,11 @@ def templates() -> Environment:
     )
     env.filters["size"] = _size
     env.filters["ago"] = _ago
+    env.filters["span"] = _span
     env.filters["when"] = lambda t: optional_rfc3339(t) or "never"
     env.filters["pretty"] = lambda d: json.dumps(d, indent=2, ensure_ascii=False)
     env.filters["short"] = _short
+    env.filters["yaml"] = to_yaml
     return env
 
 
@@ -120,6 +126,8 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         return render(
             "environments.html",
             environments=shown,
+            health={e.edge_id: browser.health(e) for e in shown},
+            with_errors=sum(1 for e in every if e.errors),
             counts=Counter(e.status(now) for e in every),
             groups=sorted({e.group for e in every if e.group}),
             group=q.get("group", ""),
@@ -142,6 +150,7 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         return render(
             "environment.html",
             env=env,
+            health=browser.health(env),
             kinds=kinds,
             kind=query.kind,
             namespace=query.namespace,
@@ -158,7 +167,14 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         key = parse_key(request.path_params["key"])
         history = browser.object_history(edge, key, int_param(request, "limit", 50, 1000))
         current = store.object_at(edge, key)
-        return render("object.html", env=env, key=key, current=current, history=history)
+        as_json = request.query_params.get("format", "yaml") == "json"
+        return render(
+            "object.html", env=env, key=key, current=current, history=history, as_json=as_json
+        )
+
+    def health(request: Request) -> str:
+        env = browser.environment(request.path_params["env"])
+        return render("health.html", env=env, health=browser.health(env))
 
     def diff(request: Request) -> str:
         edge = request.path_params["env"]
@@ -171,6 +187,7 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         Route(STYLESHEET, stylesheet, methods=["GET"]),
         Route("/", page(fleet), methods=["GET"]),
         Route("/env/{env}", page(environment), methods=["GET"]),
+        Route("/env/{env}/health", page(health), methods=["GET"]),
         Route("/env/{env}/object/{key:path}", page(one_object), methods=["GET"]),
         Route("/env/{env}/diff", page(diff), methods=["GET"]),
     ]

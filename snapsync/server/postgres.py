@@ -25,6 +25,7 @@ from snapsync.server.storage import Retention
 class PostgreSQLStore(SQLStore):
     placeholder = "%s"
     shared_by_processes = True
+    unavailable = (psycopg.OperationalError, psycopg.InterfaceError)
 
     def __init__(
         self, dsn: str, keep_versions: int = 3, retention: Retention | None = None

@@ -21,6 +21,8 @@ from snapsync.server.storage import Retention
 
 
 class SQLiteStore(SQLStore):
+    unavailable = (sqlite3.OperationalError,)
+
     def __init__(
         self, path: str | Path, keep_versions: int = 3, retention: Retention | None = None
     ) -> None:

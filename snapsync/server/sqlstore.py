@@ -7,9 +7,14 @@ Tables, per environment (`env` = edge id):
 - objects: the current version, one row per object (key, kind, namespace, name, digest, JSON).
 - object_history: one row per object per version that changed it (its whole new JSON, or NULL
   when removed), so any retained version's state is "newest row at or before it, per key".
-- partials (uploads in progress), commands, agents (last seen), usage (bytes per UTC day),
-  environments (the registry and each environment's agent secret), nonces (signed requests
-  seen, when several server processes must refuse each other's replays).
+- collections: the newest version's snapshot header as the browse API shows it (collection
+  time, kinds that could not be collected), so the fleet list needs no snapshot decoded.
+- uploads (in progress) and upload_chunks (their bytes, one row per chunk, appended: a chunk
+  never rewrites what came before), commands, agents (last seen), usage (bytes per UTC day),
+  environments (the registry and each environment's agent secret), request_nonces (signed
+  requests seen, per edge, when several server processes must refuse each other's replays).
+  The tables `partials` (one blob per upload, rewritten per chunk) and `nonces` (one global
+  key) that these replace are dropped: both hold only minutes of ephemeral state.
 
 Invariants:
 - A commit is one transaction holding the environment's lock: version row, the changed
@@ -33,10 +38,12 @@ from typing import Any
 import msgpack
 
 from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.collect.base import KindError
 from snapsync.errors import InputError
 from snapsync.keys import ObjectKey, split_kind_ref
+from snapsync.protocol.auth import MIN_SECRET, Remembered
 from snapsync.protocol.messages import Command, CommandResult, Version
-from snapsync.protocol.server import PartialUpload
+from snapsync.protocol.server import PartialLimits, PartialUpload
 from snapsync.server.storage import (
     CommandRecord,
     EnvironmentSummary,
@@ -46,6 +53,7 @@ from snapsync.server.storage import (
     Registration,
     Retention,
     VersionInfo,
+    bounded_errors,
     object_json,
     utc_day,
 )
@@ -93,15 +101,30 @@ CREATE TABLE IF NOT EXISTS object_history (
     PRIMARY KEY (env, key, seq)
 );
 CREATE INDEX IF NOT EXISTS object_history_seq ON object_history (env, seq);
-CREATE TABLE IF NOT EXISTS partials (
+CREATE TABLE IF NOT EXISTS collections (
+    env TEXT PRIMARY KEY,
+    seq {int} NOT NULL,
+    collected_at TEXT NOT NULL,
+    errors TEXT NOT NULL
+);
+DROP TABLE IF EXISTS partials;
+CREATE TABLE IF NOT EXISTS uploads (
     env TEXT NOT NULL,
     upload {blob} NOT NULL,
     base {blob} NOT NULL,
     target {blob} NOT NULL,
     total {int} NOT NULL,
-    data {blob} NOT NULL,
+    received {int} NOT NULL,
     updated_at {real} NOT NULL,
     PRIMARY KEY (env, upload)
+);
+CREATE INDEX IF NOT EXISTS uploads_time ON uploads (updated_at);
+CREATE TABLE IF NOT EXISTS upload_chunks (
+    env TEXT NOT NULL,
+    upload {blob} NOT NULL,
+    first_byte {int} NOT NULL,
+    data {blob} NOT NULL,
+    PRIMARY KEY (env, upload, first_byte)
 );
 CREATE TABLE IF NOT EXISTS commands (
     env TEXT NOT NULL,
@@ -127,11 +150,14 @@ CREATE TABLE IF NOT EXISTS usage (
     sent {int} NOT NULL,
     PRIMARY KEY (env, day)
 );
-CREATE TABLE IF NOT EXISTS nonces (
-    key TEXT PRIMARY KEY,
-    seen_at {real} NOT NULL
+DROP TABLE IF EXISTS nonces;
+CREATE TABLE IF NOT EXISTS request_nonces (
+    edge TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    seen_at {real} NOT NULL,
+    PRIMARY KEY (edge, nonce)
 );
-CREATE INDEX IF NOT EXISTS nonces_time ON nonces (seen_at);
+CREATE INDEX IF NOT EXISTS request_nonces_time ON request_nonces (seen_at);
 CREATE TABLE IF NOT EXISTS environments (
     edge_id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -142,7 +168,6 @@ CREATE TABLE IF NOT EXISTS environments (
 );
 """
 
-PARTIAL_TTL = 7 * 86400.0  # an upload untouched this long is abandoned
 _OBJECT_COLUMNS = "grp, kind, namespace, name, digest, seq, data"
 # The newest history row at or before a version, per key: that version's state of the object.
 _AS_OF = (
@@ -158,6 +183,9 @@ class SQLStore(ABC):
     # Several server processes may serve one database (so replays are refused in it).
     shared_by_processes = False
     placeholder = "?"
+    # What the database raises when it is away (locked, disk full, connection lost): an outage
+    # the agent waits out, where any other exception is a bug.
+    unavailable: tuple[type[Exception], ...] = ()
 
     def __init__(self, keep_versions: int = 3, retention: Retention | None = None) -> None:
         self.keep_versions = keep_versions
@@ -302,6 +330,7 @@ class SQLStore(ABC):
                 ),
             )
             self._write_objects(db, env, version.seq, removed, changed)
+            self._write_collection(db, env, version.seq, snapshot)
             self._run(
                 db,
                 "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
@@ -355,6 +384,16 @@ class SQLStore(ABC):
             history,
         )
 
+    def _write_collection(self, db: Any, env: str, seq: int, snapshot: Snapshot) -> None:
+        errors = [e.to_dict() for e in bounded_errors(snapshot.header.errors)]
+        self._run(
+            db,
+            "INSERT INTO collections (env, seq, collected_at, errors) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (env) DO UPDATE SET seq = excluded.seq, "
+            "collected_at = excluded.collected_at, errors = excluded.errors",
+            (env, seq, snapshot.header.collected_at[:64], json.dumps(errors)),
+        )
+
     def _prune(self, db: Any, env: str, newest: int, now: float) -> None:
         keep = self.retention
         oldest_seq = newest - keep.keep_versions if keep.keep_versions is not None else 0
@@ -365,9 +404,6 @@ class SQLStore(ABC):
             "received_at < ?)",
             (env, oldest_seq, oldest_time),
         ).rowcount
-        self._run(
-            db, "DELETE FROM partials WHERE env = ? AND updated_at < ?", (env, now - PARTIAL_TTL)
-        )
         if not gone:
             return
         (oldest,) = self._run(db, "SELECT MIN(seq) FROM versions WHERE env = ?", (env,)).fetchone()
@@ -387,31 +423,98 @@ class SQLStore(ABC):
 
     def partial(self, env: str, upload: bytes) -> PartialUpload | None:
         rows = self._read(
-            "SELECT base, target, total, data FROM partials WHERE env = ? AND upload = ?",
+            "SELECT base, target, total, received FROM uploads WHERE env = ? AND upload = ?",
             (env, upload),
         )
         if not rows:
             return None
-        base, target, total, data = rows[0]
-        return PartialUpload(bytes(base), bytes(target), total, bytes(data))
+        base, target, total, received = rows[0]
+        return PartialUpload(bytes(base), bytes(target), total, received)
 
-    def save_partial(self, env: str, upload: bytes, partial: PartialUpload, now: float) -> None:
+    def append_partial(
+        self,
+        env: str,
+        upload: bytes,
+        partial: PartialUpload,
+        data: bytes,
+        now: float,
+        limits: PartialLimits,
+    ) -> int:
+        held = partial.received + len(data)
         with self._tx(durable=False) as db:
+            if partial.received == 0:  # a new upload, or one that starts over
+                self._drop_uploads(db, env, [upload])
+                self._run(
+                    db,
+                    "INSERT INTO uploads (env, upload, base, target, total, received, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (env, upload, partial.base, partial.target, partial.total, held, now),
+                )
+            elif (
+                self._run(
+                    db,
+                    "UPDATE uploads SET received = ?, updated_at = ? WHERE env = ? AND upload = ? "
+                    "AND received = ? AND base = ? AND target = ? AND total = ?",
+                    (
+                        held,
+                        now,
+                        env,
+                        upload,
+                        partial.received,
+                        partial.base,
+                        partial.target,
+                        partial.total,
+                    ),
+                ).rowcount
+                != 1
+            ):  # another request got there first
+                row = self._run(
+                    db, "SELECT received FROM uploads WHERE env = ? AND upload = ?", (env, upload)
+                ).fetchone()
+                return int(row[0]) if row else 0
             self._run(
                 db,
-                "INSERT INTO partials (env, upload, base, target, total, data, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (env, upload) DO UPDATE SET "
-                "base = excluded.base, target = excluded.target, total = excluded.total, "
-                "data = excluded.data, updated_at = excluded.updated_at",
-                (env, upload, partial.base, partial.target, partial.total, partial.data, now),
+                "INSERT INTO upload_chunks (env, upload, first_byte, data) VALUES (?, ?, ?, ?)",
+                (env, upload, partial.received, data),
             )
+            sizes = self._run(
+                db, "SELECT upload, received, updated_at FROM uploads WHERE env = ?", (env,)
+            ).fetchall()
+            gone = limits.evicted(upload, [(bytes(u), n, t) for u, n, t in sizes])
+            self._drop_uploads(db, env, gone)
+        return held
+
+    def _drop_uploads(self, db: Any, env: str, uploads: list[bytes]) -> None:
+        rows = [(env, upload) for upload in uploads]
+        self._many(db, "DELETE FROM upload_chunks WHERE env = ? AND upload = ?", rows)
+        self._many(db, "DELETE FROM uploads WHERE env = ? AND upload = ?", rows)
+
+    def partial_data(self, env: str, upload: bytes) -> bytes:
+        rows = self._read(
+            "SELECT data FROM upload_chunks WHERE env = ? AND upload = ? ORDER BY first_byte",
+            (env, upload),
+        )
+        return b"".join(bytes(data) for (data,) in rows)
 
     def drop_partial(self, env: str, upload: bytes) -> None:
-        held = "SELECT 1 FROM partials WHERE env = ? AND upload = ?"
+        held = "SELECT 1 FROM uploads WHERE env = ? AND upload = ?"
         if not self._read(held, (env, upload)):
             return  # the common case, a frame in one chunk: no write at all
         with self._tx(durable=False) as db:
-            self._run(db, "DELETE FROM partials WHERE env = ? AND upload = ?", (env, upload))
+            self._drop_uploads(db, env, [upload])
+
+    def expire_partials(self, before: float) -> int:
+        with self._tx(durable=False) as db:
+            gone = self._run(
+                db, "DELETE FROM uploads WHERE updated_at < ? RETURNING env, upload", (before,)
+            ).fetchall()
+            # An append that raced the delete finds no upload row and appends nothing.
+            self._many(
+                db,
+                "DELETE FROM upload_chunks WHERE env = ? AND upload = ?",
+                [(env, bytes(upload)) for env, upload in gone],
+            )
+        return len(gone)
 
     def queue_command(
         self, env: str, name: str, args: dict[str, object] | None = None, now: float = 0.0
@@ -481,20 +584,38 @@ class SQLStore(ABC):
                 (env, now, latest, waiting),
             )
 
-    def remember_nonce(self, key: str, timestamp: float, now: float, window: float) -> bool:
-        """False when `key` was seen before (a replay); forgets keys older than 2 * window."""
+    def nonce_seen(self, edge: str, nonce: str, now: float, window: float) -> bool:
+        return bool(
+            self._read(
+                "SELECT 1 FROM request_nonces WHERE edge = ? AND nonce = ? AND seen_at >= ?",
+                (edge, nonce, now - window),
+            )
+        )
+
+    def remember_nonce(
+        self, edge: str, nonce: str, timestamp: float, now: float, window: float, per_edge: int
+    ) -> Remembered:
+        """NonceMemory.remember in the database; forgets nonces the window already refuses."""
         with self._tx(durable=False) as db:
-            self._run(db, "DELETE FROM nonces WHERE seen_at < ?", (now - 2 * window,))
+            self._run(db, "DELETE FROM request_nonces WHERE seen_at < ?", (now - window,))
+            (held,) = self._run(
+                db, "SELECT COUNT(*) FROM request_nonces WHERE edge = ?", (edge,)
+            ).fetchone()
+            if held >= per_edge:
+                return "replayed" if self.nonce_seen(edge, nonce, now, window) else "edge-full"
             added = self._run(
                 db,
-                "INSERT INTO nonces (key, seen_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                (key, timestamp),
+                "INSERT INTO request_nonces (edge, nonce, seen_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (edge, nonce) DO NOTHING",
+                (edge, nonce, timestamp),
             ).rowcount
-        return bool(added == 1)
+        return "new" if added == 1 else "replayed"
 
     # -- registry and traffic --------------------------------------------------------------------
 
     def register(self, registration: Registration, secret: bytes) -> None:
+        if len(secret.strip()) < MIN_SECRET:  # `snapsync env add` makes 43 characters
+            raise InputError(f"an agent secret needs at least {MIN_SECRET} characters")
         with self._tx() as db:
             self._lock_env(db, "")
             taken = self._run(
@@ -573,6 +694,12 @@ class SQLStore(ABC):
                 params,
             )
         }
+        collections = {
+            env: (collected_at, _kind_errors(errors))
+            for env, collected_at, errors in self._read(
+                f"SELECT env, collected_at, errors FROM collections {where}", params
+            )
+        }
         today = utc_day(now)
         month = today[:8] + "01"
         usage = {
@@ -590,6 +717,7 @@ class SQLStore(ABC):
             last_seen, waiting = seen.get(env, (None, 0))
             seq, digest, objects = newest.get(env, (None, None, 0))
             day, mon, total = usage.get(env, (0, 0, 0))
+            collected_at, errors = collections.get(env, ("", ()))
             out.append(
                 EnvironmentSummary(
                     edge_id=env,
@@ -605,6 +733,8 @@ class SQLStore(ABC):
                     bytes_month=mon,
                     bytes_total=total,
                     waiting=waiting,
+                    collected_at=collected_at,
+                    errors=errors,
                 )
             )
         return sorted(out, key=lambda e: (e.group, e.name))
@@ -721,6 +851,10 @@ def _storable(text: str) -> str:
     """An agent's free text as a text column holds it: PostgreSQL refuses NUL, so a hostile
     result message would fail every later ping (U+FFFD marks where it was)."""
     return text.replace("\x00", "\ufffd")
+
+
+def _kind_errors(text: str) -> tuple[KindError, ...]:
+    return tuple(KindError(e["kind"], e["reason"], e["message"]) for e in json.loads(text))
 
 
 def _opt_bytes(value: Any) -> bytes | None:

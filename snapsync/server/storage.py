@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from snapsync.collect.base import KindError
 from snapsync.keys import ObjectKey
 from snapsync.protocol.messages import Command, CommandResult
 from snapsync.protocol.server import VersionStore
@@ -77,6 +78,10 @@ class EnvironmentSummary:
     bytes_month: int
     bytes_total: int
     waiting: int  # bytes the agent's budget holds back
+    # From the newest version's snapshot header: when the agent collected it, and the kinds it
+    # could not collect (forbidden, timed out, ...): a kind is never silently missing.
+    collected_at: str = ""
+    errors: tuple[KindError, ...] = ()
 
     def status(self, now: float) -> str:
         return freshness(self.last_seen, now)
@@ -191,6 +196,20 @@ class ServerStore(VersionStore, Protocol):
         self, env: str, name: str, args: dict[str, object] | None = None, now: float = 0.0
     ) -> Command: ...
     def command_records(self, env: str, limit: int = 100) -> list[CommandRecord]: ...
+
+
+# What one stored header may hold: an agent is a peer like any other, and these reach every
+# fleet page and scrape.
+MAX_ERRORS = 200
+MAX_ERROR_TEXT = 500
+
+
+def bounded_errors(errors: Sequence[KindError]) -> tuple[KindError, ...]:
+    """The first MAX_ERRORS errors, each field cut to MAX_ERROR_TEXT characters."""
+    return tuple(
+        KindError(e.kind[:MAX_ERROR_TEXT], e.reason[:MAX_ERROR_TEXT], e.message[:MAX_ERROR_TEXT])
+        for e in errors[:MAX_ERRORS]
+    )
 
 
 def object_json(data: dict[str, Any]) -> str:

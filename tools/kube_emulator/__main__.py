@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", metavar="PATH", help="write a kubeconfig for the emulator")
     parser.add_argument("--churn", type=float, metavar="SECONDS", help="churn step interval")
     parser.add_argument("--bookmark-interval", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument(
+        "--close-watches",
+        action="store_true",
+        help="end every WATCH at once, with no event (a proxy that breaks watches)",
+    )
     args = parser.parse_args(argv)
 
     cluster = None
@@ -53,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     state = ClusterState(objects, resources=resources)
     emulator = KubeEmulator(
-        state, port=args.port, token=args.token, bookmark_interval=args.bookmark_interval
+        state,
+        port=args.port,
+        token=args.token,
+        bookmark_interval=args.bookmark_interval,
+        close_watches=args.close_watches,
     )
     emulator.start()
     if args.kubeconfig:

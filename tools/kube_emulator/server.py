@@ -1,7 +1,8 @@
 # The emulator's HTTP face: a ThreadingHTTPServer on loopback that answers the paths the official
 # `kubernetes` client uses, with the documents a real v1.30 API server sends: discovery (/version,
 # /api, /api/v1, /apis, /apis/<g>, /apis/<g>/<v>), GET/LIST (limit/continue, fieldSelector on
-# metadata.namespace/name), WATCH (chunked JSON lines, bookmarks, 410 ERROR events), PATCH (merge
+# metadata.namespace/name), WATCH (chunked JSON lines, bookmarks, 410 ERROR events; or, with
+# `close_watches`, ended at once as a watch-breaking proxy does), PATCH (merge
 # and strategic merge patches, on objects and on the `scale` subresource of workloads), DELETE, and
 # Status bodies for every error. Faults scripted on the `ClusterState` are applied per request.
 #
@@ -137,8 +138,12 @@ class KubeEmulator:
         bookmark_interval: float = 1.0,
         max_watch_seconds: float = 1800.0,
         aggregated_discovery: bool = True,
+        close_watches: bool = False,
     ) -> None:
         self.state = state
+        # True: every WATCH is answered 200 and ended at once, with no event, as by a proxy
+        # that cuts long-lived responses; clients see a stream of empty watches
+        self.close_watches = close_watches
         self.aggregated_discovery = aggregated_discovery  # False: a pre-1.26 server
         self.token = token
         self.bookmark_interval = bookmark_interval
@@ -663,6 +668,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if self.emu.close_watches:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
 
         def send(event_type: str, obj: dict[str, Any]) -> None:
             line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":"))
