@@ -6,7 +6,10 @@ Invariants:
 - Only JSON values survive (str, int, float, bool, None, list, map with string keys); anything
   else is a CanonicalError naming the object and field, never a silent coercion.
 - Secret values (`data`, `stringData`) become `sha256:<hex>` of the value unless the caller opts
-  in; the last-applied annotation, which can repeat them, goes with them whatever the profile.
+  in, whatever their shape (a map's values one by one, anything else whole); the last-applied
+  annotation, which can repeat them, goes with them whatever the profile. A List is never an
+  object here (its Secrets would pass whole): collectors flatten Lists, and one that reaches
+  canonicalize is refused.
 - Canonicalizing a canonical object changes nothing.
 """
 
@@ -23,7 +26,7 @@ from typing import Any
 import msgpack
 
 from snapsync.errors import CanonicalError
-from snapsync.keys import ObjectKey
+from snapsync.keys import ObjectKey, is_list_kind
 from snapsync.profile import Profile
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -40,6 +43,8 @@ def canonicalize(
     `raw` is not modified.
     """
     key = ObjectKey.of(raw)
+    if is_list_kind(key.kind) and "items" in raw:
+        raise CanonicalError(f"{key}: a List is not an object (collectors flatten Lists)")
     namespace = key.name if (key.group, key.kind) == ("", "Namespace") else key.namespace
     if not profile.keeps_kind(key.group, key.kind) or not profile.keeps_namespace(namespace):
         return None
@@ -98,14 +103,20 @@ def _sorted_copy(node: Any, key: ObjectKey | str, path: str) -> Any:
 
 
 def _redact_secret(obj: dict[str, Any]) -> None:
+    """Digest every value of `data` and `stringData`; either one in another shape than a map
+    (a string, a list: not a valid Secret, but input is what it is) is digested whole."""
     for field, decode in (("data", True), ("stringData", False)):
         values = obj.get(field)
         if isinstance(values, dict):
             obj[field] = {
                 k: secret_value_digest(v, base64_encoded=decode) for k, v in values.items()
             }
-    annotations = obj.get("metadata", {}).get("annotations")
-    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+        elif values is not None:
+            obj[field] = secret_value_digest(values, base64_encoded=decode)
+    annotations = obj["metadata"].get("annotations")
+    if annotations is not None and not isinstance(annotations, dict):
+        raise CanonicalError(f"Secret {obj['metadata'].get('name')}: annotations are not a map")
+    if annotations and LAST_APPLIED in annotations:
         del annotations[LAST_APPLIED]
         if not annotations:
             del obj["metadata"]["annotations"]

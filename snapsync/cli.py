@@ -423,6 +423,17 @@ def _snapshot_bytes(snapshot: Snapshot, fmt: str, level: int) -> bytes:
     return (json.dumps(snapshot_document(snapshot), indent=2, ensure_ascii=False) + "\n").encode()
 
 
+def _namespaces(text: str) -> frozenset[str] | None:
+    """`--command-namespaces a,b`: None (any) when empty; each must be a namespace name."""
+    from snapsync.protocol.commands import OBJECT_NAME
+
+    names = frozenset(filter(None, (n.strip() for n in text.split(","))))
+    bad = sorted(n for n in names if not OBJECT_NAME.fullmatch(n))
+    if bad:
+        raise InputError(f"--command-namespaces: {bad[0]!r} is not a namespace name")
+    return names or None
+
+
 def _default_state_dir(edge_id: str) -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "snapsync" / edge_id
@@ -529,6 +540,13 @@ def _default_state_dir(edge_id: str) -> Path:
     "needs the RBAC in deploy/agent/actions. Off: they are refused and reported.",
 )
 @click.option(
+    "--command-namespaces",
+    envvar="SNAPSYNC_COMMAND_NAMESPACES",
+    default="",
+    help="Comma-separated namespaces the allowed commands may act in; commands on objects "
+    "elsewhere are refused and reported. Empty: any namespace the RBAC allows.",
+)
+@click.option(
     "--health-file",
     envvar="SNAPSYNC_HEALTH_FILE",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -549,6 +567,7 @@ def agent(
     collect_mode: str,
     once: bool,
     allow_commands: bool,
+    command_namespaces: str,
     health_file: Path | None,
     **kwargs: Any,
 ) -> None:
@@ -559,6 +578,7 @@ def agent(
 
     secret = check_secret(agent_secret, AGENT_SECRET_SETTING)
     source = _source(kwargs)
+    namespaces = _namespaces(command_namespaces)
     state = state_dir or _default_state_dir(edge_id)
     config = AgentConfig(
         intervals=Intervals(
@@ -575,9 +595,11 @@ def agent(
             raise InputError("--allow-commands needs a live cluster, not --from-file")
         from snapsync.agent import KubeCommandRunner
 
-        commands = KubeCommandRunner(source.kube_options())
+        commands = KubeCommandRunner(source.kube_options(), namespaces=namespaces)
+        where = f" in namespaces {', '.join(sorted(namespaces))}" if namespaces else ""
     logging.getLogger("snapsync.agent").info(
-        "cluster commands: %s", "allowed" if allow_commands else "refused (see --allow-commands)"
+        "cluster commands: %s",
+        f"allowed{where}" if allow_commands else "refused (see --allow-commands)",
     )
     runner = Agent(
         source.collector(watch=collect_mode == "watch" and not once, cache_dir=state / "discovery"),
@@ -716,7 +738,7 @@ def health(
 @click.option(
     "--api-token",
     envvar="SNAPSYNC_API_TOKEN",
-    help="Token for the browse API and page (Bearer, or Basic password). Without it both are off.",
+    help="Token for the browse API (Bearer) and page (signed in once). Without it both are off.",
 )
 @click.option(
     "--tls-cert",
@@ -936,7 +958,7 @@ def env_list(database: str, as_json: bool) -> None:
     default=0,
     help="TCP port with --keep-serving; 0 = a free one.",
 )
-@click.option("--api-token", help="With --keep-serving: the page's password [random].")
+@click.option("--api-token", help="With --keep-serving: the token to sign in to the page [random].")
 def demo(
     objects: int,
     churn: str,

@@ -10,6 +10,9 @@ key is always four strings and sorts the same everywhere. The printable form is 
     ClusterRole.rbac.authorization.k8s.io/view
 
 Kinds never contain a dot and Kubernetes names never contain a slash, so the form round-trips.
+No part holds a NUL (Kubernetes never allows one, and PostgreSQL cannot store one in text): an
+object with one is malformed wherever it comes from (a dump, a cluster, a frame), so a frame
+carrying one is refused as corrupt before anything is stored.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class ObjectKey(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> ObjectKey:
         parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
+        if len(parts) not in (2, 3) or not all(parts) or "\x00" in text:
             raise InputError(f"bad object key {text!r}: expected Kind[.group]/[namespace/]name")
         group, kind = split_kind_ref(parts[0])
         namespace = parts[1] if len(parts) == 3 else ""
@@ -65,11 +68,18 @@ class ObjectKey(NamedTuple):
             raise CanonicalError(f"{kind} with a missing or malformed metadata.name")
         if not isinstance(namespace, str) or "/" in namespace:
             raise CanonicalError(f"{kind} {name} with a malformed metadata.namespace")
+        if "\x00" in api_version + kind + namespace + name:
+            raise CanonicalError(f"{kind} {name[:60]!r}: NUL in apiVersion, kind or metadata")
         group = api_version.rpartition("/")[0]
         return cls(group, kind, namespace, name)
 
     def as_tuple(self) -> tuple[str, str, str, str]:
         return (self.group, self.kind, self.namespace, self.name)
+
+
+def is_list_kind(kind: str) -> bool:
+    """`List`, `PodList`, ...: a container of objects (with `items`), never an object itself."""
+    return kind.endswith("List")
 
 
 def kind_ref(group: str, kind: str) -> str:

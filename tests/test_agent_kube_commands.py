@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from kubernetes import client as k8s
 from support_kube import (  # noqa: F401  (fixtures)
     collect,
@@ -22,6 +23,7 @@ from support_kube import (  # noqa: F401  (fixtures)
 )
 
 from snapsync.agent import Agent, HttpTransport, KubeCommandRunner
+from snapsync.cli import cli
 from snapsync.collect.kube import KubeCollector
 from snapsync.collect.kubeapi import ClientSettings, build_client
 from snapsync.keys import ObjectKey
@@ -185,13 +187,52 @@ def test_missing_rbac_is_a_clear_failure_and_changes_nothing(
     assert [r.message for r in results] == [
         FORBIDDEN_SCALE,
         "forbidden: the agent's RBAC does not allow patch on daemonsets in namespace shop "
-        "(apply deploy/agent/actions)",
+        "(apply deploy/agent/actions/restart)",
         "forbidden: the agent's RBAC does not allow delete on pods in namespace shop "
         "(apply deploy/agent/actions)",
     ]
     assert state.objects() == before and state.rv == rv
     # only the scale subresource was taken away: restarting the Deployment still works
     assert run(runner, "restart-rollout", kind="Deployment", namespace="shop", name="web").ok
+
+
+def test_commands_outside_the_allowed_namespaces_are_refused_without_a_request(
+    emulator: KubeEmulator, kubeconfig: Path
+):
+    """--command-namespaces: the agent refuses on its own, whatever its RBAC would allow."""
+    state = emulator.state
+    seen = writes(state)
+    before, rv = copy.deepcopy(state.objects()), state.rv
+    with KubeCommandRunner(fast_options(kubeconfig), namespaces=["kiosk", "lab"]) as fenced:
+        results = [
+            run(fenced, "scale", kind="Deployment", namespace="shop", name="web", replicas=0),
+            run(fenced, "restart-rollout", kind="DaemonSet", namespace="shop", name="node-agent"),
+            run(fenced, "delete-pod", namespace="shop", name="web-0"),
+            run(fenced, "collect-now"),  # not a cluster command: no namespace to check
+        ]
+    assert [r.ok for r in results] == [False] * 4
+    assert results[0].message == (
+        "refused: scale of Deployment shop/web: this agent runs commands only in namespaces "
+        "kiosk, lab (--command-namespaces)"
+    )
+    assert all(r.message.startswith("refused: ") for r in results[:3])
+    assert "sync protocol" in results[3].message
+    assert seen == [] and state.objects() == before and state.rv == rv
+    with KubeCommandRunner(fast_options(kubeconfig), namespaces=["shop"]) as allowed:
+        assert run(allowed, "delete-pod", namespace="shop", name="web-0").ok
+    assert [(w.verb, w.namespace, w.name) for w in seen] == [("delete", "shop", "web-0")]
+
+
+def test_the_agent_command_checks_its_namespace_list(tmp_path: Path):
+    """A bad --command-namespaces is one line and exit 2 before anything runs."""
+    dump = tmp_path / "dump.json"
+    dump.write_text('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}')
+    args = ["agent", "--from-file", str(dump), "--server-url", "http://127.0.0.1:9"]
+    args += ["--edge-id", "e", "--agent-secret", "s" * 24, "--state-dir", str(tmp_path / "s")]
+    env = {"SNAPSYNC_COMMAND_NAMESPACES": "shop, Not_A_Namespace"}
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 2
+    assert "--command-namespaces: 'Not_A_Namespace' is not a namespace name" in result.output
 
 
 @pytest.mark.parametrize(

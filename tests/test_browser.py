@@ -131,12 +131,23 @@ def server(tmp_path: Path) -> Iterator[str]:
     store.close()
 
 
-def authorize(driver: Any) -> None:
-    """Send the API token with every request of this tab (the DevTools protocol's extra headers);
-    a person gives it at the browser's Basic prompt instead (any user, the token as password)."""
-    driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd(
-        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {TOKEN}"}}
+def sign_in(driver: Any, url: str, token: str = TOKEN) -> None:
+    """What a person does: open a page, land on the sign-in form, type the token, submit."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    field = driver.find_element(By.NAME, "token")
+    field.send_keys(token)
+    field.submit()
+    WebDriverWait(driver, WAIT).until(
+        lambda d: (
+            (
+                d.execute_script("return document.readyState") == "complete"
+                and "/login" not in d.current_url
+            )
+            or d.find_elements(By.CSS_SELECTOR, "p.error")
+        )
     )
 
 
@@ -169,10 +180,12 @@ def test_browse_fleet_environment_diff_and_object_history(
     def text() -> str:
         return str(driver.find_element(By.TAG_NAME, "body").text)
 
-    authorize(driver)
-
-    # 1. the fleet
-    driver.get(server + "/")
+    # 1. the fleet, after signing in (the page holds no script: the stylesheet still applies
+    # under the Content-Security-Policy, which allows styles from this server only)
+    sign_in(driver, server + "/")
+    assert driver.current_url == server + "/"
+    header = driver.find_element(By.TAG_NAME, "header")
+    assert header.value_of_css_property("background-color") == "rgba(17, 24, 39, 1)"
     assert driver.find_element(By.TAG_NAME, "h1").text == "Environments"
     row = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 5']]")
     cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
@@ -219,24 +232,27 @@ def test_browse_fleet_environment_diff_and_object_history(
         assert (shots / f"{name}.png").stat().st_size > 5_000, name  # not a blank page
 
 
-def test_without_the_token_the_page_says_what_it_needs(browser: Any, server: str) -> None:
-    """A browser answers the Basic challenge with its own prompt (an empty page, headless), so
-    the body is checked over plain HTTP; the browser must show none of the fleet."""
-    import httpx
+def test_without_the_token_the_page_asks_for_it_and_signs_out(browser: Any, server: str) -> None:
+    """A wrong token shows the form again with what went wrong and none of the fleet; the right
+    one leads back to the page asked for; signing out ends the session in this browser."""
     from selenium.webdriver.common.by import By
 
-    answer = httpx.get(server + "/", timeout=10)
-    assert answer.status_code == 401
-    assert answer.headers["www-authenticate"].startswith("Basic")
-    assert "API token is required" in answer.text
+    sign_in(browser, server + "/env/shop-5", token="not-the-token")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "That is not the API token." in body and "Shop 5" not in body
+    sign_in(browser, server + "/env/shop-5")
+    assert browser.current_url == server + "/env/shop-5"
+    cookie = browser.get_cookie("snapsync_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    browser.find_element(By.CSS_SELECTOR, "form.account button").click()
     browser.get(server + "/")
+    assert "/login" in browser.current_url
     assert "Shop 5" not in browser.find_element(By.TAG_NAME, "body").text
 
 
 def test_object_history_is_beside_the_object_not_off_screen(browser: Any, server: str) -> None:
-    authorize(browser)
     # the sample cluster's ConfigMaps hold whole files on one JSON line
-    browser.get(server + "/env/shop-5/object/ConfigMap/shop/scheduler-config")
+    sign_in(browser, server + "/env/shop-5/object/ConfigMap/shop/scheduler-config")
     left = browser.execute_script(
         "return document.evaluate(\"//h2[text()='History']\", document, null, 9, null)"
         ".singleNodeValue.getBoundingClientRect().left"
@@ -303,10 +319,8 @@ def test_fleet_flags_collection_errors_and_health_lists_what_is_broken(
         driver.save_screenshot(str(shots / name))
         driver.set_window_size(1280, 900)
 
-    authorize(driver)
-
     # 1. the fleet: Shop 17 is failing and flagged for the kind it could not collect
-    driver.get(broken_fleet + "/")
+    sign_in(driver, broken_fleet + "/")
     row = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 17']]")
     health_cell = row.find_elements(By.TAG_NAME, "td")[4]
     assert health_cell.find_element(By.CSS_SELECTOR, "a.badge").text == "failing"

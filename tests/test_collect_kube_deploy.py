@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from snapsync.agent.kube_commands import action_for
@@ -89,8 +90,9 @@ def _key(doc: dict[str, Any]) -> tuple[str, str, str]:
     return doc["kind"], meta.get("namespace", ""), meta["name"]
 
 
-def _needed() -> set[tuple[str, str, str]]:
-    """What the runner writes for every kind the command vocabulary accepts."""
+def _needed(overlay: str) -> set[tuple[str, str, str]]:
+    """What the runner writes, for every kind the command vocabulary accepts, that `overlay`
+    (a path under the repository root) is the one to grant."""
     commands = [Command(1, "delete-pod", {"namespace": "shop", "name": "web-0"})]
     for name in ("scale", "restart-rollout"):
         for kind in COMMANDS[name]["kind"]:
@@ -98,25 +100,38 @@ def _needed() -> set[tuple[str, str, str]]:
             commands.append(Command(1, name, {**args, "replicas": 1} if name == "scale" else args))
     actions = [action_for(c) for c in commands if not validate_command(c)]
     assert len(actions) == len(commands)
-    return {(a.group, a.resource, a.verb) for a in actions}
+    return {(a.group, a.resource, a.verb) for a in actions if a.overlay == overlay}
 
 
-def test_actions_overlay_grants_exactly_what_the_commands_write():
-    base = _documents(AGENT)
-    overlay = _documents(AGENT / "actions")
+OVERLAYS = [(AGENT, AGENT / "actions"), (AGENT / "actions", AGENT / "actions" / "restart")]
+
+
+@pytest.mark.parametrize(("below", "folder"), OVERLAYS, ids=["actions", "actions/restart"])
+def test_actions_overlays_grant_exactly_what_their_commands_write(below: Path, folder: Path):
+    base = _documents(below)
+    overlay = _documents(folder)
     base_keys = {_key(d) for d in base}
-    assert all(d in overlay for d in base)  # the overlay includes the base, unchanged
+    assert all(d in overlay for d in base)  # the overlay includes what it builds on, unchanged
     added = [d for d in overlay if _key(d) not in base_keys]
     assert {d["kind"] for d in added} <= {*ROLE_KINDS, "ClusterRoleBinding", "RoleBinding"}
     granted = _triples(added)
-    assert granted == _needed()
+    assert granted == _needed(str(folder.relative_to(AGENT.parent.parent)))
     assert not any("*" in triple for triple in granted)
     assert all(not rule.get("resourceNames") for d in added for rule in d.get("rules") or ())
 
 
-def test_actions_overlay_binds_the_agent_and_stays_out_of_the_read_role():
-    base = _documents(AGENT)
-    overlay = _documents(AGENT / "actions")
+def test_scale_and_delete_pod_never_patch_a_whole_workload():
+    """Issue 16: scale goes through the scale subresource; patching a workload (restart) is
+    the separate restart overlay."""
+    granted = _triples(_documents(AGENT / "actions"))
+    patched = {resource for group, resource, verb in granted if verb == "patch"}
+    assert patched == {"deployments/scale", "statefulsets/scale", "replicasets/scale"}
+
+
+@pytest.mark.parametrize(("below", "folder"), OVERLAYS, ids=["actions", "actions/restart"])
+def test_actions_overlays_bind_the_agent_and_stay_out_of_the_read_role(below: Path, folder: Path):
+    base = _documents(below)
+    overlay = _documents(folder)
     base_keys = {_key(d) for d in base}
     added = [d for d in overlay if _key(d) not in base_keys]
     roles = {d["metadata"]["name"] for d in added if d["kind"] in ROLE_KINDS}

@@ -172,6 +172,7 @@ DEPLOYMENTS = [
     (DEPLOY / "agent" / "persistent", "snapsync-agent", "agent"),
     (DEPLOY / "agent" / "secrets", "snapsync-agent", "agent"),
     (DEPLOY / "agent" / "actions", "snapsync-agent", "agent"),
+    (DEPLOY / "agent" / "actions" / "restart", "snapsync-agent", "agent"),
     (DEPLOY / "server", "snapsync-server", "serve"),
     (DEPLOY / "server" / "postgres", "snapsync-server", "serve"),
 ]

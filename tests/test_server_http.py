@@ -241,10 +241,13 @@ def test_browse_api_and_page_need_the_token(tmp_path: Path) -> None:
     assert server.client.get("/api/v1/environments").status_code == 401
     wrong = server.client.get("/api/v1/environments", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
-    page = server.client.get("/")
-    assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic")
+    page = server.client.get("/", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=%2F"
+    # HTTP Basic is no credential any more: a browser would send it on its own (CSRF)
     basic = base64.b64encode(f"me:{TOKEN}".encode()).decode()
-    assert server.client.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    cached = server.client.get("/", headers={"Authorization": f"Basic {basic}"})
+    assert cached.history and cached.url.path == "/login"
+    assert server.client.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     off = Server(tmp_path / "off", api_token=None)
     refused = off.client.get("/api/v1/environments", headers={"Authorization": "Bearer x"})
     assert refused.status_code == 403 and "--api-token" in refused.json()["error"]

@@ -34,6 +34,7 @@ DATA = (
     "snapsync/dictionaries/manifest.json",
     "snapsync/profiles/default.yaml",
     "snapsync/server/templates/base.html",
+    "snapsync/server/static/snapsync.css",
     "snapsync/_schemas/profile.schema.json",
 )
 

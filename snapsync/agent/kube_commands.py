@@ -19,15 +19,20 @@ Invariants:
   reported as failed because the client could not deserialize the answer.
 - Writes are JSON merge patches: for the fields touched here (spec.replicas, one pod-template
   annotation) they mean what a strategic merge patch means, on any server version.
-- The agent's default RBAC is read-only (deploy/agent); these actions need the opt-in overlay
-  deploy/agent/actions, and a 403 says so.
+- The agent's default RBAC is read-only (deploy/agent); scale and delete-pod need the opt-in
+  overlay deploy/agent/actions (the scale subresource, delete on pods), restart-rollout the
+  overlay deploy/agent/actions/restart (patch on the workload: the one pod-template annotation
+  `kubectl rollout restart` sets has no subresource, and RBAC cannot grant one field), and a 403
+  names the overlay.
+- With `namespaces` set (`--command-namespaces`), a command on an object in any other namespace
+  is refused before any request and reported as refused.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +57,7 @@ MAX_MESSAGE = 300
 MERGE_PATCH = "application/merge-patch+json"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets
 OVERLAY = "deploy/agent/actions"
+RESTART_OVERLAY = "deploy/agent/actions/restart"
 
 _PLURALS = {
     "Deployment": "deployments",
@@ -82,6 +88,7 @@ class Action:
     kind: str
     namespace: str
     name: str
+    overlay: str = OVERLAY  # the deploy/ overlay whose RBAC grants it
 
     @property
     def target(self) -> str:
@@ -95,22 +102,29 @@ def action_for(command: Command) -> Action:
         return Action("delete", "", "pods", "Pod", args["namespace"], args["name"])
     if command.name not in ("scale", "restart-rollout"):
         raise ValueError(f"{command.name} is not a cluster command")
-    kind = args["kind"]
-    resource = _PLURALS[kind] + ("/scale" if command.name == "scale" else "")
-    return Action("patch", "apps", resource, kind, args["namespace"], args["name"])
+    kind, namespace, name = args["kind"], args["namespace"], args["name"]
+    if command.name == "scale":
+        return Action("patch", "apps", _PLURALS[kind] + "/scale", kind, namespace, name)
+    return Action("patch", "apps", _PLURALS[kind], kind, namespace, name, RESTART_OVERLAY)
 
 
 class KubeCommandRunner:
     """A CommandRunner (snapsync.agent.loop) that runs cluster commands with the official client.
 
-    `clock` stamps restart-rollout's annotation (seconds since the epoch, UTC).
+    `clock` stamps restart-rollout's annotation (seconds since the epoch, UTC). `namespaces`,
+    when given, are the only ones commands may act in.
     """
 
     def __init__(
-        self, options: KubeOptions | None = None, *, clock: Callable[[], float] = time.time
+        self,
+        options: KubeOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        namespaces: Collection[str] | None = None,
     ) -> None:
         self.options = options or KubeOptions()
         self.clock = clock
+        self.namespaces = frozenset(namespaces) if namespaces is not None else None
         self._client: ApiClient | None = None
 
     def __call__(self, command: Command) -> CommandResult:
@@ -128,6 +142,12 @@ class KubeCommandRunner:
         if command.name in PROTOCOL_COMMANDS:
             return False, f"{command.name} is run by the sync protocol, not against the cluster"
         action = action_for(command)
+        if self.namespaces is not None and action.namespace not in self.namespaces:
+            allowed = ", ".join(sorted(self.namespaces)) or "none"
+            return False, (
+                f"refused: {command.name} of {action.target}: this agent runs commands only in "
+                f"namespaces {allowed} (--command-namespaces)"
+            )
         if command.name == "scale":
             return self._scale(action, command.args["replicas"])
         if command.name == "restart-rollout":
@@ -234,7 +254,7 @@ def _refused(action: Action, exc: ApiException, server: str) -> str:
     if error.status == 403:
         return (
             f"forbidden: the agent's RBAC does not allow {action.verb} on {action.resource} "
-            f"in namespace {action.namespace} (apply {OVERLAY})"
+            f"in namespace {action.namespace} (apply {action.overlay})"
         )
     if error.status == 404:
         return f"not found: {action.target}"

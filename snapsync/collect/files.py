@@ -17,7 +17,9 @@ import yaml
 from snapsync.collect.base import Sink
 from snapsync.errors import InputError, SnapsyncError
 from snapsync.fileio import display_name, read_text
+from snapsync.keys import is_list_kind
 
+MAX_NESTING = 64  # Lists within Lists: kubectl writes one level; more is a mistake or an attack
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -58,6 +60,8 @@ def read_documents(path: str) -> list[Any]:
     if text.lstrip()[:1] in "[{":
         try:
             return [json.loads(text)]
+        except RecursionError:
+            raise InputError("not valid JSON: nested too deep") from None
         except json.JSONDecodeError as exc:
             if path.endswith(".json"):
                 raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from exc
@@ -70,25 +74,32 @@ def read_documents(path: str) -> list[Any]:
         raise InputError(f"not valid JSON or YAML: {problem}{where}") from exc
 
 
-def iter_objects(documents: list[Any]) -> Iterator[dict[str, Any]]:
-    """Flatten Lists and arrays into objects, filling the apiVersion/kind a raw API list omits."""
+def iter_objects(documents: list[Any], depth: int = 0) -> Iterator[dict[str, Any]]:
+    """Flatten Lists and arrays into objects, filling the apiVersion/kind a raw API list omits.
+
+    A List inside a List's items (or an array) is flattened too, to any depth the parser
+    allowed: were it kept whole, the Secrets inside would escape redaction (canonicalize
+    redacts objects of kind Secret, and refuses List-shaped objects as the last line).
+    """
+    if depth > MAX_NESTING:
+        raise InputError(f"Lists nested more than {MAX_NESTING} deep")
     for doc in documents:
         if isinstance(doc, list):
-            yield from iter_objects(doc)
+            yield from iter_objects(doc, depth + 1)
             continue
         if not isinstance(doc, dict):
             raise InputError(f"expected a Kubernetes object or List, found {type(doc).__name__}")
         kind = doc.get("kind")
-        if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
-            items = doc["items"] or []
-            if not isinstance(items, list):
-                raise InputError(f"{kind}.items is not a list")
-            item_kind = kind[: -len("List")] if kind != "List" else None
-            for item in items:
-                if not isinstance(item, dict):
-                    raise InputError(f"{kind} holds a {type(item).__name__}, not an object")
-                if item_kind and "kind" not in item:
-                    item = {"apiVersion": doc.get("apiVersion"), "kind": item_kind, **item}
-                yield item
-        else:
+        if not (isinstance(kind, str) and is_list_kind(kind) and "items" in doc):
             yield doc
+            continue
+        items = doc["items"] or []
+        if not isinstance(items, list):
+            raise InputError(f"{kind}.items is not a list")
+        item_kind = kind[: -len("List")] if kind != "List" else None
+        for item in items:
+            if not isinstance(item, dict):
+                raise InputError(f"{kind} holds a {type(item).__name__}, not an object")
+            if item_kind and "kind" not in item:
+                item = {"apiVersion": doc.get("apiVersion"), "kind": item_kind, **item}
+            yield from iter_objects([item], depth + 1)

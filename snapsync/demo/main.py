@@ -62,14 +62,14 @@ def run_demo(
         echo(title)
         result = runner.run(PlainView(echo))
     if sock is not None:
-        browse = [f"http://127.0.0.1:{sock.getsockname()[1]}/ (any user name, password {token})"]
+        browse = [f"http://127.0.0.1:{sock.getsockname()[1]}/ (sign in with the API token {token})"]
     else:
         command = shlex.join(
             ["snapsync", "serve", "--database", str(database), "--api-token", token]
         )
         browse = [
             command,
-            "then open http://127.0.0.1:8480/ (any user name, the token as password)",
+            "then open http://127.0.0.1:8480/ and sign in with the API token",
         ]
     echo("")
     for line in report(result, browse):

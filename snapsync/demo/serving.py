@@ -38,5 +38,5 @@ def serve(
     port = sock.getsockname()[1]
     settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=token)
     config = uvicorn_config(create_app(settings), HOST, port, log_level="warning")
-    announce(f"serving http://{HOST}:{port}/ (any user name, password {token}); Ctrl-C stops")
+    announce(f"serving http://{HOST}:{port}/ (sign in with the API token {token}); Ctrl-C stops")
     uvicorn.Server(config).run(sockets=[sock])

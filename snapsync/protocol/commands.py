@@ -14,7 +14,7 @@ from typing import Any
 from snapsync.protocol.messages import Command
 
 PROTOCOL_COMMANDS = frozenset({"full-snapshot", "collect-now"})
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 # name -> {argument: allowed values ("name" = a DNS-1123 name, "count" = an integer 0..10000)}
 COMMANDS: Mapping[str, Mapping[str, Any]] = {
@@ -48,7 +48,7 @@ def validate_command(command: Command) -> str:
             return f"{command.name}: missing argument {arg!r}"
         value = command.args[arg]
         if allowed == "name":
-            ok = isinstance(value, str) and _NAME.fullmatch(value) is not None
+            ok = isinstance(value, str) and OBJECT_NAME.fullmatch(value) is not None
         elif allowed == "count":
             ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10_000
         else:

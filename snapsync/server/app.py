@@ -9,9 +9,10 @@ that does not fit is refused with a retry-after, as a busy server), and must arr
 deadline that grows with their size. A failed check is a 401 that says nothing of what failed;
 the log says which check, and never a secret. A storage outage is a 503 the agent retries; any
 other exception is a bug and a 500. One port also carries the browse API and page (browse.py,
-page.py, behind the API token), /metrics (metrics.py), /healthz (the process runs) and /readyz
-(the database answers). With a SQL store every request runs in its own transactions, so
-requests are not serialized here; the memory store is, as it is not thread-safe.
+page.py, behind the API token; websecurity.py guards every path but the agent's), /metrics
+(metrics.py), /healthz (the process runs) and /readyz (the database answers). With a SQL store
+every request runs in its own transactions, so requests are not serialized here; the memory
+store is, as it is not thread-safe.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -49,6 +51,7 @@ from snapsync.server.browse import ApiAccess, Browser, api_routes
 from snapsync.server.metrics import CONTENT_TYPE, ServerMetrics
 from snapsync.server.page import page_routes
 from snapsync.server.sqlstore import SQLStore
+from snapsync.server.websecurity import WebGuard
 
 log = logging.getLogger("snapsync.server")
 MEDIA_TYPE = "application/msgpack"
@@ -257,9 +260,10 @@ def create_app(settings: ServerSettings) -> Starlette:
     routes.append(Route("/metrics", prometheus, methods=["GET"]))
     if store is not None:
         browser = Browser(store, settings.clock)
-        access = ApiAccess(settings.api_token)
+        access = ApiAccess(settings.api_token, settings.clock)
         routes += api_routes(browser, access) + page_routes(browser, access)
-    return Starlette(routes=routes)
+    guard = Middleware(WebGuard, exempt=ServerProtocol.PATHS)
+    return Starlette(routes=routes, middleware=[guard])
 
 
 class _SharedNonces(NonceMemory):

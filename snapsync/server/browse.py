@@ -2,17 +2,18 @@
 
 Read-only views of what the store keeps (environments, objects, versions, history, diffs, the
 environment as of a past time) plus the command queue. Every route needs the API token
-(`Authorization: Bearer <token>`, or HTTP Basic with the token as password, for browsers);
-without a configured token the API and the page are off. Answers are JSON; errors are
-`{"error": "..."}` with a 4xx status and one line a person can act on.
+(`Authorization: Bearer <token>`; the page's session cookie also reads, never writes: see
+session.py and websecurity.py); without a configured token the API and the page are off.
+Answers are JSON; errors are `{"error": "..."}` with a 4xx status and one line a person can act
+on: bad input (an InputError from any layer below) is a 400, never a 500.
 """
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from snapsync.protocol.commands import validate_command
 from snapsync.protocol.messages import Command
 from snapsync.server.environments import enroll
 from snapsync.server.health import HEALTH_KINDS, UNKNOWN, Health, assess
+from snapsync.server.session import COOKIE, Sessions
 from snapsync.server.storage import (
     CommandRecord,
     EnvironmentSummary,
@@ -40,9 +42,11 @@ from snapsync.server.storage import (
     ServerStore,
     VersionInfo,
 )
+from snapsync.server.websecurity import read_capped
 from snapsync.snapshot import rfc3339
 
 MAX_LIMIT = 5000
+MAX_BODY = 64 * 1024  # a registration or a command: a few hundred bytes
 HEALTH_OBJECTS = 100_000  # per kind the health view reads: bounded like any query
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -57,31 +61,37 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class ApiAccess:
-    """The API token check, shared by the JSON API and the page."""
+    """Who may browse, shared by the JSON API and the page: the API token as a bearer token
+    (scripts, the CLI), or the page's session cookie (session.py) for reads only."""
 
     token: str | None
+    clock: Callable[[], float] = time.time
+
+    @property
+    def sessions(self) -> Sessions | None:
+        return Sessions(self.token, self.clock) if self.token else None
 
     def allows(self, request: Request) -> bool:
         if not self.token:
             return False
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        offered = ""
         if scheme.lower() == "bearer":
-            offered = value.strip()
-        elif scheme.lower() == "basic":
-            try:
-                offered = base64.b64decode(value.strip()).decode().partition(":")[2]
-            except (ValueError, UnicodeDecodeError):
-                offered = ""
-        return hmac.compare_digest(offered.encode(), self.token.encode())
+            return hmac.compare_digest(value.strip().encode(), self.token.encode())
+        sessions = self.sessions
+        cookie = request.cookies.get(COOKIE, "")
+        reading = request.method in ("GET", "HEAD")
+        return reading and bool(cookie) and sessions is not None and sessions.valid(cookie)
 
-    def refusal(self, browser: bool) -> Response:
+    def refusal(self) -> Response:
         if not self.token:
             return JSONResponse(
                 {"error": "browsing is off: start the server with --api-token"}, 403
             )
-        headers = {"WWW-Authenticate": 'Basic realm="snapsync"'} if browser else {}
-        return JSONResponse({"error": "API token required"}, 401, headers=headers)
+        return JSONResponse(
+            {"error": "API token required (Authorization: Bearer TOKEN)"},
+            401,
+            headers={"WWW-Authenticate": 'Bearer realm="snapsync"'},
+        )
 
 
 def optional_rfc3339(t: float | None) -> str | None:
@@ -116,8 +126,14 @@ def int_param(request: Request, name: str, default: int, high: int = 2**62) -> i
 
 def object_query(request: Request) -> ObjectQuery:
     params = request.query_params
+    kind = params.get("kind", "").strip()
+    if kind:
+        try:
+            split_kind_ref(kind)
+        except InputError as exc:
+            raise ApiError(400, str(exc)) from None
     return ObjectQuery(
-        kind=params.get("kind", "").strip(),
+        kind=kind,
         namespace=params.get("namespace"),
         name=params.get("name", "").strip(),
         labels=ObjectQuery.parse_labels(params.get("label", "")),
@@ -319,12 +335,16 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
     def guarded(view: Callable[[_Call], Any], status: int = 200) -> Handler:
         async def endpoint(request: Request) -> Response:
             if not access.allows(request):
-                return access.refusal(browser=False)
-            body = await request.body() if request.method == "POST" else b""
+                return access.refusal()
+            body = await read_capped(request, MAX_BODY) if request.method == "POST" else b""
+            if body is None:
+                return JSONResponse({"error": f"the body exceeds {MAX_BODY} bytes"}, 413)
             try:
                 result = await run_in_threadpool(view, _Call(request, body, browser))
             except ApiError as exc:
                 return JSONResponse({"error": str(exc)}, exc.status)
+            except InputError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
             return JSONResponse(result, status)
 
         return endpoint
@@ -337,18 +357,13 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
 
     def register(call: _Call) -> Any:
         doc = call.json()
-        tags = doc.get("tags", [])
-        if not isinstance(doc.get("name"), str) or not isinstance(tags, list):
+        name, group, tags = doc.get("name"), doc.get("group", ""), doc.get("tags", [])
+        edge_id = doc.get("edge_id")
+        texts = [name, group, *tags] if isinstance(tags, list) else [None]
+        if not all(isinstance(t, str) for t in texts) or not isinstance(edge_id, str | None):
             raise ApiError(400, 'expected {"name": str, "group": str, "tags": [str]}')
         try:
-            made = enroll(
-                store,
-                doc["name"],
-                clock(),
-                group=str(doc.get("group", "")),
-                tags=tuple(map(str, tags)),
-                edge_id=doc.get("edge_id") or None,
-            )
+            made = enroll(store, str(name), clock(), group=group, tags=tuple(tags), edge_id=edge_id)
         except InputError as exc:
             raise ApiError(409 if "already" in str(exc) else 400, str(exc)) from None
         reg = made.registration
@@ -424,7 +439,10 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         return command_json(record)
 
     def one_command(call: _Call) -> Any:
-        wanted = int(call.request.path_params["id"])
+        text = str(call.request.path_params["id"])
+        if not text.isdigit() or len(text) > 18:  # an int route would 500 on 5000 digits
+            raise ApiError(400, f"bad command id {text[:20]!r}: a number")
+        wanted = int(text)
         for record in store.command_records(call.env, 10_000):
             if record.command.id == wanted:
                 return command_json(record)
@@ -444,7 +462,7 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         Route(env + "/diff", guarded(diff), methods=["GET"]),
         Route(env + "/commands", guarded(commands), methods=["GET"]),
         Route(env + "/commands", guarded(queue, 201), methods=["POST"]),
-        Route(env + "/commands/{id:int}", guarded(one_command), methods=["GET"]),
+        Route(env + "/commands/{id}", guarded(one_command), methods=["GET"]),
     ]
 
 

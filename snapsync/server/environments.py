@@ -68,9 +68,13 @@ def enroll(
     edge_id: str | None = None,
 ) -> Enrollment:
     """Register an environment and generate its agent secret; InputError when taken or bad."""
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InputError("an environment needs a name of 1 to 200 characters")
+    name, group = name.strip(), group.strip()
+    if not name or len(name) > 200 or len(group) > 200:
+        raise InputError("an environment needs a name of 1 to 200 characters (a group: 0 to 200)")
+    if not (name + group).isprintable():
+        raise InputError(
+            "an environment's name and group are printable text (no control character)"
+        )
     edge = edge_id or edge_id_for(name)
     if EDGE_ID.fullmatch(edge) is None:
         raise InputError(f"bad edge id {edge!r}: 1-128 of A-Z a-z 0-9 . _ -")
@@ -78,6 +82,6 @@ def enroll(
     if bad:
         raise InputError(f"bad tag {bad[0]!r}: 1-64 of A-Z a-z 0-9 . _ : / = -")
     token = secrets.token_urlsafe(32)
-    registration = Registration(edge, name, group.strip(), tuple(dict.fromkeys(tags)), now)
+    registration = Registration(edge, name, group, tuple(dict.fromkeys(tags)), now)
     store.register(registration, token.encode())
     return Enrollment(registration, token)

@@ -1,4 +1,6 @@
-"""The read-only web page: server-rendered HTML (Jinja2 templates in templates/), no script.
+"""The read-only web page: server-rendered HTML (Jinja2 templates in templates/), no script,
+no inline style (static/snapsync.css: the Content-Security-Policy of websecurity.py allows
+neither). A person signs in once with the API token (session.py).
 
 It is what a person opens first: the fleet with freshness, health, collection errors and data
 use, one environment's objects by kind and namespace, its health view (server/health.py), one
@@ -14,14 +16,16 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from html import escape
+from importlib.resources import files
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from snapsync.errors import InputError
 from snapsync.kubeview import to_yaml
 from snapsync.server.browse import (
     ApiAccess,
@@ -32,8 +36,12 @@ from snapsync.server.browse import (
     optional_rfc3339,
     parse_key,
 )
+from snapsync.server.session import sign_in_routes, sign_in_url
 
 PAGE_OBJECTS = 300
+NO_TOKEN = "snapsync: browsing is off (start the server with --api-token)"
+# Styles live in one file, not in the HTML: the Content-Security-Policy allows no inline style.
+STYLESHEET = "/static/snapsync.css"
 
 
 def _size(n: int | None) -> str:
@@ -92,23 +100,23 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
     def page(view: Callable[[Request], str]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             if not access.allows(request):
-                refusal = access.refusal(browser=True)
-                return HTMLResponse(
-                    "<p>snapsync: the API token is required (any user name, the token as "
-                    "password).</p>",
-                    refusal.status_code,
-                    # only the challenge: the JSON refusal's Content-Length is not this body's
-                    headers={"WWW-Authenticate": refusal.headers["www-authenticate"]}
-                    if refusal.status_code == 401
-                    else None,
-                )
+                if not access.token:
+                    return HTMLResponse(f"<p>{escape(NO_TOKEN)}</p>", 403)
+                return RedirectResponse(sign_in_url(request), 303)
             try:
                 html = await run_in_threadpool(view, request)
             except ApiError as exc:
                 return HTMLResponse(f"<p>{escape(str(exc))}</p>", exc.status)
+            except InputError as exc:
+                return HTMLResponse(f"<p>{escape(str(exc))}</p>", 400)
             return HTMLResponse(html)
 
         return endpoint
+
+    css = (files("snapsync.server") / "static" / "snapsync.css").read_bytes()
+
+    async def stylesheet(request: Request) -> Response:
+        return Response(css, media_type="text/css")
 
     def fleet(request: Request) -> str:
         q = request.query_params
@@ -175,6 +183,8 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         return render("diff.html", env=env, lo=lo, hi=hi, changes=browser.diff(edge, lo, hi))
 
     return [
+        *sign_in_routes(access.sessions, render),
+        Route(STYLESHEET, stylesheet, methods=["GET"]),
         Route("/", page(fleet), methods=["GET"]),
         Route("/env/{env}", page(environment), methods=["GET"]),
         Route("/env/{env}/health", page(health), methods=["GET"]),

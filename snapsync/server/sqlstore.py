@@ -547,7 +547,7 @@ class SQLStore(ABC):
                 db,
                 "UPDATE commands SET result_ok = ?, result_message = ?, result_at = ? "
                 "WHERE env = ? AND id = ? AND result_ok IS NULL",
-                [(int(r.ok), r.message, now, env, r.id) for r in results],
+                [(int(r.ok), _storable(r.message), now, env, r.id) for r in results],
             )
 
     def results(self, env: str) -> dict[int, CommandResult]:
@@ -845,6 +845,12 @@ class SQLStore(ABC):
 def _registration(row: Sequence[Any]) -> Registration:
     edge_id, name, group, tags, created_at = row
     return Registration(edge_id, name, group, tuple(json.loads(tags)), created_at)
+
+
+def _storable(text: str) -> str:
+    """An agent's free text as a text column holds it: PostgreSQL refuses NUL, so a hostile
+    result message would fail every later ping (U+FFFD marks where it was)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _kind_errors(text: str) -> tuple[KindError, ...]:
