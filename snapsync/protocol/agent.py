@@ -77,10 +77,14 @@ from snapsync.protocol.reconcile import (
 from snapsync.protocol.schedule import Intervals, backoff_delay, jittered
 from snapsync.snapshot import Snapshot
 
-# HTTP request line, headers (edge id, timestamp, nonce, signature) and response framing, counted
-# against the budget per exchange on top of the bodies; measured on the httpx transport.
+# What one exchange costs on the wire beyond its two bodies, on a kept-alive TLS connection: HTTP
+# heads, TLS record framing and TCP/IP headers; measured by bench/bench_wire.py. Where the
+# transport counts the wire (`receive(..., wire=)`), the budget is charged what it counted and
+# budgets each exchange for the largest overhead seen; before the first count, for this plus
+# `connect_allowance` (a full TLS handshake with a certificate chain).
 DEFAULT_OVERHEAD = 420
-UPLOAD_REPLY_ALLOWANCE = 512
+CONNECT_ALLOWANCE = 8 * 1024
+UPLOAD_REPLY_ALLOWANCE = 512  # an upload reply (or refusal) is read up to this, and budgeted
 # An anti-entropy answer may list every object (15-20 bytes each compressed, more for long names);
 # the agent budgets for this much per object of its snapshot, and the server answers within it.
 ANSWER_PER_OBJECT = 24
@@ -95,6 +99,7 @@ class AgentConfig:
     chunk_size: int = 256 * 1024
     keep_versions: int = 3  # acknowledged versions kept as possible bases
     overhead: int = DEFAULT_OVERHEAD
+    connect_allowance: int = CONNECT_ALLOWANCE
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     full_level: int = 9
     # Canonical bytes of a snapshot above which, with no version shared with the server, the
@@ -112,6 +117,15 @@ class Request:
     @property
     def path(self) -> str:
         return self.message.PATH
+
+    @property
+    def answer_limit(self) -> int:
+        """The largest answer body the agent reads (and budgets for); more is a bad server."""
+        if isinstance(self.message, Summary | BucketQuery):
+            return self.message.limit
+        if isinstance(self.message, Chunk):
+            return UPLOAD_REPLY_ALLOWANCE
+        return MAX_PONG
 
 
 @dataclass(frozen=True)
@@ -143,8 +157,16 @@ class Upload:
 
 
 class AgentProtocol:
-    def __init__(self, config: AgentConfig, *, seed: int | None = None) -> None:
+    """`wire_counted`: the embedding transport counts what crosses the link and passes it to
+    `receive`/`fail`; until its first count, every exchange is budgeted for a new connection."""
+
+    def __init__(
+        self, config: AgentConfig, *, seed: int | None = None, wire_counted: bool = False
+    ) -> None:
         self.config = config
+        # budgeted per exchange beyond its bodies; grows to the largest overhead counted
+        self.overhead = config.overhead + (config.connect_allowance if wire_counted else 0)
+        self._counted = False
         self.rng = random.Random(seed)
         self.bases: dict[bytes, tuple[Version, Snapshot]] = {}
         self.latest: Snapshot | None = None
@@ -242,9 +264,14 @@ class AgentProtocol:
             self._in_flight = request
         return request
 
-    def receive(self, request: Request, status: int, body: bytes, now: float) -> list[Event]:
-        """The server answered `request` with an HTTP status and body."""
-        self._finish(request, len(body), now)
+    def receive(
+        self, request: Request, status: int, body: bytes, now: float, wire: int | None = None
+    ) -> list[Event]:
+        """The server answered `request` with an HTTP status and body; `wire`: what the exchange
+        cost on the link as the transport counted it (None: estimated from the bodies)."""
+        self._finish(request, len(body), now, wire)
+        if wire is not None:
+            self._learn_overhead(wire - len(request.body) - len(body))
         if status == 200:
             try:
                 if isinstance(request.message, Ping):
@@ -265,13 +292,16 @@ class AgentProtocol:
             self._on_refusal(request, status, body, now)
         return self.poll_events()
 
-    def fail(self, request: Request, now: float, reason: str) -> list[Event]:
-        """The request did not complete (connection refused or cut, timeout).
+    def fail(
+        self, request: Request, now: float, reason: str, wire: int | None = None
+    ) -> list[Event]:
+        """The request did not complete (connection refused or cut, timeout, an answer over its
+        cap); `wire`: what crossed the link before it failed, as the transport counted it.
 
         A failed chunk halves the chunk size (down to 1 KiB): on a slow link a chunk that cannot
         cross within the transport's timeout would otherwise fail forever.
         """
-        self._finish(request, 0, now)
+        self._finish(request, 0, now, wire)
         if isinstance(request.message, Chunk):
             self.chunk_size = max(MIN_CHUNK, min(self.chunk_size, len(request.message.data) // 2))
         self._back_off(now, reason)
@@ -315,7 +345,7 @@ class AgentProtocol:
         )
         body = message.encode()
         remaining_frame = len(upload.frame) - upload.confirmed
-        need = remaining_frame + (len(body) - len(data)) + self.config.overhead
+        need = remaining_frame + (len(body) - len(data)) + self.overhead
         need += UPLOAD_REPLY_ALLOWANCE
         if not self.budget.allows(need, now, essential=False):
             if self.waiting != len(upload.frame):
@@ -360,7 +390,7 @@ class AgentProtocol:
                 reconciliation.base, reconciliation.wanted, limit=reconciliation.limit
             )
         body = message.encode()
-        need = len(body) + self.config.overhead + reconciliation.limit
+        need = len(body) + self.overhead + reconciliation.limit
         if not self.budget.ever_allows(need, essential=False):
             self._give_up_reconciling()  # a budget this small never fits it: a full snapshot
             return self._upload_request(now)
@@ -443,7 +473,7 @@ class AgentProtocol:
             waiting=self.waiting,
         )
         body = message.encode()
-        if not self.budget.allows(len(body) + self.config.overhead + MAX_PONG, now, essential=True):
+        if not self.budget.allows(len(body) + self.overhead + MAX_PONG, now, essential=True):
             self.next_ping = self.budget.next_period(now)
             return None
         return Request(message, body)
@@ -456,13 +486,22 @@ class AgentProtocol:
 
     # -- answers --------------------------------------------------------------------------------
 
-    def _finish(self, request: Request, received: int, now: float) -> None:
+    def _finish(self, request: Request, received: int, now: float, wire: int | None) -> None:
         if request is not self._in_flight:
             raise LocalProtocolError("that request is not the one in flight")
         self._in_flight = None
-        self.budget.spend(len(request.body) + received + self.config.overhead, now)
+        estimate = len(request.body) + received + self.config.overhead
+        self.budget.spend(estimate if wire is None else wire, now)
         if isinstance(request.message, Ping):
             self._last_ping = now
+
+    def _learn_overhead(self, counted: int) -> None:
+        """Budget each exchange for the most one has cost beyond its bodies (a reconnect's
+        handshake included), once the transport has counted real ones."""
+        if not self._counted:
+            self._counted = True
+            self.overhead = self.config.overhead
+        self.overhead = max(self.overhead, counted)
 
     def _succeeded(self) -> None:
         self.failures = 0
@@ -496,7 +535,7 @@ class AgentProtocol:
         interval = self.config.intervals.ping
         self.next_ping = now + jittered(interval, self.config.intervals.jitter, self.rng)
         if pong.retry_after:
-            self.backoff_until = now + pong.retry_after
+            self.backoff_until = now + self._quiet_for(pong.retry_after)
 
     def _ack_as_pong(self, reply: UploadReply, now: float) -> None:
         """What the ping after this ack would learn, the ack says: that ping is not needed.
@@ -604,7 +643,12 @@ class AgentProtocol:
             return
         elif isinstance(request.message, Summary | BucketQuery) and status not in RETRYABLE:
             self._give_up_reconciling()  # refused, not just busy: a full snapshot instead
-        self._back_off(now, reason, at_least=retry_after)
+        self._back_off(now, reason, at_least=self._quiet_for(retry_after))
+
+    def _quiet_for(self, retry_after: float) -> float:
+        """A server's `ra`, capped at the agent's own longest backoff: a server (or whatever
+        answers in its name) cannot silence an agent for longer than its own worst failure would."""
+        return min(retry_after, self.config.intervals.backoff_cap)
 
     # -- persistence ----------------------------------------------------------------------------
 
