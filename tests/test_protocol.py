@@ -707,3 +707,19 @@ def test_a_cluster_back_in_an_earlier_state_becomes_the_servers_newest_once() ->
     for _ in range(5):
         cycle(sim, first, seconds=61)
     assert [type(e).__name__ for e in sim.events] == []
+
+
+# -- a hostile server's retry-after (issue 16, item 13) -----------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_a_servers_retry_after_is_capped_at_the_agents_longest_backoff(status: int) -> None:
+    sim = synced()
+    sim.now += 61
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, Ping)
+    answer = Pong(retry_after=9e8) if status == 200 else Refusal("busy", retry_after=9e8)
+    sim.agent.receive(request, status, answer.encode(), sim.now)
+    cap = CONFIG.intervals.backoff_cap
+    assert sim.now < sim.agent.backoff_until <= sim.now + cap
+    assert sim.agent.next_request(sim.now + cap + 1) is not None

@@ -103,33 +103,29 @@ class HttpTransport:
         meter = self.meter
         before = meter.total
         meter.cap(limit + HEAD_ALLOWANCE)
+        error = ""
         try:
             with self.client.stream("POST", path, content=body, headers=headers) as response:
                 declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    meter.over_limit = True
-                    raise TransportError(
-                        f"the server's answer of {declared} bytes exceeds {limit}",
-                        wire_bytes=self._spent(before),
-                    )
-                content = _read_capped(response, limit)
+                content = None
+                if not (declared.isdigit() and int(declared) > limit):
+                    content = _read_capped(response, limit)
+                if content is None:
+                    error = f"the server's answer exceeds {limit} bytes"
                 head = _head_size(response)
         except httpx.HTTPError as exc:
             if meter.over_limit:
-                message = f"the server's answer exceeds {limit} bytes"
+                error = f"the server's answer exceeds {limit} bytes"
             else:
-                message = f"{type(exc).__name__}: {exc}"
-            raise TransportError(message, wire_bytes=self._spent(before)) from None
-        except TransportError:
-            raise
+                error = f"{type(exc).__name__}: {exc}"
         finally:
             meter.cap(None)
-        if content is None:
-            raise TransportError(
-                f"the server's answer exceeds {limit} bytes", wire_bytes=self._spent(before)
-            )
+        # counted once the connection is back in the pool, or closed (an answer cut short)
+        spent = self._spent(before)
+        if error or content is None:
+            raise TransportError(error, wire_bytes=spent)
         http = _request_size(response.request) + head + len(content)
-        return Answer(response.status_code, content, self._spent(before), http)
+        return Answer(response.status_code, content, spent, http)
 
     def _spent(self, before: int) -> int:
         meter = self.meter
