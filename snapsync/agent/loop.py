@@ -98,6 +98,7 @@ class Agent:
             self._collect(now, report)
         while (request := self.protocol.next_request(now)) is not None:
             report.exchanges += 1
+            self._save()  # with the budget charged for the request: a crash cannot overspend
             try:
                 answer = self.transport.post(request.path, request.body, request.answer_limit)
             except TransportError as exc:

@@ -82,8 +82,8 @@ from snapsync.snapshot import Snapshot
 # transport counts the wire (`receive(..., wire=)`), the budget is charged what it counted and
 # budgets each exchange for the largest overhead seen; before the first count, for this plus
 # `connect_allowance` (a full TLS handshake with a certificate chain).
-DEFAULT_OVERHEAD = 420
-CONNECT_ALLOWANCE = 8 * 1024
+DEFAULT_OVERHEAD = 520
+CONNECT_ALLOWANCE = 6 * 1024
 UPLOAD_REPLY_ALLOWANCE = 512  # an upload reply (or refusal) is read up to this, and budgeted
 # An anti-entropy answer may list every object (15-20 bytes each compressed, more for long names);
 # the agent budgets for this much per object of its snapshot, and the server answers within it.
@@ -109,10 +109,16 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class Request:
-    """What to send: POST `message.encode()` to `message.PATH`."""
+    """What to send: POST `message.encode()` to `message.PATH`.
+
+    `allowance`: the most it may cost on the wire (its body, the overhead budgeted per exchange
+    and the largest answer), charged to the budget when it is handed out and settled to what
+    it cost when it ends, so a crash in between leaves the budget charged, never short.
+    """
 
     message: Message
     body: bytes
+    allowance: int = 0
 
     @property
     def path(self) -> str:
@@ -196,6 +202,7 @@ class AgentProtocol:
         self._repair_failed = False
         self.reconciliation: Reconciliation | None = None
         self._in_flight: Request | None = None
+        self._reserved_in = 0.0  # the budget period the request in flight was charged in
         self._events: list[Event] = []
 
     # -- what the agent knows -------------------------------------------------------------------
@@ -262,6 +269,8 @@ class AgentProtocol:
             request = self._ping_request(now)
         if request is not None:
             self._in_flight = request
+            self.budget.spend(request.allowance, now)
+            self._reserved_in = self.budget.period_started
         return request
 
     def receive(
@@ -359,7 +368,7 @@ class AgentProtocol:
             self.waiting = len(upload.frame)
             return None
         self.waiting = 0
-        return Request(message, body)
+        return Request(message, body, len(body) + self.overhead + UPLOAD_REPLY_ALLOWANCE)
 
     def _should_reconcile(self) -> bool:
         """No shared version, but the server holds one: compare digests before a full resend."""
@@ -397,7 +406,7 @@ class AgentProtocol:
         if not self.budget.allows(need, now, essential=False):
             self.waiting = reconciliation.limit  # the upload it leads to cannot fit either
             return None
-        return Request(message, body)
+        return Request(message, body, need)
 
     def _on_differences(self, asked: Summary | BucketQuery, differences: Differences) -> None:
         self._succeeded()
@@ -473,10 +482,11 @@ class AgentProtocol:
             waiting=self.waiting,
         )
         body = message.encode()
-        if not self.budget.allows(len(body) + self.overhead + MAX_PONG, now, essential=True):
+        need = len(body) + self.overhead + MAX_PONG
+        if not self.budget.allows(need, now, essential=True):
             self.next_ping = self.budget.next_period(now)
             return None
-        return Request(message, body)
+        return Request(message, body, need)
 
     def _results_due(self, now: float) -> bool:
         return (
@@ -491,7 +501,11 @@ class AgentProtocol:
             raise LocalProtocolError("that request is not the one in flight")
         self._in_flight = None
         estimate = len(request.body) + received + self.config.overhead
-        self.budget.spend(estimate if wire is None else wire, now)
+        cost = estimate if wire is None else wire
+        self.budget.roll(now)
+        if self.budget.period_started == self._reserved_in:
+            cost -= request.allowance  # settle what next_request charged
+        self.budget.spend(cost, now)
         if isinstance(request.message, Ping):
             self._last_ping = now
 
