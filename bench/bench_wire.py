@@ -203,13 +203,7 @@ def drive(spec: RunSpec, tmp: Path) -> dict[str, Any]:
 
 
 def _proxy_counts(proxy: Any) -> dict[str, int]:
-    last = -1
-    for _ in range(50):  # the relay counts after forwarding: let it settle
-        payload = proxy.stats.bytes_up + proxy.stats.bytes_down
-        if payload == last:
-            break
-        last = payload
-        time.sleep(0.02)
+    last = proxy.settled()
     segments = proxy.segments()
     return {
         "up": proxy.stats.bytes_up,

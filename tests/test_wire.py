@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,14 +100,8 @@ class Site:
 
 def proxied(proxy: FaultProxy) -> tuple[int, int]:
     """(payload, payload + TCP/IP headers) the proxy has seen, once the relay has settled."""
-    last = -1
-    for _ in range(50):  # the relay counts after forwarding: let it finish
-        payload = proxy.stats.bytes_up + proxy.stats.bytes_down
-        if payload == last:
-            break
-        last = payload
-        time.sleep(0.02)
-    return last, last + proxy.segments() * HEADER_IPV4
+    payload = proxy.settled()
+    return payload, payload + proxy.segments() * HEADER_IPV4
 
 
 def within(agent: int, outside: int) -> bool:

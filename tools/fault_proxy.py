@@ -169,6 +169,18 @@ class FaultProxy:
         """TCP segments the clients' connections carried both ways so far (Linux; else 0)."""
         return self._on_loop(self._segments)
 
+    def settled(self) -> int:
+        """Bytes relayed both ways, once the relay has stopped moving: it counts after it
+        forwards, so a client can have read an answer the count does not hold yet."""
+        last = -1
+        for _ in range(50):
+            relayed = self.stats.bytes_up + self.stats.bytes_down
+            if relayed == last:
+                break
+            last = relayed
+            time.sleep(0.02)
+        return last
+
     def _on_loop(self, work: Callable[[], int]) -> int:
         """Run `work` on the proxy's event loop, waiting for it from another thread."""
         with contextlib.suppress(RuntimeError):
