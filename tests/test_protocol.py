@@ -183,8 +183,10 @@ def test_idle_ping_and_pong_are_tiny() -> None:
     assert request is not None and isinstance(request.message, Ping)
     reply = sim.server.handle(ENV, request.path, request.body, sim.now)
     sim.agent.receive(request, reply.status, reply.body, sim.now)
-    # deterministic: the acked digest (also the latest) and the cursor; the held version back
-    assert (len(request.body), len(reply.body)) == (35, 34)
+    # deterministic: the acked digest (also the latest), the cursor and the wire bytes spent
+    # since the last report (`s`, 5 bytes); the held version back
+    assert (len(request.body), len(reply.body)) == (40, 34)
+    assert 0 < request.message.spent < 2**16 and reply.spent == request.message.spent
 
 
 # -- uploads -----------------------------------------------------------------------------------

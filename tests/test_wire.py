@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from snapsync.protocol.events import BackingOff
 from snapsync.protocol.messages import MAX_PONG, Ping
 from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
+from snapsync.server.database import open_store
 from tests.support_server import live_server
 from tools.certs import self_signed
 from tools.fault_proxy import FaultProxy, ProxyThread
@@ -128,6 +130,22 @@ def test_the_agent_counts_what_a_proxy_sees_idle_upload_and_reconnecting(
     assert (meter.connections, meter.full_handshakes, meter.resumed_handshakes) == (2, 1, 1)
     assert (proxy.stats.connections, proxy.stats.full, proxy.stats.resumed) == (2, 1, 1)
     site.agent.close()
+
+
+def test_the_servers_usage_figures_are_the_agents_wire_count(
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store = open_store(str(tmp_path / "server.db"))
+    with live_server(ServerSettings(secrets=SharedSecret(SECRET), store=store), certificate) as url:
+        site = Site(url, tmp_path)
+        for churn in (False, False, True, False, True):
+            site.cycle(churn)
+        meter, protocol = site.transport.meter, site.agent.protocol
+        (environment,) = store.environments(time.time())
+        # every exchange is reported with the next one: all but the last are in the figures
+        assert environment.bytes_today == meter.total - protocol.unreported
+        assert 0 < protocol.unreported < 4000
+        site.agent.close()
 
 
 def test_an_idle_cycle_on_a_kept_connection_is_small(proxy: FaultProxy, tmp_path: Path) -> None:

@@ -187,6 +187,7 @@ class AgentProtocol:
         self.backoff_until = 0.0
         self.failures = 0
         self.waiting = 0  # bytes of an upload held back by the budget
+        self.unreported = 0  # wire bytes not yet reported to the server (Ping/Chunk `spent`)
         self.server_current: Version | None = None
         self.chunk_size = config.chunk_size
         self._chunk_ceiling = config.chunk_size  # lowered by 413 answers, never by failures
@@ -279,6 +280,8 @@ class AgentProtocol:
         """The server answered `request` with an HTTP status and body; `wire`: what the exchange
         cost on the link as the transport counted it (None: estimated from the bodies)."""
         self._finish(request, len(body), now, wire)
+        if status == 200 and isinstance(request.message, Ping | Chunk):
+            self.unreported = max(0, self.unreported - (request.message.spent or 0))
         if wire is not None:
             self._learn_overhead(wire - len(request.body) - len(body))
         if status == 200:
@@ -351,6 +354,7 @@ class AgentProtocol:
             offset=upload.confirmed,
             data=data,
             cursor=self.cursor,
+            spent=self.unreported,
         )
         body = message.encode()
         remaining_frame = len(upload.frame) - upload.confirmed
@@ -480,6 +484,7 @@ class AgentProtocol:
             cursor=self.cursor,
             results=tuple(self.results),
             waiting=self.waiting,
+            spent=self.unreported,
         )
         body = message.encode()
         need = len(body) + self.overhead + MAX_PONG
@@ -502,6 +507,7 @@ class AgentProtocol:
         self._in_flight = None
         estimate = len(request.body) + received + self.config.overhead
         cost = estimate if wire is None else wire
+        self.unreported += cost
         self.budget.roll(now)
         if self.budget.period_started == self._reserved_in:
             cost -= request.allowance  # settle what next_request charged
@@ -687,6 +693,7 @@ class AgentProtocol:
             "running": sorted(self.running),
             "results": [r.wire() for r in self.results],
             "budget": [self.budget.period_started, self.budget.used],
+            "unreported": self.unreported,
         }
 
     def snapshots_to_keep(self) -> Iterable[Snapshot]:
@@ -728,3 +735,4 @@ class AgentProtocol:
             )
         period_started, used = state.get("budget", [0.0, 0])
         self.budget.period_started, self.budget.used = float(period_started), int(used)
+        self.unreported = int(state.get("unreported", 0))

@@ -92,7 +92,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             reply = protocol.handle(edge_id, path, body, now)
         seconds = time.perf_counter() - started
         if store is not None:
-            store.record_traffic(edge_id, now, len(body), len(reply.body))
+            store.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
         return _Handled(edge_id, reply, seconds)
 
     async def agent_endpoint(request: Request) -> Response:
