@@ -43,6 +43,7 @@ By hand:
         --mode flaky --probability 0.3 --seed 1
     python -m tools.fault_proxy --listen 127.0.0.1:9480 --target 127.0.0.1:8480 \\
         --mode throttle --rate 2000
+    python -m tools.fault_proxy --listen 127.0.0.1:9480 --target 127.0.0.1:8480 --idle-cut 30
 
 Invariants: every connection ends (a fault never leaves a socket open past its peers), the
 proxy never alters bytes except as its fault says, and one seed gives one sequence of faults.
@@ -470,13 +471,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="throttle, bytes per second")
     parser.add_argument("--probability", type=float, default=0.3, help="flaky: share of faults")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--idle-cut", type=float, default=0.0, help="reset connections idle this long (a NAT)"
+    )
     args = parser.parse_args(argv)
     flaky = args.probability if args.mode == "flaky" else 0.0
     mode = "pass" if args.mode == "flaky" else args.mode
     fault = Fault(mode, after=args.after, seconds=args.seconds, rate=args.rate)
 
     async def serve() -> None:
-        proxy = FaultProxy(args.target, args.listen, default=fault, flaky=flaky, seed=args.seed)
+        proxy = FaultProxy(
+            args.target,
+            args.listen,
+            default=fault,
+            flaky=flaky,
+            seed=args.seed,
+            idle_cut=args.idle_cut,
+        )
         await proxy.start()
         print(f"fault proxy {proxy.url} -> {args.target[0]}:{args.target[1]} ({args.mode})")
         try:
@@ -485,7 +496,9 @@ def main(argv: list[str] | None = None) -> None:
             await proxy.stop()
             print(
                 f"connections={proxy.stats.connections} up={proxy.stats.bytes_up} "
-                f"down={proxy.stats.bytes_down} faults={dict(proxy.stats.faults)}"
+                f"down={proxy.stats.bytes_down} segments={proxy.segments()} "
+                f"tls_full={proxy.stats.full} tls_resumed={proxy.stats.resumed} "
+                f"cuts={proxy.stats.cuts} faults={dict(proxy.stats.faults)}"
             )
 
     with contextlib.suppress(KeyboardInterrupt):
