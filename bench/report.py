@@ -78,8 +78,8 @@ def _ratio(a: Series, b: Series) -> float:
 
 
 def _wire_ratio(name: str, series: Series, patch: Series) -> float:
-    """Both on the wire: a baseline's body plus one HTTP exchange per cycle (the same 420 B
-    estimate snapsync is charged per exchange) against JSON Patch's body plus one exchange."""
+    """Both on the wire: a baseline's body plus one HTTP exchange per cycle (the same per-exchange
+    overhead snapsync is charged, `AgentConfig.overhead`) against JSON Patch's body plus one."""
     if name in (FRAME, FLOOR):
         return math.nan
     common = set(series.cycles) & set(patch.cycles)
@@ -344,8 +344,11 @@ def render(run: Run, plots: list[Path], out_dir: Path) -> str:
         "cluster generator, one canonical snapshot per simulated minute. snapsync runs its real "
         "agent and server protocol (snapsync.simulation.Sim, healthy link, pings and snapshots "
         "every 60 s without jitter, acks, the default EncodeOptions): **on the wire** counts every "
-        "exchange of the cycle (upload chunk and reply, ping and pong, plus the agent's HTTP "
-        "overhead estimate of 420 B per exchange); **frames only** counts the frame bytes alone, "
+        "exchange of the cycle (upload chunk and reply, ping and pong, plus the per-exchange "
+        f"overhead of {HTTP_OVERHEAD} B on a kept-alive TLS connection, HTTP heads, TLS records "
+        "and TCP/IP headers, measured by bench/bench_wire.py, and a resumed TLS handshake when a "
+        "connection idle longer than the server's keep-alive is reopened); **frames only** counts "
+        "the frame bytes alone, "
         "comparable to the baselines' bodies, which carry no protocol or HTTP overhead. Baselines, "
         "in the same process on the same snapshots: (1) full canonical state as JSON + gzip-6; "
         "(2) jsonpatch.make_patch of the whole state {key: object} against the previous cycle's, "

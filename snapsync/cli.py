@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -603,7 +604,13 @@ def agent(
     )
     runner = Agent(
         source.collector(watch=collect_mode == "watch" and not once, cache_dir=state / "discovery"),
-        HttpTransport(server_url, edge_id, secret, insecure=insecure_poll),
+        HttpTransport(
+            server_url,
+            edge_id,
+            secret,
+            insecure=insecure_poll,
+            keep_alive=config.intervals.longest + 60.0,
+        ),
         state,
         config,
         profile=load_profile(profile),
@@ -770,6 +777,23 @@ def health(
     metavar="DAYS",
     help="History kept per environment, in days.",
 )
+@click.option(
+    "--keep-alive",
+    envvar="SNAPSYNC_KEEP_ALIVE",
+    default="150",
+    show_default=True,
+    help="Seconds an idle agent connection is kept open (1-3600); outlive the agents' "
+    "ping interval, or every ping pays a new TLS handshake.",
+)
+@click.option(
+    "--max-connections",
+    envvar="SNAPSYNC_MAX_CONNECTIONS",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Connections open at once, idle kept-alive ones included (503 beyond): one per agent, "
+    "plus browsers. Raise `ulimit -n` to match.",
+)
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (noisy with many agents).")
 def serve(
     host: str,
@@ -781,12 +805,15 @@ def serve(
     tls_key: str | None,
     keep_versions: int,
     keep_days: float,
+    keep_alive: str,
+    max_connections: int,
     access_log: bool,
 ) -> None:
     """Receive agents' frames, keep every environment's snapshots, serve the browse API."""
     import uvicorn
 
     from snapsync.server import ServerSettings, create_app, uvicorn_config
+    from snapsync.server.app import Limits
     from snapsync.server.database import open_store
     from snapsync.server.environments import AgentSecrets
     from snapsync.server.storage import Retention
@@ -796,6 +823,7 @@ def serve(
     shared = check_secret(agent_secret, AGENT_SECRET_SETTING) if agent_secret else None
     if api_token:
         check_secret(api_token, "--api-token (SNAPSYNC_API_TOKEN)")
+    limits = Limits(keep_alive=_keep_alive(keep_alive), max_connections=max_connections)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = open_store(database, Retention(keep_versions, keep_days * 86400.0))
     if not agent_secret and not store.registrations():
@@ -816,11 +844,25 @@ def serve(
         create_app(settings),
         host,
         port,
+        limits,
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
         access_log=access_log,
     )
     uvicorn.Server(config).run()
+
+
+def _keep_alive(text: str) -> float:
+    """--keep-alive: finite seconds from 1 to an hour (longer holds sockets for dead peers)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 1 <= seconds <= 3600:  # also refuses nan and inf
+        raise InputError(
+            f"--keep-alive {text!r}: expected seconds from 1 to 3600 (SNAPSYNC_KEEP_ALIVE)"
+        )
+    return seconds
 
 
 @cli.group(name="env")

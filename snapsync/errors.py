@@ -93,7 +93,13 @@ class ReplayMemoryFull(AuthError):
 
 
 class TransportError(SnapsyncError):
-    """A request did not complete: connection refused or cut, timeout, TLS failure."""
+    """A request did not complete: connection refused or cut, timeout, TLS failure, an answer
+    over its cap. `wire_bytes` is what crossed the link before it failed: the budget pays it too.
+    """
+
+    def __init__(self, message: str, *, wire_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.wire_bytes = wire_bytes
 
 
 class ProtocolError(SnapsyncError):

@@ -51,6 +51,13 @@ from snapsync.protocol.messages import (
 from snapsync.snapshot import Snapshot
 
 ENV = "edge-1"
+# What crossing the link costs beyond the bodies, measured by bench/bench_wire.py (TLS 1.3,
+# RSA-2048, TCP/IP headers counted; bench/results/wire.md): AgentConfig.overhead per exchange on
+# a kept-alive connection, RECONNECT more when the connection has to be opened again (TCP
+# set-up and a resumed TLS handshake), which is after a failure or after KEEP_ALIVE idle seconds
+# (`snapsync serve --keep-alive`; a carrier NAT may forget a connection sooner).
+RECONNECT = 1_540
+KEEP_ALIVE = 150.0
 
 
 @dataclass
@@ -111,11 +118,14 @@ class Sim:
     # Runs commands the moment they arrive and reports them, as Agent does; None leaves
     # CommandReceived events to the caller.
     command_runner: Callable[[Command], CommandResult] | None = None
+    reconnect: int = RECONNECT
+    keep_alive: float = KEEP_ALIVE
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.agent = AgentProtocol(self.config, seed=self.seed)
+        self.agent = AgentProtocol(self.config, seed=self.seed, wire_counted=True)
         self.server = ServerProtocol(self.store)
+        self._alive_until = -1.0  # the agent's connection is open until then
         self.nonces = NonceMemory()  # the server process's replay memory: lost on restart
         self.applied: list[bytes] = []  # digests the server committed, in order
         self._nonce = 0
@@ -156,8 +166,17 @@ class Sim:
         self.events += self.agent.poll_events()
         return count
 
+    def _spent(self, request: Request, overhead: int, answer: int = 0) -> int:
+        """Record what an exchange cost on the link, now; the agent is charged the same."""
+        spent = len(request.body) + answer + overhead
+        self.wire_bytes.append((self.now, spent))
+        return spent
+
     def _exchange(self, request: Request) -> None:
         faults, overhead = self.faults, self.config.overhead
+        if self.now > self._alive_until:
+            overhead += self.reconnect  # a new connection: TCP set-up, resumed TLS handshake
+        self._alive_until = -1.0  # until this exchange succeeds
         self.deliver_due()
         what = _describe(request)
         # What the agent had saved before this exchange (Agent saves after each one): what a
@@ -166,15 +185,14 @@ class Sim:
         if not self.link_up:
             self._count("refused")
             self._note(f"{what}: connection refused (outage)")
-            self._take(self.agent.fail(request, self.now, "connection refused"))
+            self._take(self.agent.fail(request, self.now, "connection refused", 0))
             return
         if isinstance(request.message, Chunk):
             self.uploaded.append((self.now, len(request.message.data)))
         if self.rng.random() < faults.loss:
             self._count("loss")
             self._note(f"{what}: lost")
-            self.wire_bytes.append((self.now, len(request.body) + overhead))
-            self._take(self.agent.fail(request, self.now, "lost"))
+            self._take(self.agent.fail(request, self.now, "lost", self._spent(request, overhead)))
             return
         sent_at, nonce = self.now, self._next_nonce()
         upload_time = self._transfer_time(len(request.body) + overhead // 2)
@@ -183,8 +201,9 @@ class Sim:
             self._count("timeout")
             self._note(f"{what}: timed out after partial delivery ({upload_time:.0f}s needed)")
             self.now += faults.timeout
-            self.wire_bytes.append((self.now, int(faults.bandwidth * faults.timeout)))
-            self._take(self.agent.fail(request, self.now, "timed out"))
+            spent = int(faults.bandwidth * faults.timeout)
+            self.wire_bytes.append((self.now, spent))
+            self._take(self.agent.fail(request, self.now, "timed out", spent))
             return
         if self._chance(faults.delay):
             self._count("delay")
@@ -192,8 +211,8 @@ class Sim:
             self.in_network.append(Delivery(at, request.path, request.body, sent_at, nonce))
             self._note(f"{what}: held in the network until +{at - self.now:.0f}s")
             self.now += faults.timeout
-            self.wire_bytes.append((self.now, len(request.body) + overhead))
-            self._take(self.agent.fail(request, self.now, "timed out"))
+            spent = self._spent(request, overhead)
+            self._take(self.agent.fail(request, self.now, "timed out", spent))
             return
         if self._chance(faults.late_duplicate):
             self._count("late_duplicate")
@@ -213,7 +232,7 @@ class Sim:
             reply = self._handle(request.path, body, self.now)
         self.now += self._transfer_time(len(reply.body) + overhead // 2)
         # Counted when the exchange ends, in the budget period the agent counts it in.
-        self.wire_bytes.append((self.now, len(request.body) + len(reply.body) + overhead))
+        spent = self._spent(request, overhead, len(reply.body))
         if saved is not None and self._chance(faults.agent_crash):
             self._count("agent_crash")
             self._note(f"{what}: agent crashed before handling the answer")
@@ -222,10 +241,11 @@ class Sim:
         if truncated or self.rng.random() < faults.answer_loss:
             self._count("truncate" if truncated else "answer_loss")
             self._note(f"{what}: {'cut short' if truncated else 'answer lost'}")
-            self._take(self.agent.fail(request, self.now, "connection dropped"))
+            self._take(self.agent.fail(request, self.now, "connection dropped", spent))
             return
+        self._alive_until = self.now + self.keep_alive
         self._note(f"{what}: {_describe_reply(reply.status, reply.body)}")
-        self._take(self.agent.receive(request, reply.status, reply.body, self.now))
+        self._take(self.agent.receive(request, reply.status, reply.body, self.now, spent))
 
     def _take(self, events: list[Event]) -> None:
         """Events of one exchange; with a runner, commands run at once, as Agent runs them."""
@@ -281,7 +301,8 @@ class Sim:
         return state, {s.digest: s for s in self.agent.snapshots_to_keep()}
 
     def _restore_agent(self, saved: tuple[dict[str, Any], dict[bytes, Snapshot]]) -> None:
-        self.agent = AgentProtocol(self.config, seed=self.rng.randrange(2**32))
+        self.agent = AgentProtocol(self.config, seed=self.rng.randrange(2**32), wire_counted=True)
+        self._alive_until = -1.0
         self.agent.restore_state(*saved)
         self._note("agent restarted from its state directory")
 

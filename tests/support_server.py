@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -14,13 +16,25 @@ from snapsync.server import ServerSettings, create_app, uvicorn_config
 
 
 @contextmanager
-def live_server(settings: ServerSettings) -> Iterator[str]:
-    """Serve the app on 127.0.0.1 in a thread; yields its base URL; stops it on exit."""
+def live_server(
+    settings: ServerSettings,
+    tls: tuple[Path, Path] | None = None,
+    port: int = 0,
+    **options: Any,
+) -> Iterator[str]:
+    """Serve the app on 127.0.0.1 in a thread; yields its base URL; stops it on exit.
+
+    `tls`: (certificate, key) to serve HTTPS; `port`: a fixed port (to restart a server where
+    agents expect it); `options`: more uvicorn_config arguments.
+    """
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
+    if tls is not None:
+        options.update(ssl_certfile=str(tls[0]), ssl_keyfile=str(tls[1]))
     config = uvicorn_config(
-        create_app(settings), "127.0.0.1", port, log_level="warning", lifespan="off"
+        create_app(settings), "127.0.0.1", port, log_level="warning", lifespan="off", **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -31,7 +45,7 @@ def live_server(settings: ServerSettings) -> Iterator[str]:
             raise RuntimeError("test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -100,15 +100,9 @@ class Clock:
 def make_agent(url: str, dump: Path, state: Path, clock: Clock, chunk_size: int = 4096) -> Agent:
     # One connection per request (no keep-alive), so the proxy's per-connection faults hit
     # requests one by one; signatures use the real clock, which the server checks.
-    client = httpx.Client(
-        base_url=url,
-        timeout=httpx.Timeout(2.0),
-        limits=httpx.Limits(max_keepalive_connections=0),
-        headers={"Accept-Encoding": "identity"},
-    )
     return Agent(
         FileCollector([dump]),
-        HttpTransport(url, EDGE, SECRET.encode(), client=client),
+        HttpTransport(url, EDGE, SECRET.encode(), timeout=2.0, keep_alive=0.0),
         state,
         AgentConfig(intervals=Intervals(jitter=0.0), chunk_size=chunk_size),
         environment_id=EDGE,

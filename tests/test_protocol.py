@@ -183,8 +183,10 @@ def test_idle_ping_and_pong_are_tiny() -> None:
     assert request is not None and isinstance(request.message, Ping)
     reply = sim.server.handle(ENV, request.path, request.body, sim.now)
     sim.agent.receive(request, reply.status, reply.body, sim.now)
-    # deterministic: the acked digest (also the latest) and the cursor; the held version back
-    assert (len(request.body), len(reply.body)) == (35, 34)
+    # deterministic: the acked digest (also the latest), the cursor and the wire bytes spent
+    # since the last report (`s`, 5 bytes); the held version back
+    assert (len(request.body), len(reply.body)) == (40, 34)
+    assert 0 < request.message.spent < 2**16 and reply.spent == request.message.spent
 
 
 # -- uploads -----------------------------------------------------------------------------------
@@ -544,7 +546,7 @@ def test_chunks_too_large_for_a_slow_link_shrink_until_they_cross() -> None:
     chunk size, so the upload completes, and the next upload starts at full size again.
     """
     config = AgentConfig(intervals=NO_JITTER, chunk_size=4096)
-    sim = Sim(config, seed=3)
+    sim = Sim(config, seed=3, reconnect=0)  # at 100 B/s a TLS handshake alone takes 15 s
     sim.faults = LinkFaults(bandwidth=100, timeout=30)
     sim.collect(states(1)[0])
     for _ in range(40):
@@ -707,3 +709,19 @@ def test_a_cluster_back_in_an_earlier_state_becomes_the_servers_newest_once() ->
     for _ in range(5):
         cycle(sim, first, seconds=61)
     assert [type(e).__name__ for e in sim.events] == []
+
+
+# -- a hostile server's retry-after (issue 16, item 13) -----------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_a_servers_retry_after_is_capped_at_the_agents_longest_backoff(status: int) -> None:
+    sim = synced()
+    sim.now += 61
+    request = sim.agent.next_request(sim.now)
+    assert request is not None and isinstance(request.message, Ping)
+    answer = Pong(retry_after=9e8) if status == 200 else Refusal("busy", retry_after=9e8)
+    sim.agent.receive(request, status, answer.encode(), sim.now)
+    cap = CONFIG.intervals.backoff_cap
+    assert sim.now < sim.agent.backoff_until <= sim.now + cap
+    assert sim.agent.next_request(sim.now + cap + 1) is not None

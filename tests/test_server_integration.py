@@ -6,8 +6,6 @@ sharing one PostgreSQL database refuse each other's replays."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import signal
@@ -21,10 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from snapsync.agent import Agent, HttpTransport
 from snapsync.agent.transport import Answer
@@ -40,6 +34,7 @@ from snapsync.server.sqlstore import SQLStore
 from snapsync.server.storage import ObjectQuery
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
+from tools.certs import self_signed
 
 SHARED = "integration shared secret"
 
@@ -130,38 +125,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "snapsync test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "server.crt", tmp / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class ServeProcess:
@@ -258,7 +221,7 @@ class Interrupting:
         self.trigger = trigger
         self.offsets: list[int] = []
 
-    def post(self, path: str, body: bytes) -> Answer:
+    def post(self, path: str, body: bytes, limit: int) -> Answer:
         if path == Chunk.PATH:
             chunk = decode(body, (Chunk,))
             assert isinstance(chunk, Chunk)
@@ -266,7 +229,7 @@ class Interrupting:
             if len(self.offsets) == self.before_chunk:
                 self.before_chunk = 0  # once
                 self.trigger()
-        return self.inner.post(path, body)
+        return self.inner.post(path, body, limit)
 
     def close(self) -> None:
         self.inner.close()

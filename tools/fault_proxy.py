@@ -18,6 +18,16 @@ time window it opens in, then the default) and the proxy relays bytes both ways 
 Connections count from 0; counters (`stats`) say what happened, for assertions. Keep-alive HTTP
 clients carry several requests per connection: byte offsets count from the connection's start.
 
+A NAT: `idle_cut` seconds without a byte either way and the connection is reset on both sides
+(a carrier's NAT drops the mapping silently; the reset spares a test the client's timeout), and
+`cut()` resets every open connection at once (a NAT timeout, or a server restart, on demand).
+
+Counting (what a carrier would bill, measured outside the agent): bytes relayed each way, and,
+on Linux, the TCP segments of the client-facing sockets (`TCP_INFO`; `segments()`), so that
+payload + segments x header size can be set against the agent's own count. The first answer
+bytes of a connection are read as a TLS ServerHello: a `pre_shared_key` extension in it means
+the server resumed a session (`stats.resumed`), otherwise it is a full handshake (`stats.full`).
+
 From a test (the proxy runs its own event loop in a thread):
 
     with ProxyThread(target=("127.0.0.1", server_port)) as proxy:
@@ -33,6 +43,7 @@ By hand:
         --mode flaky --probability 0.3 --seed 1
     python -m tools.fault_proxy --listen 127.0.0.1:9480 --target 127.0.0.1:8480 \\
         --mode throttle --rate 2000
+    python -m tools.fault_proxy --listen 127.0.0.1:9480 --target 127.0.0.1:8480 --idle-cut 30
 
 Invariants: every connection ends (a fault never leaves a socket open past its peers), the
 proxy never alters bytes except as its fault says, and one seed gives one sequence of faults.
@@ -44,11 +55,16 @@ import argparse
 import asyncio
 import contextlib
 import random
+import socket
+import struct
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 MODES = (
     "pass",
@@ -94,6 +110,10 @@ class Stats:
     bytes_down: int = 0  # server -> client, as relayed
     faults: Counter[str] = field(default_factory=Counter)  # mode -> connections it was applied to
     upstream_errors: int = 0  # the server could not be reached
+    cuts: int = 0  # connections reset as a NAT would (idle_cut, cut())
+    full: int = 0  # TLS handshakes without resumption, as read from the ServerHello
+    resumed: int = 0  # TLS handshakes that resumed a session (pre_shared_key accepted)
+    closed_segments: int = 0  # TCP segments of client connections that ended
 
 
 @dataclass
@@ -106,6 +126,7 @@ class FaultProxy:
     windows: list[Window] = field(default_factory=list)
     flaky: float = 0.0  # with this probability a connection gets a random fault instead
     seed: int = 0
+    idle_cut: float = 0.0  # reset a connection idle this many seconds (0: never), as a NAT
     stats: Stats = field(default_factory=Stats)
 
     def __post_init__(self) -> None:
@@ -115,6 +136,8 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._started = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._links: set[_Link] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.address: tuple[str, int] = self.listen
 
     @property
@@ -133,10 +156,60 @@ class FaultProxy:
             return len(self._queued)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._started = time.monotonic()
         self._server = await asyncio.start_server(self._handle, *self.listen)
         sock = self._server.sockets[0]
         self.address = sock.getsockname()[:2]
+
+    def cut(self) -> int:
+        """Reset every open connection; returns how many. Callable from any thread."""
+        return self._on_loop(self._cut)
+
+    def segments(self) -> int:
+        """TCP segments the clients' connections carried both ways so far (Linux; else 0)."""
+        return self._on_loop(self._segments)
+
+    def settled(self) -> int:
+        """Bytes relayed both ways, once the relay has stopped moving: it counts after it
+        forwards, so a client can have read an answer the count does not hold yet."""
+        last = -1
+        for _ in range(50):
+            relayed = self.stats.bytes_up + self.stats.bytes_down
+            if relayed == last:
+                break
+            last = relayed
+            time.sleep(0.02)
+        return last
+
+    def _on_loop(self, work: Callable[[], int]) -> int:
+        """Run `work` on the proxy's event loop, waiting for it from another thread."""
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is self._loop:
+                return work()
+
+        async def run() -> int:
+            return work()
+
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
+
+    def _cut(self) -> int:
+        links = [link for link in self._links if not link.closed]
+        for link in links:
+            self._end(link)
+            link.abort()
+        self.stats.cuts += len(links)
+        return len(links)
+
+    def _segments(self) -> int:
+        return self.stats.closed_segments + sum(_segments(link.client) for link in self._links)
+
+    def _end(self, link: _Link) -> None:
+        """Count a client connection's segments once, before its socket goes."""
+        if link in self._links:
+            self._links.discard(link)
+            self.stats.closed_segments += _segments(link.client)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -176,12 +249,18 @@ class FaultProxy:
                 self.stats.upstream_errors += 1
                 return
             link = _Link(writer, up_writer)
+            self._links.add(link)
+            relays = asyncio.gather(
+                self._relay(reader, up_writer, fault, link, upstream=True),
+                self._relay(up_reader, writer, fault, link, upstream=False),
+            )
             try:
-                await asyncio.gather(
-                    self._relay(reader, up_writer, fault, link, upstream=True),
-                    self._relay(up_reader, writer, fault, link, upstream=False),
-                )
+                if self.idle_cut > 0:
+                    await self._watch_idle(link, relays)
+                else:
+                    await relays
             finally:
+                self._end(link)
                 link.close()
         except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass  # a reset peer, or the proxy stopping: the connection just ends
@@ -189,6 +268,19 @@ class FaultProxy:
             _abort(writer)
             if task is not None:
                 self._tasks.discard(task)
+
+    async def _watch_idle(self, link: _Link, relays: asyncio.Future[Any]) -> None:
+        """Reset the link once it has been idle for `idle_cut` seconds, as a NAT forgets it."""
+        while not relays.done():
+            idle = time.monotonic() - link.active
+            if idle >= self.idle_cut:
+                self.stats.cuts += 1
+                self._end(link)
+                link.abort()
+                break
+            await asyncio.wait([relays], timeout=self.idle_cut - idle)
+        with contextlib.suppress(Exception):
+            await relays
 
     async def _relay(
         self,
@@ -217,7 +309,7 @@ class FaultProxy:
                 data = data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :]
             if cut and sent + len(data) > fault.after:
                 data = data[: fault.after - sent]
-                await self._write(sink, data, upstream)
+                await self._write(sink, data, upstream, link)
                 if mode == "truncate":
                     with contextlib.suppress(OSError):
                         sink.write_eof()
@@ -225,7 +317,7 @@ class FaultProxy:
                 link.abort()
                 return
             sent += len(data)
-            await self._write(sink, data, upstream)
+            await self._write(sink, data, upstream, link)
             if mode == "throttle" and fault.rate > 0:
                 await asyncio.sleep(len(data) / fault.rate)
         if not link.closed:
@@ -233,7 +325,9 @@ class FaultProxy:
                 if sink.can_write_eof():
                     sink.write_eof()
 
-    async def _write(self, sink: asyncio.StreamWriter, data: bytes, upstream: bool) -> None:
+    async def _write(
+        self, sink: asyncio.StreamWriter, data: bytes, upstream: bool, link: _Link | None = None
+    ) -> None:
         if not data:
             return
         sink.write(data)
@@ -242,6 +336,21 @@ class FaultProxy:
             self.stats.bytes_up += len(data)
         else:
             self.stats.bytes_down += len(data)
+        if link is not None:
+            link.active = time.monotonic()
+            if not upstream and link.hello is not None:
+                self._read_hello(link, data)
+
+    def _read_hello(self, link: _Link, data: bytes) -> None:
+        """Classify the connection's TLS handshake from the ServerHello (first answer bytes)."""
+        hello = link.hello = (link.hello or b"") + data
+        resumed = _resumed(hello)
+        if resumed is None and len(hello) < 4096:
+            return  # not all of it yet
+        link.hello = None
+        if resumed is not None:
+            self.stats.resumed += resumed
+            self.stats.full += not resumed
 
 
 class _Link:
@@ -250,6 +359,8 @@ class _Link:
     def __init__(self, client: asyncio.StreamWriter, server: asyncio.StreamWriter) -> None:
         self.client, self.server = client, server
         self.closed = False
+        self.active = time.monotonic()  # when a byte last crossed
+        self.hello: bytes | None = b""  # answer bytes until the ServerHello is read
 
     def abort(self) -> None:
         self.closed = True
@@ -267,6 +378,47 @@ def _abort(writer: asyncio.StreamWriter) -> None:
     """Reset, not a graceful close: what a dropped mobile connection looks like to the peers."""
     with contextlib.suppress(Exception):
         writer.transport.abort()
+
+
+_TCP_INFO_SEGS_AT = 136  # tcpi_segs_out, tcpi_segs_in in struct tcp_info (Linux >= 4.2)
+
+
+def _segments(writer: asyncio.StreamWriter) -> int:
+    """Segments sent and received on a writer's socket so far (TCP_INFO); 0 where unknown."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sys.platform != "linux" or not hasattr(socket, "TCP_INFO"):
+        return 0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except OSError:
+        return 0
+    if len(info) < _TCP_INFO_SEGS_AT + 8:
+        return 0
+    out, into = struct.unpack_from("=II", info, _TCP_INFO_SEGS_AT)
+    return int(out + into)
+
+
+def _resumed(data: bytes) -> bool | None:
+    """From the first answer bytes: True if the ServerHello accepts a pre-shared key (a resumed
+    TLS 1.3 session), False if it does not, None if this is not (all of) a ServerHello yet."""
+    if len(data) < 9 or data[0] != 22 or data[5] != 2:
+        return None if len(data) < 9 else False
+    end = 9 + int.from_bytes(data[6:9], "big")
+    if len(data) < end:
+        return None
+    at = 9 + 2 + 32  # version, random
+    at += 1 + data[at]  # session id
+    at += 2 + 1  # cipher suite, compression
+    if at + 2 > end:
+        return False  # no extensions
+    stop = min(end, at + 2 + int.from_bytes(data[at : at + 2], "big"))
+    at += 2
+    while at + 4 <= stop:
+        kind, size = struct.unpack_from(">HH", data, at)
+        if kind == 41:  # pre_shared_key
+            return True
+        at += 4 + size
+    return False
 
 
 def _random_fault(rng: random.Random) -> Fault:
@@ -319,13 +471,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="throttle, bytes per second")
     parser.add_argument("--probability", type=float, default=0.3, help="flaky: share of faults")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--idle-cut", type=float, default=0.0, help="reset connections idle this long (a NAT)"
+    )
     args = parser.parse_args(argv)
     flaky = args.probability if args.mode == "flaky" else 0.0
     mode = "pass" if args.mode == "flaky" else args.mode
     fault = Fault(mode, after=args.after, seconds=args.seconds, rate=args.rate)
 
     async def serve() -> None:
-        proxy = FaultProxy(args.target, args.listen, default=fault, flaky=flaky, seed=args.seed)
+        proxy = FaultProxy(
+            args.target,
+            args.listen,
+            default=fault,
+            flaky=flaky,
+            seed=args.seed,
+            idle_cut=args.idle_cut,
+        )
         await proxy.start()
         print(f"fault proxy {proxy.url} -> {args.target[0]}:{args.target[1]} ({args.mode})")
         try:
@@ -334,7 +496,9 @@ def main(argv: list[str] | None = None) -> None:
             await proxy.stop()
             print(
                 f"connections={proxy.stats.connections} up={proxy.stats.bytes_up} "
-                f"down={proxy.stats.bytes_down} faults={dict(proxy.stats.faults)}"
+                f"down={proxy.stats.bytes_down} segments={proxy.segments()} "
+                f"tls_full={proxy.stats.full} tls_resumed={proxy.stats.resumed} "
+                f"cuts={proxy.stats.cuts} faults={dict(proxy.stats.faults)}"
             )
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -51,7 +51,8 @@ class StepReport:
     collected: bool = False
     collect_error: str = ""
     exchanges: int = 0
-    wire_bytes: int = 0
+    wire_bytes: int = 0  # counted on the socket: TLS records and TCP/IP headers
+    http_bytes: int = 0  # the HTTP messages alone, for comparison
     frame_kind: str = ""
     frame_bytes: int = 0
     version: int | None = None
@@ -88,7 +89,7 @@ class Agent:
         self.clock = clock
         self.state = StateDir(state_dir)
         self.heartbeat = heartbeat
-        self.protocol = AgentProtocol(self.config, seed=seed)
+        self.protocol = AgentProtocol(self.config, seed=seed, wire_counted=True)
         saved = self.state.load()
         if saved is not None:
             self.protocol.restore_state(*saved)
@@ -101,13 +102,18 @@ class Agent:
             self._collect(now, report)
         while (request := self.protocol.next_request(now)) is not None:
             report.exchanges += 1
+            self._save()  # with the budget charged for the request: a crash cannot overspend
             try:
-                answer = self.transport.post(request.path, request.body)
+                answer = self.transport.post(request.path, request.body, request.answer_limit)
             except TransportError as exc:
-                events = self.protocol.fail(request, self.clock(), str(exc))
+                report.wire_bytes += exc.wire_bytes
+                events = self.protocol.fail(request, self.clock(), str(exc), exc.wire_bytes)
             else:
                 report.wire_bytes += answer.wire_bytes
-                events = self.protocol.receive(request, answer.status, answer.body, self.clock())
+                report.http_bytes += answer.http_bytes
+                events = self.protocol.receive(
+                    request, answer.status, answer.body, self.clock(), answer.wire_bytes
+                )
             self._handle(events, report)
             self._save()
             self._beat()  # a long upload is many exchanges: each one is progress
@@ -210,7 +216,8 @@ class Agent:
 def format_report(report: StepReport) -> str:
     """One structured log line per cycle."""
     parts = [
-        f"sent={report.wire_bytes}",
+        f"wire={report.wire_bytes}",
+        f"http={report.http_bytes}",
         f"frame={report.frame_kind or '-'}",
         f"frame_bytes={report.frame_bytes}",
         f"version={report.version if report.version is not None else '-'}",

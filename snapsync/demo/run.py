@@ -95,7 +95,7 @@ class RecordingServer(ServerProtocol):
 
     def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
         reply = super().handle(env, path, body, now)
-        self.database.record_traffic(env, now, len(body), len(reply.body))
+        self.database.record_traffic(env, now, reply.usage(body), len(reply.body))
         return reply
 
 

@@ -179,7 +179,7 @@ def report(result: Result, browse: list[str]) -> list[str]:
         f"  cycles             {p.cycles} collections every {format_duration(options.interval)}; "
         f"frames acknowledged: {_kinds(p)}",
         f"  snapsync           {size(p.wire)} on the wire, everything counted (frames "
-        f"{size(p.frames)}; pings, HTTP headers, retries {size(overhead)})",
+        f"{size(p.frames)}; pings, HTTP/TLS/TCP overhead, reconnects, retries {size(overhead)})",
         f"  full JSON + gzip   {size(p.full_json)}: ratio {ratio(p.full_json, p.wire)} "
         "snapsync's bytes (one whole state per cycle)",
         f"  JSON Patch + gzip  {size(p.json_patch)}: ratio {ratio(p.json_patch, p.wire)} "

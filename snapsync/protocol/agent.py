@@ -77,10 +77,14 @@ from snapsync.protocol.reconcile import (
 from snapsync.protocol.schedule import Intervals, backoff_delay, jittered
 from snapsync.snapshot import Snapshot
 
-# HTTP request line, headers (edge id, timestamp, nonce, signature) and response framing, counted
-# against the budget per exchange on top of the bodies; measured on the httpx transport.
-DEFAULT_OVERHEAD = 420
-UPLOAD_REPLY_ALLOWANCE = 512
+# What one exchange costs on the wire beyond its two bodies, on a kept-alive TLS connection: HTTP
+# heads, TLS record framing and TCP/IP headers; measured by bench/bench_wire.py. Where the
+# transport counts the wire (`receive(..., wire=)`), the budget is charged what it counted and
+# budgets each exchange for the largest overhead seen; before the first count, for this plus
+# `connect_allowance` (a full TLS handshake with a certificate chain).
+DEFAULT_OVERHEAD = 520
+CONNECT_ALLOWANCE = 6 * 1024
+UPLOAD_REPLY_ALLOWANCE = 512  # an upload reply (or refusal) is read up to this, and budgeted
 # An anti-entropy answer may list every object (15-20 bytes each compressed, more for long names);
 # the agent budgets for this much per object of its snapshot, and the server answers within it.
 ANSWER_PER_OBJECT = 24
@@ -95,6 +99,7 @@ class AgentConfig:
     chunk_size: int = 256 * 1024
     keep_versions: int = 3  # acknowledged versions kept as possible bases
     overhead: int = DEFAULT_OVERHEAD
+    connect_allowance: int = CONNECT_ALLOWANCE
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     full_level: int = 9
     # Canonical bytes of a snapshot above which, with no version shared with the server, the
@@ -104,14 +109,29 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class Request:
-    """What to send: POST `message.encode()` to `message.PATH`."""
+    """What to send: POST `message.encode()` to `message.PATH`.
+
+    `allowance`: the most it may cost on the wire (its body, the overhead budgeted per exchange
+    and the largest answer), charged to the budget when it is handed out and settled to what
+    it cost when it ends, so a crash in between leaves the budget charged, never short.
+    """
 
     message: Message
     body: bytes
+    allowance: int = 0
 
     @property
     def path(self) -> str:
         return self.message.PATH
+
+    @property
+    def answer_limit(self) -> int:
+        """The largest answer body the agent reads (and budgets for); more is a bad server."""
+        if isinstance(self.message, Summary | BucketQuery):
+            return self.message.limit
+        if isinstance(self.message, Chunk):
+            return UPLOAD_REPLY_ALLOWANCE
+        return MAX_PONG
 
 
 @dataclass(frozen=True)
@@ -143,8 +163,16 @@ class Upload:
 
 
 class AgentProtocol:
-    def __init__(self, config: AgentConfig, *, seed: int | None = None) -> None:
+    """`wire_counted`: the embedding transport counts what crosses the link and passes it to
+    `receive`/`fail`; until its first count, every exchange is budgeted for a new connection."""
+
+    def __init__(
+        self, config: AgentConfig, *, seed: int | None = None, wire_counted: bool = False
+    ) -> None:
         self.config = config
+        # budgeted per exchange beyond its bodies; grows to the largest overhead counted
+        self.overhead = config.overhead + (config.connect_allowance if wire_counted else 0)
+        self._counted = False
         self.rng = random.Random(seed)
         self.bases: dict[bytes, tuple[Version, Snapshot]] = {}
         self.latest: Snapshot | None = None
@@ -159,6 +187,7 @@ class AgentProtocol:
         self.backoff_until = 0.0
         self.failures = 0
         self.waiting = 0  # bytes of an upload held back by the budget
+        self.unreported = 0  # wire bytes not yet reported to the server (Ping/Chunk `spent`)
         self.server_current: Version | None = None
         self.chunk_size = config.chunk_size
         self._chunk_ceiling = config.chunk_size  # lowered by 413 answers, never by failures
@@ -174,6 +203,7 @@ class AgentProtocol:
         self._repair_failed = False
         self.reconciliation: Reconciliation | None = None
         self._in_flight: Request | None = None
+        self._reserved_in = 0.0  # the budget period the request in flight was charged in
         self._events: list[Event] = []
 
     # -- what the agent knows -------------------------------------------------------------------
@@ -240,11 +270,20 @@ class AgentProtocol:
             request = self._ping_request(now)
         if request is not None:
             self._in_flight = request
+            self.budget.spend(request.allowance, now)
+            self._reserved_in = self.budget.period_started
         return request
 
-    def receive(self, request: Request, status: int, body: bytes, now: float) -> list[Event]:
-        """The server answered `request` with an HTTP status and body."""
-        self._finish(request, len(body), now)
+    def receive(
+        self, request: Request, status: int, body: bytes, now: float, wire: int | None = None
+    ) -> list[Event]:
+        """The server answered `request` with an HTTP status and body; `wire`: what the exchange
+        cost on the link as the transport counted it (None: estimated from the bodies)."""
+        self._finish(request, len(body), now, wire)
+        if status == 200 and isinstance(request.message, Ping | Chunk):
+            self.unreported = max(0, self.unreported - (request.message.spent or 0))
+        if wire is not None:
+            self._learn_overhead(wire - len(request.body) - len(body))
         if status == 200:
             try:
                 if isinstance(request.message, Ping):
@@ -265,13 +304,16 @@ class AgentProtocol:
             self._on_refusal(request, status, body, now)
         return self.poll_events()
 
-    def fail(self, request: Request, now: float, reason: str) -> list[Event]:
-        """The request did not complete (connection refused or cut, timeout).
+    def fail(
+        self, request: Request, now: float, reason: str, wire: int | None = None
+    ) -> list[Event]:
+        """The request did not complete (connection refused or cut, timeout, an answer over its
+        cap); `wire`: what crossed the link before it failed, as the transport counted it.
 
         A failed chunk halves the chunk size (down to 1 KiB): on a slow link a chunk that cannot
         cross within the transport's timeout would otherwise fail forever.
         """
-        self._finish(request, 0, now)
+        self._finish(request, 0, now, wire)
         if isinstance(request.message, Chunk):
             self.chunk_size = max(MIN_CHUNK, min(self.chunk_size, len(request.message.data) // 2))
         self._back_off(now, reason)
@@ -312,10 +354,11 @@ class AgentProtocol:
             offset=upload.confirmed,
             data=data,
             cursor=self.cursor,
+            spent=self.unreported,
         )
         body = message.encode()
         remaining_frame = len(upload.frame) - upload.confirmed
-        need = remaining_frame + (len(body) - len(data)) + self.config.overhead
+        need = remaining_frame + (len(body) - len(data)) + self.overhead
         need += UPLOAD_REPLY_ALLOWANCE
         if not self.budget.allows(need, now, essential=False):
             if self.waiting != len(upload.frame):
@@ -329,7 +372,7 @@ class AgentProtocol:
             self.waiting = len(upload.frame)
             return None
         self.waiting = 0
-        return Request(message, body)
+        return Request(message, body, len(body) + self.overhead + UPLOAD_REPLY_ALLOWANCE)
 
     def _should_reconcile(self) -> bool:
         """No shared version, but the server holds one: compare digests before a full resend."""
@@ -360,14 +403,14 @@ class AgentProtocol:
                 reconciliation.base, reconciliation.wanted, limit=reconciliation.limit
             )
         body = message.encode()
-        need = len(body) + self.config.overhead + reconciliation.limit
+        need = len(body) + self.overhead + reconciliation.limit
         if not self.budget.ever_allows(need, essential=False):
             self._give_up_reconciling()  # a budget this small never fits it: a full snapshot
             return self._upload_request(now)
         if not self.budget.allows(need, now, essential=False):
             self.waiting = reconciliation.limit  # the upload it leads to cannot fit either
             return None
-        return Request(message, body)
+        return Request(message, body, need)
 
     def _on_differences(self, asked: Summary | BucketQuery, differences: Differences) -> None:
         self._succeeded()
@@ -441,12 +484,14 @@ class AgentProtocol:
             cursor=self.cursor,
             results=tuple(self.results),
             waiting=self.waiting,
+            spent=self.unreported,
         )
         body = message.encode()
-        if not self.budget.allows(len(body) + self.config.overhead + MAX_PONG, now, essential=True):
+        need = len(body) + self.overhead + MAX_PONG
+        if not self.budget.allows(need, now, essential=True):
             self.next_ping = self.budget.next_period(now)
             return None
-        return Request(message, body)
+        return Request(message, body, need)
 
     def _results_due(self, now: float) -> bool:
         return (
@@ -456,13 +501,27 @@ class AgentProtocol:
 
     # -- answers --------------------------------------------------------------------------------
 
-    def _finish(self, request: Request, received: int, now: float) -> None:
+    def _finish(self, request: Request, received: int, now: float, wire: int | None) -> None:
         if request is not self._in_flight:
             raise LocalProtocolError("that request is not the one in flight")
         self._in_flight = None
-        self.budget.spend(len(request.body) + received + self.config.overhead, now)
+        estimate = len(request.body) + received + self.config.overhead
+        cost = estimate if wire is None else wire
+        self.unreported += cost
+        self.budget.roll(now)
+        if self.budget.period_started == self._reserved_in:
+            cost -= request.allowance  # settle what next_request charged
+        self.budget.spend(cost, now)
         if isinstance(request.message, Ping):
             self._last_ping = now
+
+    def _learn_overhead(self, counted: int) -> None:
+        """Budget each exchange for the most one has cost beyond its bodies (a reconnect's
+        handshake included), once the transport has counted real ones."""
+        if not self._counted:
+            self._counted = True
+            self.overhead = self.config.overhead
+        self.overhead = max(self.overhead, counted)
 
     def _succeeded(self) -> None:
         self.failures = 0
@@ -496,7 +555,7 @@ class AgentProtocol:
         interval = self.config.intervals.ping
         self.next_ping = now + jittered(interval, self.config.intervals.jitter, self.rng)
         if pong.retry_after:
-            self.backoff_until = now + pong.retry_after
+            self.backoff_until = now + self._quiet_for(pong.retry_after)
 
     def _ack_as_pong(self, reply: UploadReply, now: float) -> None:
         """What the ping after this ack would learn, the ack says: that ping is not needed.
@@ -604,7 +663,12 @@ class AgentProtocol:
             return
         elif isinstance(request.message, Summary | BucketQuery) and status not in RETRYABLE:
             self._give_up_reconciling()  # refused, not just busy: a full snapshot instead
-        self._back_off(now, reason, at_least=retry_after)
+        self._back_off(now, reason, at_least=self._quiet_for(retry_after))
+
+    def _quiet_for(self, retry_after: float) -> float:
+        """A server's `ra`, capped at the agent's own longest backoff: a server (or whatever
+        answers in its name) cannot silence an agent for longer than its own worst failure would."""
+        return min(retry_after, self.config.intervals.backoff_cap)
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -629,6 +693,7 @@ class AgentProtocol:
             "running": sorted(self.running),
             "results": [r.wire() for r in self.results],
             "budget": [self.budget.period_started, self.budget.used],
+            "unreported": self.unreported,
         }
 
     def snapshots_to_keep(self) -> Iterable[Snapshot]:
@@ -670,3 +735,4 @@ class AgentProtocol:
             )
         period_started, used = state.get("budget", [0.0, 0])
         self.budget.period_started, self.budget.used = float(period_started), int(used)
+        self.unreported = int(state.get("unreported", 0))

@@ -26,6 +26,9 @@ MAX_MESSAGE = 64 * 2**20
 # A pong never exceeds this (the server leaves further commands for the next ping), so an agent
 # on a data budget knows what a ping can cost before sending it.
 MAX_PONG = 1024
+# Pings and chunks report (`s`) what the agent's link carried for its exchanges since the last
+# report the server answered, as the agent counted it on the wire; the server's usage figures
+# add these up (an exchange's own cost is in the next report).
 # The largest anti-entropy answer (`differences`) an agent budgets for unless its request states a
 # larger one (`m`); the server declines (answers without a version) rather than send more.
 ANSWER_LIMIT = 256 * 1024
@@ -132,6 +135,8 @@ class Ping(Message):
     cursor: int = 0  # highest command id the agent has received
     results: tuple[CommandResult, ...] = ()
     waiting: int = 0  # bytes of a delta held back by the data budget, 0 if none
+    # wire bytes the agent counted since its last answered report (`s`); None: not reported
+    spent: int | None = None
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"h": list(self.have), "c": self.cursor}
@@ -141,6 +146,8 @@ class Ping(Message):
             out["r"] = [r.wire() for r in self.results]
         if self.waiting:
             out["w"] = self.waiting
+        if self.spent is not None:
+            out["s"] = self.spent
         return out
 
     @classmethod
@@ -152,6 +159,7 @@ class Ping(Message):
             cursor=_int(doc, "c", default=0),
             results=tuple(_list(doc, "r", CommandResult.parse, default=[])),
             waiting=_int(doc, "w", default=0),
+            spent=_int(doc, "s") if "s" in doc else None,
         )
 
 
@@ -169,6 +177,7 @@ class Chunk(Message):
     data: bytes
     # highest command id the agent has received: lets an ack say whether commands wait
     cursor: int = 0
+    spent: int | None = None  # as in Ping
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -181,6 +190,8 @@ class Chunk(Message):
         }
         if self.cursor:
             out["c"] = self.cursor
+        if self.spent is not None:
+            out["s"] = self.spent
         return out
 
     @classmethod
@@ -197,6 +208,7 @@ class Chunk(Message):
             offset=_int(doc, "o"),
             data=_bytes(doc, "d"),
             cursor=_int(doc, "c", default=0),
+            spent=_int(doc, "s") if "s" in doc else None,
         )
         if chunk.total == 0 or chunk.offset + len(chunk.data) > chunk.total:
             raise RemoteProtocolError("malformed chunk: data beyond the declared total")

@@ -29,6 +29,12 @@ class Intervals:
         if not 0 <= self.jitter < 1:
             raise InputError("jitter must be a fraction between 0 and 1")
 
+    @property
+    def longest(self) -> float:
+        """The longest the agent stays quiet on its own schedule (jitter included): a connection
+        kept idle this long carries every cycle."""
+        return max(self.ping, self.snapshot) * (1 + self.jitter)
+
 
 def jittered(seconds: float, jitter: float, rng: random.Random) -> float:
     return seconds * (1 + rng.uniform(-jitter, jitter))

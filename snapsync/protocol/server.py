@@ -52,6 +52,10 @@ from snapsync.protocol.messages import (
 from snapsync.protocol.reconcile import differing_kinds, objects_in
 from snapsync.snapshot import Snapshot
 
+# One report counted at most (4 GiB, more than any link carries between two answered requests):
+# what an agent reports is its own usage, but it must not overflow the server's sums.
+MAX_SPENT = 2**32
+
 
 @dataclass(frozen=True)
 class PartialUpload:
@@ -152,6 +156,12 @@ class Reply:
     body: bytes
     applied: Version | None = None  # set when this request stored a new version
     refused: str = ""  # why a frame was refused, for logs and metrics
+    spent: int | None = None  # wire bytes the agent reported (Ping/Chunk `spent`), if any
+
+    def usage(self, body: bytes) -> int:
+        """What the request adds to its environment's usage: the wire bytes its agent reported,
+        or the request's body from an agent that reports none."""
+        return len(body) if self.spent is None else min(self.spent, MAX_SPENT)
 
 
 def refusal(status: int, reason: str, retry_after: float = 0.0) -> Reply:
@@ -184,6 +194,11 @@ class ServerProtocol:
             message = decode(body, (kind,))
         except RemoteProtocolError as exc:
             return refusal(400, str(exc))
+        reply = self._answer(env, message, now)
+        spent = message.spent if isinstance(message, Ping | Chunk) else None
+        return reply if spent is None else replace(reply, spent=spent)
+
+    def _answer(self, env: str, message: Message, now: float) -> Reply:
         if isinstance(message, Ping):
             return self._ping(env, message, now)
         if isinstance(message, Summary):

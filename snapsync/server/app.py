@@ -54,7 +54,9 @@ from snapsync.server.sqlstore import SQLStore
 from snapsync.server.websecurity import WebGuard
 
 log = logging.getLogger("snapsync.server")
-MEDIA_TYPE = "application/msgpack"
+# Agent answers carry no Content-Type: the path says what the body is, and an idle agent pays
+# for every response byte (schemas/wire.md).
+MEDIA_TYPE = None
 MAX_BODY = 8 * 2**20  # one request: a chunk of at most a few MiB, or a ping
 
 
@@ -173,7 +175,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             reply = protocol.handle(edge_id, path, body, now)
         seconds = time.perf_counter() - started
         if store is not None:
-            store.record_traffic(edge_id, now, len(body), len(reply.body))
+            store.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
         return _Handled(edge_id, reply, seconds)
 
     def refused(request: Request, exc: AuthError) -> Response:
@@ -351,8 +353,46 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def uvicorn_config(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Config:
-    """No Server or Date header: an idle agent pays for every response byte."""
-    return uvicorn.Config(
-        app, host=host, port=port, server_header=False, date_header=False, **options
+# An idle agent pings every 60 s (±10% jitter): a connection kept 150 s outlives two pings.
+KEEP_ALIVE = 150.0
+# Connections open at once, idle keep-alive ones included (uvicorn answers 503 beyond): one per
+# agent of the fleet, plus browsers. Each needs a file descriptor (`ulimit -n`).
+MAX_CONNECTIONS = 4096
+# Request line and headers: an agent's are ~200 bytes, a browser's a few kB.
+MAX_HEAD = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The transport limits of a public server (`snapsync serve` flags)."""
+
+    keep_alive: float = KEEP_ALIVE
+    max_connections: int = MAX_CONNECTIONS
+    max_head: int = MAX_HEAD
+
+
+def uvicorn_config(
+    app: Starlette, host: str, port: int, limits: Limits | None = None, **options: Any
+) -> uvicorn.Config:
+    """No Server or Date header (an idle agent pays for every response byte); one TLS session
+    ticket per handshake instead of OpenSSL's two (each is ~250 bytes on the wire, and the agent
+    keeps only the newest)."""
+    limits = limits or Limits()
+    return _Config(
+        app,
+        host=host,
+        port=port,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  # a float works
+        limit_concurrency=limits.max_connections,
+        h11_max_incomplete_event_size=limits.max_head,
+        **options,
     )
+
+
+class _Config(uvicorn.Config):
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            self.ssl.num_tickets = 1
