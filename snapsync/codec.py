@@ -28,6 +28,7 @@ import msgpack
 import zstandard
 
 from snapsync import dictionaries
+from snapsync.bounds import Budget, items_for, unpackb
 from snapsync.canonical import pack
 from snapsync.delta import (
     Delta,
@@ -188,17 +189,10 @@ def _raw_dictionary(base: Snapshot) -> zstandard.ZstdCompressionDict:
     )
 
 
-def unpack_payload(raw: bytes) -> Any:
-    try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
-    except (
-        ValueError,
-        TypeError,
-        msgpack.ExtraData,
-        msgpack.FormatError,
-        msgpack.StackError,
-    ) as exc:
-        raise FrameCorrupt(f"payload is not valid msgpack: {type(exc).__name__}") from None
+def unpack_payload(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """A payload's msgpack value, built within the item budget its size and `limits` allow."""
+    budget = Budget(items_for(len(raw), limits.max_items), "the payload")
+    return unpackb(raw, budget, FrameCorrupt, "payload")
 
 
 def snapshot_payload(snapshot: Snapshot) -> bytes:
@@ -240,7 +234,7 @@ def decode_snapshot(
         raise FrameUnsupported(f"expected a snapshot frame, found a {frame.kind.name.lower()}")
     _check_base(frame, base)
     raw = decompress(frame, base, limits)
-    return snapshot_from_payload(unpack_payload(raw), frame.target_digest)
+    return snapshot_from_payload(unpack_payload(raw, limits), frame.target_digest)
 
 
 def snapshot_from_payload(doc: Any, expected_digest: bytes) -> Snapshot:
@@ -506,15 +500,24 @@ def decode_frame(
 
     A Delta is decoded, not applied: `apply_frame` applies it and checks the target digest.
     """
-    frame = unpack_frame(data, limits)
+    return _decode(unpack_frame(data, limits), base, limits)
+
+
+def _decode(frame: Frame, base: Snapshot | None, limits: Limits) -> Snapshot | Delta:
     _check_base(frame, base)
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.SNAPSHOT:
-        return snapshot_from_payload(unpack_payload(raw), frame.target_digest)
+        return snapshot_from_payload(unpack_payload(raw, limits), frame.target_digest)
     if frame.kind is FrameKind.REPAIR:
-        return _repair_from_payload(unpack_payload(raw), frame)
+        return _repair_from_payload(unpack_payload(raw, limits), frame)
     assert base is not None  # _check_base: a delta always needs its base
-    return unpack_delta(base, raw, frame.target_digest, max_expanded=limits.max_expanded)
+    return unpack_delta(
+        base,
+        raw,
+        frame.target_digest,
+        max_expanded=limits.max_expanded,
+        max_items=items_for(len(raw), limits.max_items),
+    )
 
 
 def encode_repair(delta: Delta, options: EncodeOptions = EncodeOptions()) -> bytes:
@@ -539,13 +542,18 @@ def _repair_from_payload(doc: Any, frame: Frame) -> Delta:
 
 
 def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
-    """The snapshot a frame leads to from `base`, its target digest verified; base untouched."""
-    result = decode_frame(data, base, limits)
+    """The snapshot a frame leads to from `base`, its target digest verified; base untouched.
+
+    What the delta's operations build is bounded like what decoding its payload may build.
+    """
+    frame = unpack_frame(data, limits)
+    result = _decode(frame, base, limits)
     if isinstance(result, Snapshot):
         return result
     assert base is not None
+    budget = Budget(items_for(frame.raw_size, limits.max_items), "applying the delta")
     with untrusted("the delta's operations"):
-        snapshot = apply(base, result)
+        snapshot = apply(base, result, budget)
     return snapshot
 
 
@@ -577,12 +585,14 @@ def inspect_frame(
         return doc
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.DELTA:
-        doc["delta"] = summarize_payload(raw)
+        doc["delta"] = summarize_payload(raw, items_for(len(raw), limits.max_items))
     elif frame.kind is FrameKind.REPAIR:
-        summary = delta_document(_repair_from_payload(unpack_payload(raw), frame))["summary"]
+        summary = delta_document(_repair_from_payload(unpack_payload(raw, limits), frame))[
+            "summary"
+        ]
         doc["repair"] = summary
     else:
-        payload = unpack_payload(raw)
+        payload = unpack_payload(raw, limits)
         objects = payload.get("objects") if isinstance(payload, dict) else None
         doc["objects"] = len(objects) if isinstance(objects, list) else None
     return doc
