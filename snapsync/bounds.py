@@ -21,10 +21,12 @@ import msgpack
 
 from snapsync.errors import FrameTooLarge, SnapsyncError
 
-# Items a payload may build per byte of msgpack, and a floor for tiny payloads. Real snapshots
-# and deltas stay under 1 per 8 bytes (measured on the sample clusters: 1 per 13 at the densest);
-# a pathological payload reaches 1 per byte, so it is refused 8x sooner than it could grow.
-BYTES_PER_ITEM = 8
+# Bytes of msgpack per item a payload must weigh, and a floor for small payloads. Snapshots (and
+# repair frames, which carry whole objects) spend 15-27 bytes per item in the sample clusters,
+# compact deltas 6.3-7.1 (their leaves are small ints); a pathological payload spends 1, so it is
+# refused 3-8x sooner than it could grow, with 2x to spare for real data.
+SNAPSHOT_BYTES_PER_ITEM = 8
+DELTA_BYTES_PER_ITEM = 3
 MIN_ITEMS = 2**16
 
 
@@ -47,9 +49,9 @@ class Budget:
         return max(0, self.limit - self.used)
 
 
-def items_for(raw_size: int, cap: int) -> int:
+def items_for(raw_size: int, cap: int, per_item: int = SNAPSHOT_BYTES_PER_ITEM) -> int:
     """The item budget of a payload of `raw_size` bytes: proportional, floored, capped."""
-    return min(cap, max(MIN_ITEMS, raw_size // BYTES_PER_ITEM))
+    return min(cap, max(MIN_ITEMS, raw_size // per_item))
 
 
 def unpackb(raw: bytes, budget: Budget, error: type[SnapsyncError], what: str) -> Any:
@@ -59,11 +61,17 @@ def unpackb(raw: bytes, budget: Budget, error: type[SnapsyncError], what: str) -
     here) and the input must hold exactly one value.
     """
 
-    def charge(container: Any) -> Any:
-        budget.charge(1 + len(container))
+    left = budget.left
+    built = 0
+
+    def charge(container: Any) -> Any:  # called per container: kept to a few bytecodes
+        nonlocal built
+        built += 1 + len(container)
+        if built > left:
+            budget.charge(built)
         return container
 
-    most = min(budget.left, len(raw))
+    most = min(left, len(raw))
     unpacker = msgpack.Unpacker(
         raw=False,
         strict_map_key=True,
@@ -88,5 +96,5 @@ def unpackb(raw: bytes, budget: Budget, error: type[SnapsyncError], what: str) -
         raise error(f"{what} is not valid msgpack: {type(exc).__name__}: {exc}") from None
     if unpacker.tell() != len(raw):
         raise error(f"{what} has {len(raw) - unpacker.tell()} bytes after its msgpack value")
-    budget.charge(1)
+    budget.charge(built + 1)
     return value

@@ -28,7 +28,7 @@ import msgpack
 import zstandard
 
 from snapsync import dictionaries
-from snapsync.bounds import Budget, items_for, unpackb
+from snapsync.bounds import DELTA_BYTES_PER_ITEM, Budget, items_for, unpackb
 from snapsync.canonical import pack
 from snapsync.delta import (
     Delta,
@@ -44,6 +44,7 @@ from snapsync.errors import (
     DeltaError,
     FrameCorrupt,
     FrameError,
+    FrameTooLarge,
     FrameUnsupported,
     InputError,
 )
@@ -127,10 +128,15 @@ def compress(raw: bytes, level: int) -> bytes:
 def decompress(
     frame: Frame, base: Snapshot | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> bytes:
-    """The frame's raw payload, never more than its declared (and limit-checked) size."""
+    """The frame's raw payload, never more than its declared (and limit-checked) size.
+
+    The declared size is refused beyond `limits.max_ratio` times the stored payload (plus the
+    base's payload for patch-from, which may copy all of it) before anything is decompressed.
+    """
     if frame.codec is Codec.NONE:
         raw = frame.payload
     else:
+        reach = 0
         if frame.codec is Codec.ZSTD:
             dctx = _decompressor(None, limits)
         elif frame.codec is Codec.ZSTD_DICT:
@@ -138,7 +144,17 @@ def decompress(
         else:
             if base is None or base.digest != frame.base_digest:
                 raise BaseMismatch("a patch-from frame needs its base snapshot")
-            dctx = _decompressor(_raw_dictionary(base), limits)
+            base_raw = snapshot_payload(base)
+            reach = len(base_raw)
+            dctx = _decompressor(
+                zstandard.ZstdCompressionDict(base_raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
+                limits,
+            )
+        if frame.raw_size > reach + limits.max_ratio * len(frame.payload):
+            raise FrameTooLarge(
+                f"payload of {len(frame.payload)} bytes declares {frame.raw_size} decoded: "
+                f"more than {limits.max_ratio}x"
+            )
         raw = _bounded_read(dctx, frame.payload, frame.raw_size)
     if len(raw) != frame.raw_size:
         raise FrameCorrupt(f"payload is {len(raw)} bytes, header says {frame.raw_size}")
@@ -181,12 +197,6 @@ def _trained(dict_id: int, level: int = 0) -> zstandard.ZstdCompressionDict:
     if level:
         trained.precompute_compress(level=level)
     return trained
-
-
-def _raw_dictionary(base: Snapshot) -> zstandard.ZstdCompressionDict:
-    return zstandard.ZstdCompressionDict(
-        snapshot_payload(base), dict_type=zstandard.DICT_TYPE_RAWCONTENT
-    )
 
 
 def unpack_payload(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
@@ -516,7 +526,7 @@ def _decode(frame: Frame, base: Snapshot | None, limits: Limits) -> Snapshot | D
         raw,
         frame.target_digest,
         max_expanded=limits.max_expanded,
-        max_items=items_for(len(raw), limits.max_items),
+        max_items=items_for(len(raw), limits.max_items, DELTA_BYTES_PER_ITEM),
     )
 
 
@@ -551,7 +561,8 @@ def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIM
     if isinstance(result, Snapshot):
         return result
     assert base is not None
-    budget = Budget(items_for(frame.raw_size, limits.max_items), "applying the delta")
+    items = items_for(frame.raw_size, limits.max_items, DELTA_BYTES_PER_ITEM)
+    budget = Budget(items, "applying the delta")
     with untrusted("the delta's operations"):
         snapshot = apply(base, result, budget)
     return snapshot
@@ -585,7 +596,8 @@ def inspect_frame(
         return doc
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.DELTA:
-        doc["delta"] = summarize_payload(raw, items_for(len(raw), limits.max_items))
+        items = items_for(len(raw), limits.max_items, DELTA_BYTES_PER_ITEM)
+        doc["delta"] = summarize_payload(raw, items)
     elif frame.kind is FrameKind.REPAIR:
         summary = delta_document(_repair_from_payload(unpack_payload(raw, limits), frame))[
             "summary"

@@ -76,6 +76,11 @@ class Limits:
     # (~350 MB of Python objects): 8 Mi fits it with 1.6x to spare, and stops a hostile payload
     # near what the largest real snapshot costs.
     max_items: int = 8 * 2**20
+    # Decoded bytes per stored byte a compressed payload may declare (patch-from: beyond its
+    # base's payload). Real frames reach 9-15x (snapshots 12-14x, deltas 9x, repairs 11x on the
+    # sample clusters); a zstd bomb reaches 10,000x. 128 leaves 8x to spare for repetitive
+    # clusters and turns a 595-byte bomb into at most 76 KB.
+    max_ratio: int = 128
     # zstd window the decoder accepts (log2): bounds decompression memory; patch-from needs the
     # window to reach the whole base payload.
     max_window_log: int = 27

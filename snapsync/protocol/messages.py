@@ -443,9 +443,10 @@ def decode(data: bytes, expect: tuple[type[Message], ...] | None = None) -> Mess
     doc = unpackb(data, budget, RemoteProtocolError, "the message")
     if not isinstance(doc, dict) or doc.get("v") != PROTOCOL_VERSION:
         raise RemoteProtocolError("not a snapsync message of a known protocol version")
-    parser = _PARSERS.get(doc.get("t"))  # type: ignore[arg-type]
+    kind = doc.get("t")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
-        raise RemoteProtocolError(f"unknown message type {doc.get('t')!r}")
+        raise RemoteProtocolError(f"unknown message type {kind!r:.40}")
     message = parser(doc)
     if expect is not None and not isinstance(message, expect):
         names = "/".join(cls.TYPE for cls in expect)
