@@ -50,6 +50,8 @@ from tools.attack_server import (
     renamed,
     zstd_bomb,
 )
+from tools.fuzz_decode import MEMORY_BOUND as FUZZ_MEMORY_BOUND
+from tools.fuzz_decode import run as fuzz_run
 
 SECRET = b"hostile decode shared secret"
 EDGE = "shop-1"
@@ -173,8 +175,16 @@ def test_a_real_50000_object_snapshot_still_decodes() -> None:
     raws = SampleCluster(objects=50_000, shape="application", seed=0).objects()
     snapshot = build_snapshot(raws, load_profile(), collected_at="2026-01-01T00:00:00Z")
     del raws
-    frame = encode_snapshot(snapshot, 3)
-    assert decode_snapshot(frame).digest == snapshot.digest
+    frame, digest = encode_snapshot(snapshot, 3), snapshot.digest
+    del snapshot
+    assert decode_snapshot(frame).digest == digest
+
+
+def test_fuzz_smoke(tmp_path: Path) -> None:
+    """A tiny run of tools/fuzz_decode.py (the campaign itself runs outside CI)."""
+    tally, _ = fuzz_run(300, seed=3, objects=30, trace_every=10, crashes=tmp_path, log=print)
+    assert tally.inputs == 300 and tally.escapes == 0
+    assert tally.traced_peak < FUZZ_MEMORY_BOUND
 
 
 # -- item 3: bucket queries ------------------------------------------------------------------

@@ -272,9 +272,10 @@ def attacks(base: Snapshot) -> dict[str, Callable[[Serve, Version], list[httpx.R
     return {
         "1 copy doubling (30 ops)": upload(copy_doubling(base, 30), base.digest),
         "2 zstd bomb (16 Mi empty maps, ~600 B)": upload(zstd_bomb(), b""),
-        "2 plain bomb (8 Mi empty maps, 8 MiB in chunks)": upload(
-            zstd_bomb(2**23, compress=False), b""
+        "2 plain bomb (16 Mi empty maps, 16 MiB in 1 MiB chunks)": upload(
+            zstd_bomb(2**24, compress=False), b""
         ),
+        "2 plain bomb (1 Mi empty maps, 1 MiB)": upload(zstd_bomb(2**20, compress=False), b""),
         "3 bucket query (8 kinds, full bitmaps)": lambda serve, version: [
             serve.post(BucketQuery.PATH, bucket_query(version, refs, 8))
         ],
