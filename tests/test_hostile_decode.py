@@ -18,8 +18,24 @@ import httpx
 import msgpack
 import pytest
 
-from snapsync.bounds import MIN_ITEMS, Budget, items_for, unpackb
-from snapsync.codec import decode_snapshot, encode_repair, encode_snapshot, unpack_payload
+from snapsync.bounds import (
+    DELTA_BYTES_PER_ITEM,
+    MIN_ITEMS,
+    SNAPSHOT_BYTES_PER_ITEM,
+    Budget,
+    items_for,
+    unpackb,
+)
+from snapsync.codec import (
+    EncodeOptions,
+    decode_snapshot,
+    decompress,
+    encode_delta,
+    encode_repair,
+    encode_snapshot,
+    snapshot_payload,
+    unpack_payload,
+)
 from snapsync.delta import Delta, apply, apply_ops
 from snapsync.errors import DeltaError, FrameCorrupt, FrameTooLarge, RemoteProtocolError
 from snapsync.frame import DEFAULT_LIMITS, unpack_frame
@@ -41,6 +57,7 @@ from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.snapshot import Snapshot
+from snapsync.wire_delta import unpack_delta
 from tests.support_server import live_server
 from tools.attack_server import (
     base_snapshot,
@@ -52,6 +69,7 @@ from tools.attack_server import (
 )
 from tools.fuzz_decode import MEMORY_BOUND as FUZZ_MEMORY_BOUND
 from tools.fuzz_decode import run as fuzz_run
+from tools.traces import TraceSpec, replay
 
 SECRET = b"hostile decode shared secret"
 EDGE = "shop-1"
@@ -165,6 +183,27 @@ def test_messages_are_decoded_within_their_budget() -> None:
         decode(msgpack.packb({"v": 1, "t": {"a": 1}}))  # a type that is not a string
     ping = Ping(have=(b"d" * 16,), latest=b"d" * 16, cursor=3)
     assert decode(ping.encode()) == ping
+
+
+@pytest.mark.slow
+def test_real_frames_decode_within_their_proportional_budget_without_the_floor() -> None:
+    """Busy-churn deltas and their snapshots, budgeted by size alone (no MIN_ITEMS floor)."""
+    spec = TraceSpec("busy", objects=2000, cycles=2, seed=4, shape="platform")
+    base, new = (cycle.snapshot for cycle in replay(spec) if cycle.index > 0)
+    frame = unpack_frame(encode_delta(base, new, EncodeOptions(patch_from=False, full=False)).frame)
+    raw = decompress(frame, base)
+    delta = unpack_delta(
+        base,
+        raw,
+        frame.target_digest,
+        max_expanded=2**30,
+        max_items=len(raw) // DELTA_BYTES_PER_ITEM,
+    )
+    assert apply(base, delta, Budget(len(raw) // DELTA_BYTES_PER_ITEM, "applying")).digest == (
+        new.digest
+    )
+    payload = snapshot_payload(new)
+    unpackb(payload, Budget(len(payload) // SNAPSHOT_BYTES_PER_ITEM, "x"), FrameCorrupt, "x")
 
 
 @pytest.mark.slow
