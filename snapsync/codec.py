@@ -28,6 +28,7 @@ import msgpack
 import zstandard
 
 from snapsync import dictionaries
+from snapsync.bounds import DELTA_BYTES_PER_ITEM, Budget, items_for, unpackb
 from snapsync.canonical import pack
 from snapsync.delta import (
     Delta,
@@ -43,6 +44,7 @@ from snapsync.errors import (
     DeltaError,
     FrameCorrupt,
     FrameError,
+    FrameTooLarge,
     FrameUnsupported,
     InputError,
 )
@@ -126,10 +128,15 @@ def compress(raw: bytes, level: int) -> bytes:
 def decompress(
     frame: Frame, base: Snapshot | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> bytes:
-    """The frame's raw payload, never more than its declared (and limit-checked) size."""
+    """The frame's raw payload, never more than its declared (and limit-checked) size.
+
+    The declared size is refused beyond `limits.max_ratio` times the stored payload (plus the
+    base's payload for patch-from, which may copy all of it) before anything is decompressed.
+    """
     if frame.codec is Codec.NONE:
         raw = frame.payload
     else:
+        reach = 0
         if frame.codec is Codec.ZSTD:
             dctx = _decompressor(None, limits)
         elif frame.codec is Codec.ZSTD_DICT:
@@ -137,7 +144,17 @@ def decompress(
         else:
             if base is None or base.digest != frame.base_digest:
                 raise BaseMismatch("a patch-from frame needs its base snapshot")
-            dctx = _decompressor(_raw_dictionary(base), limits)
+            base_raw = snapshot_payload(base)
+            reach = len(base_raw)
+            dctx = _decompressor(
+                zstandard.ZstdCompressionDict(base_raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT),
+                limits,
+            )
+        if frame.raw_size > reach + limits.max_ratio * len(frame.payload):
+            raise FrameTooLarge(
+                f"payload of {len(frame.payload)} bytes declares {frame.raw_size} decoded: "
+                f"more than {limits.max_ratio}x"
+            )
         raw = _bounded_read(dctx, frame.payload, frame.raw_size)
     if len(raw) != frame.raw_size:
         raise FrameCorrupt(f"payload is {len(raw)} bytes, header says {frame.raw_size}")
@@ -182,23 +199,10 @@ def _trained(dict_id: int, level: int = 0) -> zstandard.ZstdCompressionDict:
     return trained
 
 
-def _raw_dictionary(base: Snapshot) -> zstandard.ZstdCompressionDict:
-    return zstandard.ZstdCompressionDict(
-        snapshot_payload(base), dict_type=zstandard.DICT_TYPE_RAWCONTENT
-    )
-
-
-def unpack_payload(raw: bytes) -> Any:
-    try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
-    except (
-        ValueError,
-        TypeError,
-        msgpack.ExtraData,
-        msgpack.FormatError,
-        msgpack.StackError,
-    ) as exc:
-        raise FrameCorrupt(f"payload is not valid msgpack: {type(exc).__name__}") from None
+def unpack_payload(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """A payload's msgpack value, built within the item budget its size and `limits` allow."""
+    budget = Budget(items_for(len(raw), limits.max_items), "the payload")
+    return unpackb(raw, budget, FrameCorrupt, "payload")
 
 
 def snapshot_payload(snapshot: Snapshot) -> bytes:
@@ -240,7 +244,7 @@ def decode_snapshot(
         raise FrameUnsupported(f"expected a snapshot frame, found a {frame.kind.name.lower()}")
     _check_base(frame, base)
     raw = decompress(frame, base, limits)
-    return snapshot_from_payload(unpack_payload(raw), frame.target_digest)
+    return snapshot_from_payload(unpack_payload(raw, limits), frame.target_digest)
 
 
 def snapshot_from_payload(doc: Any, expected_digest: bytes) -> Snapshot:
@@ -506,15 +510,24 @@ def decode_frame(
 
     A Delta is decoded, not applied: `apply_frame` applies it and checks the target digest.
     """
-    frame = unpack_frame(data, limits)
+    return _decode(unpack_frame(data, limits), base, limits)
+
+
+def _decode(frame: Frame, base: Snapshot | None, limits: Limits) -> Snapshot | Delta:
     _check_base(frame, base)
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.SNAPSHOT:
-        return snapshot_from_payload(unpack_payload(raw), frame.target_digest)
+        return snapshot_from_payload(unpack_payload(raw, limits), frame.target_digest)
     if frame.kind is FrameKind.REPAIR:
-        return _repair_from_payload(unpack_payload(raw), frame)
+        return _repair_from_payload(unpack_payload(raw, limits), frame)
     assert base is not None  # _check_base: a delta always needs its base
-    return unpack_delta(base, raw, frame.target_digest, max_expanded=limits.max_expanded)
+    return unpack_delta(
+        base,
+        raw,
+        frame.target_digest,
+        max_expanded=limits.max_expanded,
+        max_items=items_for(len(raw), limits.max_items, DELTA_BYTES_PER_ITEM),
+    )
 
 
 def encode_repair(delta: Delta, options: EncodeOptions = EncodeOptions()) -> bytes:
@@ -539,13 +552,19 @@ def _repair_from_payload(doc: Any, frame: Frame) -> Delta:
 
 
 def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
-    """The snapshot a frame leads to from `base`, its target digest verified; base untouched."""
-    result = decode_frame(data, base, limits)
+    """The snapshot a frame leads to from `base`, its target digest verified; base untouched.
+
+    What the delta's operations build is bounded like what decoding its payload may build.
+    """
+    frame = unpack_frame(data, limits)
+    result = _decode(frame, base, limits)
     if isinstance(result, Snapshot):
         return result
     assert base is not None
+    items = items_for(frame.raw_size, limits.max_items, DELTA_BYTES_PER_ITEM)
+    budget = Budget(items, "applying the delta")
     with untrusted("the delta's operations"):
-        snapshot = apply(base, result)
+        snapshot = apply(base, result, budget)
     return snapshot
 
 
@@ -577,12 +596,15 @@ def inspect_frame(
         return doc
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.DELTA:
-        doc["delta"] = summarize_payload(raw)
+        items = items_for(len(raw), limits.max_items, DELTA_BYTES_PER_ITEM)
+        doc["delta"] = summarize_payload(raw, items)
     elif frame.kind is FrameKind.REPAIR:
-        summary = delta_document(_repair_from_payload(unpack_payload(raw), frame))["summary"]
+        summary = delta_document(_repair_from_payload(unpack_payload(raw, limits), frame))[
+            "summary"
+        ]
         doc["repair"] = summary
     else:
-        payload = unpack_payload(raw)
+        payload = unpack_payload(raw, limits)
         objects = payload.get("objects") if isinstance(payload, dict) else None
         doc["objects"] = len(objects) if isinstance(objects, list) else None
     return doc

@@ -8,6 +8,10 @@ Invariants:
 - Operations are plain RFC 6902 (jsonpatch applies them), on canonical objects; they come from
   snapsync.jsondiff, which diffs Kubernetes lists by their natural key, so an item inserted at the
   front of a list costs one operation.
+- Every object `apply` produces is filed under its own key (ObjectKey.of): a delta that renames
+  an object, or adds one under another's key, is refused, so every stored version reads back.
+- What `apply` builds from the operations is charged to the caller's Budget (bounds the expansion
+  a hostile delta can ask for, `copy` above all).
 - `delta_document` is the decoded delta as JSON (schemas/delta.schema.json): digests in hex, keys
   in their printable form, operations as RFC 6902; `delta_from_document` reverses it exactly.
 """
@@ -19,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapsync import jsondiff
-from snapsync.errors import DeltaError, InputError
+from snapsync.bounds import Budget
+from snapsync.errors import CanonicalError, DeltaError, InputError
 from snapsync.jsondiff import Operation
 from snapsync.keys import ObjectKey
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader, object_uid
@@ -89,20 +94,28 @@ def diff_objects(old: dict[str, Any], new: dict[str, Any]) -> list[Operation]:
     return jsondiff.diff(old, new)
 
 
-def apply_ops(obj: dict[str, Any], ops: tuple[Operation, ...] | list[Operation]) -> dict[str, Any]:
+def apply_ops(
+    obj: dict[str, Any],
+    ops: tuple[Operation, ...] | list[Operation],
+    budget: Budget | None = None,
+) -> dict[str, Any]:
     """A new object: `obj` patched by any valid RFC 6902 `ops` (`obj` is not modified).
 
     Maps the operations touch, and values they bring, come out with sorted keys, so a canonical
-    `obj` gives a canonical result; untouched parts are shared with `obj`.
+    `obj` gives a canonical result; untouched parts are shared with `obj`. What the operations
+    build is charged to `budget`.
     """
-    patched = jsondiff.apply_patch(obj, ops)
+    patched = jsondiff.apply_patch(obj, ops, budget)
     if not isinstance(patched, dict):
         raise DeltaError("operations replaced the object with a non-object")
     return patched
 
 
-def apply(base: Snapshot, delta: Delta) -> Snapshot:
-    """The target snapshot; DeltaError (and `base` as it was) if it is not exactly the target."""
+def apply(base: Snapshot, delta: Delta, budget: Budget | None = None) -> Snapshot:
+    """The target snapshot; DeltaError (and `base` as it was) if it is not exactly the target.
+
+    What the operations build is charged to `budget` (none: unbounded, for trusted deltas).
+    """
     if base.digest != delta.base_digest:
         raise DeltaError(
             f"delta is against {delta.base_digest.hex()[:12]}, base is {base.digest.hex()[:12]}"
@@ -120,7 +133,7 @@ def apply(base: Snapshot, delta: Delta) -> Snapshot:
         if old is None:
             raise DeltaError(f"delta changes {key}, which the base does not hold")
         try:
-            patched = apply_ops(old.data, ops)
+            patched = apply_ops(old.data, ops, budget)
         except DeltaError as exc:
             raise DeltaError(f"{key}: {exc}") from None
         objects[key] = _canonical_object(key, patched)
@@ -139,8 +152,16 @@ def _copy_added(data: Any) -> Any:
 
 
 def _canonical_object(key: ObjectKey, data: Any) -> CanonicalObject:
+    """`data` as the object stored under `key`: it must name itself by that key, or the version
+    could not be read back (a snapshot payload files every object under its own key)."""
     if not isinstance(data, dict):
         raise DeltaError(f"{key}: the object is not a map")
+    try:
+        own = ObjectKey.of(data)
+    except CanonicalError as exc:
+        raise DeltaError(f"{key}: {exc}") from None
+    if own != key:
+        raise DeltaError(f"{key}: the object names itself {own}")
     try:
         return CanonicalObject.from_data(data)
     except (OverflowError, TypeError, ValueError) as exc:  # msgpack refuses a value

@@ -63,10 +63,24 @@ class Limits:
     """What a decoder accepts; checked against declared sizes before any allocation."""
 
     max_stored: int = 256 * 2**20
-    max_raw: int = 1024 * 2**20
+    # A 50,000-object sample cluster is 64-74 MiB of msgpack; 128 MiB leaves room for larger
+    # objects, and caps the buffer a declared size can make the decoder fill.
+    max_raw: int = 128 * 2**20
     # Bytes a delta may make the decoder materialize from references into the base (exemplar
-    # copies, repeated strings): bounds the amplification of a small hostile payload.
-    max_expanded: int = 1024 * 2**20
+    # copies, repeated strings): bounds the amplification of a small hostile payload. A delta
+    # never legitimately builds more than a whole snapshot, so the same bound as max_raw.
+    max_expanded: int = 128 * 2**20
+    # Items (a container counts one plus its length; snapsync.bounds) decoding a payload, or
+    # applying its operations, may build; a payload also gets no more than one per 8 of its
+    # bytes (bounds.items_for). The densest 50,000-object sample snapshot needs 5.1 Mi items
+    # (~350 MB of Python objects): 8 Mi fits it with 1.6x to spare, and stops a hostile payload
+    # near what the largest real snapshot costs.
+    max_items: int = 8 * 2**20
+    # Decoded bytes per stored byte a compressed payload may declare (patch-from: beyond its
+    # base's payload). Real frames reach 9-15x (snapshots 12-14x, deltas 9x, repairs 11x on the
+    # sample clusters); a zstd bomb reaches 10,000x. 128 leaves 8x to spare for repetitive
+    # clusters and turns a 595-byte bomb into at most 76 KB.
+    max_ratio: int = 128
     # zstd window the decoder accepts (log2): bounds decompression memory; patch-from needs the
     # window to reach the whole base payload.
     max_window_log: int = 27

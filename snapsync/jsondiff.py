@@ -18,6 +18,10 @@ Invariants:
 - `apply_patch` accepts any valid RFC 6902 patch, never modifies its input document (touched
   containers are copied on first write; the rest is shared with the input), and raises DeltaError,
   never anything else, for a patch that does not apply. Maps it touches keep their keys sorted.
+- Every operation's output (the value an add or replace brings, what a copy duplicates) is
+  charged to the caller's Budget container by container, before the container is built: 20
+  `copy /metadata -> /metadata/cN` double the object each time, so a 600-byte patch could
+  otherwise ask for terabytes.
 - Operations returned by `diff` share values with `new`: treat both as read-only.
 """
 
@@ -34,6 +38,7 @@ from typing import Any
 
 import msgpack
 
+from snapsync.bounds import Budget
 from snapsync.errors import DeltaError
 
 Operation = dict[str, Any]
@@ -366,13 +371,14 @@ def _emit_list_ops(
 # --- apply --------------------------------------------------------------------------------------
 
 
-def apply_patch(doc: Any, ops: Iterable[Operation]) -> Any:
+def apply_patch(doc: Any, ops: Iterable[Operation], budget: Budget | None = None) -> Any:
     """`doc` patched by any valid RFC 6902 `ops`; `doc` itself is never modified.
 
     Raises DeltaError when an operation is malformed or does not apply (RFC 6902 section 5: the
-    whole patch then fails).
+    whole patch then fails); what the operations build is charged to `budget` (whose own error
+    it raises past its limit).
     """
-    patcher = _Patcher(doc)
+    patcher = _Patcher(doc, budget)
     try:
         for op in ops:
             patcher.apply(op)
@@ -395,15 +401,22 @@ def json_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and bool(a == b)
 
 
-def json_copy(value: Any) -> Any:
-    """A deep copy with map keys sorted; DeltaError for anything JSON cannot hold."""
+def json_copy(value: Any, budget: Budget | None = None) -> Any:
+    """A deep copy with map keys sorted; DeltaError for anything JSON cannot hold.
+
+    Each container is charged to `budget` (one item plus its length) before it is copied.
+    """
     if type(value) is dict:
+        if budget is not None:
+            budget.charge(1 + len(value))
         for k in value:
             if type(k) is not str:
                 raise DeltaError(f"operation value has a non-string map key {k!r}")
-        return {k: json_copy(value[k]) for k in sorted(value)}
+        return {k: json_copy(value[k], budget) for k in sorted(value)}
     if type(value) is list:
-        return [json_copy(item) for item in value]
+        if budget is not None:
+            budget.charge(1 + len(value))
+        return [json_copy(item, budget) for item in value]
     if value is None or type(value) in (str, int, bool):
         return value
     if type(value) is float and math.isfinite(value):
@@ -434,8 +447,9 @@ class _Patcher:
     object while the application runs.
     """
 
-    def __init__(self, doc: Any) -> None:
+    def __init__(self, doc: Any, budget: Budget | None) -> None:
         self.root = doc
+        self.budget = budget
         self.owned: dict[int, Any] = {}
         self.touched: dict[int, dict[str, Any]] = {}  # owned maps that gained keys
 
@@ -447,11 +461,11 @@ class _Patcher:
             raise DeltaError(f"{kind} operation without 'path'")
         path = parse_pointer(op["path"])
         if kind == "add":
-            self.add(path, json_copy(self.value(op)))
+            self.add(path, json_copy(self.value(op), self.budget))
         elif kind == "remove":
             self.remove(path)
         elif kind == "replace":
-            self.replace(path, json_copy(self.value(op)))
+            self.replace(path, json_copy(self.value(op), self.budget))
         elif kind == "move":
             frm = parse_pointer(self.source(op))
             if path[: len(frm)] == frm and len(path) > len(frm):
@@ -461,7 +475,7 @@ class _Patcher:
             else:
                 self.get(frm)
         elif kind == "copy":
-            self.add(path, json_copy(self.get(parse_pointer(self.source(op)))))
+            self.add(path, json_copy(self.get(parse_pointer(self.source(op))), self.budget))
         elif kind == "test":
             if not json_equal(self.get(path), self.value(op)):
                 raise DeltaError(f"test failed at {op['path']!r}")

@@ -38,8 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
+from snapsync.bounds import Budget, unpackb
 from snapsync.canonical import pack
 from snapsync.delta import Delta, apply_ops, diff_objects
 from snapsync.errors import CanonicalError, DeltaError, FrameCorrupt, FrameError
@@ -326,9 +325,17 @@ def _header_patch(leaves: LeafEncoder, base: SnapshotHeader, new: SnapshotHeader
 # --- decoding -----------------------------------------------------------------------------------
 
 
-def unpack_delta(base: Snapshot, raw: bytes, target_digest: bytes, *, max_expanded: int) -> Delta:
-    """The Delta a payload describes against `base`; FrameError/DeltaError on anything wrong."""
-    doc = _unpack(raw)
+def unpack_delta(
+    base: Snapshot, raw: bytes, target_digest: bytes, *, max_expanded: int, max_items: int
+) -> Delta:
+    """The Delta a payload describes against `base`; FrameError/DeltaError on anything wrong.
+
+    Decoding builds at most `max_items` items (snapsync.bounds) from the payload, and at most
+    `max_expanded` bytes of references into the base; operations on exemplars are charged to
+    the item budget as well.
+    """
+    budget = Budget(max_items, "the delta payload")
+    doc = _unpack(raw, budget)
     epoch, collected_at, header_patch, removed_gaps, changed, added = doc
     if type(epoch) is not int or abs(epoch) > 2**40:
         raise FrameCorrupt("delta payload epoch is malformed")
@@ -357,15 +364,12 @@ def unpack_delta(base: Snapshot, raw: bytes, target_digest: bytes, *, max_expand
         expansion.charge(len(obj.encoded))
         changed_map[keys[pos]] = tuple(_decode_ops(leaves, ops, obj.data))
     header = _apply_header(leaves, base.header, collected_at, header_patch)
-    added_map = _decode_added(base, leaves, expansion, added, earlier)
+    added_map = _decode_added(base, leaves, expansion, added, earlier, budget)
     return Delta(base.digest, target_digest, header, removed, added_map, changed_map)
 
 
-def _unpack(raw: bytes) -> list[Any]:
-    try:
-        doc = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        raise FrameCorrupt("delta payload is not valid msgpack") from None
+def _unpack(raw: bytes, budget: Budget) -> list[Any]:
+    doc = unpackb(raw, budget, FrameCorrupt, "delta payload")
     if type(doc) is not list or len(doc) != 6:
         raise FrameCorrupt("delta payload is not a 6-entry array")
     return doc
@@ -447,6 +451,7 @@ def _decode_added(
     expansion: Expansion,
     added: Any,
     earlier: list[tuple[dict[str, Any], int]],
+    budget: Budget,
 ) -> dict[ObjectKey, dict[str, Any]]:
     if type(added) is not list or len(added) % 2:
         raise FrameCorrupt("delta payload added list is malformed")
@@ -474,7 +479,7 @@ def _decode_added(
                 obj = leaves.value(body, exemplar, whole=True)
                 leaves.root = None
             else:  # RFC 6902 operations turning the exemplar into the object
-                obj = _patched(exemplar, _decode_ops(leaves, body, exemplar))
+                obj = _patched(exemplar, _decode_ops(leaves, body, exemplar), budget)
         else:
             raise FrameCorrupt("added object names an exemplar that does not exist")
         if nanos is not None:
@@ -490,9 +495,9 @@ def _decode_added(
     return out
 
 
-def _patched(exemplar: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+def _patched(exemplar: dict[str, Any], ops: list[dict[str, Any]], budget: Budget) -> dict[str, Any]:
     with untrusted("operations on an exemplar"):
-        patched = apply_ops(exemplar, ops)
+        patched = apply_ops(exemplar, ops, budget)
     return patched
 
 
@@ -527,9 +532,9 @@ def _safe_pack(obj: Any) -> bytes:
 # --- summary ------------------------------------------------------------------------------------
 
 
-def summarize_payload(raw: bytes) -> dict[str, Any]:
+def summarize_payload(raw: bytes, max_items: int) -> dict[str, Any]:
     """Counts read from a payload without its base: for `snapsync inspect` on a delta frame."""
-    _, _, header_patch, removed, changed, added = _unpack(raw)
+    _, _, header_patch, removed, changed, added = _unpack(raw, Budget(max_items, "the payload"))
     ops: Counter[str] = Counter()
     bodies: Iterator[Any] = iter(())
     if type(changed) is list and type(added) is list:

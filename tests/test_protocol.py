@@ -688,7 +688,7 @@ def test_the_server_declines_what_it_cannot_answer() -> None:
     assert decode(sim.server.handle(ENV, Summary.PATH, summary.encode(), sim.now).body) == (
         Differences(None, {})
     )
-    gone = BucketQuery(Version(7, b"g" * 16), {"Pod": BucketSet(4, frozenset({1}))})
+    gone = BucketQuery(Version(7, b"g" * 16), {"Pod": BucketSet.of(4, {1})})
     assert decode(sim.server.handle(ENV, BucketQuery.PATH, gone.encode(), sim.now).body) == (
         Differences(None, {})
     )

@@ -50,8 +50,8 @@ MESSAGES: list[Message] = [
     Differences(Version(2, D), {"Pod": [("shop", "web-0", b"\x05" * 8)]}),
     Differences(Version(2, D), {"Node": [("", "n1", b"\x05" * 4)]}, {"Pod": b"\x06" * 4 * 3}),
     Summary(D, {"Pod": (3, b"\x03" * 8)}, limit=2**20),
-    BucketQuery(Version(2, D), {"Pod": BucketSet(12, frozenset({0, 11}))}),
-    BucketQuery(Version(2, D), {"Pod": BucketSet(3, frozenset())}, limit=2**20),
+    BucketQuery(Version(2, D), {"Pod": BucketSet.of(12, {0, 11})}),
+    BucketQuery(Version(2, D), {"Pod": BucketSet.of(3, ())}, limit=2**20),
     Differences(None, {}),
     Refusal("busy", retry_after=30),
 ]

@@ -3,7 +3,9 @@
 Every message is a msgpack map `{"v": PROTOCOL_VERSION, "t": <type>, ...fields}` with short field
 names (an idle ping is paid for in bytes, every minute, on every site). schemas/wire.schema.json
 documents each one. Decoding checks every field's type and size and raises RemoteProtocolError
-for anything else: whatever arrives, nothing but that error escapes.
+for anything else: whatever arrives, nothing but that error escapes. What decoding builds is
+metered (snapsync.bounds) before it is built: a message never costs more than MESSAGE_ITEMS
+items, nor more than one per 8 of its bytes beyond a small floor.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 import msgpack
 import zstandard
 
+from snapsync.bounds import Budget, items_for, unpackb
 from snapsync.errors import RemoteProtocolError
 from snapsync.protocol.reconcile import BUCKET_SHORT, MAX_BUCKETS, BucketSet
 
@@ -23,6 +26,9 @@ DIGEST = 16
 MIN_SHORT = 4  # shortest object digest a differences answer may carry
 UPLOAD_ID = 8
 MAX_MESSAGE = 64 * 2**20
+# Items (snapsync.bounds) one message may build: a differences answer listing 500,000 objects
+# (4 items each), ~150 MB of Python objects at most; every other message needs far fewer.
+MESSAGE_ITEMS = 2**21
 # A pong never exceeds this (the server leaves further commands for the next ping), so an agent
 # on a data budget knows what a ping can cost before sending it.
 MAX_PONG = 1024
@@ -249,13 +255,13 @@ class BucketQuery(Message):
     limit: int = ANSWER_LIMIT
 
     def fields(self) -> dict[str, Any]:
-        kinds = [[ref, b.count, _bitmap(b)] for ref, b in sorted(self.kinds.items())]
+        kinds = [[ref, b.count, b.bitmap] for ref, b in sorted(self.kinds.items())]
         return _with_limit({"ver": self.base.wire(), "k": kinds}, self.limit)
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> BucketQuery:
         kinds = {
-            ref: BucketSet(count, _chosen(count, bitmap))
+            ref: _bucket_set(count, bitmap)
             for ref, count, bitmap in _kind_entries(doc, "bucket choice", 1, MAX_BUCKETS)
         }
         return cls(base=Version.parse(doc.get("ver")), kinds=kinds, limit=_limit(doc))
@@ -297,12 +303,8 @@ class Differences(Message):
             raise RemoteProtocolError(f"differences do not decompress: {exc}") from None
         if len(packed) > MAX_MESSAGE:
             raise RemoteProtocolError("differences exceed the message limit")
-        try:
-            lists = msgpack.unpackb(packed, raw=False, strict_map_key=True)
-        except Exception as exc:  # msgpack raises several unrelated types on hostile input
-            raise RemoteProtocolError(
-                f"differences are not msgpack ({type(exc).__name__})"
-            ) from None
+        budget = Budget(MESSAGE_ITEMS, "the differences", RemoteProtocolError)
+        lists = unpackb(packed, budget, RemoteProtocolError, "the differences")
         if not isinstance(lists, dict):
             raise RemoteProtocolError("malformed differences")
         kinds: dict[str, list[tuple[str, str, bytes]]] = {}
@@ -449,15 +451,14 @@ def decode(data: bytes, expect: tuple[type[Message], ...] | None = None) -> Mess
     """Parse one message; RemoteProtocolError for anything malformed or unexpected."""
     if len(data) > MAX_MESSAGE:
         raise RemoteProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
-    try:
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises many unrelated types on hostile input
-        raise RemoteProtocolError(f"not a msgpack message ({type(exc).__name__})") from None
+    budget = Budget(items_for(len(data), MESSAGE_ITEMS), "the message", RemoteProtocolError)
+    doc = unpackb(data, budget, RemoteProtocolError, "the message")
     if not isinstance(doc, dict) or doc.get("v") != PROTOCOL_VERSION:
         raise RemoteProtocolError("not a snapsync message of a known protocol version")
-    parser = _PARSERS.get(doc.get("t"))  # type: ignore[arg-type]
+    kind = doc.get("t")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
-        raise RemoteProtocolError(f"unknown message type {doc.get('t')!r}")
+        raise RemoteProtocolError(f"unknown message type {kind!r:.40}")
     message = parser(doc)
     if expect is not None and not isinstance(message, expect):
         names = "/".join(cls.TYPE for cls in expect)
@@ -591,20 +592,10 @@ def _bucket_digests(value: Any) -> tuple[str, bytes]:
     return value[0], value[1]
 
 
-def _bitmap(buckets: BucketSet) -> bytes:
-    """Bucket i is bit i % 8 (least significant first) of byte i // 8."""
-    out = bytearray((buckets.count + 7) // 8)
-    for i in buckets.chosen:
-        out[i >> 3] |= 1 << (i & 7)
-    return bytes(out)
-
-
-def _chosen(count: int, bitmap: bytes) -> frozenset[int]:
+def _bucket_set(count: int, bitmap: bytes) -> BucketSet:
+    """The bitmap as it came, checked (never expanded: see snapsync.protocol.reconcile)."""
     if len(bitmap) != (count + 7) // 8:
         raise RemoteProtocolError(f"a bitmap of {len(bitmap)} bytes for {count} buckets")
-    chosen = frozenset(
-        i * 8 + bit for i, byte in enumerate(bitmap) if byte for bit in range(8) if byte >> bit & 1
-    )
-    if chosen and max(chosen) >= count:
+    if count % 8 and bitmap[-1] >> (count % 8):
         raise RemoteProtocolError("a bitmap choosing buckets beyond the count")
-    return chosen
+    return BucketSet(count, bitmap)

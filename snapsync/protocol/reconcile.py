@@ -16,12 +16,17 @@ Buckets of 4 keep the bucket digests to about a byte per object of the differing
 Digests are truncated (kinds 8 bytes, buckets and objects 4): a collision only makes the repair
 miss its target digest, which the server detects when it applies the frame (the agent then falls
 back to a full snapshot). Every function here is pure; both sides hash keys the same way.
+
+A bucket choice stays the bitmap it travels as (one bit per bucket, never a set of indices: a
+full 128 KiB bitmap would be a million Python ints), and the server answers a bucket query only
+when every kind in it is one it holds, split into exactly the count it announced for it
+(`bucket_count`): anything else is refused before a key is hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -42,13 +47,29 @@ Pairs = list[tuple[ObjectKey, bytes]]  # (key, object digest), in key order
 
 @dataclass(frozen=True)
 class BucketSet:
-    """Some of the `count` buckets a kind is split into: those the agent asks objects for."""
+    """Some of the `count` buckets a kind is split into: those the agent asks objects for.
+
+    Bucket i is bit i % 8 (least significant first) of byte i // 8 of `bitmap`, as on the wire.
+    """
 
     count: int
-    chosen: frozenset[int]
+    bitmap: bytes
+
+    @classmethod
+    def of(cls, count: int, chosen: Iterable[int]) -> BucketSet:
+        out = bytearray((count + 7) // 8)
+        for i in chosen:
+            out[i >> 3] |= 1 << (i & 7)
+        return cls(count, bytes(out))
 
     def covers(self, key: ObjectKey) -> bool:
-        return bucket_of(key, self.count) in self.chosen
+        i = bucket_of(key, self.count)
+        return bool(self.bitmap[i >> 3] >> (i & 7) & 1)
+
+
+def bucket_count(objects: int) -> int:
+    """How many buckets a kind of `objects` objects is split into (both sides agree on it)."""
+    return min(MAX_BUCKETS, objects // PER_BUCKET)
 
 
 def bucket_of(key: ObjectKey, count: int) -> int:
@@ -114,8 +135,21 @@ def differing_kinds(snapshot: Snapshot, theirs: Mapping[str, tuple[int, bytes]])
         if count < MIN_BUCKETED or their_count == 0:
             listed[ref] = object_digests(pairs)
         else:
-            buckets[ref] = bucket_digests(pairs, min(MAX_BUCKETS, count // PER_BUCKET))
+            buckets[ref] = bucket_digests(pairs, bucket_count(count))
     return KindDifferences(listed, buckets)
+
+
+def unexpected_buckets(snapshot: Snapshot, wanted: Mapping[str, BucketSet]) -> str:
+    """Why `wanted` cannot be a question about `snapshot`, or "" if it can: every kind must be
+    one it bucketed (MIN_BUCKETED objects or more), split into the count it announced."""
+    counts = Counter(key.kind_ref for key in snapshot.keys)
+    for ref, chosen in wanted.items():
+        held = counts.get(ref, 0)
+        if held < MIN_BUCKETED:
+            return f"kind {ref!r:.80} was not split into buckets"
+        if chosen.count != bucket_count(held):
+            return f"kind {ref!r:.80} has {bucket_count(held)} buckets, not {chosen.count}"
+    return ""
 
 
 def objects_in(snapshot: Snapshot, wanted: Mapping[str, BucketSet]) -> dict[str, ObjectDigests]:
@@ -137,14 +171,14 @@ def differing_buckets(snapshot: Snapshot, theirs: Mapping[str, bytes]) -> dict[s
     for ref, digests in theirs.items():
         count = len(digests) // BUCKET_SHORT
         ours = bucket_digests(pairs.get(ref, ()), count)
-        chosen = frozenset(
+        chosen = [
             i
             for i in range(count)
             if ours[i * BUCKET_SHORT : (i + 1) * BUCKET_SHORT]
             != digests[i * BUCKET_SHORT : (i + 1) * BUCKET_SHORT]
-        )
+        ]
         if chosen:
-            out[ref] = BucketSet(count, chosen)
+            out[ref] = BucketSet.of(count, chosen)
     return out
 
 

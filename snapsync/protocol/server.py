@@ -49,7 +49,7 @@ from snapsync.protocol.messages import (
     Version,
     decode,
 )
-from snapsync.protocol.reconcile import differing_kinds, objects_in
+from snapsync.protocol.reconcile import differing_kinds, objects_in, unexpected_buckets
 from snapsync.snapshot import Snapshot
 
 # One report counted at most (4 GiB, more than any link carries between two answered requests):
@@ -238,11 +238,20 @@ class ServerProtocol:
         return _within(Differences(held[0], found.listed, found.buckets), summary.limit)
 
     def _buckets(self, env: str, query: BucketQuery) -> Reply:
-        """The objects of the buckets the agent found different, from the version it names."""
+        """The objects of the buckets the agent found different, from the version it names.
+
+        A kind the server did not bucket, or a bucket count it did not announce, is refused
+        (400) before any key is hashed: an honest agent only echoes the server's own counts.
+        """
         held = any(v.digest == query.base.digest for v in self.store.held(env))
         snapshot = self.store.snapshot(env, query.base.digest) if held else None
         if snapshot is None:
             return _declined()
+        unexpected = unexpected_buckets(snapshot, query.kinds)
+        if unexpected:
+            return refusal(
+                400, f"bucket query does not match version {query.base.seq}: {unexpected}"
+            )
         return _within(Differences(query.base, objects_in(snapshot, query.kinds)), query.limit)
 
     def _chunk(self, env: str, chunk: Chunk, now: float) -> Reply:
