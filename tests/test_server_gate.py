@@ -22,10 +22,11 @@ import pytest
 from snapsync.codec import encode_snapshot
 from snapsync.profile import load_profile
 from snapsync.protocol.auth import NonceMemory, sign
+from snapsync.protocol.memory import MemoryStore
 from snapsync.protocol.messages import Chunk, Ping, Refusal, UploadReply, decode
 from snapsync.protocol.server import PartialLimits, ServerConfig
 from snapsync.server import ServerSettings
-from snapsync.server.app import BodyDeadline, BodyGate
+from snapsync.server.app import BodyDeadline, BodyGate, Limits
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.postgres import PostgreSQLStore
 from snapsync.server.sqlite import SQLiteStore
@@ -317,3 +318,28 @@ def test_storage_outage_is_503_and_a_bug_is_500(
         assert isinstance(refusal, Refusal) and refusal.retry_after > 0
         monkeypatch.setattr(store, "held", lambda env: (_ for _ in ()).throw(KeyError("bug")))
         assert g.post(Ping.PATH, body).status_code == 500
+
+
+def test_a_silent_or_dribbling_request_head_is_cut_and_kept_connections_are_not() -> None:
+    """uvicorn waits for a head forever; the server closes a connection whose head is late,
+    however it trickles in, while an idle kept-alive connection lives out its keep-alive."""
+    settings = ServerSettings(secrets={"edge-1": SHARED}, store=MemoryStore())
+    limits = Limits(head_timeout=0.5, keep_alive=60.0)
+    with live_server(settings, limits=limits) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as silent:
+            assert _until_closed(silent) == b""  # closed by the server, before the 20 s timeout
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as dribbling:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n":
+                try:
+                    dribbling.sendall(bytes([byte]))
+                except OSError:
+                    break  # the server hung up mid-head
+                time.sleep(0.1)
+            assert _until_closed(dribbling) == b""
+        with httpx.Client(base_url=url) as client:
+            first = client.get("/healthz")
+            time.sleep(1.5)  # three head deadlines pass while the connection idles
+            second = client.get("/healthz")
+        assert first.status_code == second.status_code == 200
+        assert first.extensions["network_stream"] is second.extensions["network_stream"]

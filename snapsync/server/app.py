@@ -48,6 +48,7 @@ from snapsync.protocol.auth import (
 from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
 from snapsync.server.browse import ApiAccess, Browser, api_routes
+from snapsync.server.connections import HEAD_TIMEOUT, HeadDeadline
 from snapsync.server.metrics import CONTENT_TYPE, ServerMetrics
 from snapsync.server.page import page_routes
 from snapsync.server.sqlstore import SQLStore
@@ -369,6 +370,7 @@ class Limits:
     keep_alive: float = KEEP_ALIVE
     max_connections: int = MAX_CONNECTIONS
     max_head: int = MAX_HEAD
+    head_timeout: float = HEAD_TIMEOUT
 
 
 def uvicorn_config(
@@ -378,10 +380,11 @@ def uvicorn_config(
     ticket per handshake instead of OpenSSL's two (each is ~250 bytes on the wire, and the agent
     keeps only the newest)."""
     limits = limits or Limits()
-    return _Config(
+    config = _Config(
         app,
         host=host,
         port=port,
+        http=HeadDeadline,
         server_header=False,
         date_header=False,
         timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  # a float works
@@ -389,9 +392,13 @@ def uvicorn_config(
         h11_max_incomplete_event_size=limits.max_head,
         **options,
     )
+    config.head_timeout = limits.head_timeout
+    return config
 
 
 class _Config(uvicorn.Config):
+    head_timeout = HEAD_TIMEOUT  # read by HeadDeadline
+
     def load(self) -> None:
         super().load()
         if self.ssl is not None:
