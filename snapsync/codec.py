@@ -31,7 +31,6 @@ from snapsync import dictionaries
 from snapsync.canonical import pack
 from snapsync.delta import (
     Delta,
-    apply,
     delta_document,
     delta_from_document,
     diff,
@@ -57,6 +56,7 @@ from snapsync.frame import (
     Limits,
     unpack_frame,
 )
+from snapsync.incremental import derive
 from snapsync.keys import ObjectKey
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
 from snapsync.wire_delta import (
@@ -545,7 +545,7 @@ def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIM
         return result
     assert base is not None
     with untrusted("the delta's operations"):
-        snapshot = apply(base, result)
+        snapshot = derive(base, result)  # as delta.apply, in the time of what changes
     return snapshot
 
 

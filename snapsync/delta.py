@@ -28,6 +28,7 @@ __all__ = [
     "Delta",
     "Operation",
     "apply",
+    "apply_changes",
     "apply_ops",
     "delta_document",
     "delta_from_document",
@@ -108,6 +109,16 @@ def apply(base: Snapshot, delta: Delta) -> Snapshot:
             f"delta is against {delta.base_digest.hex()[:12]}, base is {base.digest.hex()[:12]}"
         )
     objects = dict(base.objects)
+    apply_changes(objects, delta)
+    result = Snapshot(delta.header, objects)
+    if result.digest != delta.target_digest:
+        raise DeltaError("applying the delta does not reproduce its target digest")
+    return result
+
+
+def apply_changes(objects: dict[ObjectKey, CanonicalObject], delta: Delta) -> None:
+    """Remove, add and patch in `objects` (a copy of the base's) what `delta` says, checking
+    that each key it names is (or is not) there; the target digest is the caller's to check."""
     for key in delta.removed:
         if objects.pop(key, None) is None:
             raise DeltaError(f"delta removes {key}, which the base does not hold")
@@ -124,10 +135,6 @@ def apply(base: Snapshot, delta: Delta) -> Snapshot:
         except DeltaError as exc:
             raise DeltaError(f"{key}: {exc}") from None
         objects[key] = _canonical_object(key, patched)
-    result = Snapshot(delta.header, objects)
-    if result.digest != delta.target_digest:
-        raise DeltaError("applying the delta does not reproduce its target digest")
-    return result
 
 
 def _copy_added(data: Any) -> Any:

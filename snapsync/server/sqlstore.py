@@ -28,10 +28,10 @@ Invariants:
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, suppress
 from typing import Any
 
@@ -40,10 +40,12 @@ import msgpack
 from snapsync.codec import decode_snapshot, encode_snapshot
 from snapsync.collect.base import KindError
 from snapsync.errors import InputError
+from snapsync.incremental import IncrementalSnapshot
 from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.protocol.auth import MIN_SECRET, Remembered
 from snapsync.protocol.messages import Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
+from snapsync.server.statecache import DEFAULT_CACHE_BYTES, StateCache
 from snapsync.server.storage import (
     CommandRecord,
     EnvironmentSummary,
@@ -57,7 +59,9 @@ from snapsync.server.storage import (
     object_json,
     utc_day,
 )
-from snapsync.snapshot import Snapshot
+from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+
+log = logging.getLogger("snapsync.server")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -187,15 +191,19 @@ class SQLStore(ABC):
     # the agent waits out, where any other exception is a bug.
     unavailable: tuple[type[Exception], ...] = ()
 
-    def __init__(self, keep_versions: int = 3, retention: Retention | None = None) -> None:
+    def __init__(
+        self,
+        keep_versions: int = 3,
+        retention: Retention | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.keep_versions = keep_versions
         self.retention = retention or Retention()
         self._local = threading.local()
         self._connections: list[Any] = []
         self._guard = threading.Lock()
-        # Decoded snapshots by (env, digest): content-addressed, so never stale.
-        self._snapshots: OrderedDict[tuple[str, bytes], Snapshot] = OrderedDict()
-        self._cache_size = 256
+        self.states = StateCache(cache_bytes)
+        self.observe_batch: Callable[[int], None] | None = None  # sizes of committed batches
 
     # -- what a database must provide ---------------------------------------------------------
 
@@ -258,19 +266,6 @@ class SQLStore(ABC):
             with suppress(Exception):  # closing from another thread may be refused
                 db.close()
 
-    def _cached(self, env: str, digest: bytes) -> Snapshot | None:
-        with self._guard:
-            snap = self._snapshots.get((env, digest))
-            if snap is not None:
-                self._snapshots.move_to_end((env, digest))
-            return snap
-
-    def _cache(self, env: str, snapshot: Snapshot) -> None:
-        with self._guard:
-            self._snapshots[(env, snapshot.digest)] = snapshot
-            while len(self._snapshots) > self._cache_size:
-                self._snapshots.popitem(last=False)
-
     # -- VersionStore ----------------------------------------------------------------------------
 
     def held(self, env: str) -> Sequence[Version]:
@@ -282,16 +277,45 @@ class SQLStore(ABC):
         return [Version(seq, bytes(digest)) for seq, digest in rows]
 
     def snapshot(self, env: str, digest: bytes) -> Snapshot | None:
+        cached = self.states.get(env, digest)
         held = "SELECT {} FROM versions WHERE env = ? AND digest = ? AND snapshot IS NOT NULL "
-        cached = self._cached(env, digest)
         if cached is not None:  # still held? (an indexed look-up, no decoding)
-            return cached if self._read(held.format("1") + "LIMIT 1", (env, digest)) else None
-        rows = self._read(held.format("snapshot") + "ORDER BY seq DESC LIMIT 1", (env, digest))
+            return cached[1] if self._read(held.format("1") + "LIMIT 1", (env, digest)) else None
+        rows = self._read(held.format("seq, snapshot") + "ORDER BY seq DESC LIMIT 1", (env, digest))
         if not rows:
             return None
-        snap = decode_snapshot(bytes(rows[0][0]))
-        self._cache(env, snap)
+        seq, stored = rows[0][0], decode_snapshot(bytes(rows[0][1]))
+        if stored.digest == digest:  # a whole snapshot, as stored before headers alone
+            return stored
+        snap = self._from_rows(env, seq, digest, stored.header)
+        if snap is not None and self._newest_seq(env) == seq:
+            self.states.put(env, seq, snap)
         return snap
+
+    def _from_rows(
+        self, env: str, seq: int, digest: bytes, header: SnapshotHeader
+    ) -> Snapshot | None:
+        """Version `seq` from the object rows, if they give exactly its digest: the `objects`
+        table while it is the newest, else the history (also when a commit got in between)."""
+        reads: list[tuple[str, tuple[Any, ...]]] = [
+            (f"SELECT {_OBJECT_COLUMNS} FROM objects h WHERE h.env = ?", (env,)),
+            (_AS_OF, (env, seq)),
+        ]
+        for sql, params in reads:
+            rows = self._read(sql, params)
+            objects = {
+                ObjectKey(g, k, ns, n): CanonicalObject.from_data(json.loads(data))
+                for g, k, ns, n, _, _, data in rows
+            }
+            snap = Snapshot(header, objects)
+            if snap.digest == digest:
+                return snap
+        log.error("%s: the rows of version %d do not give its digest", env, seq)
+        return None
+
+    def _newest_seq(self, env: str) -> int | None:
+        rows = self._read("SELECT MAX(seq) FROM versions WHERE env = ?", (env,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def current(self, env: str) -> Snapshot | None:
         held = self.held(env)
@@ -300,53 +324,87 @@ class SQLStore(ABC):
     def commit(
         self, env: str, snapshot: Snapshot, frame: bytes, base: Version | None, now: float
     ) -> Version:
-        stored = encode_snapshot(snapshot, 3)
+        """Store `snapshot` as the newest version (durable before this returns). Writes only
+        the objects whose digest changed: when `snapshot` was derived from the newest version
+        (snapsync.incremental) the keys its delta touched, else a comparison of digests. The
+        version row keeps the snapshot's header; its objects are the rows (see snapshot())."""
+        stored = encode_snapshot(Snapshot(snapshot.header, {}), 3)
+
+        def write(db: Any) -> Version:
+            return self._write_version(db, env, snapshot, frame, base, now, stored)
+
+        version = self._durable(write)
+        self.states.put(env, version.seq, snapshot)
+        return version
+
+    def _durable(self, write: Callable[[Any], Version]) -> Version:
+        """`write` in a durable transaction (SQLite: shared with concurrent ones)."""
         with self._tx() as db:
-            self._lock_env(db, env)
-            row = self._run(
-                db,
-                "SELECT seq, digest FROM versions WHERE env = ? ORDER BY seq DESC LIMIT 1",
-                (env,),
-            ).fetchone()
-            version = Version((row[0] if row else 0) + 1, snapshot.digest)
-            current = self._current_digests(db, env, bytes(row[1]) if row else None)
+            version = write(db)
+        if self.observe_batch is not None:
+            self.observe_batch(1)
+        return version
+
+    def _write_version(
+        self,
+        db: Any,
+        env: str,
+        snapshot: Snapshot,
+        frame: bytes,
+        base: Version | None,
+        now: float,
+        stored: bytes,
+    ) -> Version:
+        self._lock_env(db, env)
+        row = self._run(
+            db,
+            "SELECT seq, digest FROM versions WHERE env = ? ORDER BY seq DESC LIMIT 1",
+            (env,),
+        ).fetchone()
+        version = Version((row[0] if row else 0) + 1, snapshot.digest)
+        newest = bytes(row[1]) if row else None
+        if isinstance(snapshot, IncrementalSnapshot) and newest == snapshot.parent:
+            touched = sorted(snapshot.touched)
+            removed = [key for key in touched if key not in snapshot.objects]
+            changed = [(k, snapshot.objects[k]) for k in touched if k in snapshot.objects]
+        else:
+            current = self._current_digests(db, env, newest)
             removed = [key for key in current if key not in snapshot.objects]
             changed = [(k, o) for k, o in snapshot.objects.items() if current.get(k) != o.digest]
-            self._run(
-                db,
-                "INSERT INTO versions (env, seq, digest, base_seq, frame, frame_bytes, snapshot, "
-                "objects, changed, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    env,
-                    version.seq,
-                    version.digest,
-                    base.seq if base else None,
-                    frame,
-                    len(frame),
-                    stored,
-                    len(snapshot),
-                    len(removed) + len(changed),
-                    now,
-                ),
-            )
-            self._write_objects(db, env, version.seq, removed, changed)
-            self._write_collection(db, env, version.seq, snapshot)
-            self._run(
-                db,
-                "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
-                "AND seq <= ? AND seq != ?",
-                (env, version.seq - self.keep_versions, base.seq if base else -1),
-            )
-            self._prune(db, env, version.seq, now)
-        self._cache(env, snapshot)
+        self._run(
+            db,
+            "INSERT INTO versions (env, seq, digest, base_seq, frame, frame_bytes, snapshot, "
+            "objects, changed, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                env,
+                version.seq,
+                version.digest,
+                base.seq if base else None,
+                frame,
+                len(frame),
+                stored,
+                len(snapshot),
+                len(removed) + len(changed),
+                now,
+            ),
+        )
+        self._write_objects(db, env, version.seq, removed, changed)
+        self._write_collection(db, env, version.seq, snapshot)
+        self._run(
+            db,
+            "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
+            "AND seq <= ? AND seq != ?",
+            (env, version.seq - self.keep_versions, base.seq if base else -1),
+        )
+        self._prune(db, env, version.seq, now)
         return version
 
     def _current_digests(self, db: Any, env: str, digest: bytes | None) -> dict[ObjectKey, bytes]:
         if digest is None:
             return {}
-        cached = self._cached(env, digest)
+        cached = self.states.get(env, digest)
         if cached is not None:
-            return {key: obj.digest for key, obj in cached.objects.items()}
+            return {key: obj.digest for key, obj in cached[1].objects.items()}
         rows = self._run(
             db, "SELECT grp, kind, namespace, name, digest FROM objects WHERE env = ?", (env,)
         )
