@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -749,6 +751,24 @@ def health(
     help="History kept per environment, in days.",
 )
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (noisy with many agents).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="SNAPSYNC_WORKERS",
+    help="Server processes sharing the port (each with its own cache; SQLite or PostgreSQL).",
+)
+@click.option(
+    "--state-cache-mb",
+    type=click.IntRange(min=0),
+    default=512,
+    show_default=True,
+    envvar="SNAPSYNC_STATE_CACHE_MB",
+    metavar="MiB",
+    help="Memory per process for environments' newest versions (a delta to a cached one costs "
+    "no read); about 6x a snapshot's msgpack size each.",
+)
 def serve(
     host: str,
     port: int,
@@ -760,6 +780,8 @@ def serve(
     keep_versions: int,
     keep_days: float,
     access_log: bool,
+    workers: int,
+    state_cache_mb: int,
 ) -> None:
     """Receive agents' frames, keep every environment's snapshots, serve the browse API."""
     import uvicorn
@@ -775,30 +797,48 @@ def serve(
     if api_token:
         check_secret(api_token, "--api-token (SNAPSYNC_API_TOKEN)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    store = open_store(database, Retention(keep_versions, keep_days * 86400.0))
-    if not agent_secret and not store.registrations():
-        raise InputError(
-            "no agent can authenticate: pass --agent-secret or register an environment "
-            "with `snapsync env add NAME`"
-        )
+    retention = Retention(keep_versions, keep_days * 86400.0)
+    cache_bytes = state_cache_mb * 2**20
+    with closing(open_store(database, retention, cache_bytes)) as store:  # checked up front
+        if not agent_secret and not store.registrations():
+            raise InputError(
+                "no agent can authenticate: pass --agent-secret or register an environment "
+                "with `snapsync env add NAME`"
+            )
     if not api_token:
         logging.getLogger("snapsync.server").warning(
             "no --api-token: the browse API and page are off"
         )
-    settings = ServerSettings(
-        secrets=AgentSecrets(store, shared),
-        store=store,
-        api_token=api_token or None,
-    )
-    config = uvicorn_config(
-        create_app(settings),
-        host,
-        port,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        access_log=access_log,
-    )
-    uvicorn.Server(config).run()
+
+    def run(sock: socket.socket | None) -> None:
+        store = open_store(database, retention, cache_bytes)
+        if workers > 1:
+            store.shared_by_processes = True  # replays refused across the processes
+        settings = ServerSettings(
+            secrets=AgentSecrets(store, shared),
+            store=store,
+            api_token=api_token or None,
+        )
+        config = uvicorn_config(
+            create_app(settings),
+            host,
+            port,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+            access_log=access_log,
+        )
+        uvicorn.Server(config).run(sockets=[sock] if sock else None)
+
+    if workers == 1:
+        run(None)
+        return
+    from snapsync.server.workers import bind, run_workers
+
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sys.exit(run_workers(workers, sock, run))
 
 
 @cli.group(name="env")
