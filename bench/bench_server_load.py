@@ -12,6 +12,10 @@ the codec's smallest frame (snapsync.codec.encode_delta) from one state of a chu
 cluster (snapsync.sample_cluster, "steady" churn, one minute per cycle) to the next.
 Clusters are precomputed for a few seeds and shared between sites (each environment still
 stores and verifies its own copy), so the generator spends its CPU on HTTP, not on diffing.
+A cycle is 300/objects minutes of churn (one minute at 300 objects): every delta carries about
+the change of a 300-object cluster's minute whatever the size (the "mean delta bytes" column
+shows it), so the rows compare environment sizes, not delta sizes (`--churn-minutes 1`: a
+whole minute of the bigger cluster).
 Sites times objects is capped by `--max-rows` (the first phase stores every site's whole
 snapshot): the report says how many sites a row really ran.
 
@@ -94,13 +98,13 @@ class Result:
     failed: int
 
 
-def cluster_frames(seed: int, objects: int, cycles: int) -> list[Upload]:
-    """A full snapshot, then `cycles` deltas of a churning cluster."""
+def cluster_frames(seed: int, objects: int, cycles: int, minutes: float) -> list[Upload]:
+    """A full snapshot, then `cycles` deltas of a churning cluster, `minutes` apart."""
     profile = load_profile()
     cluster = SampleCluster(objects=objects, shape="application", seed=seed)
     states: list[Snapshot] = [build_snapshot(cluster.objects(), profile)]
     for _ in range(cycles):
-        cluster.step(churn="steady", minutes=1)
+        cluster.step(churn="steady", minutes=minutes)
         states.append(build_snapshot(cluster.objects(), profile))
     uploads = [Upload(encode_snapshot(states[0]), b"", states[0].digest)]
     for base, new in itertools.pairwise(states):
@@ -263,8 +267,9 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         f"; load generator in the same machine; {args.concurrency} requests"
-        f" in flight at most; {args.cycles} delta cycles per site (steady churn, one minute per"
-        " cycle). Load average when done (other work shares this machine):"
+        f" in flight at most; {args.cycles} delta cycles per site (steady churn,"
+        f" {args.churn_minutes or '300/objects'} minutes per cycle). Load average when done"
+        " (other work shares this machine):"
         f" {' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
         "",
         "| store | processes | objects | sites | deltas applied | deltas/s | no-op req/s | ratio "
@@ -300,6 +305,9 @@ def main() -> int:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--max-rows", type=int, default=3_000_000, help="sites x objects cap")
     parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument(
+        "--churn-minutes", type=float, help="per cycle (default: 300/objects, at most 1)"
+    )
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -315,7 +323,10 @@ def main() -> int:
         postgres = None
         for objects in sizes:
             print(f"preparing {args.seeds} clusters of {objects} objects ...", flush=True)
-            sequences = [cluster_frames(seed, objects, args.cycles) for seed in range(args.seeds)]
+            minutes = args.churn_minutes or min(1.0, 300 / objects)
+            sequences = [
+                cluster_frames(seed, objects, args.cycles, minutes) for seed in range(args.seeds)
+            ]
             for store, workers in itertools.product(args.stores.split(","), processes):
                 for sites in sorted({min(n, max(args.concurrency, args.max_rows // objects))
                                      for n in fleet_sizes}):  # fmt: skip
