@@ -17,7 +17,7 @@ from snapsync.errors import DeltaError
 from snapsync.incremental import IncrementalSnapshot, derive
 from snapsync.profile import load_profile
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.server.storage import ObjectQuery
+from snapsync.server.storage import ObjectQuery, Retention
 from snapsync.snapshot import Snapshot, build_snapshot, snapshot_digest
 
 NAMES = [f"c{i}" for i in range(12)]
@@ -74,17 +74,20 @@ def test_store_versions_verify_across_restarts_and_evictions(
 ) -> None:
     """Each delta is handled as the protocol does (decode against the base the store gives,
     derive, verify, commit); whatever the cache held, the derived digest is the full one, and
-    every stored version rebuilds from its rows alone (a second store, cold) with its digest."""
+    every stored version rebuilds from its rows alone (a second store, cold) with its digest;
+    history pruned to 3 versions still gives each retained version's objects."""
+    retention = Retention(keep_versions=3)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.db"
-        store = SQLiteStore(path)
+        store = SQLiteStore(path, retention=retention)
         first = snap({"c0": "a"})
         store.commit("e", first, encode_snapshot(first), None, 0.0)
         agent_base = first
+        stored = {1: first}
         for at, (state, event) in enumerate(steps, start=1):
             if event == "restarted":
                 store.close()
-                store = SQLiteStore(path)
+                store = SQLiteStore(path, retention=retention)
             elif event == "evicted":
                 store.states.drop("e")
             elif event == "tiny-cache":
@@ -98,12 +101,14 @@ def test_store_versions_verify_across_restarts_and_evictions(
             applied = apply_frame(base_held, frame)
             assert applied.digest == target.digest == recomputed(applied)
             held = store.held("e")
-            store.commit("e", applied, frame, held[0], float(at))
+            stored[store.commit("e", applied, frame, held[0], float(at)).seq] = target
             agent_base = target
-            cold = SQLiteStore(path)
+            cold = SQLiteStore(path, retention=retention)
             current = cold.current("e")
             assert current is not None and current.digest == target.digest
-            rows = cold.objects("e", ObjectQuery(limit=100))
-            assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in target}
+            for version in cold.versions("e"):
+                rows = cold.objects("e", ObjectQuery(limit=100), seq=version.seq)
+                expected = stored[version.seq]
+                assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in expected}
             cold.close()
         store.close()

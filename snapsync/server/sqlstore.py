@@ -285,9 +285,10 @@ class SQLStore(ABC):
         if not rows:
             return None
         seq, stored = rows[0][0], decode_snapshot(bytes(rows[0][1]))
-        if stored.digest == digest:  # a whole snapshot, as stored before headers alone
-            return stored
-        snap = self._from_rows(env, seq, digest, stored.header)
+        # a whole snapshot (as stored before versions kept their header alone), or a header
+        snap = (
+            stored if stored.digest == digest else self._from_rows(env, seq, digest, stored.header)
+        )
         if snap is not None and self._newest_seq(env) == seq:
             self.states.put(env, seq, snap)
         return snap
@@ -453,30 +454,38 @@ class SQLStore(ABC):
         )
 
     def _prune(self, db: Any, env: str, newest: int, now: float) -> None:
+        """Drop versions beyond retention, and the history rows only they needed. Rows are
+        looked at only where the oldest version moved (from `before` to `oldest`): everything
+        older was pruned when `before` became the oldest, so pruning costs what it removes,
+        not what the environment holds."""
         keep = self.retention
         oldest_seq = newest - keep.keep_versions if keep.keep_versions is not None else 0
         oldest_time = now - keep.keep_seconds if keep.keep_seconds is not None else 0.0
+        oldest_sql = "SELECT MIN(seq) FROM versions WHERE env = ?"
+        (before,) = self._run(db, oldest_sql, (env,)).fetchone()
         gone = self._run(
             db,
             "DELETE FROM versions WHERE env = ? AND snapshot IS NULL AND (seq <= ? OR "
             "received_at < ?)",
             (env, oldest_seq, oldest_time),
         ).rowcount
-        if not gone:
+        (oldest,) = self._run(db, oldest_sql, (env,)).fetchone()
+        if not gone or oldest == before:
             return
-        (oldest,) = self._run(db, "SELECT MIN(seq) FROM versions WHERE env = ?", (env,)).fetchone()
         # Per key, rows older than the oldest version matter only as its state: keep the newest.
+        # A row is superseded by a newer one at or before `oldest`, which is after `before`.
         self._run(
             db,
-            "DELETE FROM object_history WHERE env = ? AND seq < ? AND EXISTS (SELECT 1 FROM "
+            "DELETE FROM object_history WHERE env = ? AND seq < ? AND key IN (SELECT key FROM "
+            "object_history WHERE env = ? AND seq > ? AND seq <= ?) AND EXISTS (SELECT 1 FROM "
             "object_history h2 WHERE h2.env = object_history.env AND h2.key = object_history.key "
             "AND h2.seq > object_history.seq AND h2.seq <= ?)",
-            (env, oldest, oldest),
+            (env, oldest, env, before, oldest, oldest),
         )
         self._run(
             db,
-            "DELETE FROM object_history WHERE env = ? AND seq < ? AND digest IS NULL",
-            (env, oldest),
+            "DELETE FROM object_history WHERE env = ? AND seq >= ? AND seq < ? AND digest IS NULL",
+            (env, before, oldest),
         )
 
     def partial(self, env: str, upload: bytes) -> PartialUpload | None:
