@@ -401,3 +401,32 @@ def test_postgres_commits_for_one_environment_never_interleave(
     }
     for s in stores:
         s.close()
+
+
+def test_versions_keep_headers_and_whole_snapshots_stored_before_still_serve(
+    tmp_path: Path,
+) -> None:
+    """A held version's row keeps its snapshot header; the objects come from the rows, checked
+    against the version's digest. A whole snapshot, as databases hold from before, is used as
+    it is; rows that do not give the digest make the version unavailable (never a wrong one)."""
+    from snapsync.codec import decode_snapshot, encode_snapshot
+
+    store = SQLiteStore(tmp_path / "s.db")
+    v1 = store.commit("e", snap(config_map("a"), config_map("b")), b"f", None, 1.0)
+    (blob,) = store._read("SELECT snapshot FROM versions WHERE seq = 1")[0]
+    assert len(decode_snapshot(bytes(blob))) == 0  # the header alone
+    cold = SQLiteStore(tmp_path / "s.db")
+    assert cold.snapshot("e", v1.digest).digest == v1.digest  # type: ignore[union-attr]
+    whole = encode_snapshot(snap(config_map("a"), config_map("b")))
+    with sqlite3.connect(tmp_path / "s.db") as raw:
+        raw.execute("UPDATE versions SET snapshot = ?", (whole,))
+        raw.execute("UPDATE objects SET data = '{}' WHERE key LIKE '%/b'")
+    legacy = SQLiteStore(tmp_path / "s.db")
+    assert legacy.snapshot("e", v1.digest).digest == v1.digest  # type: ignore[union-attr]
+    with sqlite3.connect(tmp_path / "s.db") as raw:
+        raw.execute("UPDATE versions SET snapshot = ?", (blob,))
+        raw.execute("UPDATE object_history SET data = '{}' WHERE key LIKE '%/b'")
+    damaged = SQLiteStore(tmp_path / "s.db")
+    assert damaged.snapshot("e", v1.digest) is None
+    for made in (store, cold, legacy, damaged):
+        made.close()
