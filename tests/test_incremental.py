@@ -65,7 +65,7 @@ def test_a_delta_that_misses_its_target_is_refused() -> None:
 
 
 # One step of the store walk: a new state, and what happens to the server before it arrives.
-events = st.sampled_from(["hot", "evicted", "restarted", "tiny-cache"])
+events = st.sampled_from(["hot", "evicted", "restarted", "tiny-cache", "elsewhere"])
 
 
 @given(st.lists(st.tuples(states, events), min_size=1, max_size=6))
@@ -73,7 +73,9 @@ def test_store_versions_verify_across_restarts_and_evictions(
     steps: list[tuple[dict[str, str], str]],
 ) -> None:
     """Each delta is handled as the protocol does (decode against the base the store gives,
-    derive, verify, commit); whatever the cache held, the derived digest is the full one, and
+    derive, verify, commit), some by another process's store ("elsewhere": this one then
+    catches up from the rows that changed); whatever the cache held, the digest is the full one,
+    and
     every stored version rebuilds from its rows alone (a second store, cold) with its digest;
     history pruned to 3 versions still gives each retained version's objects."""
     retention = Retention(keep_versions=3)
@@ -100,8 +102,11 @@ def test_store_versions_verify_across_restarts_and_evictions(
             frame = encode_delta(agent_base, target).frame
             applied = apply_frame(base_held, frame)
             assert applied.digest == target.digest == recomputed(applied)
-            held = store.held("e")
-            stored[store.commit("e", applied, frame, held[0], float(at)).seq] = target
+            writer = SQLiteStore(path, retention=retention) if event == "elsewhere" else store
+            held = writer.held("e")
+            stored[writer.commit("e", applied, frame, held[0], float(at)).seq] = target
+            if writer is not store:
+                writer.close()
             agent_base = target
             cold = SQLiteStore(path, retention=retention)
             current = cold.current("e")
@@ -112,3 +117,18 @@ def test_store_versions_verify_across_restarts_and_evictions(
                 assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in expected}
             cold.close()
         store.close()
+
+
+def test_a_process_catches_up_from_the_rows_another_one_changed(tmp_path: Path) -> None:
+    one, two = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    states = [snap({"c1": "a", "c2": "a"}), snap({"c1": "b", "c2": "a", "c3": "a"})]
+    states += [snap({"c2": "c", "c3": "a"}), snap({"c1": "a", "c2": "c", "c3": "ddd"})]
+    version = one.commit("e", states[0], b"f", None, 1.0)
+    assert two.snapshot("e", version.digest) is not None  # cold: every row, then kept
+    for at, state in enumerate(states[1:], start=2):
+        version = one.commit("e", state, b"f", version, float(at))
+    caught_up = two.snapshot("e", version.digest)
+    assert isinstance(caught_up, IncrementalSnapshot) and caught_up.parent == states[0].digest
+    assert caught_up.digest == states[-1].digest == recomputed(caught_up)
+    one.close()
+    two.close()

@@ -39,8 +39,9 @@ import msgpack
 
 from snapsync.codec import decode_snapshot, encode_snapshot
 from snapsync.collect.base import KindError
-from snapsync.errors import InputError
-from snapsync.incremental import IncrementalSnapshot
+from snapsync.delta import Delta
+from snapsync.errors import DeltaError, InputError
+from snapsync.incremental import IncrementalSnapshot, derive
 from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.protocol.auth import MIN_SECRET, Remembered
 from snapsync.protocol.messages import Command, CommandResult, Version
@@ -287,11 +288,38 @@ class SQLStore(ABC):
         seq, stored = rows[0][0], decode_snapshot(bytes(rows[0][1]))
         # a whole snapshot (as stored before versions kept their header alone), or a header
         snap = (
-            stored if stored.digest == digest else self._from_rows(env, seq, digest, stored.header)
+            stored
+            if stored.digest == digest
+            else self._caught_up(env, seq, digest, stored.header)
+            or self._from_rows(env, seq, digest, stored.header)
         )
         if snap is not None and self._newest_seq(env) == seq:
             self.states.put(env, seq, snap)
         return snap
+
+    def _caught_up(
+        self, env: str, seq: int, digest: bytes, header: SnapshotHeader
+    ) -> Snapshot | None:
+        """Version `seq` as the kept older version of `env` plus the object rows the versions
+        after it changed (stored by another process): derived and checked like a delta, so the
+        digest is exact; None when nothing older is kept or the rows do not give the digest
+        (pruned meanwhile)."""
+        kept = self.states.newest(env)
+        if kept is None or kept[0] >= seq:
+            return None
+        old_seq, old = kept
+        rows = self._read(
+            "SELECT grp, kind, namespace, name, digest, data FROM object_history "
+            "WHERE env = ? AND seq > ? AND seq <= ? ORDER BY seq",
+            (env, old_seq, seq),
+        )
+        latest = {ObjectKey(g, k, ns, n): (d, data) for g, k, ns, n, d, data in rows}
+        removed = tuple(sorted(key for key in latest if key in old.objects))
+        added = {k: json.loads(data) for k, (d, data) in latest.items() if d is not None}
+        try:
+            return derive(old, Delta(old.digest, digest, header, removed, added))
+        except DeltaError:
+            return None
 
     def _from_rows(
         self, env: str, seq: int, digest: bytes, header: SnapshotHeader

@@ -5,6 +5,9 @@ read (snapsync.incremental keeps its digest state); a cold one costs one read of
 rows, verified against the stored digest, and then stays hot until evicted, least recently used
 first. Only the newest version of an environment is kept: an upload against an older held
 version reads it from storage (the agent's base is the newest but for a lost acknowledgement).
+When another process stored newer versions, the kept one is brought up to date from the object
+rows those versions changed (sqlstore.py), so a site whose uploads alternate between server
+processes costs each a read of what changed, not of the environment.
 
 The bound is on an estimate, not a measurement: a decoded snapshot takes about 6 times its
 objects' canonical msgpack bytes in Python (dicts, strings; measured with tracemalloc on sample
@@ -62,6 +65,12 @@ class StateCache:
                 return None
             self._entries.move_to_end(env)
             return entry.seq, entry.snapshot
+
+    def newest(self, env: str) -> tuple[int, Snapshot] | None:
+        """Whatever version of `env` is kept (another process may have stored newer ones)."""
+        with self._lock:
+            entry = self._entries.get(env)
+            return (entry.seq, entry.snapshot) if entry is not None else None
 
     def put(self, env: str, seq: int, snapshot: Snapshot) -> None:
         """Keep `snapshot` as version `seq` of `env`, unless a newer one is kept already."""
