@@ -430,3 +430,29 @@ def test_versions_keep_headers_and_whole_snapshots_stored_before_still_serve(
     assert damaged.snapshot("e", v1.digest) is None
     for made in (store, cold, legacy, damaged):
         made.close()
+
+
+def test_sqlite_stores_of_several_processes_take_turns_at_writing(tmp_path: Path) -> None:
+    """`serve --workers` on SQLite: stores that share the file (as separate processes do, each
+    with its own lock file handle) commit one at a time, every version numbered once."""
+    stores = [SQLiteStore(tmp_path / "w.db") for _ in range(3)]
+    for made in stores:
+        made.shared_by_processes = True
+
+    def site(store: SQLiteStore, env: str) -> None:
+        base = None
+        for i in range(8):
+            base = store.commit(env, snap(config_map("a", data=str(i))), b"f", base, float(i))
+
+    threads = [
+        threading.Thread(target=site, args=(made, env)) for made in stores for env in ("e1", "e2")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert (tmp_path / "w.db-writer").exists()
+    for env in ("e1", "e2"):
+        assert [v.seq for v in stores[0].versions(env)] == list(range(24, 0, -1))
+    for made in stores:
+        made.close()

@@ -13,12 +13,13 @@ writer at a time is all SQLite allows anyway.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from snapsync.errors import InputError
 from snapsync.protocol.messages import Version
@@ -44,6 +45,7 @@ class SQLiteStore(SQLStore):
         # lock wakes a waiter at once, where SQLite's busy handler sleeps and retries.
         self._writer = threading.Lock()
         self._group = GroupCommit(self._tx, self._observe)
+        self._lock_file: BinaryIO | None = None
         try:
             self._create_schema()
         except sqlite3.Error as exc:
@@ -58,7 +60,7 @@ class SQLiteStore(SQLStore):
     @contextmanager
     def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         db: sqlite3.Connection = self._db()
-        with self._writer:
+        with self._writer, self._other_processes():
             db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -68,12 +70,33 @@ class SQLiteStore(SQLStore):
                 raise
             db.execute("COMMIT")
 
+    @contextmanager
+    def _other_processes(self) -> Iterator[None]:
+        """With several server processes on the file (`serve --workers`), one writer at a time
+        across them too, by a lock the kernel hands over at once (and drops with a dead
+        process): SQLite's own busy handler sleeps up to 100 ms between tries."""
+        if not self.shared_by_processes:
+            yield
+            return
+        if self._lock_file is None:
+            self._lock_file = open(self.path + "-writer", "a+b")  # noqa: SIM115 (kept open)
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
     def _durable(self, write: Callable[[Any], Version]) -> Version:
         return self._group.run(write)
 
     def _observe(self, size: int) -> None:
         if self.observe_batch is not None:
             self.observe_batch(size)
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_file is not None:
+            self._lock_file.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
