@@ -29,7 +29,9 @@ address); the sites are asyncio tasks in this process with at most `--concurrenc
 flight, like a fleet whose agents happen to call at the same moment. PostgreSQL is started by
 the benchmark in a temporary directory (tests/support_postgres.py) with durable settings (fsync
 on), as SQLite runs with synchronous=FULL. Both share the machine's cores with the load
-generator, so read the figures as relative. Results go to bench/results/server_load.md. A
+generator, so read the figures as relative. `--state-cache-mb` sizes each process's cache of
+newest versions: with fewer megabytes than the sites' snapshots need (~6x their msgpack size),
+sites called in turn are each cold at every delta. Results go to bench/results/server_load.md. A
 benchmark reports; tests assert.
 """
 
@@ -119,8 +121,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(database: str, log: Path, processes: int = 1) -> Iterator[str]:
+def serve(database: str, log: Path, processes: int = 1, cache_mb: int = 0) -> Iterator[str]:
     options = ("--workers", str(processes)) if processes > 1 else ()
+    if cache_mb:
+        options += ("--state-cache-mb", str(cache_mb))
     with serve_process(database, log, *options) as (url, _):
         yield url
 
@@ -242,9 +246,9 @@ def percentile(values: list[float], share: float) -> float:
 
 def measure(
     store: str, database: str, objects: int, processes: int, agents: int,
-    sequences: list[list[Upload]], concurrency: int, log: Path,
+    sequences: list[list[Upload]], concurrency: int, log: Path, cache_mb: int = 0,
 ) -> Result:  # fmt: skip
-    with serve(database, log, processes) as url:
+    with serve(database, log, processes, cache_mb) as url:
         full_seconds, noop, seconds, latencies, failed = asyncio.run(
             run_fleet(url, agents, sequences, concurrency)
         )
@@ -310,6 +314,9 @@ def main() -> int:
     )
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--state-cache-mb", type=int, default=0, help="per server process (0: serve's default)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     fleet_sizes = args.agents or ([50] if args.quick else [2000, 20000])
@@ -340,8 +347,9 @@ def main() -> int:
                         database = create_database(postgres)
                     print(f"{store} x{workers}: {sites} sites of {objects} objects", flush=True)
                     result = measure(
-                        store, database, objects, workers, sites, sequences, args.concurrency, log
-                    )
+                        store, database, objects, workers, sites, sequences, args.concurrency,
+                        log, args.state_cache_mb,
+                    )  # fmt: skip
                     rate = result.deltas / result.seconds
                     print(
                         f"  {rate:,.0f} deltas/s ({rate / result.noop_per_second:.2f} x no-op), "
