@@ -2,8 +2,10 @@
 (postgres.py) only say how to connect, how a transaction starts and how to lock one environment.
 
 Tables, per environment (`env` = edge id):
-- versions: every stored version with the frame that produced it (the history of deltas); the
-  whole snapshot only while the version may serve as a base (the newest few and the agent's base).
+- versions: every stored version with the frame that produced it (the history of deltas); while
+  the version may serve as a base (the newest few and the agent's base) a snapshot frame of its
+  header alone, its objects being the rows below (databases written before hold the whole
+  snapshot there, and it is used as such when its digest is the version's).
 - objects: the current version, one row per object (key, kind, namespace, name, digest, JSON).
 - object_history: one row per object per version that changed it (its whole new JSON, or NULL
   when removed), so any retained version's state is "newest row at or before it, per key".
@@ -20,7 +22,11 @@ Invariants:
 - A commit is one transaction holding the environment's lock: version row, the changed
   objects, their history rows and the pruning all land together or not at all, and two commits
   for one environment never interleave (several server processes may share one PostgreSQL).
-- Only the objects whose digest changed are written; unchanged objects are compared by digest.
+- Only the objects whose digest changed are written: the keys a delta touched when the new
+  snapshot was derived from the newest version (snapsync.incremental), else by digest.
+- A version read back from rows is used only if the rows give exactly its digest; each process
+  keeps the newest version per environment decoded (statecache.py) and checks at commit time,
+  under the environment's lock, that it still is the newest.
 - Pruning never removes a version whose snapshot is held, and always keeps, per key, the row
   that describes the oldest retained version.
 """
