@@ -1,24 +1,38 @@
-"""Many simulated agents against one `snapsync serve` on loopback: frames applied per second and
-upload latency (p50/p99), with SQLite and with PostgreSQL.
+"""Many simulated sites against `snapsync serve` on loopback: deltas applied per second and
+upload latency (p50/p99), as a ratio to no-op requests per second, with SQLite and PostgreSQL,
+environments of several sizes, one or more server processes.
 
-    python bench/bench_server_load.py            # 200 and 2,000 agents, SQLite and PostgreSQL
-    python bench/bench_server_load.py --quick    # 50 agents
-    python bench/bench_server_load.py --agents 500 --stores sqlite
+    python bench/bench_server_load.py                       # the whole matrix (long)
+    python bench/bench_server_load.py --quick               # 50 sites of 300 objects, SQLite
+    python bench/bench_server_load.py --objects 1500 --agents 2000 --stores sqlite --processes 1
 
-Each agent is an environment of its own (an edge id, signed requests with the shared agent
+Each site is an environment of its own (an edge id, signed requests with the shared agent
 secret) that ships what a real agent ships: first its whole snapshot, then, cycle after cycle,
 the codec's smallest frame (snapsync.codec.encode_delta) from one state of a churning sample
-cluster (snapsync.sample_cluster, 200 objects, "steady" churn, one minute per cycle) to the next.
-Clusters are precomputed for a few seeds and shared between agents (each environment still
+cluster (snapsync.sample_cluster, "steady" churn, one minute per cycle) to the next.
+Clusters are precomputed for a few seeds and shared between sites (each environment still
 stores and verifies its own copy), so the generator spends its CPU on HTTP, not on diffing.
+A cycle is 300/objects minutes of churn (one minute at 300 objects): every delta carries about
+the change of a 300-object cluster's minute whatever the size (the "mean delta bytes" column
+shows it), so the rows compare environment sizes, not delta sizes (`--churn-minutes 1`: a
+whole minute of the bigger cluster).
+Sites times objects is capped by `--max-rows` (the first phase stores every site's whole
+snapshot): the report says how many sites a row really ran.
 
-The server is a real `snapsync serve` child process (one uvicorn worker); the agents are
-asyncio tasks in this process with at most `--concurrency` requests in flight, like a fleet
-whose agents happen to call at the same moment. PostgreSQL is started by the benchmark in a
-temporary directory (tests/support_postgres.py) with durable settings (fsync on), as SQLite
-runs with synchronous=FULL. Both share the machine's cores with the load generator, so read
-the figures as relative. Results go to bench/results/server_load.md. A benchmark reports;
-tests assert.
+The no-op figure: the same client, against the same server in the same run, right before the
+deltas, sends as many GET /healthz (a request that touches no store) as it will send deltas,
+with the same concurrency: deltas/s divided by that is the "ratio" column, which is what to
+compare between runs on a shared machine.
+
+The server is a real `snapsync serve` child process (`--workers N` for N processes behind one
+address); the sites are asyncio tasks in this process with at most `--concurrency` requests in
+flight, like a fleet whose agents happen to call at the same moment. PostgreSQL is started by
+the benchmark in a temporary directory (tests/support_postgres.py) with durable settings (fsync
+on), as SQLite runs with synchronous=FULL. Both share the machine's cores with the load
+generator, so read the figures as relative. `--state-cache-mb` sizes each process's cache of
+newest versions: with fewer megabytes than the sites' snapshots need (~6x their msgpack size),
+sites called in turn are each cold at every delta. Results go to bench/results/server_load.md. A
+benchmark reports; tests assert.
 """
 
 from __future__ import annotations
@@ -72,7 +86,10 @@ class Upload:
 @dataclass
 class Result:
     store: str
+    objects: int
+    processes: int
     agents: int
+    noop_per_second: float
     frames: int
     deltas: int
     seconds: float
@@ -83,13 +100,13 @@ class Result:
     failed: int
 
 
-def cluster_frames(seed: int, objects: int, cycles: int) -> list[Upload]:
-    """A full snapshot, then `cycles` deltas of a churning cluster."""
+def cluster_frames(seed: int, objects: int, cycles: int, minutes: float) -> list[Upload]:
+    """A full snapshot, then `cycles` deltas of a churning cluster, `minutes` apart."""
     profile = load_profile()
     cluster = SampleCluster(objects=objects, shape="application", seed=seed)
     states: list[Snapshot] = [build_snapshot(cluster.objects(), profile)]
     for _ in range(cycles):
-        cluster.step(churn="steady", minutes=1)
+        cluster.step(churn="steady", minutes=minutes)
         states.append(build_snapshot(cluster.objects(), profile))
     uploads = [Upload(encode_snapshot(states[0]), b"", states[0].digest)]
     for base, new in itertools.pairwise(states):
@@ -104,8 +121,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(database: str, log: Path) -> Iterator[str]:
-    with serve_process(database, log) as (url, _):
+def serve(database: str, log: Path, processes: int = 1, cache_mb: int = 0) -> Iterator[str]:
+    options = ("--workers", str(processes)) if processes > 1 else ()
+    if cache_mb:
+        options += ("--state-cache-mb", str(cache_mb))
+    with serve_process(database, log, *options) as (url, _):
         yield url
 
 
@@ -171,10 +191,24 @@ async def post(
     return "" if reply.status == "ack" else f"{reply.status} {reply.reason}".strip()
 
 
+async def noop_rate(client: httpx.AsyncClient, requests: int, concurrency: int) -> float:
+    """GET /healthz per second with `concurrency` in flight: the server's floor per request."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate:
+            (await client.get("/healthz")).raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(requests)))
+    return requests / (time.perf_counter() - started)
+
+
 async def run_fleet(
     url: str, agents: int, sequences: list[list[Upload]], concurrency: int
-) -> tuple[float, float, list[float], int]:
-    """Phase 1: every agent's full snapshot. Phase 2 (measured): every agent's deltas, in order."""
+) -> tuple[float, float, float, list[float], int]:
+    """Phase 1: every site's full snapshot. Phase 2: as many no-op requests as deltas follow.
+    Phase 3 (measured): every site's deltas, in order."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
     failures: Counter[str] = Counter()
@@ -193,6 +227,8 @@ async def run_fleet(
             *(agent(i, sequences[i % len(sequences)][:1], False) for i in range(agents))
         )
         full_seconds = time.perf_counter() - started
+        deltas = sum(len(sequences[i % len(sequences)]) - 1 for i in range(agents))
+        noop = await noop_rate(client, deltas, concurrency)
         started = time.perf_counter()
         await asyncio.gather(
             *(agent(i, sequences[i % len(sequences)][1:], True) for i in range(agents))
@@ -200,7 +236,7 @@ async def run_fleet(
         seconds = time.perf_counter() - started
     if failures:
         print(f"  not acknowledged: {dict(failures)}", flush=True)
-    return full_seconds, seconds, latencies, sum(failures.values())
+    return full_seconds, noop, seconds, latencies, sum(failures.values())
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -209,11 +245,11 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def measure(
-    store: str, database: str, agents: int, sequences: list[list[Upload]], concurrency: int,
-    log: Path,
+    store: str, database: str, objects: int, processes: int, agents: int,
+    sequences: list[list[Upload]], concurrency: int, log: Path, cache_mb: int = 0,
 ) -> Result:  # fmt: skip
-    with serve(database, log) as url:
-        full_seconds, seconds, latencies, failed = asyncio.run(
+    with serve(database, log, processes, cache_mb) as url:
+        full_seconds, noop, seconds, latencies, failed = asyncio.run(
             run_fleet(url, agents, sequences, concurrency)
         )
     deltas = agents * (len(sequences[0]) - 1)
@@ -221,7 +257,7 @@ def measure(
         len(s) - 1 for s in sequences
     )
     return Result(
-        store, agents, agents + deltas, deltas, seconds,
+        store, objects, processes, agents, noop, agents + deltas, deltas, seconds,
         percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000,
         full_seconds, delta_bytes, failed,
     )  # fmt: skip
@@ -229,74 +265,102 @@ def measure(
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
-        "# Server load: simulated agents against one `snapsync serve` on loopback",
+        "# Server load: simulated sites against `snapsync serve` on loopback",
         "",
         f"`python bench/bench_server_load.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        f"; one uvicorn worker; load generator in the same machine; {args.concurrency} requests"
-        f" in flight at most; clusters of {args.objects} objects, {args.cycles} delta cycles per"
-        " agent (steady churn, one minute per cycle). Load average when done (other work"
-        f" shares this machine): {' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
+        f"; load generator in the same machine; {args.concurrency} requests"
+        f" in flight at most; {args.cycles} delta cycles per site (steady churn,"
+        f" {args.churn_minutes or '300/objects'} minutes per cycle). Load average when done"
+        " (other work shares this machine):"
+        f" {' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
         "",
-        "| store | agents | deltas applied | deltas/s | p50 ms | p99 ms | mean delta bytes "
-        "| full snapshots (s) | failed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| store | processes | objects | sites | deltas applied | deltas/s | no-op req/s | ratio "
+        "| p50 ms | p99 ms | mean delta bytes | full snapshots (s) | failed |",
+        "| --- " + "| ---: " * 12 + "|",
     ]
     for r in results:
+        rate = r.deltas / r.seconds
         lines.append(
-            f"| {r.store} | {r.agents:,} | {r.deltas:,} | {r.deltas / r.seconds:,.0f} | "
+            f"| {r.store} | {r.processes} | {r.objects:,} | {r.agents:,} | {r.deltas:,} | "
+            f"{rate:,.0f} | {r.noop_per_second:,.0f} | {rate / r.noop_per_second:.2f} | "
             f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.delta_bytes:,.0f} | {r.full_seconds:.1f} | "
             f"{r.failed} |"
         )
     lines += [
         "",
         "deltas/s: verified, applied and committed frames per second in the measured phase "
-        "(every agent ships its deltas one after another); latency: one upload request, "
+        "(every site ships its deltas one after another); no-op req/s: GET /healthz from the "
+        "same client, same concurrency, right before; ratio: the two divided; latency: one "
+        "upload request, "
         "signed, sent and answered (`ack`). Full snapshots: wall time of the first phase, in "
-        "which every agent ships its whole snapshot (not in the latency figures).",
+        "which every site ships its whole snapshot (not in the latency figures).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50 agents, fewer cycles")
-    parser.add_argument("--agents", type=int, action="append", help="repeatable")
+    parser.add_argument("--quick", action="store_true", help="50 sites of 300 objects, SQLite")
+    parser.add_argument("--agents", type=int, action="append", help="sites; repeatable")
+    parser.add_argument("--objects", type=int, action="append", help="per site; repeatable")
+    parser.add_argument("--processes", type=int, action="append", help="repeatable")
     parser.add_argument("--stores", default="sqlite,postgres")
-    parser.add_argument("--objects", type=int, default=200)
+    parser.add_argument("--max-rows", type=int, default=3_000_000, help="sites x objects cap")
     parser.add_argument("--cycles", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=6)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--churn-minutes", type=float, help="per cycle (default: 300/objects, at most 1)"
+    )
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--state-cache-mb", type=int, default=0, help="per server process (0: serve's default)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    fleet_sizes = args.agents or ([50] if args.quick else [200, 2000])
+    fleet_sizes = args.agents or ([50] if args.quick else [2000, 20000])
+    sizes = args.objects or ([300] if args.quick else [300, 1500, 10000])
+    processes = args.processes or [1, 2]
     if args.quick:
-        args.cycles, args.seeds = min(args.cycles, 2), min(args.seeds, 3)
-    print(f"preparing {args.seeds} clusters x {args.cycles} cycles ...", flush=True)
-    sequences = [cluster_frames(seed, args.objects, args.cycles) for seed in range(args.seeds)]
+        args.cycles, args.seeds, args.stores = min(args.cycles, 2), min(args.seeds, 3), "sqlite"
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="snapsync-bench-") as tmp, ExitStack() as stack:
         log = Path(tmp) / "serve.log"
         postgres = None
-        for store in args.stores.split(","):
-            for agents in fleet_sizes:
-                if store == "sqlite":
-                    database = str(Path(tmp) / f"load-{agents}.db")
-                else:
-                    if postgres is None:
-                        from tests.support_postgres import create_database, running_postgres
+        for objects in sizes:
+            print(f"preparing {args.seeds} clusters of {objects} objects ...", flush=True)
+            minutes = args.churn_minutes or min(1.0, 300 / objects)
+            sequences = [
+                cluster_frames(seed, objects, args.cycles, minutes) for seed in range(args.seeds)
+            ]
+            for store, workers in itertools.product(args.stores.split(","), processes):
+                for sites in sorted({min(n, max(args.concurrency, args.max_rows // objects))
+                                     for n in fleet_sizes}):  # fmt: skip
+                    if store == "sqlite":
+                        database = str(Path(tmp) / f"load-{objects}-{sites}-{workers}.db")
+                    else:
+                        if postgres is None:
+                            from tests.support_postgres import create_database, running_postgres
 
-                        postgres = stack.enter_context(running_postgres(durable=True))
-                    database = create_database(postgres)
-                print(f"{store}: {agents} agents ...", flush=True)
-                result = measure(store, database, agents, sequences, args.concurrency, log)
-                print(
-                    f"  {result.deltas / result.seconds:,.0f} deltas/s, p50 {result.p50_ms:.1f} "
-                    f"ms, p99 {result.p99_ms:.1f} ms, failed {result.failed}",
-                    flush=True,
-                )
-                results.append(result)
+                            postgres = stack.enter_context(running_postgres(durable=True))
+                        database = create_database(postgres)
+                    print(f"{store} x{workers}: {sites} sites of {objects} objects", flush=True)
+                    result = measure(
+                        store, database, objects, workers, sites, sequences, args.concurrency,
+                        log, args.state_cache_mb,
+                    )  # fmt: skip
+                    rate = result.deltas / result.seconds
+                    print(
+                        f"  {rate:,.0f} deltas/s ({rate / result.noop_per_second:.2f} x no-op), "
+                        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                        f"failed {result.failed}",
+                        flush=True,
+                    )
+                    results.append(result)
+                    if store == "sqlite":
+                        for path in Path(tmp).glob("load-*.db*"):
+                            path.unlink()
     text = report(results, args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

@@ -10,8 +10,10 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -795,6 +797,24 @@ def health(
     "plus browsers. Raise `ulimit -n` to match.",
 )
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (noisy with many agents).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="SNAPSYNC_WORKERS",
+    help="Server processes sharing the port (each with its own cache; SQLite or PostgreSQL).",
+)
+@click.option(
+    "--state-cache-mb",
+    type=click.IntRange(min=0),
+    default=512,
+    show_default=True,
+    envvar="SNAPSYNC_STATE_CACHE_MB",
+    metavar="MiB",
+    help="Memory per process for environments' newest versions (a delta to a cached one costs "
+    "no read); about 6x a snapshot's msgpack size each.",
+)
 def serve(
     host: str,
     port: int,
@@ -808,6 +828,8 @@ def serve(
     keep_alive: str,
     max_connections: int,
     access_log: bool,
+    workers: int,
+    state_cache_mb: int,
 ) -> None:
     """Receive agents' frames, keep every environment's snapshots, serve the browse API."""
     import uvicorn
@@ -825,31 +847,49 @@ def serve(
         check_secret(api_token, "--api-token (SNAPSYNC_API_TOKEN)")
     limits = Limits(keep_alive=_keep_alive(keep_alive), max_connections=max_connections)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    store = open_store(database, Retention(keep_versions, keep_days * 86400.0))
-    if not agent_secret and not store.registrations():
-        raise InputError(
-            "no agent can authenticate: pass --agent-secret or register an environment "
-            "with `snapsync env add NAME`"
-        )
+    retention = Retention(keep_versions, keep_days * 86400.0)
+    cache_bytes = state_cache_mb * 2**20
+    with closing(open_store(database, retention, cache_bytes)) as store:  # checked up front
+        if not agent_secret and not store.registrations():
+            raise InputError(
+                "no agent can authenticate: pass --agent-secret or register an environment "
+                "with `snapsync env add NAME`"
+            )
     if not api_token:
         logging.getLogger("snapsync.server").warning(
             "no --api-token: the browse API and page are off"
         )
-    settings = ServerSettings(
-        secrets=AgentSecrets(store, shared),
-        store=store,
-        api_token=api_token or None,
-    )
-    config = uvicorn_config(
-        create_app(settings),
-        host,
-        port,
-        limits,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        access_log=access_log,
-    )
-    uvicorn.Server(config).run()
+
+    def run(sock: socket.socket | None) -> None:
+        store = open_store(database, retention, cache_bytes)
+        if workers > 1:
+            store.shared_by_processes = True  # replays refused across the processes
+        settings = ServerSettings(
+            secrets=AgentSecrets(store, shared),
+            store=store,
+            api_token=api_token or None,
+        )
+        config = uvicorn_config(
+            create_app(settings),
+            host,
+            port,
+            limits,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+            access_log=access_log,
+        )
+        uvicorn.Server(config).run(sockets=[sock] if sock else None)
+
+    if workers == 1:
+        run(None)
+        return
+    from snapsync.server.workers import bind, run_workers
+
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sys.exit(run_workers(workers, sock, run))
 
 
 def _keep_alive(text: str) -> float:

@@ -32,7 +32,6 @@ from snapsync.bounds import DELTA_BYTES_PER_ITEM, Budget, items_for, unpackb
 from snapsync.canonical import pack
 from snapsync.delta import (
     Delta,
-    apply,
     delta_document,
     delta_from_document,
     diff,
@@ -59,6 +58,7 @@ from snapsync.frame import (
     Limits,
     unpack_frame,
 )
+from snapsync.incremental import derive
 from snapsync.keys import ObjectKey
 from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
 from snapsync.wire_delta import (
@@ -564,7 +564,7 @@ def apply_frame(base: Snapshot | None, data: bytes, limits: Limits = DEFAULT_LIM
     items = items_for(frame.raw_size, limits.max_items, DELTA_BYTES_PER_ITEM)
     budget = Budget(items, "applying the delta")
     with untrusted("the delta's operations"):
-        snapshot = apply(base, result, budget)
+        snapshot = derive(base, result, budget)  # as delta.apply, in the time of what changes
     return snapshot
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Delta",
     "Operation",
     "apply",
+    "apply_changes",
     "apply_ops",
     "delta_document",
     "delta_from_document",
@@ -121,6 +122,19 @@ def apply(base: Snapshot, delta: Delta, budget: Budget | None = None) -> Snapsho
             f"delta is against {delta.base_digest.hex()[:12]}, base is {base.digest.hex()[:12]}"
         )
     objects = dict(base.objects)
+    apply_changes(objects, delta, budget)
+    result = Snapshot(delta.header, objects)
+    if result.digest != delta.target_digest:
+        raise DeltaError("applying the delta does not reproduce its target digest")
+    return result
+
+
+def apply_changes(
+    objects: dict[ObjectKey, CanonicalObject], delta: Delta, budget: Budget | None = None
+) -> None:
+    """Remove, add and patch in `objects` (a copy of the base's) what `delta` says, checking
+    that each key it names is (or is not) there and charging what the operations build to
+    `budget`; the target digest is the caller's to check."""
     for key in delta.removed:
         if objects.pop(key, None) is None:
             raise DeltaError(f"delta removes {key}, which the base does not hold")
@@ -137,10 +151,6 @@ def apply(base: Snapshot, delta: Delta, budget: Budget | None = None) -> Snapsho
         except DeltaError as exc:
             raise DeltaError(f"{key}: {exc}") from None
         objects[key] = _canonical_object(key, patched)
-    result = Snapshot(delta.header, objects)
-    if result.digest != delta.target_digest:
-        raise DeltaError("applying the delta does not reproduce its target digest")
-    return result
 
 
 def _copy_added(data: Any) -> Any:

@@ -283,6 +283,7 @@ def test_health_readiness_and_metrics(server: Server, monkeypatch: pytest.Monkey
     assert 'snapsync_environments{freshness="fresh"} 1.0' in text
     assert 'snapsync_environments{freshness="never"} 1.0' in text  # depot-2 never called
     assert "snapsync_upload_seconds_count 3.0" in text and "snapsync_apply_seconds_count" in text
+    assert "snapsync_commit_batch_size_count 1.0" in text  # one version, in one transaction
     assert "snapsync_received_bytes_total" in text
 
     def down() -> None:

@@ -298,3 +298,72 @@ def test_servers_sharing_postgres_refuse_each_others_replays(
         assert httpx.post(second + Ping.PATH, content=body, headers=headers).status_code == 200
     for store in stores:
         store.close()
+
+
+def _upload(url: str, edge: str, frame: bytes, base: bytes, target: bytes) -> Any:
+    """One whole frame as one signed chunk; the server's UploadReply."""
+    body = Chunk(target[:8], base, target, len(frame), 0, frame).encode()
+    headers = {
+        "Authorization": sign(SHARED.encode(), "POST", Chunk.PATH, edge, body, time.time()),
+        "Content-Type": "application/msgpack",
+    }
+    answer = httpx.post(url + Chunk.PATH, content=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.content
+    return decode(answer.content)
+
+
+def test_two_server_processes_on_postgres_take_interleaved_uploads_for_one_environment(
+    request: pytest.FixtureRequest, serve: Callable[..., ServeProcess]
+) -> None:
+    """Uploads for one environment alternate between two `snapsync serve` processes, each with
+    its own cache of newest versions (so each sees the other's commits only in the database);
+    some pairs race (the same base, two targets, at once). Every version is stored once, in
+    order, and each rebuilds from the rows with its digest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from snapsync.codec import encode_delta, encode_snapshot
+    from snapsync.profile import load_profile
+    from snapsync.snapshot import build_snapshot
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    servers = [serve(dsn), serve(dsn)]
+    cluster = SampleCluster(objects=60, seed=3)
+    states = [build_snapshot(cluster.objects(), load_profile())]
+    while len(states) < 12:
+        cluster.step(churn="steady", minutes=5)
+        new = build_snapshot(cluster.objects(), load_profile())
+        if new.digest not in {s.digest for s in states}:
+            states.append(new)
+    first = _upload(servers[0].url, "edge-1", encode_snapshot(states[0]), b"", states[0].digest)
+    assert first.status == "ack"
+    stored = [states[0].digest]
+    for i in range(1, len(states)):
+        base, new = states[i - 1], states[i]
+        reply = _upload(
+            servers[i % 2].url, "edge-1", encode_delta(base, new).frame, base.digest, new.digest
+        )
+        assert (reply.status, reply.version.digest) == ("ack", new.digest)
+        stored.append(new.digest)
+    # a race: both processes get a delta against the newest version at once
+    base, left, right = states[-1], states[3], states[5]
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(
+            pool.map(
+                lambda job: _upload(job[0].url, "edge-1", *job[1:]),
+                [
+                    (servers[0], encode_delta(base, left).frame, base.digest, left.digest),
+                    (servers[1], encode_delta(base, right).frame, base.digest, right.digest),
+                ],
+            )
+        )
+    assert [r.status for r in replies] == ["ack", "ack"]
+    store = open_store(dsn)
+    versions = list(reversed(store.versions("edge-1", 1000)))
+    assert [v.seq for v in versions] == list(range(1, len(stored) + 3))
+    assert [v.digest for v in versions[: len(stored)]] == stored
+    assert {v.digest for v in versions[len(stored) :]} == {left.digest, right.digest}
+    current = store.current("edge-1")
+    assert current is not None and current.digest == versions[-1].digest
+    rows = store.objects("edge-1", ObjectQuery(limit=1000))
+    assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in current}
+    store.close()

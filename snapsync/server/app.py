@@ -161,6 +161,8 @@ def create_app(settings: ServerSettings) -> Starlette:
     )
     serialized = threading.Lock() if store is None else None
     metrics = ServerMetrics(store, settings.clock)
+    if store is not None:
+        store.observe_batch = metrics.commit_batch.observe
 
     unavailable = store.unavailable if store is not None else ()
     gate = settings.bodies

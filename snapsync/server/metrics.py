@@ -117,6 +117,12 @@ class ServerMetrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.commit_batch = Histogram(
+            "snapsync_commit_batch_size",
+            "Versions stored per durable transaction (SQLite group commit; 1 on PostgreSQL).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         if store is not None:
             r.register(_Fleet(store, clock))
 

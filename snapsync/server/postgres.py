@@ -19,6 +19,7 @@ import psycopg
 
 from snapsync.errors import InputError
 from snapsync.server.sqlstore import SCHEMA, SQLStore
+from snapsync.server.statecache import DEFAULT_CACHE_BYTES
 from snapsync.server.storage import Retention
 
 
@@ -28,9 +29,13 @@ class PostgreSQLStore(SQLStore):
     unavailable = (psycopg.OperationalError, psycopg.InterfaceError)
 
     def __init__(
-        self, dsn: str, keep_versions: int = 3, retention: Retention | None = None
+        self,
+        dsn: str,
+        keep_versions: int = 3,
+        retention: Retention | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
-        super().__init__(keep_versions, retention)
+        super().__init__(keep_versions, retention, cache_bytes)
         self.dsn = dsn
         try:
             self._create_schema()

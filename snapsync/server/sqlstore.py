@@ -2,8 +2,10 @@
 (postgres.py) only say how to connect, how a transaction starts and how to lock one environment.
 
 Tables, per environment (`env` = edge id):
-- versions: every stored version with the frame that produced it (the history of deltas); the
-  whole snapshot only while the version may serve as a base (the newest few and the agent's base).
+- versions: every stored version with the frame that produced it (the history of deltas); while
+  the version may serve as a base (the newest few and the agent's base) a snapshot frame of its
+  header alone, its objects being the rows below (databases written before hold the whole
+  snapshot there, and it is used as such when its digest is the version's).
 - objects: the current version, one row per object (key, kind, namespace, name, digest, JSON).
 - object_history: one row per object per version that changed it (its whole new JSON, or NULL
   when removed), so any retained version's state is "newest row at or before it, per key".
@@ -20,7 +22,11 @@ Invariants:
 - A commit is one transaction holding the environment's lock: version row, the changed
   objects, their history rows and the pruning all land together or not at all, and two commits
   for one environment never interleave (several server processes may share one PostgreSQL).
-- Only the objects whose digest changed are written; unchanged objects are compared by digest.
+- Only the objects whose digest changed are written: the keys a delta touched when the new
+  snapshot was derived from the newest version (snapsync.incremental), else by digest.
+- A version read back from rows is used only if the rows give exactly its digest; each process
+  keeps the newest version per environment decoded (statecache.py) and checks at commit time,
+  under the environment's lock, that it still is the newest.
 - Pruning never removes a version whose snapshot is held, and always keeps, per key, the row
   that describes the oldest retained version.
 """
@@ -28,10 +34,10 @@ Invariants:
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, suppress
 from typing import Any
 
@@ -39,11 +45,14 @@ import msgpack
 
 from snapsync.codec import decode_snapshot, encode_snapshot
 from snapsync.collect.base import KindError
-from snapsync.errors import InputError
+from snapsync.delta import Delta
+from snapsync.errors import DeltaError, InputError
+from snapsync.incremental import IncrementalSnapshot, derive
 from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.protocol.auth import MIN_SECRET, Remembered
 from snapsync.protocol.messages import Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
+from snapsync.server.statecache import DEFAULT_CACHE_BYTES, StateCache
 from snapsync.server.storage import (
     CommandRecord,
     EnvironmentSummary,
@@ -57,7 +66,9 @@ from snapsync.server.storage import (
     object_json,
     utc_day,
 )
-from snapsync.snapshot import Snapshot
+from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+
+log = logging.getLogger("snapsync.server")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -187,15 +198,19 @@ class SQLStore(ABC):
     # the agent waits out, where any other exception is a bug.
     unavailable: tuple[type[Exception], ...] = ()
 
-    def __init__(self, keep_versions: int = 3, retention: Retention | None = None) -> None:
+    def __init__(
+        self,
+        keep_versions: int = 3,
+        retention: Retention | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.keep_versions = keep_versions
         self.retention = retention or Retention()
         self._local = threading.local()
         self._connections: list[Any] = []
         self._guard = threading.Lock()
-        # Decoded snapshots by (env, digest): content-addressed, so never stale.
-        self._snapshots: OrderedDict[tuple[str, bytes], Snapshot] = OrderedDict()
-        self._cache_size = 256
+        self.states = StateCache(cache_bytes)
+        self.observe_batch: Callable[[int], None] | None = None  # sizes of committed batches
 
     # -- what a database must provide ---------------------------------------------------------
 
@@ -258,19 +273,6 @@ class SQLStore(ABC):
             with suppress(Exception):  # closing from another thread may be refused
                 db.close()
 
-    def _cached(self, env: str, digest: bytes) -> Snapshot | None:
-        with self._guard:
-            snap = self._snapshots.get((env, digest))
-            if snap is not None:
-                self._snapshots.move_to_end((env, digest))
-            return snap
-
-    def _cache(self, env: str, snapshot: Snapshot) -> None:
-        with self._guard:
-            self._snapshots[(env, snapshot.digest)] = snapshot
-            while len(self._snapshots) > self._cache_size:
-                self._snapshots.popitem(last=False)
-
     # -- VersionStore ----------------------------------------------------------------------------
 
     def held(self, env: str) -> Sequence[Version]:
@@ -282,16 +284,73 @@ class SQLStore(ABC):
         return [Version(seq, bytes(digest)) for seq, digest in rows]
 
     def snapshot(self, env: str, digest: bytes) -> Snapshot | None:
+        cached = self.states.get(env, digest)
         held = "SELECT {} FROM versions WHERE env = ? AND digest = ? AND snapshot IS NOT NULL "
-        cached = self._cached(env, digest)
         if cached is not None:  # still held? (an indexed look-up, no decoding)
-            return cached if self._read(held.format("1") + "LIMIT 1", (env, digest)) else None
-        rows = self._read(held.format("snapshot") + "ORDER BY seq DESC LIMIT 1", (env, digest))
+            return cached[1] if self._read(held.format("1") + "LIMIT 1", (env, digest)) else None
+        rows = self._read(held.format("seq, snapshot") + "ORDER BY seq DESC LIMIT 1", (env, digest))
         if not rows:
             return None
-        snap = decode_snapshot(bytes(rows[0][0]))
-        self._cache(env, snap)
+        seq, stored = rows[0][0], decode_snapshot(bytes(rows[0][1]))
+        # a whole snapshot (as stored before versions kept their header alone), or a header
+        snap = (
+            stored
+            if stored.digest == digest
+            else self._caught_up(env, seq, digest, stored.header)
+            or self._from_rows(env, seq, digest, stored.header)
+        )
+        if snap is not None and self._newest_seq(env) == seq:
+            self.states.put(env, seq, snap)
         return snap
+
+    def _caught_up(
+        self, env: str, seq: int, digest: bytes, header: SnapshotHeader
+    ) -> Snapshot | None:
+        """Version `seq` as the kept older version of `env` plus the object rows the versions
+        after it changed (stored by another process): derived and checked like a delta, so the
+        digest is exact; None when nothing older is kept or the rows do not give the digest
+        (pruned meanwhile)."""
+        kept = self.states.newest(env)
+        if kept is None or kept[0] >= seq:
+            return None
+        old_seq, old = kept
+        rows = self._read(
+            "SELECT grp, kind, namespace, name, digest, data FROM object_history "
+            "WHERE env = ? AND seq > ? AND seq <= ? ORDER BY seq",
+            (env, old_seq, seq),
+        )
+        latest = {ObjectKey(g, k, ns, n): (d, data) for g, k, ns, n, d, data in rows}
+        removed = tuple(sorted(key for key in latest if key in old.objects))
+        added = {k: json.loads(data) for k, (d, data) in latest.items() if d is not None}
+        try:
+            return derive(old, Delta(old.digest, digest, header, removed, added))
+        except DeltaError:
+            return None
+
+    def _from_rows(
+        self, env: str, seq: int, digest: bytes, header: SnapshotHeader
+    ) -> Snapshot | None:
+        """Version `seq` from the object rows, if they give exactly its digest: the `objects`
+        table while it is the newest, else the history (also when a commit got in between)."""
+        reads: list[tuple[str, tuple[Any, ...]]] = [
+            (f"SELECT {_OBJECT_COLUMNS} FROM objects h WHERE h.env = ?", (env,)),
+            (_AS_OF, (env, seq)),
+        ]
+        for sql, params in reads:
+            rows = self._read(sql, params)
+            objects = {
+                ObjectKey(g, k, ns, n): CanonicalObject.from_data(json.loads(data))
+                for g, k, ns, n, _, _, data in rows
+            }
+            snap = Snapshot(header, objects)
+            if snap.digest == digest:
+                return snap
+        log.error("%s: the rows of version %d do not give its digest", env, seq)
+        return None
+
+    def _newest_seq(self, env: str) -> int | None:
+        rows = self._read("SELECT MAX(seq) FROM versions WHERE env = ?", (env,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def current(self, env: str) -> Snapshot | None:
         held = self.held(env)
@@ -300,53 +359,87 @@ class SQLStore(ABC):
     def commit(
         self, env: str, snapshot: Snapshot, frame: bytes, base: Version | None, now: float
     ) -> Version:
-        stored = encode_snapshot(snapshot, 3)
+        """Store `snapshot` as the newest version (durable before this returns). Writes only
+        the objects whose digest changed: when `snapshot` was derived from the newest version
+        (snapsync.incremental) the keys its delta touched, else a comparison of digests. The
+        version row keeps the snapshot's header; its objects are the rows (see snapshot())."""
+        stored = encode_snapshot(Snapshot(snapshot.header, {}), 3)
+
+        def write(db: Any) -> Version:
+            return self._write_version(db, env, snapshot, frame, base, now, stored)
+
+        version = self._durable(write)
+        self.states.put(env, version.seq, snapshot)
+        return version
+
+    def _durable(self, write: Callable[[Any], Version]) -> Version:
+        """`write` in a durable transaction (SQLite: shared with concurrent ones)."""
         with self._tx() as db:
-            self._lock_env(db, env)
-            row = self._run(
-                db,
-                "SELECT seq, digest FROM versions WHERE env = ? ORDER BY seq DESC LIMIT 1",
-                (env,),
-            ).fetchone()
-            version = Version((row[0] if row else 0) + 1, snapshot.digest)
-            current = self._current_digests(db, env, bytes(row[1]) if row else None)
+            version = write(db)
+        if self.observe_batch is not None:
+            self.observe_batch(1)
+        return version
+
+    def _write_version(
+        self,
+        db: Any,
+        env: str,
+        snapshot: Snapshot,
+        frame: bytes,
+        base: Version | None,
+        now: float,
+        stored: bytes,
+    ) -> Version:
+        self._lock_env(db, env)
+        row = self._run(
+            db,
+            "SELECT seq, digest FROM versions WHERE env = ? ORDER BY seq DESC LIMIT 1",
+            (env,),
+        ).fetchone()
+        version = Version((row[0] if row else 0) + 1, snapshot.digest)
+        newest = bytes(row[1]) if row else None
+        if isinstance(snapshot, IncrementalSnapshot) and newest == snapshot.parent:
+            touched = sorted(snapshot.touched)
+            removed = [key for key in touched if key not in snapshot.objects]
+            changed = [(k, snapshot.objects[k]) for k in touched if k in snapshot.objects]
+        else:
+            current = self._current_digests(db, env, newest)
             removed = [key for key in current if key not in snapshot.objects]
             changed = [(k, o) for k, o in snapshot.objects.items() if current.get(k) != o.digest]
-            self._run(
-                db,
-                "INSERT INTO versions (env, seq, digest, base_seq, frame, frame_bytes, snapshot, "
-                "objects, changed, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    env,
-                    version.seq,
-                    version.digest,
-                    base.seq if base else None,
-                    frame,
-                    len(frame),
-                    stored,
-                    len(snapshot),
-                    len(removed) + len(changed),
-                    now,
-                ),
-            )
-            self._write_objects(db, env, version.seq, removed, changed)
-            self._write_collection(db, env, version.seq, snapshot)
-            self._run(
-                db,
-                "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
-                "AND seq <= ? AND seq != ?",
-                (env, version.seq - self.keep_versions, base.seq if base else -1),
-            )
-            self._prune(db, env, version.seq, now)
-        self._cache(env, snapshot)
+        self._run(
+            db,
+            "INSERT INTO versions (env, seq, digest, base_seq, frame, frame_bytes, snapshot, "
+            "objects, changed, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                env,
+                version.seq,
+                version.digest,
+                base.seq if base else None,
+                frame,
+                len(frame),
+                stored,
+                len(snapshot),
+                len(removed) + len(changed),
+                now,
+            ),
+        )
+        self._write_objects(db, env, version.seq, removed, changed)
+        self._write_collection(db, env, version.seq, snapshot)
+        self._run(
+            db,
+            "UPDATE versions SET snapshot = NULL WHERE env = ? AND snapshot IS NOT NULL "
+            "AND seq <= ? AND seq != ?",
+            (env, version.seq - self.keep_versions, base.seq if base else -1),
+        )
+        self._prune(db, env, version.seq, now)
         return version
 
     def _current_digests(self, db: Any, env: str, digest: bytes | None) -> dict[ObjectKey, bytes]:
         if digest is None:
             return {}
-        cached = self._cached(env, digest)
+        cached = self.states.get(env, digest)
         if cached is not None:
-            return {key: obj.digest for key, obj in cached.objects.items()}
+            return {key: obj.digest for key, obj in cached[1].objects.items()}
         rows = self._run(
             db, "SELECT grp, kind, namespace, name, digest FROM objects WHERE env = ?", (env,)
         )
@@ -395,30 +488,38 @@ class SQLStore(ABC):
         )
 
     def _prune(self, db: Any, env: str, newest: int, now: float) -> None:
+        """Drop versions beyond retention, and the history rows only they needed. Rows are
+        looked at only where the oldest version moved (from `before` to `oldest`): everything
+        older was pruned when `before` became the oldest, so pruning costs what it removes,
+        not what the environment holds."""
         keep = self.retention
         oldest_seq = newest - keep.keep_versions if keep.keep_versions is not None else 0
         oldest_time = now - keep.keep_seconds if keep.keep_seconds is not None else 0.0
+        oldest_sql = "SELECT MIN(seq) FROM versions WHERE env = ?"
+        (before,) = self._run(db, oldest_sql, (env,)).fetchone()
         gone = self._run(
             db,
             "DELETE FROM versions WHERE env = ? AND snapshot IS NULL AND (seq <= ? OR "
             "received_at < ?)",
             (env, oldest_seq, oldest_time),
         ).rowcount
-        if not gone:
+        (oldest,) = self._run(db, oldest_sql, (env,)).fetchone()
+        if not gone or oldest == before:
             return
-        (oldest,) = self._run(db, "SELECT MIN(seq) FROM versions WHERE env = ?", (env,)).fetchone()
         # Per key, rows older than the oldest version matter only as its state: keep the newest.
+        # A row is superseded by a newer one at or before `oldest`, which is after `before`.
         self._run(
             db,
-            "DELETE FROM object_history WHERE env = ? AND seq < ? AND EXISTS (SELECT 1 FROM "
+            "DELETE FROM object_history WHERE env = ? AND seq < ? AND key IN (SELECT key FROM "
+            "object_history WHERE env = ? AND seq > ? AND seq <= ?) AND EXISTS (SELECT 1 FROM "
             "object_history h2 WHERE h2.env = object_history.env AND h2.key = object_history.key "
             "AND h2.seq > object_history.seq AND h2.seq <= ?)",
-            (env, oldest, oldest),
+            (env, oldest, env, before, oldest, oldest),
         )
         self._run(
             db,
-            "DELETE FROM object_history WHERE env = ? AND seq < ? AND digest IS NULL",
-            (env, oldest),
+            "DELETE FROM object_history WHERE env = ? AND seq >= ? AND seq < ? AND digest IS NULL",
+            (env, before, oldest),
         )
 
     def partial(self, env: str, upload: bytes) -> PartialUpload | None:
