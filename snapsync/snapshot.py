@@ -20,7 +20,7 @@ from typing import Any
 
 import msgpack
 
-from snapsync.canonical import canonicalize, object_digest, pack
+from snapsync.canonical import canonicalize, object_digest, pack, unpack
 from snapsync.collect.base import KindError
 from snapsync.errors import InputError
 from snapsync.keys import ObjectKey
@@ -32,16 +32,26 @@ DIGEST_SIZE = 16
 
 @dataclass(frozen=True, slots=True)
 class CanonicalObject:
-    """An object's canonical form, its canonical bytes and their digest. `data` is read-only."""
+    """An object's canonical msgpack bytes, their digest and the object's metadata.uid.
 
-    data: dict[str, Any]
+    The bytes are all a snapshot holds of an object (nested dicts took 5-10x the memory); `data`
+    unpacks them anew on each call, for the few objects a diff or an exemplar looks into, so
+    callers bind it once and may change their copy.
+    """
+
     encoded: bytes
     digest: bytes
+    uid: str | None = None
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> CanonicalObject:
         encoded = pack(data)
-        return cls(data, encoded, object_digest(encoded))
+        return cls(encoded, object_digest(encoded), object_uid(data))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        unpacked: dict[str, Any] = unpack(self.encoded)
+        return unpacked
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +144,8 @@ class Snapshot:
         if self._uid_index is None:
             index: dict[str, ObjectKey] = {}
             for key, obj in self.objects.items():
-                uid = object_uid(obj.data)
-                if uid is not None:
-                    index.setdefault(uid, key)
+                if obj.uid is not None:
+                    index.setdefault(obj.uid, key)
             self._uid_index = index
         return self._uid_index
 
@@ -178,13 +187,34 @@ def rfc3339(t: float | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class CanonicalForm:
+    """A canonical form (profile, secret handling) and the canonicalizer for it: a collector
+    keeps this between cycles (collect.base.Canonicalizer), never a builder and its objects."""
+
+    profile: Profile
+    reveal_secrets: bool = False
+
+    @property
+    def canonical_form(self) -> CanonicalForm:
+        return self
+
+    def canonical(self, raw: dict[str, Any]) -> KeyedObject | None:
+        """The key and canonical object of `raw`; None when the profile excludes it."""
+        result = canonicalize(raw, self.profile, reveal_secrets=self.reveal_secrets)
+        if result is None:
+            return None
+        key, data = result
+        return KeyedObject(key, CanonicalObject.from_data(data))
+
+
 class SnapshotBuilder:
     """Canonicalizes objects as they arrive (page by page), so raw lists are never all held.
 
     An object seen twice with the same canonical content is kept once; seen twice with different
     content it is an InputError (two dumps of different moments mixed by mistake).
     It is a CanonicalSink: `canonical` and `add_canonical` split `add` in two, so a watch cache
-    can keep canonical objects across cycles (one builder each) instead of recomputing them.
+    can keep canonical objects across cycles (one builder each) instead of raw objects.
     """
 
     def __init__(
@@ -200,35 +230,36 @@ class SnapshotBuilder:
         self.source_bytes = 0
         self.environment_id = environment_id
         self.reveal_secrets = reveal_secrets
+        self._form = CanonicalForm(profile, reveal_secrets)
         self._objects: dict[ObjectKey, CanonicalObject] = {}
         self._errors: dict[str, KindError] = {}
         self.excluded = 0
 
     @property
-    def canonical_form(self) -> tuple[Profile, bool]:
+    def canonical_form(self) -> CanonicalForm:
         """What `canonical` depends on besides the object: its results hold for an equal form."""
-        return (self.profile, self.reveal_secrets)
+        return self._form
+
+    @property
+    def canonicalizer(self) -> CanonicalForm:
+        return self._form
 
     def canonical(self, raw: dict[str, Any]) -> KeyedObject | None:
         """The key and canonical object of `raw`, not added; None when the profile excludes it.
 
-        A collector that keeps raw objects between cycles keeps this too (see CanonicalSink),
+        A collector that keeps objects between cycles keeps this instead (see CanonicalSink),
         since canonicalizing is most of a cycle's CPU.
         """
-        result = canonicalize(raw, self.profile, reveal_secrets=self.reveal_secrets)
-        if result is None:
-            return None
-        key, data = result
-        return KeyedObject(key, CanonicalObject.from_data(data))
+        return self._form.canonical(raw)
 
     def add(self, raw: dict[str, Any]) -> ObjectKey | None:
         """Canonicalize and keep one raw object; None when the profile excludes its kind."""
-        return self.add_canonical(raw, self.canonical(raw))
-
-    def add_canonical(self, raw: dict[str, Any], canonical: object) -> ObjectKey | None:
-        """Keep `raw` as `canonical(raw)` gave it, on this builder or one of an equal form."""
         if self.measure_source:
             self.source_bytes += len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False))
+        return self.add_canonical(self.canonical(raw))
+
+    def add_canonical(self, canonical: object) -> ObjectKey | None:
+        """Keep an object as `canonical(raw)` gave it, on this builder or one of an equal form."""
         if canonical is None:
             self.excluded += 1
             return None
