@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support_kube import (  # noqa: F401  (fixtures)
     CountingBuilder,
     cluster_objects,
@@ -28,6 +31,7 @@ from support_kube import (  # noqa: F401  (fixtures)
 
 from snapsync.collect.backoff import Backoff
 from snapsync.collect.kube import KubeOptions
+from snapsync.collect.kubeapi import stream_lines
 from snapsync.collect.watch import KubeWatchCollector
 from snapsync.profile import load_profile
 from snapsync.sample_cluster import SampleCluster
@@ -386,3 +390,25 @@ def test_watching_more_kinds_than_64_logs_no_pool_warnings(
         r for r in caplog.records if r.name.startswith("urllib3") and r.levelno >= logging.INFO
     ]
     assert noisy == []
+
+
+class _Chunked:
+    """A streamed response body, cut into given chunks."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def stream(self, amt: object = None, decode_content: bool = False) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+@given(
+    lines=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=8),
+    cuts=st.lists(st.integers(0, 200), max_size=6),
+)
+def test_watch_lines_survive_any_chunking(lines: list[bytes], cuts: list[int]) -> None:
+    body = b"".join(line + b"\n" for line in lines)
+    points = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in itertools.pairwise(points)]
+    assert list(stream_lines(_Chunked(chunks))) == lines
+    assert list(stream_lines(_Chunked([b"a\nb", b"c"]))) == [b"a", b"bc"]  # unterminated last

@@ -19,6 +19,7 @@ Invariants:
   canonicalized: LIST pages are canonicalized as they arrive (with the canonicalizer of the
   last sink's form), watch events' objects at the next replay. A sink of another canonical
   form lists every kind again.
+- LIST pages hold at most WATCH_PAGE_SIZE objects (less with a smaller `page_size`).
 - Discovery is repeated every `discovery_ttl` seconds at most, so new kinds (CRDs) get watched
   and removed ones dropped. The kind and namespace scope (options plus the sink's profile) is
   fixed by the first `collect`.
@@ -64,6 +65,10 @@ from snapsync.errors import CollectionError
 # ("very short watch"): it backs off before the next one.
 SHORT_WATCH = 1.0
 SHORT_WATCHES_STALE = 3  # such watches in a row mark the kind stale: changes may be missed
+# The watch collector lists only at start and after 410 Gone, so smaller pages cost a few more
+# requests once; they bound what a LIST holds raw at a time (`concurrency` pages), and so the
+# agent's peak and, through fragmentation, its steady memory (10k objects: +39 MB, not +76 MB).
+WATCH_PAGE_SIZE = 100
 
 
 @dataclass
@@ -223,7 +228,10 @@ class KubeWatchCollector:
         return self._api
 
     def _lister(self) -> Lister:
-        return Lister(self.api, self.options, self._stop.wait, self.clock, self.rng, self._stop)
+        options = self.options
+        if options.page_size > WATCH_PAGE_SIZE:
+            options = dataclasses.replace(options, page_size=WATCH_PAGE_SIZE)
+        return Lister(self.api, options, self._stop.wait, self.clock, self.rng, self._stop)
 
     def _refresh(self, sink: Sink) -> None:
         """Discover (when due), list kinds not yet cached or failed, and start their watches."""
