@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import os
 import platform
@@ -49,14 +48,47 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_gate_rss import memory  # noqa: E402
 from bench.bench_server_load import SECRET, serve_process  # noqa: E402
-from snapsync import baselines as bl  # noqa: E402
-from snapsync.codec import decode_snapshot  # noqa: E402
-from snapsync.snapshot import Snapshot  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "agent_footprint.md"
 RUNS = ROOT / "bench" / "results" / "agent_footprint.jsonl"
 TICK = os.sysconf("SC_CLK_TCK")
 VERSION = re.compile(r"\bversion=(\d+)")
+# The baselines of cycle_baselines, run by the agent's code on its copied snapshots
+BASELINES = """
+import itertools, json, sys
+from pathlib import Path
+from snapsync import baselines as bl
+from snapsync.codec import decode_snapshot, encode_delta
+snapshots = []
+for file in Path(sys.argv[1]).glob("*.snap"):
+    try:
+        snapshots.append(decode_snapshot(file.read_bytes()))
+    except Exception:  # a copy caught mid-write
+        continue
+snapshots.sort(key=lambda s: s.header.collected_at)
+pairs = list(itertools.pairwise(snapshots))[-int(sys.argv[2]):]
+patch = encode = 0.0
+for old, new in pairs:
+    old_doc, new_doc = bl.state_doc(old), bl.state_doc(new)
+    patch += bl.timed(lambda: bl.json_patch_gzip(old_doc, new_doc))[1]
+    old.uid_index  # as the agent holds it: built when the snapshot was the newest
+    encode += bl.timed(lambda: encode_delta(old, new))[1]
+n = max(1, len(pairs))
+print(json.dumps({"patch_ms": patch / n, "encode_ms": encode / n, "pairs": len(pairs)}))
+"""
+# `snapsync ARGS` under cProfile (main thread only); SIGTERM writes the stats to argv[1] and exits
+PROFILED = """
+import cProfile, os, signal, sys
+from snapsync.cli import cli
+profile = cProfile.Profile()
+def dump(*_):
+    profile.disable()
+    profile.dump_stats(sys.argv[1])
+    os._exit(0)
+signal.signal(signal.SIGTERM, dump)
+profile.enable()
+cli.main(sys.argv[2:], prog_name="snapsync")
+"""
 
 
 @dataclass
@@ -79,16 +111,25 @@ class Run:
     cpu_ms_per_cycle: float
     patch_ms_per_cycle: float
     patch_pairs: int
+    main_thread_share: float = 0.0  # of the agent's CPU over the run (the rest: watch threads)
+    encode_ms_per_cycle: float = 0.0  # codec.encode_delta on the same pairs, in a child process
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
     @property
     def ratio(self) -> float:
         return self.cpu_ms_per_cycle / self.patch_ms_per_cycle if self.patch_ms_per_cycle else 0.0
 
+    @property
+    def encode_ratio(self) -> float:
+        return (
+            self.encode_ms_per_cycle / self.patch_ms_per_cycle if self.patch_ms_per_cycle else 0.0
+        )
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` (fields 14 and 15 of /proc/PID/stat, after the command name)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of `pid`, or of one of its threads (fields 14 and 15 of /proc/PID/stat)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    stat = Path(path).read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
@@ -127,9 +168,11 @@ def start_emulator(
     return process
 
 
-def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+def stop(
+    process: subprocess.Popen[str] | subprocess.Popen[bytes], how: int = signal.SIGTERM
+) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(how)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -154,10 +197,10 @@ def run_size(size: int, args: argparse.Namespace) -> Run:
                 "SNAPSYNC_AGENT_SECRET": SECRET,
                 "PYTHONPATH": str(code),
             }
+            run = ["-c", PROFILED, args.profile] if args.profile else ["-m", "snapsync"]
             agent_args = [
                 sys.executable,
-                "-m",
-                "snapsync",
+                *run,
                 "agent",
                 "--server-url",
                 url,
@@ -212,6 +255,7 @@ def run_size(size: int, args: argparse.Namespace) -> Run:
                                 shutil.copyfile(snap, target)
                     time.sleep(0.2)
                 final = sample(agent.pid)
+                main_thread = cpu_seconds(agent.pid, agent.pid)
             finally:
                 stop(agent)
                 reader.join(timeout=10)
@@ -223,7 +267,7 @@ def run_size(size: int, args: argparse.Namespace) -> Run:
     first, warm, last = acks[0][1], acks[args.warm][1], acks[-1][1]
     steady = max(s.rss_kb for s in samples if s.t >= warm.t)
     cycles = len(acks) - 1 - args.warm
-    patch_ms, pairs = patch_baseline(copies, args.cycles)
+    baselines = cycle_baselines(copies, args.cycles, code)
     run = Run(
         label=args.label,
         objects=size,
@@ -233,30 +277,31 @@ def run_size(size: int, args: argparse.Namespace) -> Run:
         steady_mb=steady / 1024,
         final_hwm_mb=final.hwm_kb / 1024,
         cpu_ms_per_cycle=(last.cpu_s - warm.cpu_s) * 1000 / cycles,
-        patch_ms_per_cycle=patch_ms,
-        patch_pairs=pairs,
+        main_thread_share=main_thread / final.cpu_s,
+        patch_ms_per_cycle=baselines["patch_ms"],
+        patch_pairs=int(baselines["pairs"]),
+        encode_ms_per_cycle=baselines["encode_ms"],
     )
     shutil.rmtree(work, ignore_errors=True)
     return run
 
 
-def patch_baseline(copies: Path, cycles: int) -> tuple[float, int]:
-    """Mean CPU ms of the JSON Patch baseline's encode over the last `cycles` consecutive pairs
-    of snapshots the agent collected (ordered by collection time)."""
-    snapshots: list[Snapshot] = []
-    for file in copies.glob("*.snap"):
-        try:
-            snapshots.append(decode_snapshot(file.read_bytes()))
-        except Exception:  # a copy caught mid-write: skip it
-            continue
-    snapshots.sort(key=lambda s: s.header.collected_at)
-    pairs = list(itertools.pairwise(snapshots))[-cycles:]
-    spent = 0.0
-    for old, new in pairs:
-        old_doc, new_doc = bl.state_doc(old), bl.state_doc(new)
-        _, ms = bl.timed(lambda: bl.json_patch_gzip(old_doc, new_doc))  # noqa: B023
-        spent += ms
-    return (spent / len(pairs) if pairs else 0.0), len(pairs)
+def cycle_baselines(copies: Path, cycles: int, code: Path) -> dict[str, float]:
+    """CPU ms per cycle of the JSON Patch baseline's encode and of snapsync's own encode
+    (codec.encode_delta: diff, candidates, verification; what bench/RESULTS.md calls agent CPU),
+    both over the last `cycles` consecutive pairs of the snapshots the agent collected, in a
+    child process running the agent's code (`--code`)."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    out = subprocess.run(
+        [sys.executable, "-c", BASELINES, str(copies), str(cycles)],
+        cwd=code,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
 
 
 def render(runs: list[Run]) -> str:
@@ -272,17 +317,21 @@ def render(runs: list[Run]) -> str:
         "Peak = VmHWM when the first (full) version is acknowledged: the initial LIST and its "
         "upload. Steady = the largest VmRSS sample after the warm-up cycles. CPU/cycle = the "
         "agent process's utime + stime per acknowledged version. JSON Patch = "
-        "snapsync.baselines.json_patch_gzip on the same cycles' snapshots, in the bench process.",
+        "snapsync.baselines.json_patch_gzip on the same cycles' snapshots; snapsync encode = "
+        "codec.encode_delta on the same pairs (bench/RESULTS.md's agent CPU: collection and "
+        "canonicalization excluded); both in a child process running the agent's code.",
         "",
         "| label | objects | cycles | peak MB | steady MB | peak/steady | HWM at end MB "
-        "| agent CPU ms/cycle | JSON Patch encode ms/cycle | ratio | date |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| agent CPU ms/cycle | JSON Patch encode ms/cycle | ratio | snapsync encode ms/cycle "
+        "| ratio | date |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         out.append(
             f"| {r.label} | {r.objects:,} | {r.acks - 1} | {r.peak_mb:.0f} | {r.steady_mb:.0f} "
             f"| {r.peak_mb / r.steady_mb:.2f} | {r.final_hwm_mb:.0f} | {r.cpu_ms_per_cycle:.0f} "
-            f"| {r.patch_ms_per_cycle:.0f} | {r.ratio:.3f} | {r.date} |"
+            f"| {r.patch_ms_per_cycle:.0f} | {r.ratio:.3f} | {r.encode_ms_per_cycle:.0f} "
+            f"| {r.encode_ratio:.3f} | {r.date} |"
         )
     return "\n".join(out) + "\n"
 
@@ -296,10 +345,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per size at most")
     parser.add_argument("--code", default=str(ROOT), help="checkout the agent runs from")
     parser.add_argument("--label", default="after")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the agent's main thread")
     args = parser.parse_args()
     for size in args.sizes:
         run = run_size(size, args)
         print(json.dumps(asdict(run)), flush=True)
+        if args.profile:
+            continue  # a profiled agent is slower: its figures are not results
         with RUNS.open("a") as out:
             out.write(json.dumps(asdict(run)) + "\n")
     runs = [Run(**json.loads(line)) for line in RUNS.read_text().splitlines() if line.strip()]
