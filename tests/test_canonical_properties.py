@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.canonical import canonicalize
+from snapsync.canonical import canonicalize, pack
 from snapsync.codec import decode_snapshot, encode_snapshot
 from snapsync.profile import load_profile
-from snapsync.snapshot import build_snapshot
+from snapsync.snapshot import CanonicalObject, build_snapshot, object_uid
 from tests.support_objects import JSON, raw_objects, unique_by_key
 
 PROFILE = load_profile()
@@ -94,3 +94,19 @@ def test_one_changed_object_changes_the_snapshot_digest(
     changed = copy.deepcopy(objs)
     changed[index]["spec"]["snapsync-test"] = data.draw(st.integers(-(2**63), 2**63 - 1))
     assert build_snapshot(objs, PROFILE).digest != build_snapshot(changed, PROFILE).digest
+
+
+@given(raw_objects())
+def test_a_packed_object_unpacks_to_its_canonical_form(raw: dict[str, Any]) -> None:
+    """Snapshots hold objects as canonical bytes: unpacking gives the canonical form, types
+    included, packing that again gives the very bytes, and each unpacking is a fresh copy."""
+    result = canonicalize(raw, PROFILE)
+    assert result is not None
+    _, data = result
+    obj = CanonicalObject.from_data(data)
+    unpacked = obj.data
+    assert unpacked == data and pack(unpacked) == obj.encoded
+    assert repr(unpacked) == repr(data)  # True stays True, 1.0 stays 1.0
+    assert obj.uid == object_uid(data)
+    unpacked["metadata"]["name"] = "changed"
+    assert obj.data == data  # a caller's copy, never the held object
