@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -149,6 +150,18 @@ class Snapshot:
             self._uid_index = index
         return self._uid_index
 
+    def adopt_keys(self, previous: Snapshot) -> None:
+        """Derive `keys` from a previous snapshot's: between two cycles few keys come and go, so
+        filtering its sorted list and merging the new keys in costs O(n) steps in C, where
+        sorting every key again cost ~6 ms at 10k objects (~40 ms at 50k) each cycle."""
+        if self._keys is not None:
+            return
+        objects, old = self.objects, previous.objects
+        kept = [key for key in previous.keys if key in objects]
+        if len(kept) != len(objects):
+            kept = list(heapq.merge(kept, sorted(key for key in objects if key not in old)))
+        self._keys = kept
+
     def adopt_uid_index(self, index: dict[str, ObjectKey]) -> None:
         """Take `index` as this snapshot's uid_index (it must be what uid_index would build, up
         to which key a uid shared by several objects names)."""
@@ -282,7 +295,10 @@ class SnapshotBuilder:
     def record_error(self, error: KindError) -> None:
         self._errors[error.kind] = error
 
-    def build(self, collected_at: str | None = None) -> Snapshot:
+    def build(
+        self, collected_at: str | None = None, *, previous: Snapshot | None = None
+    ) -> Snapshot:
+        """The snapshot of what was added; `previous` (the last cycle's) saves sorting its keys."""
         counts = Counter(key.kind_ref for key in self._objects)
         header = SnapshotHeader(
             environment_id=self.environment_id,
@@ -293,7 +309,10 @@ class SnapshotBuilder:
             errors=tuple(self._errors[k] for k in sorted(self._errors)),
             source_bytes=self.source_bytes,
         )
-        return Snapshot(header, dict(self._objects))
+        snapshot = Snapshot(header, dict(self._objects))
+        if previous is not None:
+            snapshot.adopt_keys(previous)
+        return snapshot
 
 
 def build_snapshot(

@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 
 from snapsync.canonical import canonicalize, pack
 from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.keys import ObjectKey
 from snapsync.profile import load_profile
-from snapsync.snapshot import CanonicalObject, build_snapshot, object_uid
+from snapsync.snapshot import (
+    CanonicalObject,
+    Snapshot,
+    SnapshotHeader,
+    build_snapshot,
+    object_uid,
+)
 from tests.support_objects import JSON, raw_objects, unique_by_key
 
 PROFILE = load_profile()
@@ -110,3 +117,23 @@ def test_a_packed_object_unpacks_to_its_canonical_form(raw: dict[str, Any]) -> N
     assert obj.uid == object_uid(data)
     unpacked["metadata"]["name"] = "changed"
     assert obj.data == data  # a caller's copy, never the held object
+
+
+keys = st.builds(
+    ObjectKey,
+    st.sampled_from(["", "apps"]),
+    st.sampled_from(["Pod", "Service"]),
+    st.sampled_from(["", "a", "b"]),
+    st.text("xyz-0", min_size=1, max_size=3),
+)
+
+
+@given(st.sets(keys, max_size=30), st.sets(keys, max_size=30))
+def test_keys_derived_from_the_previous_snapshot_are_sorted(
+    before: set[ObjectKey], after: set[ObjectKey]
+) -> None:
+    obj = CanonicalObject.from_data({})
+    previous = Snapshot(SnapshotHeader(), dict.fromkeys(before, obj))
+    snapshot = Snapshot(SnapshotHeader(), dict.fromkeys(after, obj))
+    snapshot.adopt_keys(previous)
+    assert snapshot.keys == sorted(after)

@@ -156,7 +156,7 @@ class Agent:
             log.warning("collection failed: %s", exc)
             self.protocol.next_snapshot = now + self.config.intervals.snapshot
             return
-        self.protocol.snapshot_collected(builder.build(), now)
+        self.protocol.snapshot_collected(builder.build(previous=self.protocol.latest), now)
         report.collected = True
 
     def _handle(self, events: list[Event], report: StepReport) -> None:
