@@ -71,6 +71,11 @@ def pack(obj: Any) -> bytes:
     return packed
 
 
+def unpack(encoded: bytes) -> Any:
+    """The value of canonical msgpack bytes (`pack`'s inverse: the same maps, lists, types)."""
+    return msgpack.unpackb(encoded, raw=False)
+
+
 def object_digest(encoded: bytes) -> bytes:
     """128-bit BLAKE2b of an object's canonical bytes: collisions are not a practical concern."""
     return hashlib.blake2b(encoded, digest_size=16).digest()

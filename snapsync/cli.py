@@ -128,7 +128,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=500,
             show_default=True,
             metavar="OBJECTS",
-            help="Objects per LIST page.",
+            help="Objects per LIST page (watch mode: at most 100, to bound memory).",
         ),
         click.option(
             "--kind", "kinds", multiple=True, help="Collect only these kinds (Kind[.group])."

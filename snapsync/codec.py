@@ -72,6 +72,7 @@ from snapsync.wire_delta import (
 
 DEFAULT_SNAPSHOT_LEVEL = 9
 _WINDOW_LOG_MIN, _WINDOW_LOG_MAX = 10, 27  # zstd's default decoder limit is 2^27
+_STREAM_BLOCK = 2**20  # raw bytes per compressor call when streaming a snapshot
 
 
 @dataclass(frozen=True)
@@ -207,19 +208,44 @@ def unpack_payload(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
 
 def snapshot_payload(snapshot: Snapshot) -> bytes:
     """Canonical msgpack of a snapshot: header, then objects as [group, kind, ns, name, object]."""
+    return b"".join(snapshot_payload_parts(snapshot))
+
+
+def snapshot_payload_parts(snapshot: Snapshot) -> Iterator[bytes]:
+    """`snapshot_payload` in pieces, for a writer that never holds it whole."""
     packer = msgpack.Packer(use_bin_type=True)
-    parts = [
-        packer.pack_map_header(2),
-        packer.pack("header"),
-        packer.pack(snapshot.header.to_dict()),
-        packer.pack("objects"),
-        packer.pack_array_header(len(snapshot)),
-    ]
+    yield packer.pack_map_header(2)
+    yield packer.pack("header")
+    yield packer.pack(snapshot.header.to_dict())
+    yield packer.pack("objects")
+    yield packer.pack_array_header(len(snapshot))
     for key, obj in snapshot:
-        parts.append(packer.pack_array_header(5))
-        parts.extend(packer.pack(part) for part in key.as_tuple())
-        parts.append(obj.encoded)
-    return b"".join(parts)
+        # [group, kind, ns, name, object]: the key packed as one 4-array (header 0x94, one
+        # call instead of five: this runs for every object of every state-dir write), re-headed
+        yield b"\x95"
+        yield packer.pack(key.as_tuple())[1:]
+        yield obj.encoded
+
+
+def encode_snapshot_streamed(snapshot: Snapshot, level: int) -> bytes:
+    """A snapshot frame compressed piece by piece, never holding the raw payload whole: the
+    agent writes its newest snapshot every cycle, ~70 MB raw at 50,000 objects. It decodes as
+    `encode_snapshot`'s does; its zstd frame differs (no content size), so it is for the state
+    directory, never the wire."""
+    compressor = zstandard.ZstdCompressor(level=level, write_checksum=False).compressobj()
+    stored: list[bytes] = []
+    pending: list[bytes] = []
+    raw_size = pending_size = 0
+    for part in snapshot_payload_parts(snapshot):
+        pending.append(part)
+        pending_size += len(part)
+        if pending_size >= _STREAM_BLOCK:
+            stored.append(compressor.compress(b"".join(pending)))
+            raw_size += pending_size
+            pending, pending_size = [], 0
+    stored.append(compressor.compress(b"".join(pending)))
+    stored.append(compressor.flush())
+    return _snapshot_frame(snapshot, raw_size + pending_size, b"".join(stored)).pack()
 
 
 def encode_snapshot(snapshot: Snapshot, level: int = DEFAULT_SNAPSHOT_LEVEL) -> bytes:
@@ -347,13 +373,15 @@ def encode_delta(
             new_raw = snapshot_payload(new)
     if want_full:
         with clock("full"):
-            frames["full"] = _snapshot_frame(new, new_raw, compress(new_raw, options.full_level))
+            frames["full"] = _snapshot_frame(
+                new, len(new_raw), compress(new_raw, options.full_level)
+            )
             checks["full"] = lambda data: decode_snapshot(data).digest == new.digest
     if want_patch_from:
         with clock("patch-from"):
             base_raw = snapshot_payload(base)
             stored = _patch_from(base_raw, new_raw, options)
-            frames["patch-from"] = _snapshot_frame(new, new_raw, stored, base.digest)
+            frames["patch-from"] = _snapshot_frame(new, len(new_raw), stored, base.digest)
             checks["patch-from"] = lambda data: (
                 decode_snapshot(data, base=base).digest == new.digest
             )
@@ -432,7 +460,7 @@ def _patch_from(base_raw: bytes, new_raw: bytes, options: EncodeOptions) -> byte
 
 
 def _snapshot_frame(
-    new: Snapshot, raw: bytes, stored: bytes, base_digest: bytes = NO_DIGEST
+    new: Snapshot, raw_size: int, stored: bytes, base_digest: bytes = NO_DIGEST
 ) -> Frame:
     return Frame(
         kind=FrameKind.SNAPSHOT,
@@ -440,7 +468,7 @@ def _snapshot_frame(
         dictionary_id=0,
         base_digest=base_digest,
         target_digest=new.digest,
-        raw_size=len(raw),
+        raw_size=raw_size,
         payload=stored,
     )
 

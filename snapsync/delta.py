@@ -3,8 +3,8 @@
 Invariants:
 - `apply(base, diff(base, new))` has exactly `new`'s digest; `apply` checks the base digest
   before and the target digest after, and raises DeltaError without touching `base` otherwise.
-  Nothing in a base snapshot is ever modified: a patched object copies what it changes and
-  shares the rest with the base object (CanonicalObject.data is read-only everywhere).
+  Nothing in a base snapshot is ever modified: objects are held as canonical bytes, and a
+  patched object is built from a fresh unpacking of its base object's bytes.
 - Operations are plain RFC 6902 (jsonpatch applies them), on canonical objects; they come from
   snapsync.jsondiff, which diffs Kubernetes lists by their natural key, so an item inserted at the
   front of a list costs one operation.
@@ -27,7 +27,7 @@ from snapsync.bounds import Budget
 from snapsync.errors import CanonicalError, DeltaError, InputError
 from snapsync.jsondiff import Operation
 from snapsync.keys import ObjectKey
-from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader, object_uid
+from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
 
 __all__ = [
     "Delta",
@@ -80,11 +80,11 @@ def uid_index_after(base: Snapshot, new: Snapshot, delta: Delta) -> dict[str, Ob
     them went: it is then encoded as a plain uuid, never as a wrong reference."""
     index = dict(base.uid_index)
     for key in (*delta.removed, *delta.changed):
-        uid = object_uid(base.objects[key].data)
+        uid = base.objects[key].uid
         if uid is not None and index.get(uid) == key:
             del index[uid]
     for key in (*delta.changed, *delta.added):
-        uid = object_uid(new.objects[key].data)
+        uid = new.objects[key].uid
         if uid is not None:
             index.setdefault(uid, key)
     return index

@@ -101,14 +101,19 @@ class ExemplarIndex:
         self.base = base
         self._keys = base.keys
         self._added: list[dict[str, Any]] = []
+        self._unpacked: dict[int, dict[str, Any]] = {}  # base objects looked into so far
         self._added_groups: dict[tuple[str, str, str], list[int]] = {}
         self._kind_names: dict[tuple[str, str], dict[str, int]] = {}
 
     def resolve(self, ref: int) -> dict[str, Any]:
-        """The object a reference names (the caller checked the range)."""
-        if ref >= 0:
-            return self.base.objects[self._keys[ref]].data
-        return self._added[-ref - 1]
+        """The object a reference names (the caller checked the range). Base objects are unpacked
+        once per payload: ranking looks into the same neighbours for every sibling added."""
+        if ref < 0:
+            return self._added[-ref - 1]
+        data = self._unpacked.get(ref)
+        if data is None:
+            data = self._unpacked[ref] = self.base.objects[self._keys[ref]].data
+        return data
 
     def added(self, key: ObjectKey, obj: dict[str, Any]) -> None:
         """Make an object just added in the payload a candidate for the ones after it."""

@@ -17,6 +17,7 @@ carrying one is refused as corrupt before anything is stored.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 from snapsync.errors import CanonicalError, InputError
@@ -71,7 +72,9 @@ class ObjectKey(NamedTuple):
         if "\x00" in api_version + kind + namespace + name:
             raise CanonicalError(f"{kind} {name[:60]!r}: NUL in apiVersion, kind or metadata")
         group = api_version.rpartition("/")[0]
-        return cls(group, kind, namespace, name)
+        # A few groups, kinds and namespaces name every object: one string each, not one per key
+        # (the keys of 50,000 objects held 150,000 copies).
+        return cls(sys.intern(group), sys.intern(kind), sys.intern(namespace), name)
 
     def as_tuple(self) -> tuple[str, str, str, str]:
         return (self.group, self.kind, self.namespace, self.name)

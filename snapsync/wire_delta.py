@@ -346,12 +346,10 @@ def unpack_delta(
 
     def uid_of(ref: int) -> str | None:
         if 0 <= ref < len(keys):
-            obj = base.objects[keys[ref]].data
-        elif -len(earlier) <= ref < 0:
-            obj = earlier[-ref - 1][0]
-        else:
-            return None
-        return object_uid(obj)
+            return base.objects[keys[ref]].uid
+        if -len(earlier) <= ref < 0:
+            return object_uid(earlier[-ref - 1][0])
+        return None
 
     leaves.uid_of = uid_of
     removed = tuple(keys[pos] for pos in _positions(removed_gaps, len(keys), "removed"))

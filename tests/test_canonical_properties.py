@@ -9,10 +9,23 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.canonical import canonicalize
-from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.canonical import canonicalize, pack
+from snapsync.codec import (
+    decode_snapshot,
+    encode_snapshot,
+    encode_snapshot_streamed,
+    snapshot_payload,
+)
+from snapsync.keys import ObjectKey
 from snapsync.profile import load_profile
-from snapsync.snapshot import build_snapshot
+from snapsync.sample_cluster import SampleCluster
+from snapsync.snapshot import (
+    CanonicalObject,
+    Snapshot,
+    SnapshotHeader,
+    build_snapshot,
+    object_uid,
+)
 from tests.support_objects import JSON, raw_objects, unique_by_key
 
 PROFILE = load_profile()
@@ -80,10 +93,20 @@ def test_removed_fields_do_not_move_the_digest(raw: dict[str, Any], rv: int, man
 @given(st.lists(raw_objects(), max_size=8).map(unique_by_key))
 def test_snapshot_file_round_trip(objs: list[dict[str, Any]]) -> None:
     snapshot = build_snapshot(objs, PROFILE, environment_id="edge-1", collected_at=FIXED_TIME)
-    decoded = decode_snapshot(encode_snapshot(snapshot))
-    assert decoded.digest == snapshot.digest
-    assert decoded.header == snapshot.header
-    assert {k: o.data for k, o in decoded} == {k: o.data for k, o in snapshot}
+    for frame in encode_snapshot(snapshot), encode_snapshot_streamed(snapshot, 1):
+        decoded = decode_snapshot(frame)
+        assert decoded.digest == snapshot.digest
+        assert decoded.header == snapshot.header
+        assert {k: o.data for k, o in decoded} == {k: o.data for k, o in snapshot}
+
+
+def test_a_streamed_snapshot_spanning_blocks_decodes_to_the_same_snapshot() -> None:
+    """The state directory's frames are compressed a block at a time (2 MB raw here)."""
+    snapshot = build_snapshot(SampleCluster(objects=1500, seed=2).objects(), PROFILE)
+    assert len(snapshot_payload(snapshot)) > 2**20
+    decoded = decode_snapshot(encode_snapshot_streamed(snapshot, 1))
+    assert [(k, o.encoded) for k, o in decoded] == [(k, o.encoded) for k, o in snapshot]
+    assert decoded.header == snapshot.header and decoded.digest == snapshot.digest
 
 
 @given(st.lists(raw_objects(), min_size=2, max_size=6).map(unique_by_key), st.data())
@@ -94,3 +117,39 @@ def test_one_changed_object_changes_the_snapshot_digest(
     changed = copy.deepcopy(objs)
     changed[index]["spec"]["snapsync-test"] = data.draw(st.integers(-(2**63), 2**63 - 1))
     assert build_snapshot(objs, PROFILE).digest != build_snapshot(changed, PROFILE).digest
+
+
+@given(raw_objects())
+def test_a_packed_object_unpacks_to_its_canonical_form(raw: dict[str, Any]) -> None:
+    """Snapshots hold objects as canonical bytes: unpacking gives the canonical form, types
+    included, packing that again gives the very bytes, and each unpacking is a fresh copy."""
+    result = canonicalize(raw, PROFILE)
+    assert result is not None
+    _, data = result
+    obj = CanonicalObject.from_data(data)
+    unpacked = obj.data
+    assert unpacked == data and pack(unpacked) == obj.encoded
+    assert repr(unpacked) == repr(data)  # True stays True, 1.0 stays 1.0
+    assert obj.uid == object_uid(data)
+    unpacked["metadata"]["name"] = "changed"
+    assert obj.data == data  # a caller's copy, never the held object
+
+
+keys = st.builds(
+    ObjectKey,
+    st.sampled_from(["", "apps"]),
+    st.sampled_from(["Pod", "Service"]),
+    st.sampled_from(["", "a", "b"]),
+    st.text("xyz-0", min_size=1, max_size=3),
+)
+
+
+@given(st.sets(keys, max_size=30), st.sets(keys, max_size=30))
+def test_keys_derived_from_the_previous_snapshot_are_sorted(
+    before: set[ObjectKey], after: set[ObjectKey]
+) -> None:
+    obj = CanonicalObject.from_data({})
+    previous = Snapshot(SnapshotHeader(), dict.fromkeys(before, obj))
+    snapshot = Snapshot(SnapshotHeader(), dict.fromkeys(after, obj))
+    snapshot.adopt_keys(previous)
+    assert snapshot.keys == sorted(after)

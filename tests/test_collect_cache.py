@@ -3,7 +3,8 @@
 A state machine stores, replaces (relists) and drops objects, and replays them into sinks of
 several canonical forms. Every replay must give the very bytes and digest `build_snapshot` gives
 for the same objects, and canonicalize no more objects than were stored or dropped since the
-last replay of the same form (all of them after a form change).
+last replay of the same form (all of them after a form change, which lists the kind again as
+the watch collector does: the cache holds no raw object once canonicalized).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 from support_kube import CountingBuilder
 
-from snapsync.collect.cache import ObjectCache, ObjKey, object_version, replay
+from snapsync.collect.cache import FormChanged, ObjectCache, ObjKey, object_version, replay
 from snapsync.profile import Profile, load_profile
-from snapsync.snapshot import Snapshot, SnapshotBuilder, build_snapshot
+from snapsync.snapshot import CanonicalForm, Snapshot, SnapshotBuilder, build_snapshot
 
 DEFAULT, MINIMAL = load_profile("default"), load_profile("minimal")
 FORMS: dict[str, tuple[Profile, bool]] = {
@@ -46,10 +47,38 @@ forms = st.sampled_from(sorted(FORMS))
 ModelKey = tuple[tuple[str, str], str]  # (kind, name)
 
 
-def replay_into(caches: dict[tuple[str, str], ObjectCache], builder: SnapshotBuilder) -> Snapshot:
-    for cache in caches.values():
-        cache.settle(replay(cache.checkout(builder), builder, []))
+def relisted(
+    cache: ObjectCache, kind: tuple[str, str], model: dict[ModelKey, dict[str, Any]], form: Any
+) -> None:
+    """A new LIST of the kind's current objects (fresh dicts), canonicalized by `form` as the
+    watch collector does (None: held raw until the next replay)."""
+    fresh = {}
+    for (k, name), raw in model.items():
+        if k == kind:
+            key = (NAMESPACE, name)
+            fresh[key] = cache.entry(key, copy.deepcopy(raw), form)
+    cache.replace(fresh, form)
+
+
+def replay_into(
+    caches: dict[tuple[str, str], ObjectCache],
+    builder: SnapshotBuilder,
+    model: dict[ModelKey, dict[str, Any]],
+) -> Snapshot:
+    """Replay every kind; a kind whose results are of another form is listed again first."""
+    for kind, cache in caches.items():
+        try:
+            entries = cache.checkout(builder)
+        except FormChanged:
+            relisted(cache, kind, model, builder)
+            entries = cache.checkout(builder)
+        cache.settle(replay(entries, builder, []))
     return builder.build(collected_at="")
+
+
+def assert_no_raw(caches: dict[tuple[str, str], ObjectCache]) -> None:
+    """After a replay into a canonical sink, the cache holds results only."""
+    assert all(entry.raw is None for cache in caches.values() for entry in cache.entries())
 
 
 def assert_same(snapshot: Snapshot, objects: list[dict[str, Any]], form: str) -> None:
@@ -126,7 +155,11 @@ class WatchCacheMachine(RuleBasedStateMachine):
         for name, uid, rv, value in changes:
             fresh[(NAMESPACE, name)] = self._raw(kind, name, uid, rv, value)
             self.touched.add((kind, name))
-        self.caches[kind].replace(fresh)
+        cache = self.caches[kind]
+        form = CanonicalForm(*FORMS[self.form]) if self.form else None
+        cache.replace({key: cache.entry(key, raw, form) for key, raw in fresh.items()}, form)
+        if form is not None:  # a LIST's objects are canonicalized as they come, never held
+            assert all(entry.raw is None for entry in cache.entries())
         for name in dropped:
             self.touched.add((kind, name))
         for (_, name), raw in fresh.items():
@@ -138,7 +171,8 @@ class WatchCacheMachine(RuleBasedStateMachine):
     @rule(form=forms)
     def replay(self, form: str) -> None:
         builder = self._new_builder(form)
-        assert_same(replay_into(self.caches, builder), list(self.model.values()), form)
+        assert_same(replay_into(self.caches, builder, self.model), list(self.model.values()), form)
+        assert_no_raw(self.caches)
         self._check_count(builder, form)
         self.form, self.touched = form, set()
 
@@ -156,9 +190,14 @@ class WatchCacheMachine(RuleBasedStateMachine):
         it, and the new object must not inherit a result computed for the old one."""
         builder = self._new_builder(form)
         before = list(self.model.values())
-        fresh = {
-            k: replay(cache.checkout(builder), builder, []) for k, cache in self.caches.items()
-        }
+        fresh = {}
+        for k, cache in self.caches.items():
+            try:
+                entries = cache.checkout(builder)
+            except FormChanged:
+                relisted(cache, k, self.model, builder)
+                entries = cache.checkout(builder)
+            fresh[k] = replay(entries, builder, [])
         self._check_count(builder, form)
         self.touched = set()
         self.put(kind, name, uid, rv, value)
@@ -174,9 +213,9 @@ TestWatchCache = WatchCacheMachine.TestCase
 def test_a_result_of_another_kind_of_sink_is_refused() -> None:
     builder = SnapshotBuilder(DEFAULT)
     raw = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}
-    assert builder.add_canonical(raw, builder.canonical(raw)) is not None
+    assert builder.add_canonical(builder.canonical(raw)) is not None
     with pytest.raises(TypeError):
-        builder.add_canonical(raw, ("a", "tuple"))
+        builder.add_canonical(("a", "tuple"))
 
 
 @pytest.mark.parametrize(

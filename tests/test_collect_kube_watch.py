@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support_kube import (  # noqa: F401  (fixtures)
     CountingBuilder,
     cluster_objects,
@@ -28,6 +31,7 @@ from support_kube import (  # noqa: F401  (fixtures)
 
 from snapsync.collect.backoff import Backoff
 from snapsync.collect.kube import KubeOptions
+from snapsync.collect.kubeapi import stream_lines
 from snapsync.collect.watch import KubeWatchCollector
 from snapsync.profile import load_profile
 from snapsync.sample_cluster import SampleCluster
@@ -59,12 +63,13 @@ def _replay(watcher: KubeWatchCollector, builder: SnapshotBuilder | None = None)
 def _counted_replay(
     watcher: KubeWatchCollector, profile: str = "default", *, reveal_secrets: bool = False
 ) -> tuple[Snapshot, int]:
-    """A replay and the number of objects it canonicalized (the rest reused cached results)."""
+    """A replay and the number of objects canonicalized since the last one (the rest reused
+    cached results): by the replay, or by a LIST as its pages came (initial list, relist)."""
     builder = CountingBuilder(load_profile(profile), reveal_secrets=reveal_secrets)
     before = watcher.canonicalized
     snapshot = _replay(watcher, builder)
-    assert watcher.canonicalized - before == builder.canonicalized
-    return snapshot, builder.canonicalized
+    assert builder.canonicalized <= watcher.canonicalized - before
+    return snapshot, watcher.canonicalized - before
 
 
 def _assert_identical(watched: Snapshot, listed: Snapshot) -> None:
@@ -134,6 +139,7 @@ def test_relist_keeps_the_results_of_unchanged_objects(
     resourceVersion says the cached result still holds: only real changes are canonicalized."""
     state = emulator.state
     _replay(watcher)
+    before = watcher.canonicalized
     state.add_fault(kind="Pod", on="watch", delay=0.2, times=1)  # reconnect late
     emulator.drop_watches()
     state.put(pod("web-1", phase="Pending"))
@@ -144,16 +150,44 @@ def test_relist_keeps_the_results_of_unchanged_objects(
     state.put(pod("web-late"))
     assert watcher.synced(state.rv, SYNC_TIMEOUT)
     assert watcher.relists() >= 1
-    watched, counted = _counted_replay(watcher)
-    assert counted == 3  # web-1, cfg-new and web-late
+    watched, _ = _counted_replay(watcher)
+    # web-1, cfg-new and web-late, by the relist (as its pages came) or by the replay
+    assert watcher.canonicalized - before == 3
     _assert_identical(watched, collect(_options(kubeconfig)))
+
+
+def test_the_cache_holds_no_raw_object_once_canonicalized(
+    emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
+):
+    """LIST pages are canonicalized as they come, watch events' objects at the next replay; a
+    relist after 410 Gone keeps nothing raw either."""
+    state = emulator.state
+    _replay(watcher)
+    assert watcher.raw_objects() == 0
+    state.put(config_map("cfg-new"))
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    assert watcher.raw_objects() == 1  # until the next replay canonicalizes it
+    _replay(watcher)
+    assert watcher.raw_objects() == 0
+    state.add_fault(kind="Pod", on="watch", delay=0.2, times=1)
+    emulator.drop_watches()
+    state.put(pod("web-1", phase="Pending"))
+    state.compact()
+    emulator.drop_watches()
+    assert watcher.synced(state.rv, SYNC_TIMEOUT)
+    assert watcher.relists() >= 1
+    # relisted objects are canonical; only web-1 may be held raw, when the Pods' watch came back
+    # in time to see its event before the compaction (Pods are then not relisted)
+    assert watcher.raw_objects() <= 1
+    _assert_identical(_replay(watcher), collect(_options(kubeconfig)))
 
 
 def test_profile_change_canonicalizes_again(
     emulator: KubeEmulator, kubeconfig: Path, watcher: KubeWatchCollector
 ):
     """A cached result holds for one canonical form: another profile or secret setting
-    recomputes every object, and switching back recomputes them again."""
+    lists and recomputes every object (the raw objects are not kept), and switching back
+    recomputes them again."""
     state = emulator.state
     default, counted = _counted_replay(watcher)
     revealed, recounted = _counted_replay(watcher, reveal_secrets=True)
@@ -358,3 +392,25 @@ def test_watching_more_kinds_than_64_logs_no_pool_warnings(
         r for r in caplog.records if r.name.startswith("urllib3") and r.levelno >= logging.INFO
     ]
     assert noisy == []
+
+
+class _Chunked:
+    """A streamed response body, cut into given chunks."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def stream(self, amt: object = None, decode_content: bool = False) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+@given(
+    lines=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=8),
+    cuts=st.lists(st.integers(0, 200), max_size=6),
+)
+def test_watch_lines_survive_any_chunking(lines: list[bytes], cuts: list[int]) -> None:
+    body = b"".join(line + b"\n" for line in lines)
+    points = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in itertools.pairwise(points)]
+    assert list(stream_lines(_Chunked(chunks))) == lines
+    assert list(stream_lines(_Chunked([b"a\nb", b"c"]))) == [b"a", b"bc"]  # unterminated last

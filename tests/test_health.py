@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from snapsync.agent import Agent, HttpTransport
+from snapsync.agent import Agent, HttpTransport, format_report
 from snapsync.agent.transport import Answer, Transport
 from snapsync.cli import cli
 from snapsync.collect import FileCollector
@@ -74,6 +74,9 @@ def test_each_exchange_and_step_renews_the_heartbeat(tmp_path: Path) -> None:
     assert transport.seen[0] is False and all(transport.seen[1:])
     assert beat.read_text().split()[1] == "in_sync=true"
     assert not list(tmp_path.glob(".heartbeat*"))  # no temporary file left behind
+    # the log line shows the agent's resident memory, read from the kernel
+    assert report.rss_bytes is not None and report.rss_bytes > 0
+    assert f"rss_mb={report.rss_bytes / 2**20:.0f}" in format_report(report).split()
 
 
 def test_an_unreachable_server_still_counts_as_alive(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ class StepReport:
     # was reached and accepted our credentials, which is what `--once` exits 0 on.
     confirmed: bool = False
     budget_left: int | None = None
+    rss_bytes: int | None = None  # the process's resident memory (Linux), read after the pass
     events: list[Event] = field(default_factory=list)
 
 
@@ -124,6 +125,7 @@ class Agent:
         report.in_sync = self.protocol.in_sync
         report.confirmed = self._server_confirms_latest()
         report.budget_left = self.protocol.budget.remaining(now)
+        report.rss_bytes = resident_bytes()
         self._save()
         self._beat()
         return report
@@ -160,7 +162,7 @@ class Agent:
             log.warning("collection failed: %s", exc)
             self.protocol.next_snapshot = now + self.config.intervals.snapshot
             return
-        self.protocol.snapshot_collected(builder.build(), now)
+        self.protocol.snapshot_collected(builder.build(previous=self.protocol.latest), now)
         report.collected = True
 
     def _handle(self, events: list[Event], report: StepReport) -> None:
@@ -213,6 +215,19 @@ class Agent:
             log.warning("heartbeat %s: %s", self.heartbeat, exc.strerror)
 
 
+def resident_bytes() -> int | None:
+    """VmRSS of this process from /proc/self/status, so an operator sees the agent's memory in
+    its log; None where there is no such file (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def format_report(report: StepReport) -> str:
     """One structured log line per cycle."""
     parts = [
@@ -225,6 +240,8 @@ def format_report(report: StepReport) -> str:
         f"confirmed={str(report.confirmed).lower()}",
         f"budget_left={'unlimited' if report.budget_left is None else report.budget_left}",
     ]
+    if report.rss_bytes is not None:
+        parts.append(f"rss_mb={report.rss_bytes / 2**20:.0f}")
     if report.collect_error:
         parts.append(f"collect_error={report.collect_error!r}")
     return " ".join(parts)

@@ -34,14 +34,12 @@ class Sink(Protocol):
     def record_error(self, error: KindError) -> None: ...
 
 
-@runtime_checkable
-class CanonicalSink(Sink, Protocol):
-    """A sink that canonicalizes apart from adding, so a collector that keeps objects between
-    cycles (watch mode) can keep the result too and skip canonicalizing unchanged objects.
+class Canonicalizer(Protocol):
+    """Canonicalizes raw objects for one canonical form (profile, secret handling).
 
-    `canonical(raw)` depends only on `raw` and on `canonical_form` (profile, secret handling),
-    never on what was added before; `add_canonical(raw, canonical(raw))` does what `add(raw)`
-    does, on this sink or on a later one of an equal form. Collectors treat the result as opaque.
+    `canonical(raw)` depends only on `raw` and on `canonical_form`, never on what was added to a
+    sink before; its results are opaque to collectors, which keep them and compare forms (a
+    result holds for an equal form).
     """
 
     @property
@@ -49,7 +47,22 @@ class CanonicalSink(Sink, Protocol):
 
     def canonical(self, raw: dict[str, Any]) -> object: ...
 
-    def add_canonical(self, raw: dict[str, Any], canonical: object) -> object: ...
+
+@runtime_checkable
+class CanonicalSink(Sink, Canonicalizer, Protocol):
+    """A sink that canonicalizes apart from adding, so a collector that keeps objects between
+    cycles (watch mode) keeps the result instead of the raw object and skips canonicalizing
+    unchanged objects.
+
+    `add_canonical(canonical(raw))` does what `add(raw)` does, on this sink or on a later one of
+    an equal form; `canonicalizer` is a Canonicalizer of the same form that holds nothing of the
+    sink (a collector keeps it between cycles, to canonicalize a relist's pages as they come).
+    """
+
+    @property
+    def canonicalizer(self) -> Canonicalizer: ...
+
+    def add_canonical(self, canonical: object) -> object: ...
 
 
 class Collector(Protocol):

@@ -32,7 +32,6 @@ from kubernetes.config.incluster_config import (
     InClusterConfigLoader,
 )
 from kubernetes.config.kube_config import new_client_from_config
-from kubernetes.watch.watch import iter_resp_lines
 
 from snapsync.errors import CollectionError
 
@@ -219,7 +218,7 @@ class WatchStream:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         try:
-            for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
+            for line in stream_lines(self._response):
                 if line:
                     event = json.loads(line)
                     if isinstance(event, dict):
@@ -236,6 +235,26 @@ class WatchStream:
         # already closed or never connected: nothing to interrupt
         with contextlib.suppress(Exception):
             self._response.shutdown()
+
+
+def stream_lines(response: Any) -> Iterator[bytes]:
+    """The newline-separated lines of a streamed response body, as they complete.
+
+    kubernetes.watch.iter_resp_lines copies the rest of its buffer after every line; splitting
+    each chunk once costs a watch thread a fraction of that per event.
+    """
+    pending: list[bytes] = []  # the pieces of a line not complete yet
+    for chunk in response.stream(amt=None, decode_content=False):
+        first, *lines = chunk.split(b"\n")
+        pending.append(first)
+        if lines:
+            yield b"".join(pending)
+            *complete, rest = lines
+            yield from complete
+            pending = [rest]
+    last = b"".join(pending)
+    if last:
+        yield last
 
 
 def status_error(status: int, reason: str | None, data: bytes, headers: Any) -> ApiStatusError:

@@ -6,7 +6,9 @@
 
 --fixture FILE (repeatable) loads kubectl `get -o json|yaml` dumps; --generate N builds N objects
 with snapsync.sample_cluster. --churn SECONDS applies a sample-cluster churn step that often (to
-generated objects only). It listens on 127.0.0.1 only; --port 0 picks a free port.
+generated objects only); --churn-minutes M makes each step M simulated minutes of churn, so a
+benchmark can replay a minute of churn every few seconds. It listens on 127.0.0.1 only; --port 0
+picks a free port.
 The first line printed is `serving N objects at URL`; GET /emulator/stats counts requests.
 """
 
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", help="require this bearer token (401 otherwise)")
     parser.add_argument("--kubeconfig", metavar="PATH", help="write a kubeconfig for the emulator")
     parser.add_argument("--churn", type=float, metavar="SECONDS", help="churn step interval")
+    parser.add_argument(
+        "--churn-minutes",
+        type=float,
+        metavar="MINUTES",
+        help="simulated minutes of churn per step [default: the step interval]",
+    )
     parser.add_argument("--bookmark-interval", type=float, default=1.0, metavar="SECONDS")
     parser.add_argument(
         "--close-watches",
@@ -72,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             time.sleep(args.churn or 3600)
             if args.churn and cluster is not None:
-                state.apply_changes(cluster, cluster.step(churn="steady", minutes=args.churn / 60))
+                minutes = args.churn_minutes or args.churn / 60
+                state.apply_changes(cluster, cluster.step(churn="steady", minutes=minutes))
     except KeyboardInterrupt:
         pass
     finally:
