@@ -142,7 +142,12 @@ class Agent:
         self._stop.set()
 
     def close(self) -> None:
+        """Release the transport and the collector's watches and client (its threads would
+        otherwise hold the process open at exit)."""
         self.transport.close()
+        close_collector = getattr(self.collector, "close", None)
+        if close_collector is not None:
+            close_collector()
 
     def _server_confirms_latest(self) -> bool:
         """The server's current version, as its last answer in this run named it, is our latest.
