@@ -1,5 +1,7 @@
 """A real PostgreSQL server for the tests, started by the suite itself (no service needed).
 
+`sql_store` runs a test once on a new SQLite file and once on a new PostgreSQL database.
+
 `postgres_server` (session scope) runs initdb and pg_ctl from Debian's `postgresql` package into
 a temporary directory, listening on a free loopback port, and stops it at the end. As root it
 runs them as the `postgres` user (initdb refuses root). `postgres_dsn` gives each test a fresh,
@@ -23,6 +25,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from snapsync.server.postgres import PostgreSQLStore
+from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.sqlstore import SQLStore
 
 
 def _bindir() -> Path | None:
@@ -108,3 +114,14 @@ def postgres_dsn(postgres_server: str) -> Iterator[str]:
     name = dsn.rsplit("/", 1)[1]
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(name="sql_store", params=["sqlite", "postgres"])
+def sql_store_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
+    """A new, empty store of each SQL kind, closed after the test."""
+    if request.param == "sqlite":
+        made: SQLStore = SQLiteStore(tmp_path / "store.db")
+    else:
+        made = PostgreSQLStore(request.getfixturevalue("postgres_dsn"))
+    yield made
+    made.close()

@@ -28,11 +28,14 @@ from snapsync.protocol.server import PartialLimits, ServerConfig
 from snapsync.server import ServerSettings
 from snapsync.server.app import BodyDeadline, BodyGate, Limits
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.server.postgres import PostgreSQLStore
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.sqlstore import SQLStore
 from snapsync.snapshot import build_snapshot
-from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
+from tests.support_postgres import (  # noqa: F401 (fixtures)
+    postgres_dsn,
+    postgres_server,
+    sql_store_fixture,
+)
 from tests.support_server import live_server
 from tests.test_server_http import T0, Clock
 
@@ -80,16 +83,6 @@ def _head(path: str, length: int, auth: str) -> str:
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/msgpack\r\n"
         f"Content-Length: {length}\r\nAuthorization: {auth}\r\n\r\n"
     )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
-    if request.param == "sqlite":
-        made: SQLStore = SQLiteStore(tmp_path / "gate.db")
-    else:
-        made = PostgreSQLStore(request.getfixturevalue("postgres_dsn"))
-    yield made
-    made.close()
 
 
 @contextmanager

@@ -24,7 +24,6 @@ from snapsync.profile import load_profile
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets
 from snapsync.server.health import EVENT_WINDOW, MAX_LISTED, assess
-from snapsync.server.postgres import PostgreSQLStore
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.sqlstore import SQLStore
 from snapsync.snapshot import Snapshot, build_snapshot
@@ -37,7 +36,11 @@ from tests.support_broken import (
     real,
     store_broken,
 )
-from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
+from tests.support_postgres import (  # noqa: F401 (fixtures)
+    postgres_dsn,
+    postgres_server,
+    sql_store_fixture,
+)
 from tests.support_server import live_server
 
 TOKEN = "health-test-token-0123"
@@ -148,28 +151,18 @@ def test_kubectl_readings() -> None:
 # ----- the store keeps the newest header ---------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
-    if request.param == "sqlite":
-        made: SQLStore = SQLiteStore(tmp_path / "s.db")
-    else:
-        made = PostgreSQLStore(request.getfixturevalue("postgres_dsn"))
-    yield made
-    made.close()
-
-
-def test_each_environment_shows_its_newest_collection_time_and_errors(sql: SQLStore) -> None:
+def test_each_environment_shows_its_newest_collection_time_and_errors(sql_store: SQLStore) -> None:
     forbidden = KindError("Secret", "forbidden", "no")
     first = build_snapshot([real("pod")], load_profile("default"), collected_at=COLLECTED_AT)
     first = Snapshot(replace(first.header, errors=(forbidden,)), first.objects)
     later = "2024-04-20T12:00:00Z"
     second = build_snapshot([real("node")], load_profile("default"), collected_at=later)
-    sql.commit("a", first, b"f", None, COLLECTED)
-    sql.commit("b", first, b"f", None, COLLECTED)
-    (a,) = sql.environments(COLLECTED, only="a")
+    sql_store.commit("a", first, b"f", None, COLLECTED)
+    sql_store.commit("b", first, b"f", None, COLLECTED)
+    (a,) = sql_store.environments(COLLECTED, only="a")
     assert (a.collected_at, a.errors) == (COLLECTED_AT, (forbidden,))
-    sql.commit("a", second, b"f", None, COLLECTED + 60)
-    found = {e.edge_id: e for e in sql.environments(COLLECTED + 60)}
+    sql_store.commit("a", second, b"f", None, COLLECTED + 60)
+    found = {e.edge_id: e for e in sql_store.environments(COLLECTED + 60)}
     assert (found["a"].collected_at, found["a"].errors) == (later, ())
     assert found["b"].errors == (forbidden,)  # one environment's upload leaves the other's
 
