@@ -117,24 +117,24 @@ def apply(base: Snapshot, delta: Delta, budget: Budget | None = None) -> Snapsho
 
     What the operations build is charged to `budget` (none: unbounded, for trusted deltas).
     """
-    if base.digest != delta.base_digest:
-        raise DeltaError(
-            f"delta is against {delta.base_digest.hex()[:12]}, base is {base.digest.hex()[:12]}"
-        )
-    objects = dict(base.objects)
-    apply_changes(objects, delta, budget)
-    result = Snapshot(delta.header, objects)
+    result = Snapshot(delta.header, apply_changes(base, delta, budget))
     if result.digest != delta.target_digest:
         raise DeltaError("applying the delta does not reproduce its target digest")
     return result
 
 
 def apply_changes(
-    objects: dict[ObjectKey, CanonicalObject], delta: Delta, budget: Budget | None = None
-) -> None:
-    """Remove, add and patch in `objects` (a copy of the base's) what `delta` says, checking
-    that each key it names is (or is not) there and charging what the operations build to
-    `budget`; the target digest is the caller's to check."""
+    base: Snapshot, delta: Delta, budget: Budget | None = None
+) -> dict[ObjectKey, CanonicalObject]:
+    """The base's objects with what `delta` removes, adds and patches, checking that the delta
+    is against `base` and that each key it names is (or is not) there, and charging what the
+    operations build to `budget`; `base` is left as it was, and the target digest is the
+    caller's to check."""
+    if base.digest != delta.base_digest:
+        raise DeltaError(
+            f"delta is against {delta.base_digest.hex()[:12]}, base is {base.digest.hex()[:12]}"
+        )
+    objects = dict(base.objects)
     for key in delta.removed:
         if objects.pop(key, None) is None:
             raise DeltaError(f"delta removes {key}, which the base does not hold")
@@ -151,6 +151,7 @@ def apply_changes(
         except DeltaError as exc:
             raise DeltaError(f"{key}: {exc}") from None
         objects[key] = _canonical_object(key, patched)
+    return objects
 
 
 def _copy_added(data: Any) -> Any:
