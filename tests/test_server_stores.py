@@ -229,7 +229,7 @@ def test_sqlite_killed_mid_commit_keeps_a_consistent_previous_version(tmp_path: 
 
 
 GROUP_WRITER = """
-import sys, threading
+import os, sys, threading
 from snapsync.delta import diff
 from snapsync.incremental import derive
 from snapsync.profile import load_profile
@@ -252,8 +252,9 @@ def site(env):
         new = state(i)
         snap = new if base is None else derive(base, diff(base, new))
         version = store.commit(env, snap, b"f" * 512, version, float(i))
+        line = f"{env} {version.seq} {version.digest.hex()}\\n".encode()
         with printed:  # acknowledged: the commit returned, so it is durable
-            print(env, version.seq, version.digest.hex(), flush=True)
+            os.write(1, line)  # one write, so SIGKILL never leaves half an acknowledgement
         base = new
 
 for n in range(8):
