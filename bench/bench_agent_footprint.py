@@ -12,7 +12,7 @@ Per size, three child processes on loopback: the Kubernetes API emulator (tools/
 The benchmark samples /proc/PID/status (VmRSS, VmHWM) and /proc/PID/stat (utime + stime) of the
 agent every 0.2 s, and counts a cycle each time the agent's log line names a new acknowledged
 version. It copies every snapshot the agent writes to its state directory, and afterwards times
-the JSON Patch baseline (snapsync.baselines.json_patch_gzip of the whole state against the
+the JSON Patch baseline (snapsync.sim.baselines.json_patch_gzip of the whole state against the
 previous cycle's, as bench/runner.py does) on consecutive pairs of those snapshots: the same
 cycles the agent shipped, CPU measured in this process.
 
@@ -57,8 +57,8 @@ VERSION = re.compile(r"\bversion=(\d+)")
 BASELINES = """
 import itertools, json, sys
 from pathlib import Path
-from snapsync import baselines as bl
-from snapsync.codec import decode_snapshot, encode_delta
+from snapsync.sim import baselines as bl
+from snapsync.codec.pipeline import decode_snapshot, encode_delta
 snapshots = []
 for file in Path(sys.argv[1]).glob("*.snap"):
     try:
@@ -317,7 +317,7 @@ def render(runs: list[Run]) -> str:
         "Peak = VmHWM when the first (full) version is acknowledged: the initial LIST and its "
         "upload. Steady = the largest VmRSS sample after the warm-up cycles. CPU/cycle = the "
         "agent process's utime + stime per acknowledged version. JSON Patch = "
-        "snapsync.baselines.json_patch_gzip on the same cycles' snapshots; snapsync encode = "
+        "snapsync.sim.baselines.json_patch_gzip on the same cycles' snapshots; snapsync encode = "
         "codec.encode_delta on the same pairs (bench/RESULTS.md's agent CPU: collection and "
         "canonicalization excluded); both in a child process running the agent's code.",
         "",

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-from snapsync.codec import encode_snapshot
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
+from snapsync.codec.pipeline import encode_snapshot
 from snapsync.protocol import AgentConfig, AgentProtocol, Intervals
-from snapsync.sample_cluster import SampleCluster
-from snapsync.simulation import ENV, Sim
-from snapsync.snapshot import build_snapshot
+from snapsync.sim.link import ENV, Sim
+from snapsync.sim.sample_cluster import SampleCluster
 
 
 def measure(objects: int, minutes: int) -> dict[str, int]:

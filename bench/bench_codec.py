@@ -3,7 +3,7 @@
     python bench/bench_codec.py            # 1,000 and 10,000 objects, 1% and 5% churn
     python bench/bench_codec.py --quick    # 1,000 objects only, fewer cycles
 
-Each cycle the sample cluster (snapsync.sample_cluster, shape "application", seed 0) steps its
+Each cycle the sample cluster (snapsync.sim.sample_cluster, shape "application", seed 0) steps its
 simulated clock under "steady" churn until at least the target share of the canonical snapshot's
 objects was added, removed or changed (the generator's own churn, so changes look like a
 cluster's: pod restarts, rollouts, new Events; changes the profile drops do not count); the
@@ -37,18 +37,18 @@ import zstandard
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from snapsync import dictionaries  # noqa: E402
-from snapsync.baselines import (  # noqa: E402
+from snapsync.canonical.profile import load_profile  # noqa: E402
+from snapsync.canonical.snapshot import Snapshot, build_snapshot  # noqa: E402
+from snapsync.codec import dictionaries  # noqa: E402
+from snapsync.codec.pipeline import EncodeOptions, apply_frame, encode_delta  # noqa: E402
+from snapsync.sim.baselines import (  # noqa: E402
     full_json_gzip,
     full_msgpack_zstd,
     json_patch_gzip,
     state_doc,
     timed,
 )
-from snapsync.codec import EncodeOptions, apply_frame, encode_delta  # noqa: E402
-from snapsync.profile import load_profile  # noqa: E402
-from snapsync.sample_cluster import SampleCluster  # noqa: E402
-from snapsync.snapshot import Snapshot, build_snapshot  # noqa: E402
+from snapsync.sim.sample_cluster import SampleCluster  # noqa: E402
 
 PROFILE = load_profile()
 STEP_MINUTES = 0.05  # generator steps are small, so a cycle stops close to its churn target

@@ -3,7 +3,7 @@
     python bench/bench_collect.py            # 10,000 and 50,000 objects
     python bench/bench_collect.py --quick    # 2,000 objects
 
-For each size the emulator (tools.kube_emulator, objects from snapsync.sample_cluster, shape
+For each size the emulator (tools.kube_emulator, objects from snapsync.sim.sample_cluster, shape
 "application", seed 0) runs in its own process on 127.0.0.1, and each measurement runs in a fresh
 child process, so the memory figures are the collector's alone: the official client, the pages
 in flight and the SnapshotBuilder holding the canonical snapshot. Rows:
@@ -128,10 +128,10 @@ def _churn(url: str, watcher: Any, snapshot: Any) -> None:
 
 def child(kubeconfig: str, url: str, mode: str, trace: bool) -> dict[str, Any]:
     """One measurement in this (fresh) process."""
+    from snapsync.canonical.profile import load_profile
+    from snapsync.canonical.snapshot import SnapshotBuilder
     from snapsync.collect.kube import KubeCollector, KubeOptions
     from snapsync.collect.watch import KubeWatchCollector
-    from snapsync.profile import load_profile
-    from snapsync.snapshot import SnapshotBuilder
 
     options = KubeOptions(kubeconfig=kubeconfig, page_size=MODES[mode], request_timeout=60.0)
     profile = load_profile()

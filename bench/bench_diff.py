@@ -1,12 +1,13 @@
-"""snapsync's diff (snapsync.jsondiff) against jsonpatch.make_patch on the same snapshot pairs.
+"""snapsync's diff (snapsync.delta.jsondiff) against jsonpatch.make_patch on the same snapshot
+pairs.
 
 For each size: a base snapshot and the next one after one cycle of steady churn, then
 - per object: diff_objects vs make_patch on exactly the changed (old, new) pairs: CPU time,
   operations and compact-JSON bytes of the operations, and apply_ops vs jsonpatch.apply_patch;
-- whole state: snapsync.delta.diff(base, new) vs make_patch of the whole state as one document
+- whole state: snapsync.delta.diff.diff(base, new) vs make_patch of the whole state as one document
   ({key: object}, what Portainer's async agent ships), CPU time and JSON bytes (+ gzip-6).
 
-The pairs come from snapsync.sample_cluster (application shape, one steady churn step) and from
+The pairs come from snapsync.sim.sample_cluster (application shape, one steady churn step) and from
 the small generator below, whose churn shifts lists (node images, endpoint slices, container
 statuses) where positional diffs do worst. Times are process CPU, best of --repeat
 runs; bytes are deterministic.
@@ -33,11 +34,11 @@ import jsonpatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from snapsync.baselines import state_doc
-from snapsync.delta import apply_ops, delta_document, diff, diff_objects
-from snapsync.profile import load_profile
-from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import Snapshot, build_snapshot
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
+from snapsync.delta.diff import apply_ops, delta_document, diff, diff_objects
+from snapsync.sim.baselines import state_doc
+from snapsync.sim.sample_cluster import SampleCluster
 
 
 def _json_size(value: Any) -> int:
@@ -67,7 +68,7 @@ def sample_pair(
         base_raws = cluster.objects()  # deep copies: step() cannot change them
         cluster.step(churn="steady")
         new_raws = cluster.objects()
-        source = "snapsync.sample_cluster, application, steady churn"
+        source = "snapsync.sim.sample_cluster, application, steady churn"
     else:
         base_raws, new_raws = _generated_pair(objects, seed)
         source = "bench generator"

@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snapsync.codec import encode_delta, encode_snapshot
-from snapsync.profile import Profile, load_profile
-from snapsync.snapshot import Snapshot
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.pipeline import encode_delta, encode_snapshot
 from tools.traces import TraceSpec, start
 
 ENDPOINTS = "Endpoints"

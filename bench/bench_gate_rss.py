@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_server_load import SECRET, serve_process  # noqa: E402
-from snapsync.codec import encode_snapshot  # noqa: E402
-from snapsync.profile import load_profile  # noqa: E402
+from snapsync.canonical.profile import load_profile  # noqa: E402
+from snapsync.canonical.snapshot import build_snapshot  # noqa: E402
+from snapsync.codec.pipeline import encode_snapshot  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
 from snapsync.protocol.messages import Chunk, Ping, UploadReply, decode  # noqa: E402
-from snapsync.snapshot import build_snapshot  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gate_rss.md"
 MiB = 2**20

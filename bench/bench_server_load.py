@@ -8,8 +8,8 @@ environments of several sizes, one or more server processes.
 
 Each site is an environment of its own (an edge id, signed requests with the shared agent
 secret) that ships what a real agent ships: first its whole snapshot, then, cycle after cycle,
-the codec's smallest frame (snapsync.codec.encode_delta) from one state of a churning sample
-cluster (snapsync.sample_cluster, "steady" churn, one minute per cycle) to the next.
+the codec's smallest frame (snapsync.codec.pipeline.encode_delta) from one state of a churning
+sample cluster (snapsync.sim.sample_cluster, "steady" churn, one minute per cycle) to the next.
 Clusters are precomputed for a few seeds and shared between sites (each environment still
 stores and verifies its own copy), so the generator spends its CPU on HTTP, not on diffing.
 A cycle is 300/objects minutes of churn (one minute at 300 objects): every delta carries about
@@ -60,12 +60,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from snapsync.codec import encode_delta, encode_snapshot  # noqa: E402
-from snapsync.profile import load_profile  # noqa: E402
+from snapsync.canonical.profile import load_profile  # noqa: E402
+from snapsync.canonical.snapshot import Snapshot, build_snapshot  # noqa: E402
+from snapsync.codec.pipeline import encode_delta, encode_snapshot  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
 from snapsync.protocol.messages import Chunk, UploadReply, decode  # noqa: E402
-from snapsync.sample_cluster import SampleCluster  # noqa: E402
-from snapsync.snapshot import Snapshot, build_snapshot  # noqa: E402
+from snapsync.sim.sample_cluster import SampleCluster  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "server_load.md"
 SECRET = "bench shared secret"

@@ -18,7 +18,7 @@ milliseconds), so:
   forgets idle mappings within a minute does, or as a server with a shorter keep-alive would.
 
 Idle cycles are a ping; upload cycles ship a minute of steady churn of a sample cluster
-(snapsync.sample_cluster through snapsync.demo.feed, as tools/traces.py replays it). "Wire" is
+(snapsync.sim.sample_cluster through snapsync.demo.feed, as tools/traces.py replays it). "Wire" is
 the proxy's payload (TLS records) plus 52 bytes of TCP/IP headers (IPv4, TCP timestamps) per
 segment counted; the agent's own count (what it charges its budget) is shown against it.
 
@@ -143,10 +143,10 @@ class NoCollector:
 
 def drive(spec: RunSpec, tmp: Path) -> dict[str, Any]:
     from snapsync.agent import Agent, HttpTransport
+    from snapsync.canonical.profile import load_profile
     from snapsync.demo.feed import ClusterFeed
-    from snapsync.profile import load_profile
     from snapsync.protocol import AgentConfig, Intervals
-    from snapsync.sample_cluster import SampleCluster
+    from snapsync.sim.sample_cluster import SampleCluster
 
     proxy_tool = _load("wire_fault_proxy", ROOT / "tools" / "fault_proxy.py")
     certs = _load("wire_certs", ROOT / "tools" / "certs.py")

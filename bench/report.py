@@ -342,7 +342,7 @@ def render(run: Run, plots: list[Path], out_dir: Path) -> str:
         "",
         "Each trace (tools/traces.py) is a seeded sequence of cluster states from the sample-"
         "cluster generator, one canonical snapshot per simulated minute. snapsync runs its real "
-        "agent and server protocol (snapsync.simulation.Sim, healthy link, pings and snapshots "
+        "agent and server protocol (snapsync.sim.link.Sim, healthy link, pings and snapshots "
         "every 60 s without jitter, acks, the default EncodeOptions): **on the wire** counts every "
         "exchange of the cycle (upload chunk and reply, ping and pong, plus the per-exchange "
         f"overhead of {HTTP_OVERHEAD} B on a kept-alive TLS connection, HTTP heads, TLS records "

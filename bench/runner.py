@@ -1,6 +1,6 @@
 # The benchmark core: replays a churn trace (tools.traces) through snapsync's real agent and
-# server protocol over snapsync.simulation.Sim and through the baselines (snapsync.baselines) in the
-# same process, cycle by cycle, and records bytes, CPU and memory. No file output here: the
+# server protocol over snapsync.sim.link.Sim and through the baselines (snapsync.sim.baselines)
+# in the same process, cycle by cycle, and records bytes, CPU and memory. No file output here: the
 # report module turns results into RESULTS.md and plots.
 """Replay traces through snapsync and the baselines; idle, catch-up and byte-breakdown probes.
 
@@ -20,14 +20,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapsync import baselines as bl
-from snapsync.codec import EncodeOptions, apply_frame, encode_delta
-from snapsync.delta import Delta, diff
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.pipeline import EncodeOptions, apply_frame, encode_delta
+from snapsync.codec.wire_form import pack_delta
+from snapsync.delta.diff import Delta, diff
 from snapsync.protocol import AgentConfig, Intervals, ServerProtocol
 from snapsync.protocol.events import Acked
-from snapsync.simulation import Sim
-from snapsync.snapshot import Snapshot
-from snapsync.wire_delta import pack_delta
+from snapsync.sim import baselines as bl
+from snapsync.sim.link import Sim
 from tools.traces import CYCLES_PER_DAY, TraceSpec, offline_snapshots, replay
 
 SNAPSYNC = "snapsync, on the wire"

@@ -1,22 +1,18 @@
 """snapsync: Kubernetes cluster state over metered, flaky links, as tiny verified deltas.
 
 The public names are re-exported here; every other module is an implementation detail unless its
-docstring says otherwise.
+docstring says otherwise. They load on first use (PEP 562), so `import snapsync` costs only the
+error tree: an embedder that needs the codec does not pay for the agent, the server or the
+`kubernetes` client.
 """
 
-from snapsync.codec import (
-    Encoded,
-    EncodeOptions,
-    apply_frame,
-    decode_frame,
-    decode_snapshot,
-    encode_delta,
-    encode_snapshot,
-    inspect_frame,
-    snapshot_document,
-)
-from snapsync.collect import Collector, FileCollector, KindError, Sink
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from snapsync.errors import (
+    AuthError,
     BaseMismatch,
     CanonicalError,
     CollectionError,
@@ -27,22 +23,101 @@ from snapsync.errors import (
     FrameTruncated,
     FrameUnsupported,
     InputError,
+    LocalProtocolError,
     ProfileError,
+    ProtocolError,
+    RemoteProtocolError,
+    ReplayMemoryFull,
     SnapsyncError,
+    TransportError,
 )
-from snapsync.frame import Limits
-from snapsync.keys import ObjectKey
-from snapsync.profile import Profile, load_profile
-from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotBuilder, build_snapshot
+
+if TYPE_CHECKING:
+    from snapsync.agent import Agent, Answer, HttpTransport, StateDir, StepReport, Transport
+    from snapsync.canonical.keys import ObjectKey
+    from snapsync.canonical.profile import Profile, load_profile
+    from snapsync.canonical.snapshot import (
+        CanonicalObject,
+        Snapshot,
+        SnapshotBuilder,
+        build_snapshot,
+    )
+    from snapsync.codec.frame import Limits
+    from snapsync.codec.pipeline import (
+        Encoded,
+        EncodeOptions,
+        apply_frame,
+        decode_frame,
+        decode_snapshot,
+        encode_delta,
+        encode_snapshot,
+        inspect_frame,
+        snapshot_document,
+    )
+    from snapsync.collect import (
+        CanonicalSink,
+        Collector,
+        FileCollector,
+        KindError,
+        KubeCollector,
+        KubeOptions,
+        KubeWatchCollector,
+        Sink,
+    )
+    from snapsync.delta.diff import Delta, apply, diff
+    from snapsync.protocol import AgentConfig, AgentProtocol, ServerConfig, ServerProtocol
+
+_LAZY = {
+    "snapsync.agent": ("Agent", "Answer", "HttpTransport", "StateDir", "StepReport", "Transport"),
+    "snapsync.canonical.keys": ("ObjectKey",),
+    "snapsync.canonical.profile": ("Profile", "load_profile"),
+    "snapsync.canonical.snapshot": (
+        "CanonicalObject",
+        "Snapshot",
+        "SnapshotBuilder",
+        "build_snapshot",
+    ),
+    "snapsync.codec.frame": ("Limits",),
+    "snapsync.codec.pipeline": (
+        "EncodeOptions",
+        "Encoded",
+        "apply_frame",
+        "decode_frame",
+        "decode_snapshot",
+        "encode_delta",
+        "encode_snapshot",
+        "inspect_frame",
+        "snapshot_document",
+    ),
+    "snapsync.collect": (
+        "CanonicalSink",
+        "Collector",
+        "FileCollector",
+        "KindError",
+        "KubeCollector",
+        "KubeOptions",
+        "KubeWatchCollector",
+        "Sink",
+    ),
+    "snapsync.delta.diff": ("Delta", "apply", "diff"),
+    "snapsync.protocol": ("AgentConfig", "AgentProtocol", "ServerConfig", "ServerProtocol"),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
 __version__ = "0.1.0"
-
 __all__ = [
+    "Agent",
+    "AgentConfig",
+    "AgentProtocol",
+    "Answer",
+    "AuthError",
     "BaseMismatch",
     "CanonicalError",
     "CanonicalObject",
+    "CanonicalSink",
     "CollectionError",
     "Collector",
+    "Delta",
     "DeltaError",
     "EncodeOptions",
     "Encoded",
@@ -52,23 +127,52 @@ __all__ = [
     "FrameTooLarge",
     "FrameTruncated",
     "FrameUnsupported",
+    "HttpTransport",
     "InputError",
     "KindError",
+    "KubeCollector",
+    "KubeOptions",
+    "KubeWatchCollector",
     "Limits",
+    "LocalProtocolError",
     "ObjectKey",
     "Profile",
     "ProfileError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ReplayMemoryFull",
+    "ServerConfig",
+    "ServerProtocol",
     "Sink",
     "Snapshot",
     "SnapshotBuilder",
     "SnapsyncError",
+    "StateDir",
+    "StepReport",
+    "Transport",
+    "TransportError",
+    "apply",
     "apply_frame",
     "build_snapshot",
     "decode_frame",
     "decode_snapshot",
+    "diff",
     "encode_delta",
     "encode_snapshot",
     "inspect_frame",
     "load_profile",
     "snapshot_document",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

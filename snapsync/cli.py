@@ -24,19 +24,19 @@ from rich.table import Table
 
 from snapsync import __version__
 from snapsync.client.commands import envs, get, server_options, show_health
-from snapsync.codec import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot, snapshot_document
+from snapsync.codec.pipeline import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot, snapshot_document
 from snapsync.collect import Collector, FileCollector
 
 if TYPE_CHECKING:
     from snapsync.agent.loop import CommandRunner
     from snapsync.collect.kube import KubeOptions
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, SnapshotBuilder
+from snapsync.codec.frame import unpack_frame
 from snapsync.errors import InputError, SnapsyncError
 from snapsync.fileio import atomic_write, display_name, read_input
-from snapsync.frame import unpack_frame
-from snapsync.profile import load_profile
 from snapsync.protocol.auth import check_secret
 from snapsync.snapfile import load_snapshot, looks_like_json, parse_snapshot
-from snapsync.snapshot import Snapshot, SnapshotBuilder
 from snapsync.summary import summarize_snapshot
 
 EXIT_USER_ERROR = 2
@@ -284,7 +284,7 @@ def inspect(file: str, as_json: bool, base: str | None) -> None:
 
 def _inspect_frame(data: bytes, name: str, base: str | None, as_json: bool) -> None:
     """Deltas and patch-from frames: header, sizes, what changed (counted without the base)."""
-    from snapsync.codec import inspect_frame
+    from snapsync.codec.pipeline import inspect_frame
 
     base_snapshot = load_snapshot(base) if base else None
     try:
@@ -374,7 +374,7 @@ def diff(base: str, new: str, output: str, as_json: bool) -> None:
     Every candidate is computed (compact delta, patch-from, full snapshot) and its size shown;
     the agent skips the ones that cannot win, this command does not.
     """
-    from snapsync.codec import EncodeOptions, encode_delta
+    from snapsync.codec.pipeline import EncodeOptions, encode_delta
 
     base_snapshot, new_snapshot = load_snapshot(base), load_snapshot(new)
     everything = EncodeOptions(
@@ -409,7 +409,7 @@ def diff(base: str, new: str, output: str, as_json: bool) -> None:
 )
 def apply_command(base: str, delta: str, output: str, fmt: str) -> None:
     """Apply frame DELTA to snapshot BASE; the result must have the frame's target digest."""
-    from snapsync.codec import apply_frame
+    from snapsync.codec.pipeline import apply_frame
 
     base_snapshot = load_snapshot(base)
     try:

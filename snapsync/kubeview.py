@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import yaml
 
-from snapsync.keys import ObjectKey
+from snapsync.canonical.keys import ObjectKey
 
 
 def field(obj: Any, *path: str) -> Any:

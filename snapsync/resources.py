@@ -31,10 +31,10 @@ def schema(name: str) -> dict[str, Any]:
 
 
 def builtin_profile_path(name: str) -> Path | None:
-    path = Path(str(_PACKAGE / "profiles" / f"{name}.yaml"))
+    path = Path(str(_PACKAGE / "canonical" / "profiles" / f"{name}.yaml"))
     return path if path.is_file() else None
 
 
 def builtin_profile_names() -> list[str]:
-    folder = Path(str(_PACKAGE / "profiles"))
+    folder = Path(str(_PACKAGE / "canonical" / "profiles"))
     return sorted(p.stem for p in folder.glob("*.yaml"))

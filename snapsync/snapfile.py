@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from snapsync.canonical import canonical_copy
-from snapsync.codec import decode_snapshot
+from snapsync.canonical.canonicalize import canonical_copy
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+from snapsync.codec.pipeline import decode_snapshot
 from snapsync.errors import CanonicalError, FrameError, InputError
 from snapsync.fileio import display_name, read_input
-from snapsync.keys import ObjectKey
-from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
 
 
 def looks_like_json(data: bytes) -> bool:

@@ -6,8 +6,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from snapsync.codec import snapshot_payload
-from snapsync.snapshot import Snapshot
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.pipeline import snapshot_payload
 
 
 def summarize_snapshot(snapshot: Snapshot, frame_bytes: int | None = None) -> dict[str, Any]:

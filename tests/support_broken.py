@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.server.sqlstore import SQLStore
-from snapsync.snapshot import Snapshot, build_snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real"
 COLLECTED_AT = "2024-04-20T11:05:00Z"

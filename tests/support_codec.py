@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import strategies as st
 from support_objects import JSON, NAME, raw_objects
 
-from snapsync.profile import load_profile
-from snapsync.snapshot import Snapshot, build_snapshot
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 
 PROFILE = load_profile()
 EPOCH = 1_700_000_000

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.simulation import ENV
+from snapsync.sim.link import ENV
 
 CONVERGED = re.compile(r"converged\s+yes: .*\(digest ([0-9a-f]{32})\)")
 

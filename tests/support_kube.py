@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import KeyedObject, Snapshot, SnapshotBuilder, build_snapshot
 from snapsync.collect.base import KindError
 from snapsync.collect.kube import KubeCollector, KubeOptions
-from snapsync.keys import ObjectKey
-from snapsync.profile import Profile, load_profile
-from snapsync.snapshot import KeyedObject, Snapshot, SnapshotBuilder, build_snapshot
 from tools.kube_emulator import ClusterState, KubeEmulator
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from snapsync.keys import ObjectKey
+from snapsync.canonical.keys import ObjectKey
 
 NAME = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True)
 LABEL_KEY = st.from_regex(r"([a-z]{1,8}\.io/)?[a-z][a-z0-9-]{0,10}", fullmatch=True)

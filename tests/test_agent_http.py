@@ -12,8 +12,8 @@ from snapsync.agent import Agent, HttpTransport
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals, MemoryStore
 from snapsync.protocol.events import Acked, AuthRejected
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
 
 SECRET = b"correct horse battery staple"

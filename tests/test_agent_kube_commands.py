@@ -23,14 +23,14 @@ from support_kube import (  # noqa: F401  (fixtures)
 )
 
 from snapsync.agent import Agent, HttpTransport, KubeCommandRunner
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.snapshot import Snapshot
 from snapsync.cli import cli
 from snapsync.collect.kube import KubeCollector
 from snapsync.collect.kubeapi import ClientSettings, build_client
-from snapsync.keys import ObjectKey
 from snapsync.protocol import AgentConfig, Intervals, MemoryStore
 from snapsync.protocol.messages import Command, CommandResult
 from snapsync.server import ServerSettings, SharedSecret
-from snapsync.snapshot import Snapshot
 from tests.support_server import live_server
 from tools.kube_emulator import ClusterState, KubeEmulator, RequestInfo
 

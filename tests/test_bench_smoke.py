@@ -20,10 +20,10 @@ from bench.runner import (
     catch_up,
     run_trace,
 )
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
 from snapsync.protocol.agent import DEFAULT_OVERHEAD
-from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import build_snapshot
+from snapsync.sim.sample_cluster import SampleCluster
 from tools.traces import TraceSpec, replay
 
 SPEC = TraceSpec("steady", objects=100, cycles=3)

@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 
 from snapsync.agent import Agent, HttpTransport
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot, rfc3339
 from snapsync.collect import FileCollector
 from snapsync.kubeview import parse_time
-from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, Intervals
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.snapshot import build_snapshot, rfc3339
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_broken import COLLECTED, broken_objects, real, ship_once
 from tests.support_kube import emulator_fixture, kubeconfig_fixture  # noqa: F401 (fixtures)
 from tests.support_server import live_server

@@ -9,23 +9,23 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.canonical import canonicalize, pack
-from snapsync.codec import (
-    decode_snapshot,
-    encode_snapshot,
-    encode_snapshot_streamed,
-    snapshot_payload,
-)
-from snapsync.keys import ObjectKey
-from snapsync.profile import load_profile
-from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import (
+from snapsync.canonical.canonicalize import canonicalize, pack
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import (
     CanonicalObject,
     Snapshot,
     SnapshotHeader,
     build_snapshot,
     object_uid,
 )
+from snapsync.codec.pipeline import (
+    decode_snapshot,
+    encode_snapshot,
+    encode_snapshot_streamed,
+    snapshot_payload,
+)
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_objects import JSON, raw_objects, unique_by_key
 
 PROFILE = load_profile()

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
 from snapsync.cli import cli
-from snapsync.codec import decode_snapshot, encode_snapshot
-from snapsync.profile import load_profile
-from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import build_snapshot
+from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
+from snapsync.sim.sample_cluster import SampleCluster
 
 
 @pytest.fixture

@@ -11,14 +11,20 @@ from hypothesis import strategies as st
 from support_codec import EPOCH, LEAVES, snap, snapshot_pairs, stamp
 from support_objects import JSON
 
-from snapsync.codec import EncodeOptions, apply_frame, decode_frame, encode_delta, inspect_frame
-from snapsync.delta import Delta, diff
-from snapsync.dictionaries import known_ids
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.dictionaries import known_ids
+from snapsync.codec.frame import OVERHEAD, Codec, Frame, FrameKind, unpack_frame
+from snapsync.codec.leaves import EXT_HELD, EXT_UID_OF, Expansion, LeafDecoder, LeafEncoder
+from snapsync.codec.pipeline import (
+    EncodeOptions,
+    apply_frame,
+    decode_frame,
+    encode_delta,
+    inspect_frame,
+)
+from snapsync.codec.wire_form import pack_delta
+from snapsync.delta.diff import Delta, diff
 from snapsync.errors import BaseMismatch, DeltaError, FrameError
-from snapsync.fields import EXT_HELD, EXT_UID_OF, Expansion, LeafDecoder, LeafEncoder
-from snapsync.frame import OVERHEAD, Codec, Frame, FrameKind, unpack_frame
-from snapsync.snapshot import Snapshot
-from snapsync.wire_delta import pack_delta
 
 ONLY = {
     "delta": EncodeOptions(patch_from=False, full=False),

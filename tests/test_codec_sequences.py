@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support_codec import PROFILE, stamp
 
-from snapsync.codec import EncodeOptions, apply_frame, encode_delta
-from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import Snapshot, build_snapshot
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
+from snapsync.codec.pipeline import EncodeOptions, apply_frame, encode_delta
+from snapsync.sim.sample_cluster import SampleCluster
 
 
 @settings(max_examples=8)

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 from support_kube import CountingBuilder
 
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import CanonicalForm, Snapshot, SnapshotBuilder, build_snapshot
 from snapsync.collect.cache import FormChanged, ObjectCache, ObjKey, object_version, replay
-from snapsync.profile import Profile, load_profile
-from snapsync.snapshot import CanonicalForm, Snapshot, SnapshotBuilder, build_snapshot
 
 DEFAULT, MINIMAL = load_profile("default"), load_profile("minimal")
 FORMS: dict[str, tuple[Profile, bool]] = {

@@ -33,13 +33,13 @@ from support_kube import (  # noqa: F401  (fixtures)
     put_nameless_config_map,
 )
 
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import SnapshotBuilder
 from snapsync.collect.discovery import CACHE_FILE
 from snapsync.collect.files import FileCollector
 from snapsync.collect.kube import KubeCollector, KubeOptions
 from snapsync.collect.kubeapi import ClientSettings, build_client
 from snapsync.errors import CollectionError, InputError
-from snapsync.profile import load_profile
-from snapsync.snapshot import SnapshotBuilder
 from tools.kube_emulator import ClusterState, KubeEmulator, RequestInfo, load_fixture
 
 

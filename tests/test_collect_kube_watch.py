@@ -29,13 +29,13 @@ from support_kube import (  # noqa: F401  (fixtures)
     put_nameless_config_map,
 )
 
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, SnapshotBuilder, build_snapshot
 from snapsync.collect.backoff import Backoff
 from snapsync.collect.kube import KubeOptions
 from snapsync.collect.kubeapi import stream_lines
 from snapsync.collect.watch import KubeWatchCollector
-from snapsync.profile import load_profile
-from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import Snapshot, SnapshotBuilder, build_snapshot
+from snapsync.sim.sample_cluster import SampleCluster
 from tools.kube_emulator import ClusterState, KubeEmulator
 
 SYNC_TIMEOUT = 20.0  # generous upper bound on a shared machine; normally milliseconds

@@ -10,7 +10,9 @@ import jsonpatch
 import jsonschema
 import pytest
 
-from snapsync.delta import (
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
+from snapsync.delta.diff import (
     apply,
     apply_ops,
     delta_document,
@@ -18,11 +20,9 @@ from snapsync.delta import (
     diff,
     diff_objects,
 )
+from snapsync.delta.jsondiff import apply_patch, same
 from snapsync.errors import DeltaError, InputError
-from snapsync.jsondiff import apply_patch, same
-from snapsync.profile import load_profile
 from snapsync.resources import schema
-from snapsync.snapshot import build_snapshot
 
 
 def _condition(kind: str, status: str = "True") -> dict[str, Any]:

@@ -17,8 +17,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from snapsync.canonical import pack
-from snapsync.delta import (
+from snapsync.canonical.canonicalize import pack
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
+from snapsync.delta.diff import (
     Delta,
     apply,
     apply_ops,
@@ -27,12 +29,10 @@ from snapsync.delta import (
     diff,
     diff_objects,
 )
+from snapsync.delta.jsondiff import apply_patch, same
+from snapsync.delta.jsondiff import diff as json_diff
 from snapsync.errors import DeltaError
-from snapsync.jsondiff import apply_patch, same
-from snapsync.jsondiff import diff as json_diff
-from snapsync.profile import Profile, load_profile
 from snapsync.resources import schema
-from snapsync.snapshot import Snapshot, build_snapshot
 
 NAMES = ["app", "sidecar", "init", "web", "db", "a", "b"]
 KEYS = st.sampled_from(["a", "b", "name", "type", "x/y", "m~n", "", "~1"]) | st.text(max_size=3)

@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import snapsync
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
 from snapsync.cli import cli
 from snapsync.demo import DemoOptions, DemoRun, parse_duration
 from snapsync.demo.feed import ClusterFeed, patch_stride
@@ -25,15 +27,16 @@ from snapsync.demo.run import prepare_database
 from snapsync.demo.scenario import HOUR, LINKS
 from snapsync.demo.view import live_table
 from snapsync.errors import InputError
-from snapsync.profile import load_profile
-from snapsync.sample_cluster import SampleCluster
-from snapsync.simulation import ENV
-from snapsync.snapshot import build_snapshot
+from snapsync.sim.link import ENV
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_demo import converged_store
 
 SMALL = ["--objects", "60", "--duration", "2h", "--seed", "3"]
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: fixed, so the runs below are byte-identical
-HELPERS = ("snapsync.sample_cluster", "snapsync.baselines")  # the demo's, beside the data path
+HELPERS = (
+    "snapsync.sim.sample_cluster",
+    "snapsync.sim.baselines",
+)  # the demo's, beside the data path
 
 
 def demo(*args: str) -> tuple[int, str]:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-import snapsync.dictionaries
+import snapsync.codec.dictionaries
 
 RELEASED = {
     1: "3ced6e70051e3587dda4ce3b30e7fe36c5b85e8b1195066ba21fd7dfd099a808",
     2: "e0748316c17541fbc7bf092dd148a8a570e9aa71d67c60a3a4444478cc6aacf2",
     3: "be72ed5ce3c3300e78f5bae0a58b442758b79011c744dc2f1f10ad77fa574505",
 }
-FOLDER = Path(snapsync.dictionaries.__file__).parent
+FOLDER = Path(snapsync.codec.dictionaries.__file__).parent
 
 
 @pytest.mark.parametrize(("dictionary_id", "sha256"), sorted(RELEASED.items()))

@@ -25,13 +25,13 @@ import httpx
 import pytest
 
 from snapsync.agent import Agent, HttpTransport
-from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
+from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
 from snapsync.collect import FileCollector
-from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, Intervals
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.snapshot import build_snapshot
+from snapsync.sim.sample_cluster import SampleCluster
 from tools.fault_proxy import Fault, FaultProxy, ProxyThread, Window
 
 SECRET = "fault proxy test secret"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import SnapshotBuilder
 from snapsync.collect import FileCollector
 from snapsync.errors import InputError
-from snapsync.keys import ObjectKey
-from snapsync.profile import load_profile
-from snapsync.snapshot import SnapshotBuilder
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"}}
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "d"}}

@@ -11,12 +11,12 @@ import pytest
 import zstandard
 from click.testing import CliRunner
 
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
 from snapsync.cli import cli
-from snapsync.codec import encode_snapshot
+from snapsync.codec.pipeline import encode_snapshot
 from snapsync.errors import InputError
 from snapsync.fileio import read_text
-from snapsync.profile import load_profile
-from snapsync.snapshot import build_snapshot
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "café", "namespace": "d"}}
 DUMP = json.dumps({"apiVersion": "v1", "kind": "List", "items": [POD]})

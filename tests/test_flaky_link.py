@@ -1,6 +1,6 @@
 """The sync protocol over a simulated flaky mobile link, VOPR style: chaos, then recovery.
 
-Hypothesis drives snapsync.simulation.Sim (the real agent and server state machines, a simulated
+Hypothesis drives snapsync.sim.link.Sim (the real agent and server state machines, a simulated
 link and clock, one seeded generator) through cluster churn, link faults (loss, lost answers,
 duplicates, late and stale deliveries, cut uploads, bandwidth caps with timeouts, outages of hours
 to days), crashes of either side, and an agent that lost its snapshots (anti-entropy). Chaos
@@ -31,13 +31,13 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from snapsync.codec import decode_snapshot, encode_delta, encode_snapshot
-from snapsync.profile import Profile, load_profile
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
+from snapsync.codec.pipeline import decode_snapshot, encode_delta, encode_snapshot
 from snapsync.protocol import AgentConfig, BudgetConfig, Command, CommandResult, Intervals
 from snapsync.protocol.budget import period_start
-from snapsync.sample_cluster import SampleCluster
-from snapsync.simulation import ENV, LinkFaults, Sim
-from snapsync.snapshot import Snapshot, build_snapshot
+from snapsync.sim.link import ENV, LinkFaults, Sim
+from snapsync.sim.sample_cluster import SampleCluster
 
 INTERVALS = Intervals(ping=60, snapshot=60, command=10, jitter=0.1, backoff_cap=900)
 HOUR, DAY = 3600.0, 86_400.0

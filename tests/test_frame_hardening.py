@@ -16,7 +16,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support_codec import snap, stamp
 
-from snapsync.codec import EncodeOptions, apply_frame, decode_frame, encode_delta, inspect_frame
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.frame import HEADER_SIZE, MAGIC, NO_DIGEST, Codec, Frame, FrameKind, Limits
+from snapsync.codec.pipeline import (
+    EncodeOptions,
+    apply_frame,
+    decode_frame,
+    encode_delta,
+    inspect_frame,
+)
+from snapsync.codec.wire_form import pack_delta
 from snapsync.errors import (
     DeltaError,
     FrameCorrupt,
@@ -25,9 +34,6 @@ from snapsync.errors import (
     FrameTruncated,
     FrameUnsupported,
 )
-from snapsync.frame import HEADER_SIZE, MAGIC, NO_DIGEST, Codec, Frame, FrameKind, Limits
-from snapsync.snapshot import Snapshot
-from snapsync.wire_delta import pack_delta
 
 CANDIDATES = (
     EncodeOptions(patch_from=False, full=False),
@@ -120,7 +126,7 @@ def test_mutated_frames_never_decode_to_a_wrong_snapshot(frame: bytes, data: st.
 
 
 def _raw_delta() -> bytes:
-    from snapsync.delta import diff
+    from snapsync.delta.diff import diff
 
     return pack_delta(BASE, diff(BASE, NEW)).payload
 

@@ -18,8 +18,8 @@ from snapsync.agent.transport import Answer, Transport
 from snapsync.cli import cli
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals, MemoryStore
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
 
 SECRET = "heartbeat secret"

@@ -26,7 +26,9 @@ from snapsync.bounds import (
     items_for,
     unpackb,
 )
-from snapsync.codec import (
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.frame import DEFAULT_LIMITS, unpack_frame
+from snapsync.codec.pipeline import (
     EncodeOptions,
     decode_snapshot,
     decompress,
@@ -36,9 +38,9 @@ from snapsync.codec import (
     snapshot_payload,
     unpack_payload,
 )
-from snapsync.delta import Delta, apply, apply_ops
+from snapsync.codec.wire_form import unpack_delta
+from snapsync.delta.diff import Delta, apply, apply_ops
 from snapsync.errors import DeltaError, FrameCorrupt, FrameTooLarge, RemoteProtocolError
-from snapsync.frame import DEFAULT_LIMITS, unpack_frame
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import (
     BucketQuery,
@@ -53,11 +55,9 @@ from snapsync.protocol.messages import (
     decode,
 )
 from snapsync.protocol.reconcile import MAX_BUCKETS, BucketSet, bucket_count, kind_digests
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.snapshot import Snapshot
-from snapsync.wire_delta import unpack_delta
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
 from tools.attack_server import (
     base_snapshot,
@@ -208,8 +208,8 @@ def test_real_frames_decode_within_their_proportional_budget_without_the_floor()
 
 @pytest.mark.slow
 def test_a_real_50000_object_snapshot_still_decodes() -> None:
-    from snapsync.profile import load_profile
-    from snapsync.snapshot import build_snapshot
+    from snapsync.canonical.profile import load_profile
+    from snapsync.canonical.snapshot import build_snapshot
 
     raws = SampleCluster(objects=50_000, shape="application", seed=0).objects()
     snapshot = build_snapshot(raws, load_profile(), collected_at="2026-01-01T00:00:00Z")

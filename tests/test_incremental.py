@@ -1,4 +1,4 @@
-"""The incremental digest (snapsync.incremental) against a full recomputation: in memory, and
+"""The incremental digest (snapsync.delta.incremental) against a full recomputation: in memory, and
 through a SQLite store across restarts and evictions of its newest-state cache."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.codec import apply_frame, encode_delta, encode_snapshot
-from snapsync.delta import diff
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot, snapshot_digest
+from snapsync.codec.pipeline import apply_frame, encode_delta, encode_snapshot
+from snapsync.delta.diff import diff
+from snapsync.delta.incremental import IncrementalSnapshot, derive
 from snapsync.errors import DeltaError
-from snapsync.incremental import IncrementalSnapshot, derive
-from snapsync.profile import load_profile
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.storage import ObjectQuery, Retention
-from snapsync.snapshot import Snapshot, build_snapshot, snapshot_digest
 
 NAMES = [f"c{i}" for i in range(12)]
 # A state: object name -> its value (absent: not in the snapshot).

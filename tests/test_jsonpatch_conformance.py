@@ -1,4 +1,5 @@
-"""The public JSON Patch conformance suite (tests/json_patch_tests/) against snapsync.jsondiff.
+"""The public JSON Patch conformance suite (tests/json_patch_tests/) against
+snapsync.delta.jsondiff.
 
 Every enabled case: our applier gives the expected document (or just succeeds, for cases of only
 `test` operations), or raises DeltaError where the case expects an error; our diff of
@@ -13,9 +14,9 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from snapsync.delta import apply_ops, diff_objects
+from snapsync.delta.diff import apply_ops, diff_objects
+from snapsync.delta.jsondiff import apply_patch, diff, same
 from snapsync.errors import DeltaError
-from snapsync.jsondiff import apply_patch, diff, same
 
 SUITE = Path(__file__).parent / "json_patch_tests"
 

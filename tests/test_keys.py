@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from snapsync.canonical.keys import ObjectKey
 from snapsync.errors import CanonicalError, InputError
-from snapsync.keys import ObjectKey
 
 GROUP = st.sampled_from(["", "apps", "rbac.authorization.k8s.io", "cert-manager.io"])
 KIND = st.from_regex(r"[A-Z][A-Za-z0-9]{0,15}", fullmatch=True)

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from snapsync.canonical import canonicalize
+from snapsync.canonical.canonicalize import canonicalize
+from snapsync.canonical.profile import load_profile
 from snapsync.errors import ProfileError
-from snapsync.profile import load_profile
 from snapsync.resources import builtin_profile_names
 
 NODE = {

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.errors import LocalProtocolError, RemoteProtocolError
-from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals, Request
 from snapsync.protocol.budget import parse_size
 from snapsync.protocol.events import (
@@ -36,9 +37,8 @@ from snapsync.protocol.messages import (
 )
 from snapsync.protocol.reconcile import BucketSet, kind_digests
 from snapsync.protocol.schedule import backoff_delay
-from snapsync.sample_cluster import SampleCluster
-from snapsync.simulation import ENV, LinkFaults, Sim
-from snapsync.snapshot import Snapshot, build_snapshot
+from snapsync.sim.link import ENV, LinkFaults, Sim
+from snapsync.sim.sample_cluster import SampleCluster
 
 NO_JITTER = Intervals(ping=60, snapshot=60, command=10, jitter=0.0)
 CONFIG = AgentConfig(intervals=NO_JITTER)

@@ -13,13 +13,13 @@ from functools import cache
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from snapsync.profile import Profile, load_profile
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals
 from snapsync.protocol.budget import period_end, period_start
 from snapsync.protocol.events import CommandReceived
-from snapsync.sample_cluster import SampleCluster
-from snapsync.simulation import ENV, LinkFaults, Sim
-from snapsync.snapshot import Snapshot, build_snapshot
+from snapsync.sim.link import ENV, LinkFaults, Sim
+from snapsync.sim.sample_cluster import SampleCluster
 
 BUDGET = 2_000_000  # bytes per day: generous, but a long bad spell can touch it
 CONFIG = AgentConfig(

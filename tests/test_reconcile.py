@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.codec import apply_frame, encode_repair
-from snapsync.delta import Delta, apply
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
+from snapsync.codec.pipeline import apply_frame, encode_repair
+from snapsync.delta.diff import Delta, apply
 from snapsync.errors import DeltaError, RemoteProtocolError
-from snapsync.keys import ObjectKey
-from snapsync.profile import Profile, load_profile
 from snapsync.protocol.messages import BucketQuery, Differences, Version, decode
 from snapsync.protocol.reconcile import (
     BUCKET_SHORT,
@@ -37,7 +38,6 @@ from snapsync.protocol.reconcile import (
     repair_delta,
     strays,
 )
-from snapsync.snapshot import Snapshot, build_snapshot
 
 KINDS = ("ConfigMap", "Pod", "Service")
 KEYS = [(kind, f"ns{n % 3}", f"obj-{n}") for kind in KINDS for n in range(40)]

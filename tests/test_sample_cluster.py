@@ -18,10 +18,16 @@ from typing import Any
 
 import pytest
 
-from snapsync.profile import load_profile
-from snapsync.sample_cluster import CHURN_LEVELS, RESOURCES, ChangeSet, ResourceInfo, SampleCluster
-from snapsync.sample_cluster.__main__ import main
-from snapsync.snapshot import build_snapshot
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
+from snapsync.sim.sample_cluster import (
+    CHURN_LEVELS,
+    RESOURCES,
+    ChangeSet,
+    ResourceInfo,
+    SampleCluster,
+)
+from snapsync.sim.sample_cluster.__main__ import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "sample-cluster.json"

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.codec import snapshot_document
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import KindError, SnapshotBuilder
+from snapsync.codec.pipeline import snapshot_document
 from snapsync.resources import schema
-from snapsync.snapshot import KindError, SnapshotBuilder
 from tests.support_objects import raw_objects, unique_by_key
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"

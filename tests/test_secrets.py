@@ -17,17 +17,22 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from snapsync.agent import Agent, HttpTransport
-from snapsync.canonical import canonicalize
+from snapsync.canonical.canonicalize import canonicalize
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.cli import cli
-from snapsync.codec import decode_snapshot, encode_snapshot, snapshot_document, snapshot_payload
+from snapsync.codec.pipeline import (
+    decode_snapshot,
+    encode_snapshot,
+    snapshot_document,
+    snapshot_payload,
+)
 from snapsync.collect import FileCollector
 from snapsync.collect.files import iter_objects
 from snapsync.errors import CanonicalError
-from snapsync.profile import load_profile
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.snapshot import Snapshot, build_snapshot
 from tests.support_objects import NAME, secrets
 from tests.support_server import live_server
 

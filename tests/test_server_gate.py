@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from snapsync.codec import encode_snapshot
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import build_snapshot
+from snapsync.codec.pipeline import encode_snapshot
 from snapsync.protocol.auth import NonceMemory, sign
 from snapsync.protocol.memory import MemoryStore
 from snapsync.protocol.messages import Chunk, Ping, Refusal, UploadReply, decode
@@ -30,7 +31,6 @@ from snapsync.server.app import BodyDeadline, BodyGate, Limits
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.sqlstore import SQLStore
-from snapsync.snapshot import build_snapshot
 from tests.support_postgres import (  # noqa: F401 (fixtures)
     postgres_dsn,
     postgres_server,

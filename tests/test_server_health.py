@@ -17,16 +17,16 @@ import httpx
 import pytest
 import yaml
 
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.collect.base import KindError
-from snapsync.keys import ObjectKey
 from snapsync.kubeview import age, node_status, pod_state
-from snapsync.profile import load_profile
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets
 from snapsync.server.health import EVENT_WINDOW, MAX_LISTED, assess
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.sqlstore import SQLStore
-from snapsync.snapshot import Snapshot, build_snapshot
 from tests.support_broken import (
     COLLECTED,
     COLLECTED_AT,

@@ -15,15 +15,15 @@ from typing import Any
 import msgpack
 import pytest
 
-from snapsync.codec import encode_delta, encode_snapshot
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
+from snapsync.codec.pipeline import encode_delta, encode_snapshot
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, decode
 from snapsync.server import ServerSettings, create_app
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.storage import ObjectQuery
-from snapsync.snapshot import Snapshot, build_snapshot
 
 with warnings.catch_warnings():  # starlette suggests a successor of httpx; httpx is what we use
     warnings.simplefilter("ignore")

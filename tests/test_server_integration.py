@@ -26,12 +26,12 @@ from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, Ping, decode
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings
 from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.sqlstore import SQLStore
 from snapsync.server.storage import ObjectQuery
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
 from tools.certs import self_signed
@@ -321,9 +321,9 @@ def test_two_server_processes_on_postgres_take_interleaved_uploads_for_one_envir
     order, and each rebuilds from the rows with its digest."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from snapsync.codec import encode_delta, encode_snapshot
-    from snapsync.profile import load_profile
-    from snapsync.snapshot import build_snapshot
+    from snapsync.canonical.profile import load_profile
+    from snapsync.canonical.snapshot import build_snapshot
+    from snapsync.codec.pipeline import encode_delta, encode_snapshot
 
     dsn = request.getfixturevalue("postgres_dsn")
     servers = [serve(dsn), serve(dsn)]

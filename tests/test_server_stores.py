@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.errors import InputError
-from snapsync.keys import ObjectKey
-from snapsync.profile import load_profile
 from snapsync.protocol import MemoryStore
 from snapsync.protocol.messages import Version
 from snapsync.server.environments import AgentSecrets, enroll
@@ -27,7 +28,6 @@ from snapsync.server.postgres import PostgreSQLStore
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.sqlstore import SQLStore
 from snapsync.server.storage import ObjectQuery, Retention
-from snapsync.snapshot import Snapshot, build_snapshot
 from tests import test_stores
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 
@@ -189,9 +189,9 @@ def test_failure_inside_a_commit_leaves_the_previous_version(
 
 CRASHING_WRITER = """
 import sys
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.snapshot import build_snapshot
+from snapsync.canonical.snapshot import build_snapshot
 
 store = SQLiteStore(sys.argv[1])
 base = None
@@ -230,11 +230,11 @@ def test_sqlite_killed_mid_commit_keeps_a_consistent_previous_version(tmp_path: 
 
 GROUP_WRITER = """
 import os, sys, threading
-from snapsync.delta import diff
-from snapsync.incremental import derive
-from snapsync.profile import load_profile
+from snapsync.delta.diff import diff
+from snapsync.delta.incremental import derive
+from snapsync.canonical.profile import load_profile
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.snapshot import build_snapshot
+from snapsync.canonical.snapshot import build_snapshot
 
 store = SQLiteStore(sys.argv[1])
 printed = threading.Lock()
@@ -410,7 +410,7 @@ def test_versions_keep_headers_and_whole_snapshots_stored_before_still_serve(
     """A held version's row keeps its snapshot header; the objects come from the rows, checked
     against the version's digest. A whole snapshot, as databases hold from before, is used as
     it is; rows that do not give the digest make the version unavailable (never a wrong one)."""
-    from snapsync.codec import decode_snapshot, encode_snapshot
+    from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
 
     store = SQLiteStore(tmp_path / "s.db")
     v1 = store.commit("e", snap(config_map("a"), config_map("b")), b"f", None, 1.0)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.protocol import MemoryStore
 from snapsync.protocol.messages import CommandResult
 from snapsync.protocol.server import PartialLimits, PartialUpload
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.snapshot import Snapshot, build_snapshot
 
 
 def snapshot(n: int) -> Snapshot:

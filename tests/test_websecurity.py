@@ -23,9 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from snapsync.codec import encode_snapshot
-from snapsync.keys import ObjectKey
-from snapsync.profile import load_profile
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import CanonicalObject, Snapshot, build_snapshot
+from snapsync.codec.pipeline import encode_snapshot
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, decode
 from snapsync.server import ServerSettings
@@ -34,7 +35,6 @@ from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.session import COOKIE, SESSION_SECONDS, Sessions
 from snapsync.server.sqlstore import SQLStore
 from snapsync.server.websecurity import CONTENT_SECURITY_POLICY
-from snapsync.snapshot import CanonicalObject, Snapshot, build_snapshot
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
 from tests.test_browser import WAIT, browser, sign_in  # noqa: F401 (fixture)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from snapsync.sample_cluster import SampleCluster
-from snapsync.simulation import ENV
+from snapsync.sim.link import ENV
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_demo import converged_store
 
 pytestmark = pytest.mark.slow
@@ -29,10 +29,10 @@ INSTALL_TIMEOUT = 900.0  # seconds; a shared machine and a cold package cache
 RUN_TIMEOUT = 300.0
 # what the demo reads at run time besides Python modules
 DATA = (
-    "snapsync/sample_cluster/__init__.py",
-    "snapsync/baselines.py",
-    "snapsync/dictionaries/manifest.json",
-    "snapsync/profiles/default.yaml",
+    "snapsync/sim/sample_cluster/__init__.py",
+    "snapsync/sim/baselines.py",
+    "snapsync/codec/dictionaries/manifest.json",
+    "snapsync/canonical/profiles/default.yaml",
     "snapsync/server/templates/base.html",
     "snapsync/server/static/snapsync.css",
     "snapsync/_schemas/profile.schema.json",
@@ -86,7 +86,7 @@ def test_the_wheel_ships_the_generator_the_baselines_and_their_data(installed: I
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = set(wheel.namelist())
     assert set(DATA) <= names
-    assert {"snapsync/sample_cluster/__main__.py", "snapsync/demo/feed.py"} <= names
+    assert {"snapsync/sim/sample_cluster/__main__.py", "snapsync/demo/feed.py"} <= names
     assert not [n for n in names if n.startswith(("tools/", "bench/", "tests/"))]
 
 
@@ -112,6 +112,6 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(installed: Insta
 
 
 def test_the_installed_generator_writes_the_same_cluster(installed: Installed) -> None:
-    installed.run("python", "-m", "snapsync.sample_cluster", "--objects", "30", "-o", "c.json")
+    installed.run("python", "-m", "snapsync.sim.sample_cluster", "--objects", "30", "-o", "c.json")
     document = json.loads((installed.cwd / "c.json").read_text(encoding="utf-8"))
     assert document == SampleCluster(objects=30).list_document()

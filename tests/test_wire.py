@@ -27,9 +27,9 @@ from snapsync.protocol import AgentConfig, BudgetConfig, Intervals, MemoryStore
 from snapsync.protocol.auth import NonceMemory, parse, sign, verify
 from snapsync.protocol.events import BackingOff
 from snapsync.protocol.messages import MAX_PONG, Ping
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server import ServerSettings, SharedSecret
 from snapsync.server.database import open_store
+from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
 from tools.certs import self_signed
 from tools.fault_proxy import FaultProxy, ProxyThread

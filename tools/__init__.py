@@ -1,3 +1,4 @@
 """Developer tools around snapsync: what builds on the sample-cluster generator
-(snapsync.sample_cluster) for tests and benchmarks (churn traces, the Kubernetes API emulator, the
-dictionary trainer) and the fault-injecting proxy. Not part of the installed package."""
+(snapsync.sim.sample_cluster) for tests and benchmarks (churn traces, the Kubernetes API
+emulator, the dictionary trainer) and the fault-injecting proxy. Not part of the installed
+package."""

@@ -34,10 +34,12 @@ from typing import Any
 import httpx
 import zstandard
 
-from snapsync.codec import encode_snapshot
-from snapsync.delta import Delta
-from snapsync.frame import NO_DIGEST, Codec, Frame, FrameKind, unpack_frame
-from snapsync.profile import load_profile
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import CanonicalObject, Snapshot, build_snapshot
+from snapsync.codec.frame import NO_DIGEST, Codec, Frame, FrameKind, unpack_frame
+from snapsync.codec.pipeline import encode_snapshot
+from snapsync.codec.wire_form import pack_delta
+from snapsync.delta.diff import Delta
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import (
     BucketQuery,
@@ -51,9 +53,7 @@ from snapsync.protocol.messages import (
     decode,
 )
 from snapsync.protocol.reconcile import MAX_BUCKETS, BucketSet
-from snapsync.sample_cluster import SampleCluster
-from snapsync.snapshot import CanonicalObject, Snapshot, build_snapshot
-from snapsync.wire_delta import pack_delta
+from snapsync.sim.sample_cluster import SampleCluster
 
 SECRET = "attack-server shared secret"
 EDGE = "shop-1"

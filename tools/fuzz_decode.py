@@ -36,10 +36,17 @@ from typing import Any
 import msgpack
 import zstandard
 
-from snapsync.codec import EncodeOptions, apply_frame, decompress, encode_delta, encode_snapshot
-from snapsync.delta import diff
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.frame import NO_DIGEST, Codec, Frame, FrameKind, unpack_frame
+from snapsync.codec.pipeline import (
+    EncodeOptions,
+    apply_frame,
+    decompress,
+    encode_delta,
+    encode_snapshot,
+)
+from snapsync.delta.diff import diff
 from snapsync.errors import SnapsyncError
-from snapsync.frame import NO_DIGEST, Codec, Frame, FrameKind, unpack_frame
 from snapsync.protocol.memory import MemoryStore
 from snapsync.protocol.messages import (
     BucketQuery,
@@ -51,7 +58,6 @@ from snapsync.protocol.messages import (
 )
 from snapsync.protocol.reconcile import BucketSet, bucket_count, kind_digests
 from snapsync.protocol.server import ServerProtocol
-from snapsync.snapshot import Snapshot
 from tools.traces import TraceSpec, replay
 
 # What decoding one input may allocate at its peak (tracemalloc). The largest inputs here are
@@ -94,7 +100,7 @@ def make_seeds(objects: int, seed: int) -> Seeds:
             EncodeOptions(delta=False, patch_from=False),
         ):
             frames.append(encode_delta(base, new, opts).frame)
-    from snapsync.codec import encode_repair
+    from snapsync.codec.pipeline import encode_repair
 
     frames.append(encode_repair(diff(base, snaps[-1])))
     pairs = []

@@ -7,7 +7,7 @@
     for cycle in replay(TraceSpec("steady", objects=1000, cycles=60)):
         cycle.index, cycle.snapshot, cycle.changes     # cycle 0 is the starting state
 
-Scenarios (the generator's churn levels, snapsync.sample_cluster):
+Scenarios (the generator's churn levels, snapsync.sim.sample_cluster):
 - quiet:  heartbeats (Node conditions, Leases) and now and then an Event bump;
 - steady: pods restarting and flapping readiness, pods replaced, Events bumped and appended,
           CronJobs firing, a rollout or an HPA rescale now and then;
@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import Snapshot
 from snapsync.demo.feed import ClusterFeed
-from snapsync.profile import Profile, load_profile
-from snapsync.sample_cluster import ChangeSet, SampleCluster
-from snapsync.snapshot import Snapshot
+from snapsync.sim.sample_cluster import ChangeSet, SampleCluster
 
 
 @dataclass(frozen=True)

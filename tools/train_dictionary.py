@@ -3,7 +3,7 @@
     python tools/train_dictionary.py --id 3 --default  # a new dictionary, new frames use it
     python tools/train_dictionary.py --id 2 --check    # retrains, compares with the shipped file
 
-Samples are the records of compact delta payloads (snapsync.wire_delta: one changed or added
+Samples are the records of compact delta payloads (snapsync.codec.wire_form: one changed or added
 object each, field-aware leaves included) from churn cycles of generated clusters of both shapes.
 The seeds are not the benchmark's (seed 0), so the benchmark measures a dictionary that has not
 seen its clusters. Training parameters are fixed (no search, one thread), so the same generator
@@ -27,13 +27,13 @@ import zstandard
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from snapsync.delta import diff  # noqa: E402
-from snapsync.profile import load_profile  # noqa: E402
-from snapsync.sample_cluster import SampleCluster  # noqa: E402
-from snapsync.snapshot import build_snapshot  # noqa: E402
-from snapsync.wire_delta import pack_delta  # noqa: E402
+from snapsync.canonical.profile import load_profile  # noqa: E402
+from snapsync.canonical.snapshot import build_snapshot  # noqa: E402
+from snapsync.codec.wire_form import pack_delta  # noqa: E402
+from snapsync.delta.diff import diff  # noqa: E402
+from snapsync.sim.sample_cluster import SampleCluster  # noqa: E402
 
-OUT = ROOT / "snapsync" / "dictionaries"
+OUT = ROOT / "snapsync" / "codec" / "dictionaries"
 # 448 KiB trained on ~2.9 MB of records: -3.5% frame bytes at 10k objects against 224 KiB on 1 MB
 # (dictionary 2); the digested tables (~3 MB at level 19) are loaded once per process.
 SIZE = 448 * 1024
@@ -91,7 +91,10 @@ def main() -> None:
         same = shipped == data
         print(f"{name}: {'identical' if same else 'DIFFERENT'} ({digest})")
         if entry.get("samples_sha256", samples_digest) != samples_digest:
-            print("the samples differ: snapsync.sample_cluster (or the delta encoding) has changed")
+            print(
+                "the samples differ: snapsync.sim.sample_cluster"
+                " (or the delta encoding) has changed"
+            )
         sys.exit(0 if same else 1)
     if any(int(d["id"]) == args.id for d in manifest["dictionaries"]):
         sys.exit(f"dictionary id {args.id} is already shipped; pick a new id")
@@ -104,7 +107,9 @@ def main() -> None:
             "file": name,
             "sha256": digest,
             "bytes": len(data),
-            "trained_on": "compact delta records (snapsync.wire_delta) of snapsync.sample_cluster",
+            "trained_on": (
+                "compact delta records (snapsync.codec.wire_form) of snapsync.sim.sample_cluster"
+            ),
             "plan": [list(p) for p in PLAN],
             "samples_sha256": samples_digest,
             "params": PARAMS,

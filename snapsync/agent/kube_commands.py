@@ -40,6 +40,7 @@ import urllib3
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
+from snapsync.canonical.snapshot import rfc3339
 from snapsync.collect.kube import KubeOptions, client_settings
 from snapsync.collect.kubeapi import (
     ApiConnectionLost,
@@ -51,7 +52,6 @@ from snapsync.collect.kubeapi import (
 from snapsync.errors import SnapsyncError
 from snapsync.protocol.commands import PROTOCOL_COMMANDS, validate_command
 from snapsync.protocol.messages import Command, CommandResult
-from snapsync.snapshot import rfc3339
 
 MAX_MESSAGE = 300
 MERGE_PATCH = "application/merge-patch+json"

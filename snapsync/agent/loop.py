@@ -17,9 +17,10 @@ from pathlib import Path
 
 from snapsync.agent.state import StateDir
 from snapsync.agent.transport import Transport
+from snapsync.canonical.profile import Profile, load_profile
+from snapsync.canonical.snapshot import SnapshotBuilder
 from snapsync.collect import Collector
 from snapsync.errors import SnapsyncError, TransportError
-from snapsync.profile import Profile, load_profile
 from snapsync.protocol.agent import AgentConfig, AgentProtocol
 from snapsync.protocol.events import (
     Acked,
@@ -32,7 +33,6 @@ from snapsync.protocol.events import (
     UploadRejected,
 )
 from snapsync.protocol.messages import Command, CommandResult
-from snapsync.snapshot import SnapshotBuilder
 
 log = logging.getLogger("snapsync.agent")
 

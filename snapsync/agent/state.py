@@ -14,10 +14,10 @@ from typing import Any
 
 import msgpack
 
-from snapsync.codec import decode_snapshot, encode_snapshot_streamed
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.pipeline import decode_snapshot, encode_snapshot_streamed
 from snapsync.errors import FrameError, InputError
 from snapsync.fileio import atomic_write
-from snapsync.snapshot import Snapshot
 
 STATE_FILE = "state.msgpack"
 SNAPSHOT_DIR = "snapshots"

@@ -18,11 +18,11 @@ from typing import Any
 
 import click
 
+from snapsync.canonical.keys import split_kind_ref
 from snapsync.client.api import DEFAULT_SERVER, BrowseClient
 from snapsync.client.kinds import plural, resolve
 from snapsync.client.tables import render, table
 from snapsync.errors import InputError
-from snapsync.keys import split_kind_ref
 from snapsync.kubeview import age, parse_time, to_yaml
 
 OUTPUTS = ("wide", "yaml", "json", "name")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from snapsync.canonical.keys import split_kind_ref
 from snapsync.errors import InputError
-from snapsync.keys import split_kind_ref
 
 # kind ref -> kubectl's short names (the plural and singular forms are derived)
 SHORT_NAMES: dict[str, tuple[str, ...]] = {

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snapsync.canonical.keys import kind_ref
 from snapsync.collect.base import KindError
 from snapsync.collect.kubeapi import ApiStatusError, ApiTimeout, KubeApi
-from snapsync.keys import kind_ref
 
 CACHE_FILE = "discovery.json"
 CACHE_FORMAT = 1

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import yaml
 
+from snapsync.canonical.keys import is_list_kind
 from snapsync.collect.base import Sink
 from snapsync.errors import InputError, SnapsyncError
 from snapsync.fileio import display_name, read_text
-from snapsync.keys import is_list_kind
 
 MAX_NESTING = 64  # Lists within Lists: kubectl writes one level; more is a mistake or an attack
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

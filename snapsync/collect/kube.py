@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snapsync.canonical.keys import split_kind_ref
 from snapsync.collect.base import KindError, Sink, invalid_objects
 from snapsync.collect.discovery import ApiKind, Discovery, DiscoveryCache, discover
 from snapsync.collect.kubeapi import (
@@ -44,7 +45,6 @@ from snapsync.collect.kubeapi import (
     build_client,
 )
 from snapsync.errors import CollectionError, InputError, SnapsyncError
-from snapsync.keys import split_kind_ref
 
 Sleep = Callable[[float], object]
 Clock = Callable[[], float]

@@ -1,8 +1,8 @@
 # The demo's cluster side: the sample-cluster generator turned into canonical snapshots, kept up
 # to date object by object from each step's change set (re-canonicalizing every object every
 # cycle would cost more than the whole protocol), and the naive baselines measured on the same
-# states. Both ship in the package (snapsync.sample_cluster, snapsync.baselines), so an installed
-# wheel runs the demo as a checkout does.
+# states. Both ship in the package (snapsync.sim.sample_cluster, snapsync.sim.baselines), so an
+# installed wheel runs the demo as a checkout does.
 """Snapshots of a simulated cluster, and the bytes the naive baselines would ship for them."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapsync import baselines
-from snapsync.canonical import canonicalize
-from snapsync.keys import ObjectKey
-from snapsync.profile import Profile
-from snapsync.sample_cluster import ChangeSet, Key, SampleCluster
-from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader, rfc3339
+from snapsync.canonical.canonicalize import canonicalize
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.profile import Profile
+from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader, rfc3339
+from snapsync.sim import baselines
+from snapsync.sim.sample_cluster import ChangeSet, Key, SampleCluster
 
 
 class ClusterFeed:

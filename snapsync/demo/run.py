@@ -1,5 +1,5 @@
 # The demo's run loop: the real agent and server protocol machines over the simulated link
-# (snapsync.simulation), the server side committing into a SQLite database that `snapsync serve`
+# (snapsync.sim.link), the server side committing into a SQLite database that `snapsync serve`
 # can browse afterwards, simulated time jumping from one wake-up to the next. It reports what
 # happened as frozen Progress values; showing them is view.py's job.
 """One `snapsync demo` run: simulated cluster + agent + flaky link + server on SQLite."""
@@ -12,17 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import rfc3339
 from snapsync.demo.feed import Baselines, ClusterFeed, patch_stride
 from snapsync.demo.scenario import DAY, DemoOptions
 from snapsync.errors import InputError
-from snapsync.profile import load_profile
 from snapsync.protocol import AgentConfig, BudgetConfig, Intervals, Reply, ServerProtocol
 from snapsync.protocol.events import Acked, BudgetDeferred
-from snapsync.sample_cluster import SampleCluster
 from snapsync.server.environments import enroll
 from snapsync.server.sqlite import SQLiteStore
-from snapsync.simulation import ENV, Sim
-from snapsync.snapshot import rfc3339
+from snapsync.sim.link import ENV, Sim
+from snapsync.sim.sample_cluster import SampleCluster
 
 EDGE_NAME = "demo cluster"
 

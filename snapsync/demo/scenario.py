@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass, replace
 
 from snapsync.errors import InputError
-from snapsync.sample_cluster import CHURN_LEVELS
-from snapsync.simulation import LinkFaults
+from snapsync.sim.link import LinkFaults
+from snapsync.sim.sample_cluster import CHURN_LEVELS
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86_400.0
 

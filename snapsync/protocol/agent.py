@@ -31,9 +31,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapsync.codec import EncodeOptions, encode_delta, encode_repair, encode_snapshot
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.frame import unpack_frame
+from snapsync.codec.pipeline import EncodeOptions, encode_delta, encode_repair, encode_snapshot
 from snapsync.errors import LocalProtocolError, RemoteProtocolError
-from snapsync.frame import unpack_frame
 from snapsync.protocol.budget import Budget, BudgetConfig
 from snapsync.protocol.commands import PROTOCOL_COMMANDS, validate_command
 from snapsync.protocol.events import (
@@ -75,7 +76,6 @@ from snapsync.protocol.reconcile import (
     strays,
 )
 from snapsync.protocol.schedule import Intervals, backoff_delay, jittered
-from snapsync.snapshot import Snapshot
 
 # What one exchange costs on the wire beyond its two bodies, on a kept-alive TLS connection: HTTP
 # heads, TLS record framing and TCP/IP headers; measured by bench/bench_wire.py. Where the

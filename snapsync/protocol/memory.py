@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from snapsync.canonical.snapshot import Snapshot
 from snapsync.protocol.messages import Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
-from snapsync.snapshot import Snapshot
 
 
 @dataclass

@@ -30,9 +30,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from snapsync.delta import Delta
-from snapsync.keys import ObjectKey, split_kind_ref
-from snapsync.snapshot import Snapshot, snapshot_digest
+from snapsync.canonical.keys import ObjectKey, split_kind_ref
+from snapsync.canonical.snapshot import Snapshot, snapshot_digest
+from snapsync.delta.diff import Delta
 
 SHORT = 8  # kind digests
 OBJECT_SHORT = 4  # object digests in a differences answer

@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
-from snapsync.codec import apply_frame
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.frame import unpack_frame
+from snapsync.codec.pipeline import apply_frame
 from snapsync.errors import BaseMismatch, DeltaError, FrameError, RemoteProtocolError
-from snapsync.frame import unpack_frame
 from snapsync.protocol.messages import (
     MAX_PONG,
     BucketQuery,
@@ -50,7 +51,6 @@ from snapsync.protocol.messages import (
     decode,
 )
 from snapsync.protocol.reconcile import differing_kinds, objects_in, unexpected_buckets
-from snapsync.snapshot import Snapshot
 
 # One report counted at most (4 GiB, more than any link carries between two answered requests):
 # what an agent reports is its own usage, but it must not overflow the server's sums.

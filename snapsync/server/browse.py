@@ -24,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from snapsync.delta import diff_objects
+from snapsync.canonical.keys import ObjectKey, split_kind_ref
+from snapsync.canonical.snapshot import rfc3339
+from snapsync.delta.diff import diff_objects
 from snapsync.errors import InputError
-from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.kubeview import parse_time as parse_rfc3339
 from snapsync.protocol.commands import validate_command
 from snapsync.protocol.messages import Command
@@ -43,7 +44,6 @@ from snapsync.server.storage import (
     VersionInfo,
 )
 from snapsync.server.websecurity import read_capped
-from snapsync.snapshot import rfc3339
 
 MAX_LIMIT = 5000
 MAX_BODY = 64 * 1024  # a registration or a command: a few hundred bytes

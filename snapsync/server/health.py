@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from snapsync.keys import ObjectKey
+from snapsync.canonical.keys import ObjectKey
 from snapsync.kubeview import (
     condition,
     event_count,

@@ -23,7 +23,7 @@ Invariants:
   objects, their history rows and the pruning all land together or not at all, and two commits
   for one environment never interleave (several server processes may share one PostgreSQL).
 - Only the objects whose digest changed are written: the keys a delta touched when the new
-  snapshot was derived from the newest version (snapsync.incremental), else by digest.
+  snapshot was derived from the newest version (snapsync.delta.incremental), else by digest.
 - A version read back from rows is used only if the rows give exactly its digest; each process
   keeps the newest version per environment decoded (statecache.py) and checks at commit time,
   under the environment's lock, that it still is the newest.
@@ -43,12 +43,13 @@ from typing import Any
 
 import msgpack
 
-from snapsync.codec import decode_snapshot, encode_snapshot
+from snapsync.canonical.keys import ObjectKey, split_kind_ref
+from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
 from snapsync.collect.base import KindError
-from snapsync.delta import Delta
+from snapsync.delta.diff import Delta
+from snapsync.delta.incremental import IncrementalSnapshot, derive
 from snapsync.errors import DeltaError, InputError
-from snapsync.incremental import IncrementalSnapshot, derive
-from snapsync.keys import ObjectKey, split_kind_ref
 from snapsync.protocol.auth import MIN_SECRET, Remembered
 from snapsync.protocol.messages import Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
@@ -66,7 +67,6 @@ from snapsync.server.storage import (
     object_json,
     utc_day,
 )
-from snapsync.snapshot import CanonicalObject, Snapshot, SnapshotHeader
 
 log = logging.getLogger("snapsync.server")
 
@@ -361,7 +361,7 @@ class SQLStore(ABC):
     ) -> Version:
         """Store `snapshot` as the newest version (durable before this returns). Writes only
         the objects whose digest changed: when `snapshot` was derived from the newest version
-        (snapsync.incremental) the keys its delta touched, else a comparison of digests. The
+        (snapsync.delta.incremental) the keys its delta touched, else a comparison of digests. The
         version row keeps the snapshot's header; its objects are the rows (see snapshot())."""
         stored = encode_snapshot(Snapshot(snapshot.header, {}), 3)
 

@@ -1,7 +1,7 @@
 """The newest version's snapshot per environment, in memory, within a byte bound.
 
 A hot environment's delta is decoded against, applied to and verified on this snapshot, with no
-read (snapsync.incremental keeps its digest state); a cold one costs one read of its object
+read (snapsync.delta.incremental keeps its digest state); a cold one costs one read of its object
 rows, verified against the stored digest, and then stays hot until evicted, least recently used
 first. Only the newest version of an environment is kept: an upload against an older held
 version reads it from storage (the agent's base is the newest but for a lost acknowledgement).
@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from snapsync.snapshot import Snapshot
+from snapsync.canonical.snapshot import Snapshot
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
 PER_ENCODED_BYTE = 6

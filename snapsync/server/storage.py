@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from snapsync.canonical.keys import ObjectKey
 from snapsync.collect.base import KindError
-from snapsync.keys import ObjectKey
 from snapsync.protocol.messages import Command, CommandResult
 from snapsync.protocol.server import VersionStore
 

@@ -5,7 +5,7 @@
     KUBECONFIG=/tmp/emu.kubeconfig snapsync dump -o snap.snap
 
 --fixture FILE (repeatable) loads kubectl `get -o json|yaml` dumps; --generate N builds N objects
-with snapsync.sample_cluster. --churn SECONDS applies a sample-cluster churn step that often (to
+with snapsync.sim.sample_cluster. --churn SECONDS applies a sample-cluster churn step that often (to
 generated objects only); --churn-minutes M makes each step M simulated minutes of churn, so a
 benchmark can replay a minute of churn every few seconds. It listens on 127.0.0.1 only; --port 0
 picks a free port.

@@ -1,6 +1,7 @@
 # Where the emulator's objects come from: kubectl List dumps (read with snapsync's own file
-# collector, so both accept the same inputs) or a generated cluster from snapsync.sample_cluster,
-# imported only when asked for (the emulator itself does not depend on the generator).
+# collector, so both accept the same inputs) or a generated cluster from
+# snapsync.sim.sample_cluster, imported only when asked for (the emulator itself does not
+# depend on the generator).
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ def sample_objects(
     count: int, *, shape: str = "application", seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[Resource], Any]:
     """(objects, the resources the generator declares, the generator for churn steps)."""
-    from snapsync.sample_cluster import RESOURCES, SampleCluster
+    from snapsync.sim.sample_cluster import RESOURCES, SampleCluster
 
     cluster = SampleCluster(objects=count, shape=shape, seed=seed)
     resources = [

@@ -1,0 +1,144 @@
+"""Raw API objects -> canonical objects: the same meaning always gives the same bytes.
+
+Invariants:
+- Maps are rebuilt with their keys in sorted order, so msgpack (which keeps insertion order)
+  writes the same bytes whatever order the input had.
+- Only JSON values survive (str, int, float, bool, None, list, map with string keys); anything
+  else is a CanonicalError naming the object and field, never a silent coercion.
+- Secret values (`data`, `stringData`) become `sha256:<hex>` of the value unless the caller opts
+  in, whatever their shape (a map's values one by one, anything else whole); the last-applied
+  annotation, which can repeat them, goes with them whatever the profile. A List is never an
+  object here (its Secrets would pass whole): collectors flatten Lists, and one that reaches
+  canonicalize is refused.
+- Canonicalizing a canonical object changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import math
+import re
+from typing import Any
+
+import msgpack
+
+from snapsync.canonical.keys import ObjectKey, is_list_kind
+from snapsync.canonical.profile import Profile
+from snapsync.errors import CanonicalError
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+SECRET_DIGEST_PREFIX = "sha256:"
+_DIGESTED = re.compile(r"sha256:[0-9a-f]{64}")
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def canonicalize(
+    raw: dict[str, Any], profile: Profile, *, reveal_secrets: bool = False
+) -> tuple[ObjectKey, dict[str, Any]] | None:
+    """The key and canonical form of `raw`, or None when the profile excludes its kind or namespace.
+
+    `raw` is not modified.
+    """
+    key = ObjectKey.of(raw)
+    if is_list_kind(key.kind) and "items" in raw:
+        raise CanonicalError(f"{key}: a List is not an object (collectors flatten Lists)")
+    namespace = key.name if (key.group, key.kind) == ("", "Namespace") else key.namespace
+    if not profile.keeps_kind(key.group, key.kind) or not profile.keeps_namespace(namespace):
+        return None
+    obj = _sorted_copy(raw, key, "")
+    if key.group == "" and key.kind == "Secret" and not reveal_secrets:
+        _redact_secret(obj)
+    profile.strip(key, obj)
+    return key, obj
+
+
+def canonical_copy(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy with every map's keys sorted (after a patch added keys out of order)."""
+    try:
+        key: ObjectKey | str = ObjectKey.of(obj)
+    except CanonicalError:
+        key = "object"
+    copied: dict[str, Any] = _sorted_copy(obj, key, "")
+    return copied
+
+
+def pack(obj: Any) -> bytes:
+    """Canonical msgpack bytes of an already canonical value."""
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
+
+
+def unpack(encoded: bytes) -> Any:
+    """The value of canonical msgpack bytes (`pack`'s inverse: the same maps, lists, types)."""
+    return msgpack.unpackb(encoded, raw=False)
+
+
+def object_digest(encoded: bytes) -> bytes:
+    """128-bit BLAKE2b of an object's canonical bytes: collisions are not a practical concern."""
+    return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
+def _sorted_copy(node: Any, key: ObjectKey | str, path: str) -> Any:
+    if isinstance(node, dict):
+        for k in node:
+            if not isinstance(k, str):
+                raise CanonicalError(
+                    f"{key}: map key {k!r} at {path or '(root)'} is not a string "
+                    "(quote it in YAML: keys like on/yes/1 are read as booleans or numbers)"
+                )
+        return {k: _sorted_copy(node[k], key, f"{path}.{k}") for k in sorted(node)}
+    if isinstance(node, list | tuple):
+        return [_sorted_copy(item, key, f"{path}[{i}]") for i, item in enumerate(node)]
+    if isinstance(node, bool) or node is None or isinstance(node, str):
+        return node
+    if isinstance(node, int):
+        if not _INT_MIN <= node <= _INT_MAX:
+            raise CanonicalError(f"{key}: integer out of range at {path or '(root)'}")
+        return node
+    if isinstance(node, float):
+        if not math.isfinite(node):
+            raise CanonicalError(f"{key}: non-finite number at {path or '(root)'}")
+        return node
+    raise CanonicalError(
+        f"{key}: unsupported value of type {type(node).__name__} at {path or '(root)'}"
+    )
+
+
+def _redact_secret(obj: dict[str, Any]) -> None:
+    """Digest every value of `data` and `stringData`; either one in another shape than a map
+    (a string, a list: not a valid Secret, but input is what it is) is digested whole."""
+    for field, decode in (("data", True), ("stringData", False)):
+        values = obj.get(field)
+        if isinstance(values, dict):
+            obj[field] = {
+                k: secret_value_digest(v, base64_encoded=decode) for k, v in values.items()
+            }
+        elif values is not None:
+            obj[field] = secret_value_digest(values, base64_encoded=decode)
+    annotations = obj["metadata"].get("annotations")
+    if annotations is not None and not isinstance(annotations, dict):
+        raise CanonicalError(f"Secret {obj['metadata'].get('name')}: annotations are not a map")
+    if annotations and LAST_APPLIED in annotations:
+        del annotations[LAST_APPLIED]
+        if not annotations:
+            del obj["metadata"]["annotations"]
+
+
+def secret_value_digest(value: Any, *, base64_encoded: bool) -> str:
+    """`sha256:<hex>` of the secret's bytes, so `data` and `stringData` of one value agree.
+
+    Already-digested values are left alone (idempotence).
+    """
+    if isinstance(value, str) and _DIGESTED.fullmatch(value):
+        return value
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        if base64_encoded:
+            with contextlib.suppress(binascii.Error, ValueError):
+                raw = base64.b64decode(raw, validate=True)
+    else:
+        raw = pack(value)
+    return SECRET_DIGEST_PREFIX + hashlib.sha256(raw).hexdigest()

@@ -1,0 +1,38 @@
+"""Stage 3 of the data path: snapshots and deltas to the bytes on disk and wire, and back.
+
+    frame        the binary frame around every payload (schemas/frame.md)
+    wire_form    a Delta's compact payload: base objects by position, leaves against references
+    leaves       field-aware leaf encoding (what changes costs few bytes)
+    dictionaries trained zstd dictionaries shipped by id
+    pipeline     encode a cycle (the smallest candidate that verifies) and decode a frame
+
+Invariants: encoding ships only a candidate that decoded back correctly; decoding trusts no
+byte (sizes, checksum, bounds, re-hashing) and only FrameError or DeltaError escape it.
+
+The entry points are re-exported here: `from snapsync.codec import encode_delta` reads the same
+on every version, which bench/frame_digest.py relies on to compare checkouts.
+"""
+
+from snapsync.codec.pipeline import (
+    Encoded,
+    EncodeOptions,
+    apply_frame,
+    decode_frame,
+    decode_snapshot,
+    encode_delta,
+    encode_snapshot,
+    inspect_frame,
+    snapshot_document,
+)
+
+__all__ = [
+    "EncodeOptions",
+    "Encoded",
+    "apply_frame",
+    "decode_frame",
+    "decode_snapshot",
+    "encode_delta",
+    "encode_snapshot",
+    "inspect_frame",
+    "snapshot_document",
+]

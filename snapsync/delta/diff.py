@@ -1,0 +1,214 @@
+"""Deltas between snapshots: removed keys, added objects, RFC 6902 operations per changed object.
+
+Invariants:
+- `apply(base, diff(base, new))` has exactly `new`'s digest; `apply` checks the base digest
+  before and the target digest after, and raises DeltaError without touching `base` otherwise.
+  Nothing in a base snapshot is ever modified: objects are held as canonical bytes, and a
+  patched object is built from a fresh unpacking of its base object's bytes.
+- Operations are plain RFC 6902 (jsonpatch applies them), on canonical objects; they come from
+  snapsync.delta.jsondiff, which diffs Kubernetes lists by their natural key, so an item
+  inserted at the front of a list costs one operation.
+- Every object `apply` produces is filed under its own key (ObjectKey.of): a delta that renames
+  an object, or adds one under another's key, is refused, so every stored version reads back.
+- What `apply` builds from the operations is charged to the caller's Budget (bounds the expansion
+  a hostile delta can ask for, `copy` above all).
+- `delta_document` is the decoded delta as JSON (schemas/delta.schema.json): digests in hex, keys
+  in their printable form, operations as RFC 6902; `delta_from_document` reverses it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from snapsync.bounds import Budget
+from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+from snapsync.delta import jsondiff
+from snapsync.delta.jsondiff import Operation
+from snapsync.errors import CanonicalError, DeltaError, InputError
+
+__all__ = [
+    "Delta",
+    "Operation",
+    "apply",
+    "apply_changes",
+    "apply_ops",
+    "delta_document",
+    "delta_from_document",
+    "diff",
+    "diff_objects",
+]
+
+
+@dataclass(frozen=True)
+class Delta:
+    base_digest: bytes
+    target_digest: bytes
+    header: SnapshotHeader  # the target's header: collection time, counts, errors
+    removed: tuple[ObjectKey, ...] = ()  # sorted
+    added: Mapping[ObjectKey, dict[str, Any]] = field(default_factory=dict)  # whole objects
+    changed: Mapping[ObjectKey, tuple[Operation, ...]] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.removed or self.added or self.changed)
+
+    @property
+    def operation_count(self) -> int:
+        return sum(len(ops) for ops in self.changed.values())
+
+
+def diff(base: Snapshot, new: Snapshot) -> Delta:
+    """The delta from `base` to `new`; unchanged objects are skipped by digest, never walked."""
+    removed = tuple(k for k in base.keys if k not in new.objects)
+    added: dict[ObjectKey, dict[str, Any]] = {}
+    changed: dict[ObjectKey, tuple[Operation, ...]] = {}
+    for key, obj in new:
+        old = base.objects.get(key)
+        if old is None:
+            added[key] = obj.data
+        elif old.digest != obj.digest:
+            changed[key] = tuple(diff_objects(old.data, obj.data))
+    return Delta(base.digest, new.digest, new.header, removed, added, changed)
+
+
+def uid_index_after(base: Snapshot, new: Snapshot, delta: Delta) -> dict[str, ObjectKey]:
+    """`new`'s uid_index from `base`'s and the delta between them, in O(changes) (for
+    Snapshot.adopt_uid_index). A uid shared by several objects may end up missing after one of
+    them went: it is then encoded as a plain uuid, never as a wrong reference."""
+    index = dict(base.uid_index)
+    for key in (*delta.removed, *delta.changed):
+        uid = base.objects[key].uid
+        if uid is not None and index.get(uid) == key:
+            del index[uid]
+    for key in (*delta.changed, *delta.added):
+        uid = new.objects[key].uid
+        if uid is not None:
+            index.setdefault(uid, key)
+    return index
+
+
+def diff_objects(old: dict[str, Any], new: dict[str, Any]) -> list[Operation]:
+    """RFC 6902 operations turning `old` into `new` (they share values with `new`)."""
+    return jsondiff.diff(old, new)
+
+
+def apply_ops(
+    obj: dict[str, Any],
+    ops: tuple[Operation, ...] | list[Operation],
+    budget: Budget | None = None,
+) -> dict[str, Any]:
+    """A new object: `obj` patched by any valid RFC 6902 `ops` (`obj` is not modified).
+
+    Maps the operations touch, and values they bring, come out with sorted keys, so a canonical
+    `obj` gives a canonical result; untouched parts are shared with `obj`. What the operations
+    build is charged to `budget`.
+    """
+    patched = jsondiff.apply_patch(obj, ops, budget)
+    if not isinstance(patched, dict):
+        raise DeltaError("operations replaced the object with a non-object")
+    return patched
+
+
+def apply(base: Snapshot, delta: Delta, budget: Budget | None = None) -> Snapshot:
+    """The target snapshot; DeltaError (and `base` as it was) if it is not exactly the target.
+
+    What the operations build is charged to `budget` (none: unbounded, for trusted deltas).
+    """
+    result = Snapshot(delta.header, apply_changes(base, delta, budget))
+    if result.digest != delta.target_digest:
+        raise DeltaError("applying the delta does not reproduce its target digest")
+    return result
+
+
+def apply_changes(
+    base: Snapshot, delta: Delta, budget: Budget | None = None
+) -> dict[ObjectKey, CanonicalObject]:
+    """The base's objects with what `delta` removes, adds and patches, checking that the delta
+    is against `base` and that each key it names is (or is not) there, and charging what the
+    operations build to `budget`; `base` is left as it was, and the target digest is the
+    caller's to check."""
+    if base.digest != delta.base_digest:
+        raise DeltaError(
+            f"delta is against {delta.base_digest.hex()[:12]}, base is {base.digest.hex()[:12]}"
+        )
+    objects = dict(base.objects)
+    for key in delta.removed:
+        if objects.pop(key, None) is None:
+            raise DeltaError(f"delta removes {key}, which the base does not hold")
+    for key, data in delta.added.items():
+        if key in objects:
+            raise DeltaError(f"delta adds {key}, which the base already holds")
+        objects[key] = _canonical_object(key, _copy_added(data))
+    for key, ops in delta.changed.items():
+        old = objects.get(key)
+        if old is None:
+            raise DeltaError(f"delta changes {key}, which the base does not hold")
+        try:
+            patched = apply_ops(old.data, ops, budget)
+        except DeltaError as exc:
+            raise DeltaError(f"{key}: {exc}") from None
+        objects[key] = _canonical_object(key, patched)
+    return objects
+
+
+def _copy_added(data: Any) -> Any:
+    """An added object, copied and checked like any operation value (sorted, JSON only)."""
+    try:
+        return jsondiff.json_copy(data)
+    except RecursionError:
+        raise DeltaError("added object nested too deeply") from None
+
+
+def _canonical_object(key: ObjectKey, data: Any) -> CanonicalObject:
+    """`data` as the object stored under `key`: it must name itself by that key, or the version
+    could not be read back (a snapshot payload files every object under its own key)."""
+    if not isinstance(data, dict):
+        raise DeltaError(f"{key}: the object is not a map")
+    try:
+        own = ObjectKey.of(data)
+    except CanonicalError as exc:
+        raise DeltaError(f"{key}: {exc}") from None
+    if own != key:
+        raise DeltaError(f"{key}: the object names itself {own}")
+    try:
+        return CanonicalObject.from_data(data)
+    except (OverflowError, TypeError, ValueError) as exc:  # msgpack refuses a value
+        raise DeltaError(f"{key}: the object cannot be encoded: {exc}") from None
+
+
+def delta_document(delta: Delta) -> dict[str, Any]:
+    """The decoded delta as plain JSON-able data (`inspect`, `--format json`; schemas/delta)."""
+    return {
+        "base_digest": delta.base_digest.hex(),
+        "target_digest": delta.target_digest.hex(),
+        "header": delta.header.to_dict(),
+        "summary": {
+            "removed": len(delta.removed),
+            "added": len(delta.added),
+            "changed": len(delta.changed),
+            "operations": delta.operation_count,
+        },
+        "removed": [str(key) for key in sorted(delta.removed)],
+        "added": [{"key": str(key), "object": delta.added[key]} for key in sorted(delta.added)],
+        "changed": [
+            {"key": str(key), "ops": list(delta.changed[key])} for key in sorted(delta.changed)
+        ],
+    }
+
+
+def delta_from_document(doc: Mapping[str, Any]) -> Delta:
+    """The Delta a `delta_document` describes; InputError if the document is malformed."""
+    try:
+        return Delta(
+            base_digest=bytes.fromhex(doc["base_digest"]),
+            target_digest=bytes.fromhex(doc["target_digest"]),
+            header=SnapshotHeader.from_dict(doc["header"]),
+            removed=tuple(sorted(ObjectKey.parse(text) for text in doc["removed"])),
+            added={ObjectKey.parse(e["key"]): e["object"] for e in doc["added"]},
+            changed={ObjectKey.parse(e["key"]): tuple(e["ops"]) for e in doc["changed"]},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"not a delta document: {exc!r}") from None

@@ -1,0 +1,371 @@
+"""A deterministic simulated link between an AgentProtocol and a ServerProtocol.
+
+The same agent and server code as in production, driven without sockets or sleeps: time is a
+number (`now`, read through `clock()`, moved by `advance()` or by transfers on a capped link), and
+every random choice comes from one seeded generator, so a run replays exactly from its seed (the
+FoundationDB habit). Each exchange can lose the request, lose the answer, deliver the request twice
+(at once, or later as a stale copy), deliver it late (after the agent gave up on it, possibly after
+later requests), cut an upload chunk short (the server keeps the first part, the agent sees a
+dropped connection), or take simulated time on a bandwidth-capped link and time out after partial
+delivery. Outages of hours or days refuse every connection. Either side can crash and restart
+from what it persisted: the agent from `export_state`/`snapshots_to_keep` as of its last save
+(which `Agent` does after every exchange), the server from its store, losing its replay memory.
+Used by the property tests, the benchmarks and the demo.
+
+Invariants of the model:
+- Bytes recorded in `wire_bytes` are what crossed the link, counted when sent, never less than
+  what the agent itself counts except where the link delivered less (timeouts, refusals).
+- A late request is refused by the server's gate when older than the signature window or when
+  the current server process saw its nonce already, as the real web layer does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from snapsync.canonical.snapshot import Snapshot
+from snapsync.errors import RemoteProtocolError
+from snapsync.protocol import (
+    AgentConfig,
+    AgentProtocol,
+    MemoryStore,
+    Reply,
+    Request,
+    ServerProtocol,
+)
+from snapsync.protocol.auth import WINDOW, NonceMemory
+from snapsync.protocol.events import CommandReceived, Event
+from snapsync.protocol.messages import (
+    Chunk,
+    Command,
+    CommandResult,
+    Pong,
+    Refusal,
+    UploadReply,
+    decode,
+)
+
+ENV = "edge-1"
+# What crossing the link costs beyond the bodies, measured by bench/bench_wire.py (TLS 1.3,
+# RSA-2048, TCP/IP headers counted; bench/results/wire.md): AgentConfig.overhead per exchange on
+# a kept-alive connection, RECONNECT more when the connection has to be opened again (TCP
+# set-up and a resumed TLS handshake), which is after a failure or after KEEP_ALIVE idle seconds
+# (`snapsync serve --keep-alive`; a carrier NAT may forget a connection sooner).
+RECONNECT = 1_540
+KEEP_ALIVE = 150.0
+
+
+@dataclass
+class LinkFaults:
+    """Probabilities per exchange, and the shape of the link (bandwidth, timeout)."""
+
+    loss: float = 0.0  # request lost before the server
+    answer_loss: float = 0.0  # server acted, answer lost
+    duplicate: float = 0.0  # request delivered twice
+    truncate: float = 0.0  # chunk cut short mid-transfer
+    delay: float = 0.0  # request held in the network: the agent times out, the server gets it later
+    late_duplicate: float = 0.0  # a copy of the request reaches the server again, later
+    max_delay: float = 240.0  # late copies land within this many seconds (inside WINDOW)
+    agent_crash: float = 0.0  # the agent process dies mid-exchange (after sending, before saving)
+    bandwidth: float = 0.0  # bytes per simulated second each way; 0 = unlimited
+    timeout: float = 30.0  # per-request timeout (seconds); also how long a held request waits
+
+    @property
+    def healthy(self) -> bool:
+        """No fault is on (a bandwidth cap is the link's nature, not a fault)."""
+        return not (
+            self.loss
+            or self.answer_loss
+            or self.duplicate
+            or self.truncate
+            or self.delay
+            or self.late_duplicate
+            or self.agent_crash
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A request still in the network, due at the server at `at`."""
+
+    at: float
+    path: str
+    body: bytes
+    sent_at: float
+    nonce: int
+
+
+@dataclass
+class Sim:
+    config: AgentConfig
+    seed: int = 0
+    store: MemoryStore = field(default_factory=MemoryStore)
+    now: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    faults: LinkFaults = field(default_factory=LinkFaults)
+    wire_bytes: list[tuple[float, int]] = field(default_factory=list)  # (time, bytes) per exchange
+    events: list[Event] = field(default_factory=list)
+    produced: set[bytes] = field(default_factory=set)  # digests the agent collected
+    down_until: float = 0.0  # an outage refuses every connection until then
+    in_network: list[Delivery] = field(default_factory=list)  # late copies, due later
+    trace: list[str] = field(default_factory=list)  # one readable line per exchange
+    counters: dict[str, int] = field(default_factory=dict)  # faults that actually fired
+    uploaded: list[tuple[float, int]] = field(default_factory=list)  # (time, frame bytes) per chunk
+    # Runs commands the moment they arrive and reports them, as Agent does; None leaves
+    # CommandReceived events to the caller.
+    command_runner: Callable[[Command], CommandResult] | None = None
+    reconnect: int = RECONNECT
+    keep_alive: float = KEEP_ALIVE
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.agent = AgentProtocol(self.config, seed=self.seed, wire_counted=True)
+        self.server = ServerProtocol(self.store)
+        self._alive_until = -1.0  # the agent's connection is open until then
+        self.nonces = NonceMemory()  # the server process's replay memory: lost on restart
+        self.applied: list[bytes] = []  # digests the server committed, in order
+        self._nonce = 0
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """The simulated clock, for code that takes a `clock` callable (Agent, HttpTransport)."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Let simulated time pass; requests held in the network land when due."""
+        self.now += seconds
+        self.deliver_due()
+
+    def outage(self, seconds: float) -> None:
+        """The link is down (every connection refused) for `seconds` from now."""
+        self.down_until = max(self.down_until, self.now + seconds)
+        self._note(f"outage until +{seconds:.0f}s")
+
+    @property
+    def link_up(self) -> bool:
+        return self.now >= self.down_until
+
+    # -- the agent's side ------------------------------------------------------------------------
+
+    def collect(self, snapshot: Snapshot) -> None:
+        self.produced.add(snapshot.digest)
+        self.agent.snapshot_collected(snapshot, self.now)
+
+    def run_exchanges(self, limit: int = 50) -> int:
+        """Send whatever the agent wants to send now; returns how many exchanges ran."""
+        self.deliver_due()
+        count = 0
+        while count < limit and (request := self.agent.next_request(self.now)) is not None:
+            count += 1
+            self._exchange(request)
+        self.events += self.agent.poll_events()
+        return count
+
+    def _spent(self, request: Request, overhead: int, answer: int = 0) -> int:
+        """Record what an exchange cost on the link, now; the agent is charged the same."""
+        spent = len(request.body) + answer + overhead
+        self.wire_bytes.append((self.now, spent))
+        return spent
+
+    def _exchange(self, request: Request) -> None:
+        faults, overhead = self.faults, self.config.overhead
+        if self.now > self._alive_until:
+            overhead += self.reconnect  # a new connection: TCP set-up, resumed TLS handshake
+        self._alive_until = -1.0  # until this exchange succeeds
+        self.deliver_due()
+        what = _describe(request)
+        # What the agent had saved before this exchange (Agent saves after each one): what a
+        # crash mid-exchange restarts from. Only taken when crashes are on: it costs a copy.
+        saved = self._persisted() if faults.agent_crash else None
+        if not self.link_up:
+            self._count("refused")
+            self._note(f"{what}: connection refused (outage)")
+            self._take(self.agent.fail(request, self.now, "connection refused", 0))
+            return
+        if isinstance(request.message, Chunk):
+            self.uploaded.append((self.now, len(request.message.data)))
+        if self.rng.random() < faults.loss:
+            self._count("loss")
+            self._note(f"{what}: lost")
+            self._take(self.agent.fail(request, self.now, "lost", self._spent(request, overhead)))
+            return
+        sent_at, nonce = self.now, self._next_nonce()
+        upload_time = self._transfer_time(len(request.body) + overhead // 2)
+        if upload_time > faults.timeout:
+            # Partial delivery: the server reads bodies whole, so a cut body changes nothing.
+            self._count("timeout")
+            self._note(f"{what}: timed out after partial delivery ({upload_time:.0f}s needed)")
+            self.now += faults.timeout
+            spent = int(faults.bandwidth * faults.timeout)
+            self.wire_bytes.append((self.now, spent))
+            self._take(self.agent.fail(request, self.now, "timed out", spent))
+            return
+        if self._chance(faults.delay):
+            self._count("delay")
+            at = self.now + self.rng.uniform(faults.timeout, faults.max_delay)
+            self.in_network.append(Delivery(at, request.path, request.body, sent_at, nonce))
+            self._note(f"{what}: held in the network until +{at - self.now:.0f}s")
+            self.now += faults.timeout
+            spent = self._spent(request, overhead)
+            self._take(self.agent.fail(request, self.now, "timed out", spent))
+            return
+        if self._chance(faults.late_duplicate):
+            self._count("late_duplicate")
+            at = self.now + self.rng.uniform(1.0, faults.max_delay)
+            self.in_network.append(Delivery(at, request.path, request.body, sent_at, nonce))
+        self.now += upload_time
+        body = request.body
+        truncated = False
+        if isinstance(request.message, Chunk) and self.rng.random() < faults.truncate:
+            body = _truncated_chunk(request.message, self.rng)
+            truncated = True
+        self.nonces.remember(ENV, str(nonce), sent_at, self.now)
+        reply = self._handle(request.path, body, self.now)
+        if self.rng.random() < faults.duplicate:
+            # Delivered twice and let through (as by a server that just lost its replay memory).
+            self._count("duplicate")
+            reply = self._handle(request.path, body, self.now)
+        self.now += self._transfer_time(len(reply.body) + overhead // 2)
+        # Counted when the exchange ends, in the budget period the agent counts it in.
+        spent = self._spent(request, overhead, len(reply.body))
+        if saved is not None and self._chance(faults.agent_crash):
+            self._count("agent_crash")
+            self._note(f"{what}: agent crashed before handling the answer")
+            self._restore_agent(saved)
+            return
+        if truncated or self.rng.random() < faults.answer_loss:
+            self._count("truncate" if truncated else "answer_loss")
+            self._note(f"{what}: {'cut short' if truncated else 'answer lost'}")
+            self._take(self.agent.fail(request, self.now, "connection dropped", spent))
+            return
+        self._alive_until = self.now + self.keep_alive
+        self._note(f"{what}: {_describe_reply(reply.status, reply.body)}")
+        self._take(self.agent.receive(request, reply.status, reply.body, self.now, spent))
+
+    def _take(self, events: list[Event]) -> None:
+        """Events of one exchange; with a runner, commands run at once, as Agent runs them."""
+        self.events += events
+        if self.command_runner is None:
+            return
+        for event in events:
+            if isinstance(event, CommandReceived):
+                self.agent.command_finished(self.command_runner(event.command))
+
+    # -- the server's side -----------------------------------------------------------------------
+
+    def deliver_due(self) -> None:
+        """Hand the server every late request whose time has come, oldest first."""
+        due = sorted((d for d in self.in_network if d.at <= self.now), key=lambda d: d.at)
+        if not due:
+            return
+        self.in_network = [d for d in self.in_network if d.at > self.now]
+        for delivery in due:
+            # The web layer's gate: signature window and the process's replay memory.
+            if (
+                abs(delivery.at - delivery.sent_at) > WINDOW
+                or self.nonces.remember(ENV, str(delivery.nonce), delivery.sent_at, delivery.at)
+                != "new"
+            ):
+                self._note(f"late request from {delivery.sent_at - self.now:+.0f}s: refused (401)")
+                continue
+            reply = self._handle(delivery.path, delivery.body, delivery.at)
+            self._note(
+                f"late request from {delivery.sent_at - self.now:+.0f}s delivered: "
+                f"{_describe_reply(reply.status, reply.body)} (nobody listens)"
+            )
+
+    def _handle(self, path: str, body: bytes, now: float) -> Reply:
+        reply = self.server.handle(ENV, path, body, now)
+        if reply.applied is not None:
+            self.applied.append(reply.applied.digest)
+        return reply
+
+    # -- restarts ------------------------------------------------------------------------------
+
+    def restart_agent(self, *, lose_snapshots: bool = False) -> None:
+        """A new agent process from what the old one persisted (state + snapshots).
+
+        `lose_snapshots` models a state directory whose state file survived (command cursor,
+        results) but not the snapshots beside it: the agent shares no version with the server.
+        """
+        state, snapshots = self._persisted()
+        self._restore_agent((state, {} if lose_snapshots else snapshots))
+
+    def _persisted(self) -> tuple[dict[str, Any], dict[bytes, Snapshot]]:
+        state = msgpack.unpackb(msgpack.packb(self.agent.export_state()), strict_map_key=False)
+        return state, {s.digest: s for s in self.agent.snapshots_to_keep()}
+
+    def _restore_agent(self, saved: tuple[dict[str, Any], dict[bytes, Snapshot]]) -> None:
+        self.agent = AgentProtocol(self.config, seed=self.rng.randrange(2**32), wire_counted=True)
+        self._alive_until = -1.0
+        self.agent.restore_state(*saved)
+        self._note("agent restarted from its state directory")
+
+    def restart_server(self, *, lose_partials: bool = False) -> None:
+        """A new server process over the same store; its replay memory is gone.
+
+        `lose_partials` models a server that keeps partial uploads outside its database.
+        """
+        self.server = ServerProtocol(self.store)
+        self.nonces = NonceMemory()
+        if lose_partials:
+            self.store.env(ENV).partials.clear()
+        self._note("server restarted" + (" (partial uploads lost)" if lose_partials else ""))
+
+    # -- accounting ----------------------------------------------------------------------------
+
+    def bytes_in_period(self, start: float, end: float) -> int:
+        return sum(size for when, size in self.wire_bytes if start <= when < end)
+
+    def _transfer_time(self, size: int) -> float:
+        return size / self.faults.bandwidth if self.faults.bandwidth else 0.0
+
+    def _chance(self, probability: float) -> bool:
+        """A draw for the newer faults only when they are on, so older seeds replay unchanged."""
+        return probability > 0 and self.rng.random() < probability
+
+    def _next_nonce(self) -> int:
+        self._nonce += 1
+        return self._nonce
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _note(self, line: str) -> None:
+        self.trace.append(f"t+{self.now - 1_767_225_600.0:.0f}s {line}")
+        del self.trace[:-200]  # a readable tail, not a memory leak over a simulated week
+
+
+def _truncated_chunk(chunk: Chunk, rng: random.Random) -> bytes:
+    keep = rng.randrange(0, max(1, len(chunk.data)))
+    return Chunk(
+        chunk.upload, chunk.base, chunk.target, chunk.total, chunk.offset, chunk.data[:keep]
+    ).encode()
+
+
+def _describe(request: Request) -> str:
+    message = request.message
+    if isinstance(message, Chunk):
+        return (
+            f"chunk {message.upload.hex()[:6]} {message.offset}+{len(message.data)}"
+            f"/{message.total} -> {message.target.hex()[:6]}"
+        )
+    return f"{message.TYPE} ({len(request.body)} B)"
+
+
+def _describe_reply(status: int, body: bytes) -> str:
+    try:
+        message = decode(body, (Pong, UploadReply, Refusal))
+    except RemoteProtocolError:
+        return f"HTTP {status}"
+    if isinstance(message, UploadReply):
+        extra = f" v{message.version.seq}" if message.version else ""
+        return f"{message.status}{extra}" + (f" @{message.offset}" if message.offset else "")
+    if isinstance(message, Pong):
+        return f"pong holds {[v.seq for v in message.holds]} ({len(message.commands)} commands)"
+    return f"HTTP {status} {message.reason if isinstance(message, Refusal) else ''}"
