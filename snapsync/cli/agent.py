@@ -1,22 +1,48 @@
-"""`snapsync agent`: the embeddable agent loop, configured by flags and SNAPSYNC_* variables."""
+"""`snapsync agent`: the embeddable agent loop, configured by flags and SNAPSYNC_* variables.
+
+The variables are read by `AgentSettings.from_env` (snapsync.agent.settings), as an embedder
+reads them: click only shows them in --help, and the flags given on the command line are laid
+over a copy of the environment, so flags win and every value is parsed, defaulted and refused
+in one place.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from snapsync.canonical.profile import load_profile
-from snapsync.cli.command import AGENT_SECRET_SETTING, Command, UserError
+from snapsync.agent.settings import (
+    AGENT_SECRET,
+    ALLOW_COMMANDS,
+    BUDGET,
+    BUDGET_PERIOD,
+    COLLECT,
+    COLLECT_MODES,
+    COMMAND_INTERVAL,
+    COMMAND_NAMESPACES,
+    EDGE_ID,
+    HEALTH_FILE,
+    INSECURE_POLL,
+    PING_INTERVAL,
+    PROFILE,
+    SERVER_URL,
+    SNAPSHOT_INTERVAL,
+    STATE_DIR,
+    AgentSettings,
+    Variable,
+)
+from snapsync.cli.command import Command, UserError
 from snapsync.cli.source import pop_source, source_options
 from snapsync.errors import InputError
-from snapsync.protocol.auth import check_secret
 
-if TYPE_CHECKING:
-    from snapsync.agent.loop import CommandRunner
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class _NotCurrent(UserError):
@@ -25,105 +51,109 @@ class _NotCurrent(UserError):
     exit_code = 1
 
 
-def _namespaces(text: str) -> frozenset[str] | None:
-    """`--command-namespaces a,b`: None (any) when empty; each must be a namespace name."""
-    from snapsync.protocol.commands import OBJECT_NAME
+class _FromSettings(click.Option):
+    """An option whose variable AgentSettings.from_env reads: --help shows its variable, default
+    and [required] as any option's, but click neither reads the variable nor insists on the flag
+    (from_env says what is missing)."""
 
-    names = frozenset(filter(None, (n.strip() for n in text.split(","))))
-    bad = sorted(n for n in names if not OBJECT_NAME.fullmatch(n))
-    if bad:
-        raise InputError(f"--command-namespaces: {bad[0]!r} is not a namespace name")
-    return names or None
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        return None
+
+    def value_is_missing(self, value: Any) -> bool:
+        return False
 
 
-def _default_state_dir(edge_id: str) -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "snapsync" / edge_id
+def _setting(variable: Variable, *decls: str, **kwargs: Any) -> Callable[[_F], _F]:
+    """The option of `variable`: its flag, its variable (shown in --help) and its default."""
+    if not kwargs.get("is_flag") and variable.default is not None:
+        kwargs["default"] = variable.default
+    return click.option(variable.flag, *decls, cls=_FromSettings, envvar=variable.name, **kwargs)
+
+
+def _agent_source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    return source_options(command, env_option=_FromSettings)
+
+
+def _settings(ctx: click.Context) -> AgentSettings:
+    """The environment with the flags given on the command line laid over it, for from_env."""
+    given: dict[str, str] = {}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name or "")
+        if isinstance(param, _FromSettings) and source is ParameterSource.COMMANDLINE:
+            value = ctx.params[param.name or ""]
+            given[str(param.envvar)] = "1" if value is True else str(value)
+    return AgentSettings.from_env({**os.environ, **given})
 
 
 @click.command(cls=Command)
-@source_options
-@click.option(
-    "--server-url",
-    envvar="SNAPSYNC_SERVER_URL",
+@_agent_source_options
+@_setting(
+    SERVER_URL,
     required=True,
     metavar="URL",
     help="Server base URL.",
 )
-@click.option("--edge-id", envvar="SNAPSYNC_EDGE_ID", required=True, help="This environment's id.")
-@click.option(
-    "--agent-secret",
-    envvar="SNAPSYNC_AGENT_SECRET",
+@_setting(
+    EDGE_ID,
+    required=True,
+    help="This environment's id.",
+)
+@_setting(
+    AGENT_SECRET,
     required=True,
     help="Shared secret that signs every request (never sent). Prefer the variable to the flag.",
 )
-@click.option(
-    "--insecure-poll",
+@_setting(
+    INSECURE_POLL,
     is_flag=True,
-    envvar="SNAPSYNC_INSECURE_POLL",
     help="Accept a self-signed server certificate (TLS is still used).",
 )
-@click.option(
-    "--ping-interval",
-    envvar="SNAPSYNC_PING_INTERVAL",
+@_setting(
+    PING_INTERVAL,
     type=float,
-    default=60.0,
     metavar="SECONDS",
     help="Seconds between pings (heartbeat and command pick-up).",
 )
-@click.option(
-    "--snapshot-interval",
-    envvar="SNAPSYNC_SNAPSHOT_INTERVAL",
+@_setting(
+    SNAPSHOT_INTERVAL,
     type=float,
-    default=60.0,
     metavar="SECONDS",
     help="Seconds between collections; an upload follows only a change.",
 )
-@click.option(
-    "--command-interval",
-    envvar="SNAPSYNC_COMMAND_INTERVAL",
+@_setting(
+    COMMAND_INTERVAL,
     type=float,
-    default=10.0,
     metavar="SECONDS",
     help="Seconds between pings while a command result is pending.",
 )
-@click.option(
-    "--budget",
-    envvar="SNAPSYNC_BUDGET",
-    default="0",
+@_setting(
+    BUDGET,
     show_default=True,
     metavar="SIZE",
     help="Data budget per period in bytes, with a unit: 500MB, 1GiB (kB/MB/GB, KiB/MiB/GiB); "
     "0 = unlimited.",
 )
-@click.option(
-    "--budget-period",
-    envvar="SNAPSYNC_BUDGET_PERIOD",
-    default="month",
+@_setting(
+    BUDGET_PERIOD,
     show_default=True,
     metavar="PERIOD",
     help="Budget period: day or month (UTC calendar), or a number of seconds.",
 )
-@click.option(
-    "--state-dir",
-    envvar="SNAPSYNC_STATE_DIR",
+@_setting(
+    STATE_DIR,
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the acknowledged base is kept [default: $XDG_STATE_HOME/snapsync/EDGE_ID].",
 )
-@click.option(
-    "--profile",
-    envvar="SNAPSYNC_PROFILE",
-    default="default",
+@_setting(
+    PROFILE,
     show_default=True,
     metavar="NAME|FILE",
     help="Canonical profile: a built-in name (default, minimal, endpoints) or a YAML file.",
 )
-@click.option(
-    "--collect",
+@_setting(
+    COLLECT,
     "collect_mode",
-    envvar="SNAPSYNC_COLLECT",
-    type=click.Choice(["watch", "list"]),
-    default="watch",
+    type=click.Choice(COLLECT_MODES),
     show_default=True,
     help="watch: list once, then keep a cache current by WATCH (a cycle costs no relist); "
     "list: LIST every kind each cycle and hold nothing between cycles, for API servers or "
@@ -134,90 +164,45 @@ def _default_state_dir(edge_id: str) -> Path:
     is_flag=True,
     help="One cycle, then exit: 0 only when the server confirmed our latest version.",
 )
-@click.option(
-    "--allow-commands",
+@_setting(
+    ALLOW_COMMANDS,
     is_flag=True,
-    envvar="SNAPSYNC_ALLOW_COMMANDS",
     help="Run the cluster commands the server queues (scale, delete-pod, restart-rollout); "
     "needs the RBAC in deploy/agent/actions. Off: they are refused and reported.",
 )
-@click.option(
-    "--command-namespaces",
-    envvar="SNAPSYNC_COMMAND_NAMESPACES",
-    default="",
+@_setting(
+    COMMAND_NAMESPACES,
     help="Comma-separated namespaces the allowed commands may act in; commands on objects "
     "elsewhere are refused and reported. Empty: any namespace the RBAC allows.",
 )
-@click.option(
-    "--health-file",
-    envvar="SNAPSYNC_HEALTH_FILE",
+@_setting(
+    HEALTH_FILE,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Heartbeat file renewed after every exchange and cycle; `snapsync health` checks it.",
 )
-def agent(
-    server_url: str,
-    edge_id: str,
-    agent_secret: str,
-    insecure_poll: bool,
-    ping_interval: float,
-    snapshot_interval: float,
-    command_interval: float,
-    budget: str,
-    budget_period: str,
-    state_dir: Path | None,
-    profile: str,
-    collect_mode: str,
-    once: bool,
-    allow_commands: bool,
-    command_namespaces: str,
-    health_file: Path | None,
-    **kwargs: Any,
-) -> None:
+def agent(once: bool, **options: Any) -> None:
     """Keep a server current with this cluster: collect, diff, ship, obey commands."""
-    from snapsync.agent import Agent, HttpTransport, format_report, refuse_cluster_commands
-    from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
-    from snapsync.protocol.budget import parse_size
+    from snapsync.agent import format_report
 
-    secret = check_secret(agent_secret, AGENT_SECRET_SETTING)
-    source = pop_source(kwargs)
-    namespaces = _namespaces(command_namespaces)
-    state = state_dir or _default_state_dir(edge_id)
-    config = AgentConfig(
-        intervals=Intervals(
-            ping=ping_interval, snapshot=snapshot_interval, command=command_interval
-        ),
-        budget=BudgetConfig(limit=parse_size(budget), period=budget_period),
+    settings = _settings(click.get_current_context())
+    source = replace(
+        pop_source(options), kubeconfig=settings.kubeconfig, in_cluster=settings.in_cluster
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # per-request noise; failures raise
-    commands: CommandRunner = refuse_cluster_commands
-    if allow_commands:
-        if source.from_files:
-            raise InputError("--allow-commands needs a live cluster, not --from-file")
-        from snapsync.agent import KubeCommandRunner
-
-        commands = KubeCommandRunner(source.kube_options(), namespaces=namespaces)
-        where = f" in namespaces {', '.join(sorted(namespaces))}" if namespaces else ""
+    if settings.allow_commands and source.from_files:
+        raise InputError("--allow-commands needs a live cluster, not --from-file")
+    commands = settings.command_runner(source.kube_options() if settings.allow_commands else None)
+    namespaces = settings.command_namespaces
+    where = f" in namespaces {', '.join(sorted(namespaces))}" if namespaces else ""
     logging.getLogger("snapsync.agent").info(
         "cluster commands: %s",
-        f"allowed{where}" if allow_commands else "refused (see --allow-commands)",
+        f"allowed{where}" if settings.allow_commands else "refused (see --allow-commands)",
     )
-    runner = Agent(
-        source.collector(watch=collect_mode == "watch" and not once, cache_dir=state / "discovery"),
-        HttpTransport(
-            server_url,
-            edge_id,
-            secret,
-            insecure=insecure_poll,
-            keep_alive=config.intervals.longest + 60.0,
-        ),
-        state,
-        config,
-        profile=load_profile(profile),
-        environment_id=edge_id,
-        commands=commands,
-        heartbeat=health_file,
+    watch = settings.collect == "watch" and not once
+    runner = settings.agent(
+        source.collector(watch=watch, cache_dir=settings.state_dir / "discovery"), commands
     )
     try:
         if once:

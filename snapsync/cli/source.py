@@ -15,8 +15,13 @@ if TYPE_CHECKING:
     from snapsync.collect.kube import KubeOptions
 
 
-def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Where state comes from: kubectl dumps, or a live cluster (kubeconfig or in-cluster)."""
+def source_options(
+    command: Callable[..., Any], env_option: type[click.Option] = click.Option
+) -> Callable[..., Any]:
+    """Where state comes from: kubectl dumps, or a live cluster (kubeconfig or in-cluster).
+
+    `env_option`: the class of the options a variable can also give (the agent's are read by
+    AgentSettings, not click)."""
     options = [
         click.option(
             "--from-file",
@@ -26,10 +31,17 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="kubectl get -o json|yaml output (List, object or stream); - for stdin. "
             "Repeatable. Without it, a live cluster is collected.",
         ),
-        click.option("--kubeconfig", envvar="KUBECONFIG", metavar="FILE", help="Kubeconfig file."),
+        click.option(
+            "--kubeconfig",
+            cls=env_option,
+            envvar="KUBECONFIG",
+            metavar="FILE",
+            help="Kubeconfig file.",
+        ),
         click.option("--context", help="Kubeconfig context (default: the current one)."),
         click.option(
             "--in-cluster",
+            cls=env_option,
             is_flag=True,
             envvar="SNAPSYNC_IN_CLUSTER",
             help="Use the pod's service account.",
