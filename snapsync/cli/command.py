@@ -13,7 +13,6 @@ import click
 from snapsync.errors import SnapsyncError
 
 EXIT_USER_ERROR = 2
-AGENT_SECRET_SETTING = "--agent-secret (SNAPSYNC_AGENT_SECRET)"
 
 
 class UserError(click.ClickException):

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from snapsync.cli.command import Group, note
+from snapsync.cli.store import open_server_store
 
 
 @click.group(cls=Group, name="env")
@@ -28,10 +29,9 @@ def env_add(
     """Register NAME; prints its edge id and join token (the agent secret) once."""
     import time
 
-    from snapsync.server.database import open_store
     from snapsync.server.environments import enroll
 
-    made = enroll(open_store(database), name, time.time(), group, tags, edge_id)
+    made = enroll(open_server_store(database), name, time.time(), group, tags, edge_id)
     edge = made.registration.edge_id
     click.echo(f"edge id:    {edge}")
     click.echo(f"join token: {made.token}")
@@ -50,10 +50,9 @@ def env_list(database: str, as_json: bool) -> None:
     import time
 
     from snapsync.server.browse import environment_json
-    from snapsync.server.database import open_store
 
     now = time.time()
-    found = [environment_json(e, now) for e in open_store(database).environments(now)]
+    found = [environment_json(e, now) for e in open_server_store(database).environments(now)]
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

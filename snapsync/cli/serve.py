@@ -10,9 +10,12 @@ from contextlib import closing
 
 import click
 
-from snapsync.cli.command import AGENT_SECRET_SETTING, Command
+from snapsync.cli.command import Command
+from snapsync.cli.store import open_server_store
 from snapsync.errors import InputError
 from snapsync.protocol.auth import check_secret
+
+AGENT_SECRET_SETTING = "--agent-secret (SNAPSYNC_AGENT_SECRET)"
 
 
 @click.command(cls=Command)
@@ -135,7 +138,6 @@ def serve(
 
     from snapsync.server import ServerSettings, create_app, uvicorn_config
     from snapsync.server.app import Limits
-    from snapsync.server.database import open_store
     from snapsync.server.environments import AgentSecrets
     from snapsync.server.storage import Retention
 
@@ -148,7 +150,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     retention = Retention(keep_versions, keep_days * 86400.0)
     cache_bytes = state_cache_mb * 2**20
-    with closing(open_store(database, retention, cache_bytes)) as store:  # checked up front
+    with closing(open_server_store(database, retention, cache_bytes)) as store:  # checked up front
         if not agent_secret and not store.registrations():
             raise InputError(
                 "no agent can authenticate: pass --agent-secret or register an environment "
@@ -160,9 +162,7 @@ def serve(
         )
 
     def run(sock: socket.socket | None) -> None:
-        store = open_store(database, retention, cache_bytes)
-        if workers > 1:
-            store.shared_by_processes = True  # replays refused across the processes
+        store = open_server_store(database, retention, cache_bytes, processes=workers)
         settings = ServerSettings(
             secrets=AgentSecrets(store, shared),
             store=store,
