@@ -222,3 +222,27 @@ def test_the_cli_refuses_a_bad_variable_with_from_envs_line(
     result = CliRunner().invoke(cli, ["agent", "--from-file", str(tmp_path / "none")], env=env)
     assert result.exit_code == 2
     assert result.stderr == f"snapsync: error: {caught.value}\n"
+
+
+def test_the_pieces_follow_the_settings(tmp_path: Path) -> None:
+    """The collector, the command runner and the transport an embedder gets from settings."""
+    from snapsync.agent import KubeCommandRunner, refuse_cluster_commands
+    from snapsync.collect import KubeCollector, KubeWatchCollector
+
+    env = {"SNAPSYNC_STATE_DIR": str(tmp_path), "KUBECONFIG": "/etc/kube.conf"}
+    watching = _settings(**env)
+    collector = watching.collector()
+    assert isinstance(collector, KubeWatchCollector)
+    assert collector.options.kubeconfig == "/etc/kube.conf"
+    assert collector.options.discovery_cache_dir == tmp_path / "discovery"
+    assert isinstance(_settings(**env, SNAPSYNC_COLLECT="list").collector(), KubeCollector)
+    assert watching.command_runner() is refuse_cluster_commands
+    runner = _settings(
+        SNAPSYNC_ALLOW_COMMANDS="1", SNAPSYNC_COMMAND_NAMESPACES="shop"
+    ).command_runner()
+    assert isinstance(runner, KubeCommandRunner) and runner.namespaces == {"shop"}
+    transport = _settings(SNAPSYNC_INSECURE_POLL="1", SNAPSYNC_PING_INTERVAL="600").transport()
+    try:
+        assert transport.edge_id == "shop-17" and transport.secret == SECRET.encode()
+    finally:
+        transport.close()
