@@ -33,7 +33,15 @@ from snapsync.errors import (
 )
 
 if TYPE_CHECKING:
-    from snapsync.agent import Agent, Answer, HttpTransport, StateDir, StepReport, Transport
+    from snapsync.agent import (
+        Agent,
+        AgentSettings,
+        Answer,
+        HttpTransport,
+        StateDir,
+        StepReport,
+        Transport,
+    )
     from snapsync.canonical.keys import ObjectKey
     from snapsync.canonical.profile import Profile, load_profile
     from snapsync.canonical.snapshot import (
@@ -68,7 +76,15 @@ if TYPE_CHECKING:
     from snapsync.protocol import AgentConfig, AgentProtocol, ServerConfig, ServerProtocol
 
 _LAZY = {
-    "snapsync.agent": ("Agent", "Answer", "HttpTransport", "StateDir", "StepReport", "Transport"),
+    "snapsync.agent": (
+        "Agent",
+        "AgentSettings",
+        "Answer",
+        "HttpTransport",
+        "StateDir",
+        "StepReport",
+        "Transport",
+    ),
     "snapsync.canonical.keys": ("ObjectKey",),
     "snapsync.canonical.profile": ("Profile", "load_profile"),
     "snapsync.canonical.snapshot": (
@@ -109,6 +125,7 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "AgentProtocol",
+    "AgentSettings",
     "Answer",
     "AuthError",
     "BaseMismatch",

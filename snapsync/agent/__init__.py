@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from snapsync.agent.loop import Agent, StepReport, format_report, refuse_cluster_commands
+from snapsync.agent.settings import AgentSettings
 from snapsync.agent.state import StateDir
 from snapsync.agent.transport import Answer, HttpTransport, Transport
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Agent",
+    "AgentSettings",
     "Answer",
     "HttpTransport",
     "KubeCommandRunner",

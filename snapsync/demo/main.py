@@ -1,6 +1,6 @@
 # `snapsync demo` from options to report: picks the database, runs the scenario under the right
 # view (live at a terminal, plain lines elsewhere), prints the report, and with --keep-serving
-# hands the database to the real server. cli.py only parses flags into DemoOptions.
+# hands the database to the real server. cli/demo.py only parses flags into DemoOptions.
 """Run a demo end to end: database, run, view, report, optional server."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The click face of the client: `snapsync get`, `snapsync envs` and the server half of
-`snapsync health` (cli.py registers them and keeps `health --file` for the agent's heartbeat).
+`snapsync health -e` (health.py keeps `health --file` for the agent's heartbeat).
 
 Decisions where kubectl has no answer for a snapshot:
 - There is no current context, so no current namespace: without -n, `get` spans every namespace
