@@ -27,8 +27,9 @@ from snapsync.protocol.memory import MemoryStore
 from snapsync.protocol.messages import Chunk, Ping, Refusal, UploadReply, decode
 from snapsync.protocol.server import PartialLimits, ServerConfig
 from snapsync.server import ServerSettings
-from snapsync.server.app import BodyDeadline, BodyGate, Limits
+from snapsync.server.app import Limits
 from snapsync.server.environments import AgentSecrets, enroll
+from snapsync.server.gate import BodyDeadline, BodyGate
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.sqlstore import SQLStore
 from tests.support_postgres import (  # noqa: F401 (fixtures)
