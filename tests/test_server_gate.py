@@ -2,7 +2,7 @@
 header alone proves is checked before any body byte is read, and the log names the failed check
 while the peer's 401 stays byte-identical; bodies in memory are bounded and slow ones cut off; a
 client leaving mid-body is one log line; the replay memory is never flushed; abandoned uploads
-are capped per environment and expire; a storage outage is a 503 and a bug is not."""
+are capped per environment and expire; a storage outage is a 503 and a bug is a 500."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from snapsync.canonical.profile import load_profile
@@ -30,6 +31,7 @@ from snapsync.server import ServerSettings
 from snapsync.server.app import Limits
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.gate import BodyDeadline, BodyGate
+from snapsync.server.postgres import PostgreSQLStore
 from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.sqlstore import SQLStore
 from tests.support_postgres import (  # noqa: F401 (fixtures)
@@ -298,20 +300,46 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) 
 
 
 def test_storage_outage_is_503_and_a_bug_is_500(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sql_store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SQLiteStore(tmp_path / "gate.db")
-    with gate(store) as g:
-        body = Ping().encode()
-        monkeypatch.setattr(
-            store, "held", lambda env: (_ for _ in ()).throw(sqlite3.OperationalError("locked"))
-        )
-        outage = g.post(Ping.PATH, body)
-        assert outage.status_code == 503
-        refusal = decode(outage.content, (Refusal,))
-        assert isinstance(refusal, Refusal) and refusal.retry_after > 0
-        monkeypatch.setattr(store, "held", lambda env: (_ for _ in ()).throw(KeyError("bug")))
+    """A real outage, made by a second client: SQLite's file stays locked by another writer past
+    the store's busy timeout, PostgreSQL terminates the server's connections. The agent gets a
+    503 with a retry-after, and the next request after the outage is answered; a store method
+    that raises anything else (a bug) is a 500, as is a readiness probe that hits one."""
+    body = Ping().encode()
+    if isinstance(sql_store, SQLiteStore):
+        sql_store.busy_timeout = 0.2  # before the server's threads make their connections
+    with gate(sql_store) as g:
+        assert g.post(Ping.PATH, body).status_code == 200
+        with _outage(sql_store):
+            outage = g.post(Ping.PATH, body)
+            assert outage.status_code == 503
+            refusal = decode(outage.content, (Refusal,))
+            assert isinstance(refusal, Refusal) and refusal.reason == "storage unavailable"
+            assert refusal.retry_after > 0
+        assert g.post(Ping.PATH, body).status_code == 200
+        monkeypatch.setattr(sql_store, "held", lambda env: (_ for _ in ()).throw(ValueError("bug")))
         assert g.post(Ping.PATH, body).status_code == 500
+        monkeypatch.setattr(sql_store, "ping", lambda: (_ for _ in ()).throw(ValueError("bug")))
+        assert httpx.get(g.url + "/readyz").status_code == 500
+
+
+@contextmanager
+def _outage(store: SQLStore) -> Iterator[None]:
+    """The database away for the store, from outside it."""
+    if isinstance(store, SQLiteStore):
+        with closing(sqlite3.connect(store.path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            yield
+            other.execute("ROLLBACK")
+        return
+    assert isinstance(store, PostgreSQLStore)
+    with psycopg.connect(store.dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    yield
 
 
 def test_a_silent_or_dribbling_request_head_is_cut_and_kept_connections_are_not() -> None:

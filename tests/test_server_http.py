@@ -18,6 +18,7 @@ import pytest
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.codec.pipeline import encode_delta, encode_snapshot
+from snapsync.errors import StorageError
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, decode
 from snapsync.server import ServerSettings, create_app
@@ -287,7 +288,7 @@ def test_health_readiness_and_metrics(server: Server, monkeypatch: pytest.Monkey
     assert "snapsync_received_bytes_total" in text
 
     def down() -> None:
-        raise OSError("database gone")
+        raise StorageError("OperationalError: database gone")
 
     monkeypatch.setattr(server.store, "ping", down)
     assert server.client.get("/readyz").status_code == 503

@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from snapsync.errors import StorageError
 from snapsync.protocol.auth import CAPACITY, PER_EDGE, Claim, check_secret
 from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
@@ -93,8 +94,6 @@ def create_app(settings: ServerSettings) -> Starlette:
     if store is not None:
         store.observe_batch = metrics.commit_batch.observe
 
-    unavailable = store.unavailable if store is not None else ()
-
     def handle(claim: Claim, path: str, body: bytes, size: int, now: float) -> _Handled | Refused:
         """Check the signature, then answer; in a worker thread (the registry and store are I/O)."""
         edge_id = gate.check_body(claim, path, body, size, now)
@@ -129,7 +128,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             return refused(request, size)
         try:
             claim = await run_in_threadpool(gate.check_header, request.headers, settings.clock())
-        except unavailable as exc:
+        except StorageError as exc:
             return _storage_failed(exc)
         if isinstance(claim, Refused):
             return refused(request, claim)
@@ -155,7 +154,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         metrics.received.inc(len(body))
         try:
             handled = await run_in_threadpool(handle, claim, path, body, size, settings.clock())
-        except unavailable as exc:
+        except StorageError as exc:
             return _storage_failed(exc)
         if isinstance(handled, Refused):
             return refused(request, handled)
@@ -176,8 +175,8 @@ def create_app(settings: ServerSettings) -> Starlette:
             return PlainTextResponse("ready")
         try:
             await run_in_threadpool(store.ping)
-        except Exception as exc:
-            log.warning("not ready: the database does not answer (%s)", type(exc).__name__)
+        except StorageError as exc:
+            log.warning("not ready: the database does not answer (%s)", exc)
             return PlainTextResponse("database unavailable", 503)
         return PlainTextResponse("ready")
 
@@ -210,9 +209,9 @@ async def _read_body(request: Request, size: int) -> bytes:
     return b"".join(pieces)
 
 
-def _storage_failed(exc: Exception) -> Response:
+def _storage_failed(exc: StorageError) -> Response:
     """The database is away: the agent retries later."""
-    log.error("storage failed: %s", type(exc).__name__)
+    log.error("storage failed: %s", exc)
     return _refuse(503, "storage unavailable", retry_after=30.0)
 
 

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from snapsync.errors import StorageError
 from snapsync.server.storage import FRESHNESS, ServerStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -65,8 +66,8 @@ class _Fleet(Collector):
         now = self.clock()
         try:
             fleet = self.store.environments(now)
-        except Exception as exc:  # a scrape must not fail because the database hiccupped
-            log.warning("metrics: cannot read environments: %s", type(exc).__name__)
+        except StorageError as exc:  # a scrape must not fail because the database hiccupped
+            log.warning("metrics: cannot read environments: %s", exc)
             return
         tally = Tally(env.status(now) for env in fleet)
         for state in FRESHNESS:

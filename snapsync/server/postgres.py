@@ -49,7 +49,7 @@ class PostgreSQLStore(SQLStore):
         return SCHEMA.format(int="BIGINT", blob="BYTEA", real="DOUBLE PRECISION")
 
     @contextmanager
-    def _tx(self, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    def _transaction(self, durable: bool) -> Iterator[psycopg.Connection[Any]]:
         db: psycopg.Connection[Any] = self._db()
         with db.transaction():
             if not durable:

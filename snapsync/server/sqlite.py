@@ -31,6 +31,8 @@ from snapsync.server.storage import Retention
 
 class SQLiteStore(SQLStore):
     unavailable = (sqlite3.OperationalError,)
+    # Seconds a write waits for another process's write before the database counts as away.
+    busy_timeout = 30.0
 
     def __init__(
         self,
@@ -52,13 +54,15 @@ class SQLiteStore(SQLStore):
             raise InputError(f"database {self.path}: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         return db
 
     @contextmanager
-    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool) -> Iterator[sqlite3.Connection]:
         db: sqlite3.Connection = self._db()
         with self._writer, self._other_processes():
             db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -87,7 +91,8 @@ class SQLiteStore(SQLStore):
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def _durable(self, write: Callable[[Any], Version]) -> Version:
-        return self._group.run(write)
+        with self._outage():  # a write's own error comes back raw from its savepoint
+            return self._group.run(write)
 
     def _observe(self, size: int) -> None:
         if self.observe_batch is not None:

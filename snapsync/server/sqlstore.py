@@ -37,8 +37,8 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import msgpack
@@ -49,7 +49,7 @@ from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
 from snapsync.collect.base import KindError
 from snapsync.delta.diff import Delta
 from snapsync.delta.incremental import IncrementalSnapshot, derive
-from snapsync.errors import DeltaError, InputError
+from snapsync.errors import DeltaError, InputError, StorageError
 from snapsync.protocol.auth import MIN_SECRET, Remembered
 from snapsync.protocol.messages import Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
@@ -194,8 +194,8 @@ class SQLStore(ABC):
     # Several server processes may serve one database (so replays are refused in it).
     shared_by_processes = False
     placeholder = "?"
-    # What the database raises when it is away (locked, disk full, connection lost): an outage
-    # the agent waits out, where any other exception is a bug.
+    # What the driver raises when the database is away (locked, disk full, connection lost):
+    # raised on as StorageError, an outage the agent waits out; any other exception is a bug.
     unavailable: tuple[type[Exception], ...] = ()
 
     def __init__(
@@ -218,7 +218,7 @@ class SQLStore(ABC):
     def _connect(self) -> Any: ...
 
     @abstractmethod
-    def _tx(self, durable: bool = True) -> AbstractContextManager[Any]:
+    def _transaction(self, durable: bool) -> AbstractContextManager[Any]:
         """A write transaction on this thread's connection; rolled back on any exception.
 
         Not `durable`: bookkeeping (last seen, bytes, uploads in progress) that a power cut may
@@ -239,6 +239,22 @@ class SQLStore(ABC):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    @contextmanager
+    def _outage(self) -> Iterator[None]:
+        """The driver's operational errors as StorageError (the type and first line only)."""
+        try:
+            yield
+        except self.unavailable as exc:
+            text = str(exc).strip()
+            line = f": {text.splitlines()[0]}" if text else ""
+            raise StorageError(f"{type(exc).__name__}{line}") from exc
+
+    @contextmanager
+    def _tx(self, durable: bool = True) -> Iterator[Any]:
+        """`_transaction`, its outages as StorageError."""
+        with self._outage(), self._transaction(durable) as db:
+            yield db
+
     def _q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
@@ -255,10 +271,12 @@ class SQLStore(ABC):
         return db.execute(self._q(sql), tuple(params))
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self._run(self._db(), sql, params).fetchall())
+        with self._outage():
+            return list(self._run(self._db(), sql, params).fetchall())
 
     def _create_schema(self) -> None:
-        with self._tx() as db:
+        """At start-up: the driver's errors come through as they are (a bad path or DSN)."""
+        with self._transaction(True) as db:
             self._lock_env(db, "")
             for statement in filter(None, (s.strip() for s in self._schema().split(";"))):
                 self._run(db, statement)
