@@ -29,6 +29,7 @@ from snapsync.errors import (
     RemoteProtocolError,
     ReplayMemoryFull,
     SnapsyncError,
+    StorageError,
     TransportError,
 )
 
@@ -149,6 +150,7 @@ __all__ = [
     "SnapsyncError",
     "StateDir",
     "StepReport",
+    "StorageError",
     "Transport",
     "TransportError",
     "apply",
