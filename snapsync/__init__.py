@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from snapsync.errors import (
+    ApiError,
     AuthError,
     BaseMismatch,
     CanonicalError,
@@ -111,6 +112,7 @@ __all__ = [
     "AgentConfig",
     "AgentProtocol",
     "Answer",
+    "ApiError",
     "AuthError",
     "BaseMismatch",
     "CanonicalError",

@@ -836,9 +836,9 @@ def serve(
 
     from snapsync.server import ServerSettings, create_app, uvicorn_config
     from snapsync.server.app import Limits
-    from snapsync.server.database import open_store
     from snapsync.server.environments import AgentSecrets
     from snapsync.server.storage import Retention
+    from snapsync.server.store import open_store
 
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
@@ -849,8 +849,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     retention = Retention(keep_versions, keep_days * 86400.0)
     cache_bytes = state_cache_mb * 2**20
-    with closing(open_store(database, retention, cache_bytes)) as store:  # checked up front
-        if not agent_secret and not store.registrations():
+    with closing(open_store(database, retention, cache_bytes)) as stores:  # checked up front
+        if not agent_secret and not stores.registry.registrations():
             raise InputError(
                 "no agent can authenticate: pass --agent-secret or register an environment "
                 "with `snapsync env add NAME`"
@@ -861,12 +861,11 @@ def serve(
         )
 
     def run(sock: socket.socket | None) -> None:
-        store = open_store(database, retention, cache_bytes)
-        if workers > 1:
-            store.shared_by_processes = True  # replays refused across the processes
+        # several processes: replays refused across them
+        stores = open_store(database, retention, cache_bytes, shared_by_processes=workers > 1)
         settings = ServerSettings(
-            secrets=AgentSecrets(store, shared),
-            store=store,
+            secrets=AgentSecrets(stores.registry, shared),
+            stores=stores,
             api_token=api_token or None,
         )
         config = uvicorn_config(
@@ -922,10 +921,10 @@ def env_add(
     """Register NAME; prints its edge id and join token (the agent secret) once."""
     import time
 
-    from snapsync.server.database import open_store
     from snapsync.server.environments import enroll
+    from snapsync.server.store import open_store
 
-    made = enroll(open_store(database), name, time.time(), group, tags, edge_id)
+    made = enroll(open_store(database).registry, name, time.time(), group, tags, edge_id)
     edge = made.registration.edge_id
     click.echo(f"edge id:    {edge}")
     click.echo(f"join token: {made.token}")
@@ -944,10 +943,10 @@ def env_list(database: str, as_json: bool) -> None:
     import time
 
     from snapsync.server.browse import environment_json
-    from snapsync.server.database import open_store
+    from snapsync.server.store import open_store
 
     now = time.time()
-    found = [environment_json(e, now) for e in open_store(database).environments(now)]
+    found = [environment_json(e, now) for e in open_store(database).queries.environments(now)]
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

@@ -26,9 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from snapsync.server.postgres import PostgreSQLStore
-from snapsync.server.sqlite import SQLiteStore
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores, open_store
 
 
 def _bindir() -> Path | None:
@@ -117,11 +115,11 @@ def postgres_dsn(postgres_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(name="sql_store", params=["sqlite", "postgres"])
-def sql_store_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
+def sql_store_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     """A new, empty store of each SQL kind, closed after the test."""
     if request.param == "sqlite":
-        made: SQLStore = SQLiteStore(tmp_path / "store.db")
+        made: Stores = open_store(str(tmp_path / "store.db"))
     else:
-        made = PostgreSQLStore(request.getfixturevalue("postgres_dsn"))
+        made = open_store(request.getfixturevalue("postgres_dsn"))
     yield made
     made.close()

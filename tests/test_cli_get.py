@@ -21,7 +21,7 @@ from snapsync.client.kinds import resolve
 from snapsync.errors import InputError
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import open_store
 from tests.support_broken import COLLECTED_AT, store_broken
 from tests.support_server import live_server
 
@@ -33,9 +33,11 @@ HEADER = re.compile(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    store = SQLiteStore(tmp_path_factory.mktemp("get") / "server.db")
+    store = open_store(str(tmp_path_factory.mktemp("get") / "server.db"))
     store_broken(store, "shop-17", time.time())
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN
+    )
     with live_server(settings) as url:
         yield url
     store.close()

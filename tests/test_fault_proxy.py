@@ -30,7 +30,7 @@ from snapsync.canonical.snapshot import build_snapshot
 from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import open_store
 from snapsync.sim.sample_cluster import SampleCluster
 from tools.fault_proxy import Fault, FaultProxy, ProxyThread, Window
 
@@ -141,7 +141,7 @@ def check_database(database: Path, produced: set[bytes]) -> bytes:
     """Every stored version is one the agent produced, and every kept snapshot is intact.
 
     Reads the version history straight from the file (seq and digest only), and the kept
-    snapshots through SQLiteStore (held/snapshot/current); returns the newest version's digest.
+    snapshots through Stores (held/snapshot/current); returns the newest version's digest.
     """
     with sqlite3.connect(database, timeout=10) as db:
         rows = db.execute(
@@ -150,7 +150,7 @@ def check_database(database: Path, produced: set[bytes]) -> bytes:
     assert rows, "the server stored nothing"
     for seq, digest in rows:
         assert bytes(digest) in produced, f"version {seq} is not a snapshot the agent produced"
-    store = SQLiteStore(database)
+    store = open_store(str(database))
     held = store.held(EDGE)
     assert held and held[0].seq == rows[-1][0] and held[0].digest == bytes(rows[-1][1])
     for version in held:
@@ -158,7 +158,7 @@ def check_database(database: Path, produced: set[bytes]) -> bytes:
         assert snapshot is not None, f"version {version.seq} is held but unreadable"
         fresh = decode_snapshot(encode_snapshot(snapshot, 1))  # digest recomputed from objects
         assert fresh.digest == version.digest, f"version {version.seq} is corrupt"
-    current = store.current(EDGE)
+    current = store.versions.current(EDGE)
     assert current is not None and current.digest == held[0].digest
     return current.digest
 

@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from snapsync.errors import StorageError
+from snapsync.errors import InputError, StorageError
 from snapsync.protocol.auth import CAPACITY, PER_EDGE, Claim, check_secret
 from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
@@ -46,7 +46,7 @@ from snapsync.server.gate import (
 )
 from snapsync.server.metrics import CONTENT_TYPE, ServerMetrics
 from snapsync.server.page import page_routes
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores
 from snapsync.server.websecurity import WebGuard
 
 log = logging.getLogger("snapsync.server")
@@ -58,7 +58,10 @@ MEDIA_TYPE = None
 @dataclass
 class ServerSettings:
     secrets: Mapping[str, bytes]
-    store: VersionStore
+    store: VersionStore | None = None  # the protocol's store without a database (MemoryStore)
+    # The SQL repositories (server/store/): the protocol's store too, and the browse API and
+    # page, the fleet metrics, traffic counts, and the replay memory of several processes.
+    stores: Stores | None = None
     protocol: ServerConfig = field(default_factory=ServerConfig)
     clock: Callable[[], float] = time.time
     max_body: int = MAX_BODY
@@ -79,20 +82,23 @@ class _Handled:
 def create_app(settings: ServerSettings) -> Starlette:
     if settings.api_token is not None:
         check_secret(settings.api_token, "the API token")
-    protocol = ServerProtocol(settings.store, settings.protocol)
-    store = settings.store if isinstance(settings.store, SQLStore) else None
+    stores = settings.stores
+    store: VersionStore | None = stores if stores is not None else settings.store
+    if store is None or (stores is not None and settings.store is not None):
+        raise InputError("a server needs one store: `store` (in memory) or `stores` (SQL)")
+    protocol = ServerProtocol(store, settings.protocol)
     nonces = nonce_memory(
-        store if store and store.shared_by_processes else None,
+        stores.nonces if stores and stores.db.shared_by_processes else None,
         settings.nonces_per_edge,
         settings.nonces_capacity,
     )
     gate = RequestGate(
         settings.secrets, nonces, settings.max_body, settings.bodies, settings.body_deadline
     )
-    serialized = threading.Lock() if store is None else None
-    metrics = ServerMetrics(store, settings.clock)
-    if store is not None:
-        store.observe_batch = metrics.commit_batch.observe
+    serialized = threading.Lock() if stores is None else None
+    metrics = ServerMetrics(stores.queries if stores else None, settings.clock)
+    if stores is not None:
+        stores.db.observe_batch = metrics.commit_batch.observe
 
     def handle(claim: Claim, path: str, body: bytes, size: int, now: float) -> _Handled | Refused:
         """Check the signature, then answer; in a worker thread (the registry and store are I/O)."""
@@ -106,8 +112,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         else:
             reply = protocol.handle(edge_id, path, body, now)
         seconds = time.perf_counter() - started
-        if store is not None:
-            store.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
+        if stores is not None:
+            stores.usage.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
         return _Handled(edge_id, reply, seconds)
 
     def refused(request: Request, refusal: Refused) -> Response:
@@ -171,10 +177,10 @@ def create_app(settings: ServerSettings) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:
-        if store is None:
+        if stores is None:
             return PlainTextResponse("ready")
         try:
-            await run_in_threadpool(store.ping)
+            await run_in_threadpool(stores.db.ping)
         except StorageError as exc:
             log.warning("not ready: the database does not answer (%s)", exc)
             return PlainTextResponse("database unavailable", 503)
@@ -189,8 +195,8 @@ def create_app(settings: ServerSettings) -> Starlette:
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readyz, methods=["GET"]))
     routes.append(Route("/metrics", prometheus, methods=["GET"]))
-    if store is not None:
-        browser = Browser(store, settings.clock)
+    if stores is not None:
+        browser = Browser(stores, settings.clock)
         access = ApiAccess(settings.api_token, settings.clock)
         routes += api_routes(browser, access) + page_routes(browser, access)
     guard = Middleware(WebGuard, exempt=ServerProtocol.PATHS)

@@ -130,7 +130,7 @@ class SharedSecret(Mapping[str, bytes]):
 
 
 class NonceTable(Protocol):
-    """Nonces kept in a database that several server processes share (server/nonces.py)."""
+    """Nonces kept in a database that several server processes share (server/store/nonces.py)."""
 
     def nonce_seen(self, edge: str, nonce: str, now: float, window: float) -> bool: ...
 

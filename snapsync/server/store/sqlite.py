@@ -1,7 +1,7 @@
-"""The server's store on SQLite: one file, WAL, every write in one `BEGIN IMMEDIATE` transaction.
+"""The server's database on SQLite: one file, WAL, every write in one `BEGIN IMMEDIATE` transaction.
 
 A crash at any point leaves the previous version intact: a commit writes the new version, its
-changed objects, their history and the pruning in a single transaction (sqlstore.py), and
+changed objects, their history and the pruning in a single transaction (versions.py), and
 `synchronous=FULL` makes a committed version survive a power cut (bookkeeping writes use
 NORMAL: atomic, safe against a process crash, a moment behind after a power cut). SQLite's
 single writer lock is the environment lock: two commits never interleave.
@@ -19,34 +19,27 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from snapsync.errors import InputError
-from snapsync.protocol.messages import Version
 from snapsync.server.groupcommit import GroupCommit
-from snapsync.server.sqlstore import SQLStore
-from snapsync.server.statecache import DEFAULT_CACHE_BYTES
-from snapsync.server.storage import Retention
+from snapsync.server.store.sql import Database
+
+T = TypeVar("T")
 
 
-class SQLiteStore(SQLStore):
+class SQLiteDatabase(Database):
     unavailable = (sqlite3.OperationalError,)
     # Seconds a write waits for another process's write before the database counts as away.
     busy_timeout = 30.0
 
-    def __init__(
-        self,
-        path: str | Path,
-        keep_versions: int = 3,
-        retention: Retention | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-    ) -> None:
-        super().__init__(keep_versions, retention, cache_bytes)
+    def __init__(self, path: str | Path, shared_by_processes: bool = False) -> None:
+        super().__init__(shared_by_processes)
         self.path = str(path)
         # One writer at a time within this process: SQLite allows one anyway, and waiting on a
         # lock wakes a waiter at once, where SQLite's busy handler sleeps and retries.
         self._writer = threading.Lock()
-        self._group = GroupCommit(self._tx, self._observe)
+        self._group = GroupCommit(self.tx, self._observe)
         self._lock_file: BinaryIO | None = None
         try:
             self._create_schema()
@@ -90,8 +83,8 @@ class SQLiteStore(SQLStore):
         finally:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
-    def _durable(self, write: Callable[[Any], Version]) -> Version:
-        with self._outage():  # a write's own error comes back raw from its savepoint
+    def durable(self, write: Callable[[Any], T]) -> T:
+        with self.outage():  # a write's own error comes back raw from its savepoint
             return self._group.run(write)
 
     def _observe(self, size: int) -> None:
@@ -104,4 +97,4 @@ class SQLiteStore(SQLStore):
             self._lock_file.close()
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"
+        return f"SQLiteDatabase({self.path!r})"
