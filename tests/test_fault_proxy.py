@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from snapsync.agent import Agent, HttpTransport
@@ -33,6 +31,7 @@ from snapsync.protocol import AgentConfig, Intervals
 from snapsync.server.store import open_store
 from snapsync.sim.sample_cluster import SampleCluster
 from tools.fault_proxy import Fault, FaultProxy, ProxyThread, Window
+from tools.serving import serving
 
 SECRET = "fault proxy test secret"
 EDGE = "edge-proxy"
@@ -46,45 +45,12 @@ class Server:
     database: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """`snapsync serve` as its own process, SQLite in tmp; stopped (then killed) at the end."""
-    port = _free_port()
     database = tmp_path / "server.db"
-    env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SECRET}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "snapsync", "serve", "--port", str(port), "--database", database],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("snapsync serve did not start")
-            time.sleep(0.1)
-        yield Server(url, port, database)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with serving(str(database), tmp_path / "serve.log", secret=SECRET) as served:
+        yield Server(served.url, served.port, database)
 
 
 class Clock:

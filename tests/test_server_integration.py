@@ -7,11 +7,6 @@ sharing one PostgreSQL database refuse each other's replays."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +29,7 @@ from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
 from tools.certs import self_signed
+from tools.serving import ServeProcess
 
 SHARED = "integration shared secret"
 
@@ -120,64 +116,14 @@ def test_agent_and_server_over_http(database: str, tmp_path: Path) -> None:
 # -- a real `snapsync serve` process ------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServeProcess:
-    """`snapsync serve` as a child process on a fixed loopback port, restartable."""
-
-    def __init__(self, database: str, tmp: Path, tls: tuple[Path, Path] | None = None) -> None:
-        self.port = free_port()
-        self.args = [
-            sys.executable, "-m", "snapsync", "serve", "--host", "127.0.0.1",
-            "--port", str(self.port), "--database", database,
-        ]  # fmt: skip
-        if tls:
-            self.args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.log = tmp / f"serve-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SHARED}  # secrets by environment, not argv
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"snapsync serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", verify=False, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("snapsync serve did not become ready")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(database: str, tls: tuple[Path, Path] | None = None) -> ServeProcess:
-        process = ServeProcess(database, tmp_path, tls)
+        options = ("--tls-cert", str(tls[0]), "--tls-key", str(tls[1])) if tls else ()
+        log = tmp_path / f"serve-{len(started)}.log"
+        process = ServeProcess(database, log, options, secret=SHARED)
         started.append(process)
         process.start()
         return process
