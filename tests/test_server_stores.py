@@ -435,9 +435,7 @@ def test_versions_keep_headers_and_whole_snapshots_stored_before_still_serve(
 def test_sqlite_stores_of_several_processes_take_turns_at_writing(tmp_path: Path) -> None:
     """`serve --workers` on SQLite: stores that share the file (as separate processes do, each
     with its own lock file handle) commit one at a time, every version numbered once."""
-    stores = [open_store(str(tmp_path / "w.db")) for _ in range(3)]
-    for made in stores:
-        made.db.shared_by_processes = True
+    stores = [open_store(str(tmp_path / "w.db"), shared_by_processes=True) for _ in range(3)]
 
     def site(store: Stores, env: str) -> None:
         base = None
