@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_gate_rss import memory  # noqa: E402
-from bench.bench_server_load import SECRET, serve_process  # noqa: E402
+from bench.bench_server_load import SECRET  # noqa: E402
+from tools.serving import serving  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "agent_footprint.md"
 RUNS = ROOT / "bench" / "results" / "agent_footprint.jsonl"
@@ -190,7 +191,10 @@ def run_size(size: int, args: argparse.Namespace) -> Run:
     acks: list[tuple[int, Sample]] = []
     samples: list[Sample] = []
     try:
-        with serve_process(str(work / "server.db"), work / "server.log") as (url, _):
+        with serving(
+            str(work / "server.db"), work / "server.log", secret=SECRET, cwd=ROOT
+        ) as server:
+            url = server.url
             env = {
                 **os.environ,
                 "KUBECONFIG": str(work / "kubeconfig"),

@@ -38,12 +38,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_server_load import SECRET, serve_process  # noqa: E402
+from bench.bench_server_load import SECRET  # noqa: E402
 from snapsync.canonical.profile import load_profile  # noqa: E402
 from snapsync.canonical.snapshot import build_snapshot  # noqa: E402
 from snapsync.codec.pipeline import encode_snapshot  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
 from snapsync.protocol.messages import Chunk, Ping, UploadReply, decode  # noqa: E402
+from tools.serving import serving  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gate_rss.md"
 MiB = 2**20
@@ -132,7 +133,9 @@ def run(args: argparse.Namespace) -> str:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="snapsync-gate-") as tmp:
         database, log = Path(tmp) / "gate.db", Path(tmp) / "serve.log"
-        with serve_process(str(database), log) as (url, process):
+        with serving(str(database), log, secret=SECRET, cwd=ROOT) as server:
+            url, process = server.url, server.process
+            assert process is not None
             port = int(url.rsplit(":", 1)[1])
             snap = build_snapshot(
                 [

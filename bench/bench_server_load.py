@@ -43,9 +43,6 @@ import hashlib
 import itertools
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +63,7 @@ from snapsync.codec.pipeline import encode_delta, encode_snapshot  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
 from snapsync.protocol.messages import Chunk, UploadReply, decode  # noqa: E402
 from snapsync.sim.sample_cluster import SampleCluster  # noqa: E402
+from tools.serving import serving  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "server_load.md"
 SECRET = "bench shared secret"
@@ -114,50 +112,13 @@ def cluster_frames(seed: int, objects: int, cycles: int, minutes: float) -> list
     return uploads
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(database: str, log: Path, processes: int = 1, cache_mb: int = 0) -> Iterator[str]:
-    options = ("--workers", str(processes)) if processes > 1 else ()
+    options: tuple[str, ...] = ("--workers", str(processes)) if processes > 1 else ()
     if cache_mb:
         options += ("--state-cache-mb", str(cache_mb))
-    with serve_process(database, log, *options) as (url, _):
-        yield url
-
-
-@contextmanager
-def serve_process(
-    database: str, log: Path, *options: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A `snapsync serve` child process with the shared secret; its URL and the process."""
-    port = free_port()
-    env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SECRET}
-    args = [sys.executable, "-m", "snapsync", "serve", "--port", str(port), "--database", database]
-    with log.open("ab") as out:
-        process = subprocess.Popen([*args, *options], stdout=out, stderr=out, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"snapsync serve did not start: {log.read_text()[-1500:]}")
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serving(database, log, *options, secret=SECRET, cwd=ROOT) as server:
+        yield server.url
 
 
 async def post(

@@ -41,15 +41,13 @@ import json
 import os
 import platform
 import shlex
-import socket
 import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -90,49 +88,6 @@ class RunSpec:
     real_gap: float = 0.0  # seconds of real idle time before one more idle cycle (0: none)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve(code: Path, tmp: Path, cert: Path, key: Path) -> Iterator[int]:
-    """`snapsync serve` from `code` with TLS; yields its port."""
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SECRET, "PYTHONPATH": str(code)}
-    args = [
-        sys.executable, "-m", "snapsync", "serve", "--port", str(port),
-        "--database", str(tmp / "wire.db"), "--tls-cert", str(cert), "--tls-key", str(key),
-    ]  # fmt: skip
-    log = (tmp / "serve.log").open("wb")
-    process = subprocess.Popen(args, cwd=code, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"snapsync serve exited: {(tmp / 'serve.log').read_text()}")
-            try:
-                url = f"https://127.0.0.1:{port}/readyz"
-                if httpx.get(url, verify=False, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("snapsync serve did not become ready")
-            time.sleep(0.1)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
 class NoCollector:
     """Snapshots are handed to the protocol by the driver (a 10,000-object cluster is kept
     canonical incrementally by snapsync.demo.feed instead of being recanonicalized)."""
@@ -153,8 +108,15 @@ def drive(spec: RunSpec, tmp: Path) -> dict[str, Any]:
     cert, key = certs.self_signed(tmp, spec.key)
     code = Path(sys.modules["snapsync"].__file__ or "").resolve().parent.parent
     feed = ClusterFeed(SampleCluster(spec.objects, seed=3), load_profile())
+    serving = _load("wire_serving", ROOT / "tools" / "serving.py").serving
     with ExitStack() as stack:
-        port = stack.enter_context(serve(code, tmp, cert, key))
+        server = stack.enter_context(
+            serving(
+                str(tmp / "wire.db"), tmp / "serve.log", "--tls-cert", str(cert), "--tls-key",
+                str(key), secret=SECRET, env={"PYTHONPATH": str(code)}, cwd=code,
+            )
+        )  # fmt: skip
+        port = server.port
         proxy = stack.enter_context(proxy_tool.ProxyThread(target=("127.0.0.1", port)))
         now = [1_767_225_600.0]
         intervals = Intervals(ping=MINUTE, snapshot=MINUTE, jitter=0.0)

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from snapsync.errors import (
+    ApiError,
     AuthError,
     BaseMismatch,
     CanonicalError,
@@ -29,6 +30,7 @@ from snapsync.errors import (
     RemoteProtocolError,
     ReplayMemoryFull,
     SnapsyncError,
+    StorageError,
     TransportError,
 )
 
@@ -127,6 +129,7 @@ __all__ = [
     "AgentProtocol",
     "AgentSettings",
     "Answer",
+    "ApiError",
     "AuthError",
     "BaseMismatch",
     "CanonicalError",
@@ -166,6 +169,7 @@ __all__ = [
     "SnapsyncError",
     "StateDir",
     "StepReport",
+    "StorageError",
     "Transport",
     "TransportError",
     "apply",

@@ -15,6 +15,8 @@
     ├── AuthError             a request's signature, timestamp or nonce does not check out
     │   └── ReplayMemoryFull  too many live nonces to remember one more: retry later
     ├── TransportError        a request to the server did not complete (refused, cut, timeout)
+    ├── StorageError          the server's database is away (locked, disk full, connection lost)
+    ├── ApiError              a browse API request a person can fix (`status`: 400, 404, 409)
     └── ProtocolError         the sync conversation went wrong (the h11 split of blame)
         ├── LocalProtocolError   this side misused the state machine: a bug in the caller
         └── RemoteProtocolError  the peer sent what the protocol does not allow: bad peer or link
@@ -100,6 +102,22 @@ class TransportError(SnapsyncError):
     def __init__(self, message: str, *, wire_bytes: int = 0) -> None:
         super().__init__(message)
         self.wire_bytes = wire_bytes
+
+
+class StorageError(SnapsyncError):
+    """The server's database is away for now (locked past its timeout, disk full, connection
+    lost): an outage that a request answers with 503 and the agent waits out. Raised by the
+    stores in place of the driver's operational errors; any other exception from a store is a
+    bug (500), never mistaken for an outage that agents retry forever."""
+
+
+class ApiError(SnapsyncError):
+    """A browse API or page request a person can fix (a bad parameter, an unknown environment):
+    answered with `status` and the message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ProtocolError(SnapsyncError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real"
 COLLECTED_AT = "2024-04-20T11:05:00Z"
@@ -199,7 +199,7 @@ def broken_snapshot(environment_id: str = "shop-17") -> Snapshot:
     )
 
 
-def store_broken(store: SQLStore, env: str, now: float) -> None:
+def store_broken(store: Stores, env: str, now: float) -> None:
     """Commit the broken cluster as `env`'s version 1, as an agent's upload would."""
     store.commit(env, broken_snapshot(env), b"frame", None, now)
 

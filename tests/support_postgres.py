@@ -15,7 +15,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -26,9 +25,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from snapsync.server.postgres import PostgreSQLStore
-from snapsync.server.sqlite import SQLiteStore
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores, open_store
+from tools.serving import free_port
 
 
 def _bindir() -> Path | None:
@@ -37,12 +35,6 @@ def _bindir() -> Path | None:
         return Path(found).resolve().parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     return Path(versions[-1]).parent if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run(command: list[str], as_user: str | None) -> None:
@@ -71,7 +63,7 @@ def running_postgres(durable: bool = False) -> Iterator[str]:
     if as_user:
         entry = pwd.getpwnam(as_user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
-    port = _free_port()
+    port = free_port()
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "snapsync", "--auth=trust"]
     _run([*initdb, "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"], as_user)
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300"
@@ -117,11 +109,11 @@ def postgres_dsn(postgres_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(name="sql_store", params=["sqlite", "postgres"])
-def sql_store_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
+def sql_store_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     """A new, empty store of each SQL kind, closed after the test."""
     if request.param == "sqlite":
-        made: SQLStore = SQLiteStore(tmp_path / "store.db")
+        made: Stores = open_store(str(tmp_path / "store.db"))
     else:
-        made = PostgreSQLStore(request.getfixturevalue("postgres_dsn"))
+        made = open_store(request.getfixturevalue("postgres_dsn"))
     yield made
     made.close()

@@ -28,8 +28,8 @@ from snapsync.collect import FileCollector
 from snapsync.kubeview import parse_time
 from snapsync.protocol import AgentConfig, Intervals
 from snapsync.server import ServerSettings
-from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
+from snapsync.server.store import open_store
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_broken import COLLECTED, broken_objects, real, ship_once
 from tests.support_kube import emulator_fixture, kubeconfig_fixture  # noqa: F401 (fixtures)
@@ -103,11 +103,13 @@ class Clock:
 def server(tmp_path: Path) -> Iterator[str]:
     """A server whose SQLite store holds three versions of 'Shop 5', shipped by a real agent."""
     store = open_store(str(tmp_path / "server.db"))
-    made = enroll(store, "Shop 5", time.time(), group="eu", tags=("retail",))
+    made = enroll(store.registry, "Shop 5", time.time(), group="eu", tags=("retail",))
     edge = made.registration.edge_id
     cluster = SampleCluster(objects=120, shape="application", seed=7)
     dump = tmp_path / "dump.json"
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN
+    )
     with live_server(settings) as url:
         clock = Clock()
         agent = Agent(
@@ -126,7 +128,7 @@ def server(tmp_path: Path) -> Iterator[str]:
             dump.write_text(json.dumps(cluster.list_document()))
             assert agent.step().in_sync
         agent.close()
-        assert [v.seq for v in store.versions(edge)] == [3, 2, 1]
+        assert [v.seq for v in store.queries.versions(edge)] == [3, 2, 1]
         yield url
     store.close()
 
@@ -288,15 +290,17 @@ def broken_fleet(emulator: KubeEmulator, kubeconfig: Path, tmp_path: Path) -> It
     pods, a Deployment, a node and a claim broken; Shop 18: healthy; Shop 19: never heard from."""
     store = open_store(str(tmp_path / "server.db"))
     now = time.time()
-    made = enroll(store, "Shop 17", now, group="eu", tags=("retail",))
-    enroll(store, "Shop 18", now, group="eu", tags=("retail",))
-    enroll(store, "Shop 19", now, group="us")
+    made = enroll(store.registry, "Shop 17", now, group="eu", tags=("retail",))
+    enroll(store.registry, "Shop 18", now, group="eu", tags=("retail",))
+    enroll(store.registry, "Shop 19", now, group="us")
     healthy = [real(name) for name in ("pod", "deployment", "node", "service", "configmap")]
     snapshot = build_snapshot(healthy, load_profile("default"), collected_at=rfc3339(now - 90))
     store.commit("shop-18", snapshot, b"frame", None, now - 60)
     store.seen("shop-18", now - 60, snapshot.digest, 0)
     emulator.state.forbid("Secret", "list")
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN
+    )
     with live_server(settings) as url:
         edge = made.registration.edge_id
         ship_once(kubeconfig, url, edge, made.token.encode(), tmp_path / "agent")

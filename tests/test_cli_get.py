@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,10 @@ from snapsync.client.kinds import resolve
 from snapsync.errors import InputError
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import open_store
 from tests.support_broken import COLLECTED_AT, store_broken
 from tests.support_server import live_server
+from tools.serving import free_port
 
 TOKEN = "get-test-token-0123"
 HEADER = re.compile(
@@ -33,9 +33,11 @@ HEADER = re.compile(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    store = SQLiteStore(tmp_path_factory.mktemp("get") / "server.db")
+    store = open_store(str(tmp_path_factory.mktemp("get") / "server.db"))
     store_broken(store, "shop-17", time.time())
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN
+    )
     with live_server(settings) as url:
         yield url
     store.close()
@@ -177,12 +179,6 @@ def test_health_without_env_keeps_the_heartbeat_meaning(tmp_path: Path) -> None:
     assert CliRunner().invoke(cli, ["health", "--file", str(beat)]).exit_code == 0
     missing = CliRunner().invoke(cli, ["health"], env={"SNAPSYNC_HEALTH_FILE": None})
     assert missing.exit_code == 2 and "give --file" in missing.output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(

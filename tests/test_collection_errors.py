@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from snapsync.cli import cli
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import Stores, open_store
 from tests.support_broken import broken_objects, ship_once
 from tests.support_kube import emulator_fixture, kubeconfig_fixture  # noqa: F401 (fixtures)
 from tests.support_server import live_server
@@ -46,15 +46,17 @@ class Fleet:
     url: str
     edge: str
     secret: bytes
-    store: SQLiteStore
+    store: Stores
     api: httpx.Client
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    store = SQLiteStore(tmp_path / "server.db")
-    made = enroll(store, "Shop 17", time.time(), group="eu")
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    store = open_store(str(tmp_path / "server.db"))
+    made = enroll(store.registry, "Shop 17", time.time(), group="eu")
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN
+    )
     with (
         live_server(settings) as url,
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20) as api,

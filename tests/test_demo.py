@@ -53,9 +53,9 @@ def test_a_short_demo_converges_and_leaves_a_database_to_browse(tmp_path: Path) 
     assert re.search(r"JSON Patch \+ gzip .*ratio \d+\.\dx snapsync's bytes", out)
     assert f"snapsync serve --database {database} --api-token" in out
     with converged_store(out, database) as store:
-        assert [r.name for r in store.registrations()] == ["demo cluster"]
-        assert len(store.versions(ENV)) > 10  # the history is there to browse
-        (summary,) = store.environments(current_time())
+        assert [r.name for r in store.registry.registrations()] == ["demo cluster"]
+        assert len(store.queries.versions(ENV)) > 10  # the history is there to browse
+        (summary,) = store.queries.environments(current_time())
         assert summary.bytes_total > 0  # data use, as the web layer would have counted it
     # one plain line per simulated hour (and the first and last), not a live view
     assert len(re.findall(r"^\+\s*\S+ cycles \d+", out, re.MULTILINE)) >= 3

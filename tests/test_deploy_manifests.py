@@ -25,7 +25,7 @@ from snapsync.agent import Agent, HttpTransport
 from snapsync.cli import cli
 from snapsync.protocol.budget import parse_size
 from snapsync.server import ServerSettings, SharedSecret, create_app
-from snapsync.server.database import open_store
+from snapsync.server.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -305,7 +305,7 @@ def test_server_probes_and_service_hit_real_routes_and_ports(folder: Path, tmp_p
     assert int(env["SNAPSYNC_PORT"]) in ports.values()
     assert env["SNAPSYNC_HOST"] == "0.0.0.0"  # reachable from the Service, not only loopback
     store = open_store(str(tmp_path / "probe.db"))
-    app = create_app(ServerSettings(secrets=SharedSecret(b"x"), store=store))
+    app = create_app(ServerSettings(secrets=SharedSecret(b"x"), stores=store))
     routes = {getattr(r, "path", "") for r in app.routes}
     store.close()
     probes = {name: container[name]["httpGet"] for name in ("readinessProbe", "livenessProbe")}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from snapsync.agent import Agent, HttpTransport
@@ -30,9 +28,10 @@ from snapsync.canonical.snapshot import build_snapshot
 from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import open_store
 from snapsync.sim.sample_cluster import SampleCluster
 from tools.fault_proxy import Fault, FaultProxy, ProxyThread, Window
+from tools.serving import serving
 
 SECRET = "fault proxy test secret"
 EDGE = "edge-proxy"
@@ -46,45 +45,12 @@ class Server:
     database: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """`snapsync serve` as its own process, SQLite in tmp; stopped (then killed) at the end."""
-    port = _free_port()
     database = tmp_path / "server.db"
-    env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SECRET}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "snapsync", "serve", "--port", str(port), "--database", database],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("snapsync serve did not start")
-            time.sleep(0.1)
-        yield Server(url, port, database)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with serving(str(database), tmp_path / "serve.log", secret=SECRET) as served:
+        yield Server(served.url, served.port, database)
 
 
 class Clock:
@@ -141,7 +107,7 @@ def check_database(database: Path, produced: set[bytes]) -> bytes:
     """Every stored version is one the agent produced, and every kept snapshot is intact.
 
     Reads the version history straight from the file (seq and digest only), and the kept
-    snapshots through SQLiteStore (held/snapshot/current); returns the newest version's digest.
+    snapshots through Stores (held/snapshot/current); returns the newest version's digest.
     """
     with sqlite3.connect(database, timeout=10) as db:
         rows = db.execute(
@@ -150,7 +116,7 @@ def check_database(database: Path, produced: set[bytes]) -> bytes:
     assert rows, "the server stored nothing"
     for seq, digest in rows:
         assert bytes(digest) in produced, f"version {seq} is not a snapshot the agent produced"
-    store = SQLiteStore(database)
+    store = open_store(str(database))
     held = store.held(EDGE)
     assert held and held[0].seq == rows[-1][0] and held[0].digest == bytes(rows[-1][1])
     for version in held:
@@ -158,7 +124,7 @@ def check_database(database: Path, produced: set[bytes]) -> bytes:
         assert snapshot is not None, f"version {version.seq} is held but unreadable"
         fresh = decode_snapshot(encode_snapshot(snapshot, 1))  # digest recomputed from objects
         assert fresh.digest == version.digest, f"version {version.seq} is corrupt"
-    current = store.current(EDGE)
+    current = store.versions.current(EDGE)
     assert current is not None and current.digest == held[0].digest
     return current.digest
 

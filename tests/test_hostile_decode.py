@@ -56,7 +56,7 @@ from snapsync.protocol.messages import (
 )
 from snapsync.protocol.reconcile import MAX_BUCKETS, BucketSet, bucket_count, kind_digests
 from snapsync.server import ServerSettings, SharedSecret
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import Stores, open_store
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
 from tools.attack_server import (
@@ -78,7 +78,7 @@ EDGE = "shop-1"
 @dataclass
 class Live:
     url: str
-    store: SQLiteStore
+    store: Stores
     base: Snapshot
     version: Version
 
@@ -106,8 +106,8 @@ def base() -> Snapshot:
 
 @pytest.fixture
 def live(tmp_path: Path, base: Snapshot) -> Iterator[Live]:
-    store = SQLiteStore(tmp_path / "server.db")
-    with live_server(ServerSettings(secrets=SharedSecret(SECRET), store=store)) as url:
+    store = open_store(str(tmp_path / "server.db"))
+    with live_server(ServerSettings(secrets=SharedSecret(SECRET), stores=store)) as url:
         server = Live(url, store, base, Version(0, b""))
         reply = server.upload(encode_snapshot(base))
         assert reply.status == "ack" and reply.version is not None
@@ -271,7 +271,7 @@ def test_a_delta_renaming_an_object_is_refused_and_the_server_reads_back(
     assert reply.status == "rejected" and "names itself" in reply.reason
     assert live.held() == [live.version]
     # what is stored reads back: a fresh store on the same file, as after a restart
-    again = SQLiteStore(tmp_path / "server.db")
+    again = open_store(str(tmp_path / "server.db"))
     try:
         stored = again.snapshot(EDGE, live.version.digest)
         assert stored is not None and stored.digest == live.base.digest

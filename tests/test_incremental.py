@@ -17,8 +17,8 @@ from snapsync.codec.pipeline import apply_frame, encode_delta, encode_snapshot
 from snapsync.delta.diff import diff
 from snapsync.delta.incremental import IncrementalSnapshot, derive
 from snapsync.errors import DeltaError
-from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.storage import ObjectQuery, Retention
+from snapsync.server.store import open_store
 
 NAMES = [f"c{i}" for i in range(12)]
 # A state: object name -> its value (absent: not in the snapshot).
@@ -81,7 +81,7 @@ def test_store_versions_verify_across_restarts_and_evictions(
     retention = Retention(keep_versions=3)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.db"
-        store = SQLiteStore(path, retention=retention)
+        store = open_store(str(path), retention)
         first = snap({"c0": "a"})
         store.commit("e", first, encode_snapshot(first), None, 0.0)
         agent_base = first
@@ -89,11 +89,11 @@ def test_store_versions_verify_across_restarts_and_evictions(
         for at, (state, event) in enumerate(steps, start=1):
             if event == "restarted":
                 store.close()
-                store = SQLiteStore(path, retention=retention)
+                store = open_store(str(path), retention)
             elif event == "evicted":
-                store.states.drop("e")
+                store.versions.states.drop("e")
             elif event == "tiny-cache":
-                store.states.limit_bytes = 1
+                store.versions.states.limit_bytes = 1
             target = snap(state, at)
             base_held = store.snapshot("e", agent_base.digest)
             assert base_held is not None and base_held.digest == agent_base.digest
@@ -102,17 +102,17 @@ def test_store_versions_verify_across_restarts_and_evictions(
             frame = encode_delta(agent_base, target).frame
             applied = apply_frame(base_held, frame)
             assert applied.digest == target.digest == recomputed(applied)
-            writer = SQLiteStore(path, retention=retention) if event == "elsewhere" else store
+            writer = open_store(str(path), retention) if event == "elsewhere" else store
             held = writer.held("e")
             stored[writer.commit("e", applied, frame, held[0], float(at)).seq] = target
             if writer is not store:
                 writer.close()
             agent_base = target
-            cold = SQLiteStore(path, retention=retention)
-            current = cold.current("e")
+            cold = open_store(str(path), retention)
+            current = cold.versions.current("e")
             assert current is not None and current.digest == target.digest
-            for version in cold.versions("e"):
-                rows = cold.objects("e", ObjectQuery(limit=100), seq=version.seq)
+            for version in cold.queries.versions("e"):
+                rows = cold.queries.objects("e", ObjectQuery(limit=100), seq=version.seq)
                 expected = stored[version.seq]
                 assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in expected}
             cold.close()
@@ -120,7 +120,7 @@ def test_store_versions_verify_across_restarts_and_evictions(
 
 
 def test_a_process_catches_up_from_the_rows_another_one_changed(tmp_path: Path) -> None:
-    one, two = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    one, two = open_store(str(tmp_path / "s.db")), open_store(str(tmp_path / "s.db"))
     states = [snap({"c1": "a", "c2": "a"}), snap({"c1": "b", "c2": "a", "c3": "a"})]
     states += [snap({"c2": "c", "c3": "a"}), snap({"c1": "a", "c2": "c", "c3": "ddd"})]
     version = one.commit("e", states[0], b"f", None, 1.0)

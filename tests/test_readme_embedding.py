@@ -17,9 +17,10 @@ from support_kube import (  # noqa: F401  (fixtures)
     kube_objects_fixture,
     kubeconfig_fixture,
 )
-from test_server_integration import SHARED, ServeProcess
+from test_server_integration import SHARED
 
-from snapsync.server.database import open_store
+from snapsync.server.store import open_store
+from tools.serving import ServeProcess
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -51,7 +52,7 @@ def _stored_environment(database: str, edge: str) -> str:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
-    process = ServeProcess(str(tmp_path / "server.db"), tmp_path)
+    process = ServeProcess(str(tmp_path / "server.db"), tmp_path / "serve.log", secret=SHARED)
     process.start()
     yield process
     process.stop()
@@ -61,7 +62,7 @@ def test_the_embedding_examples_ship_snapshots_named_for_their_environment(
     server: ServeProcess, kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     explicit, from_env = _examples()
-    database = server.args[server.args.index("--database") + 1]
+    database = server.database
 
     ran = _run(
         explicit,

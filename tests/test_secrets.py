@@ -31,8 +31,8 @@ from snapsync.collect import FileCollector
 from snapsync.collect.files import iter_objects
 from snapsync.errors import CanonicalError
 from snapsync.server import ServerSettings
-from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
+from snapsync.server.store import open_store
 from tests.support_objects import NAME, secrets
 from tests.support_server import live_server
 
@@ -200,8 +200,10 @@ def test_the_reported_shapes_reach_the_servers_api_digested(tmp_path: Path) -> N
     outer = [inner, secret("string", as_string), secret("list", [as_list, values[2].decode()])]
     dump.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": outer}))
     store = open_store(str(tmp_path / "server.db"))
-    made = enroll(store, "Shop", time.time(), edge_id="shop")
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token="t" * 24)
+    made = enroll(store.registry, "Shop", time.time(), edge_id="shop")
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token="t" * 24
+    )
     with live_server(settings) as url:
         agent = Agent(
             FileCollector([dump]),

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from snapsync.cli import cli
 from snapsync.errors import InputError
 from snapsync.server.environments import AgentSecrets
-from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.storage import Registration
+from snapsync.server.store import open_store
 
 SECRET = "a shared secret long enough"
 
@@ -26,7 +26,7 @@ def test_env_add_prints_a_working_join_token_once_and_list_shows_it(tmp_path: Pa
     lines = dict(line.split(":", 1) for line in added.stdout.splitlines() if ":" in line)
     edge, token = lines["edge id"].strip(), lines["join token"].strip()
     assert edge == "shop-17"
-    assert AgentSecrets(SQLiteStore(db), None)[edge] == token.encode()
+    assert AgentSecrets(open_store(str(db)).registry, None)[edge] == token.encode()
     again = runner.invoke(cli, ["env", "add", "Shop 17", "--database", db])
     assert again.exit_code == 2 and "already registered" in again.output
     assert "Traceback" not in again.output
@@ -73,7 +73,7 @@ def test_secrets_and_tokens_too_short_to_be_secret_are_refused(tmp_path: Path) -
         assert result.exit_code == 2, (setting, result.output)
         line = result.output.strip()
         assert len(line.splitlines()) == 1 and setting in line and "16 characters" in line, line
-    store = SQLiteStore(tmp_path / "s.db")
+    store = open_store(str(tmp_path / "s.db"))
     with pytest.raises(InputError, match="16 characters"):
-        store.register(Registration("e", "E"), b" " * 40)
-    assert store.registrations() == []
+        store.registry.register(Registration("e", "E"), b" " * 40)
+    assert store.registry.registrations() == []

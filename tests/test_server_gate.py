@@ -2,7 +2,7 @@
 header alone proves is checked before any body byte is read, and the log names the failed check
 while the peer's 401 stays byte-identical; bodies in memory are bounded and slow ones cut off; a
 client leaving mid-body is one log line; the replay memory is never flushed; abandoned uploads
-are capped per environment and expire; a storage outage is a 503 and a bug is not."""
+are capped per environment and expire; a storage outage is a 503 and a bug is a 500."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from snapsync.canonical.profile import load_profile
@@ -27,10 +28,12 @@ from snapsync.protocol.memory import MemoryStore
 from snapsync.protocol.messages import Chunk, Ping, Refusal, UploadReply, decode
 from snapsync.protocol.server import PartialLimits, ServerConfig
 from snapsync.server import ServerSettings
-from snapsync.server.app import BodyDeadline, BodyGate, Limits
+from snapsync.server.app import Limits
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.server.sqlite import SQLiteStore
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.gate import BodyDeadline, BodyGate
+from snapsync.server.store import Stores, open_store
+from snapsync.server.store.postgres import PostgreSQLDatabase
+from snapsync.server.store.sqlite import SQLiteDatabase
 from tests.support_postgres import (  # noqa: F401 (fixtures)
     postgres_dsn,
     postgres_server,
@@ -46,7 +49,7 @@ MiB = 2**20
 class Gate:
     """A live server over a SQL store, its clock, and a signing client for one environment."""
 
-    def __init__(self, store: SQLStore, url: str, clock: Clock, edge: str, secret: bytes) -> None:
+    def __init__(self, store: Stores, url: str, clock: Clock, edge: str, secret: bytes) -> None:
         self.store, self.url, self.clock, self.edge, self.secret = store, url, clock, edge, secret
         self.port = int(url.rsplit(":", 1)[1])
 
@@ -64,10 +67,10 @@ class Gate:
     def state(self) -> tuple[Any, ...]:
         """What a refused request must leave as it was."""
         env = self.edge
-        return (list(self.store.versions(env)), list(self.store.held(env)), self.partials())
+        return (list(self.store.queries.versions(env)), list(self.store.held(env)), self.partials())
 
     def partials(self) -> list[tuple[bytes, int]]:
-        rows = self.store._read("SELECT upload, received FROM uploads ORDER BY upload")
+        rows = self.store.db.read("SELECT upload, received FROM uploads ORDER BY upload")
         return [(bytes(u), n) for u, n in rows]
 
 
@@ -86,11 +89,11 @@ def _head(path: str, length: int, auth: str) -> str:
 
 
 @contextmanager
-def gate(store: SQLStore, shared: bytes | None = SHARED, **options: Any) -> Iterator[Gate]:
+def gate(store: Stores, shared: bytes | None = SHARED, **options: Any) -> Iterator[Gate]:
     clock = Clock()
-    shop = enroll(store, "Shop 1", T0)
+    shop = enroll(store.registry, "Shop 1", T0)
     settings = ServerSettings(
-        secrets=AgentSecrets(store, shared), store=store, clock=clock, **options
+        secrets=AgentSecrets(store.registry, shared), stores=store, clock=clock, **options
     )
     with live_server(settings) as url:
         yield Gate(store, url, clock, shop.registration.edge_id, shop.token.encode())
@@ -110,7 +113,7 @@ def test_the_header_is_checked_before_the_body_and_each_reason_logged(
     is sent); the bad signature needs the body. All answers are byte-identical, the log names
     the check, and no secret reaches the log."""
     caplog.set_level(logging.INFO, logger="snapsync.server")
-    store = SQLiteStore(tmp_path / "gate.db")
+    store = open_store(str(tmp_path / "gate.db"))
     with gate(store, shared=None) as g:
         path, now = Ping.PATH, g.clock()
         body = Ping().encode()
@@ -146,7 +149,7 @@ def test_large_bodies_beyond_the_allowance_are_refused_and_pings_still_pass(
     """Connections holding large unsigned bodies take the large allowance (3 MiB here); the
     next is refused at once with a retry-after (503, before its body), a ping still gets
     through, and the holders are cut off at their deadline (408) with nothing stored."""
-    store = SQLiteStore(tmp_path / "gate.db")
+    store = open_store(str(tmp_path / "gate.db"))
     bodies = BodyGate(large_bytes=3 * MiB)
     with gate(store, bodies=bodies, body_deadline=BodyDeadline(base=3.0, rate=1e12)) as g:
         before = g.state()
@@ -177,7 +180,7 @@ def test_a_client_leaving_mid_body_is_one_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    store = SQLiteStore(tmp_path / "gate.db")
+    store = open_store(str(tmp_path / "gate.db"))
     with gate(store) as g:
         auth = sign(g.secret, "POST", Chunk.PATH, g.edge, b"?", g.clock())
         with socket.create_connection(("127.0.0.1", g.port), timeout=20) as sock:
@@ -215,7 +218,7 @@ def test_nonce_memory_never_forgets_inside_the_window() -> None:
 
 
 def test_a_flood_of_signed_requests_cannot_make_an_old_one_replayable(
-    sql_store: SQLStore,
+    sql_store: Stores,
 ) -> None:
     """Over HTTP, in memory (SQLite) and in the database (PostgreSQL): past the per-edge bound
     the edge gets 429 with a retry-after, never a replay; other edges go on; after the window
@@ -243,7 +246,7 @@ def _chunk(upload: bytes, total: int, offset: int, data: bytes, target: bytes) -
     return Chunk(upload, b"", target, total, offset, data).encode()
 
 
-def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) -> None:
+def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: Stores) -> None:
     """Twenty abandoned uploads hold no more than the cap; an upload in many chunks is stored
     as appended chunks and completes; untouched uploads go after the time to live."""
     limits = PartialLimits(max_uploads=3, max_bytes=600_000, ttl=3600.0, sweep_every=60.0)
@@ -256,7 +259,7 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) 
             g.clock.now += 1
         held = g.partials()
         assert len(held) == 2 and sum(n for _, n in held) <= limits.max_bytes
-        (stored,) = sql_store._read("SELECT SUM(LENGTH(data)) FROM upload_chunks")[0]
+        (stored,) = sql_store.db.read("SELECT SUM(LENGTH(data)) FROM upload_chunks")[0]
         assert stored <= limits.max_bytes
 
         snapshot = build_snapshot(
@@ -280,7 +283,7 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) 
                 empty = Chunk(upload, b"", snapshot.digest, len(frame), offset + size, b"")
                 again = decode(g.post(Chunk.PATH, empty.encode()).content, (UploadReply,))
                 assert isinstance(again, UploadReply) and again.offset == offset + size
-                rows = sql_store._read(
+                rows = sql_store.db.read(
                     "SELECT COUNT(*) FROM upload_chunks WHERE upload = ?", (upload,)
                 )
                 assert rows[0][0] == offset // size + 1  # one row per chunk: appended
@@ -290,27 +293,55 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) 
         g.clock.now += 3601 + 60
         assert g.post(Ping.PATH, Ping().encode()).status_code == 200  # the sweep runs
         assert g.partials() == []
-        assert sql_store._read("SELECT COUNT(*) FROM upload_chunks")[0][0] == 0
+        assert sql_store.db.read("SELECT COUNT(*) FROM upload_chunks")[0][0] == 0
 
 
 # -- a storage outage is a 503 the agent waits out; a bug is not ----------------------------------
 
 
 def test_storage_outage_is_503_and_a_bug_is_500(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sql_store: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SQLiteStore(tmp_path / "gate.db")
-    with gate(store) as g:
-        body = Ping().encode()
+    """A real outage, made by a second client: SQLite's file stays locked by another writer past
+    the store's busy timeout, PostgreSQL terminates the server's connections. The agent gets a
+    503 with a retry-after, and the next request after the outage is answered; a store method
+    that raises anything else (a bug) is a 500, as is a readiness probe that hits one."""
+    body = Ping().encode()
+    if isinstance(sql_store.db, SQLiteDatabase):
+        sql_store.db.busy_timeout = 0.2  # before the server's threads make their connections
+    with gate(sql_store) as g:
+        assert g.post(Ping.PATH, body).status_code == 200
+        with _outage(sql_store):
+            outage = g.post(Ping.PATH, body)
+            assert outage.status_code == 503
+            refusal = decode(outage.content, (Refusal,))
+            assert isinstance(refusal, Refusal) and refusal.reason == "storage unavailable"
+            assert refusal.retry_after > 0
+        assert g.post(Ping.PATH, body).status_code == 200
         monkeypatch.setattr(
-            store, "held", lambda env: (_ for _ in ()).throw(sqlite3.OperationalError("locked"))
+            sql_store.versions, "held", lambda env: (_ for _ in ()).throw(ValueError("bug"))
         )
-        outage = g.post(Ping.PATH, body)
-        assert outage.status_code == 503
-        refusal = decode(outage.content, (Refusal,))
-        assert isinstance(refusal, Refusal) and refusal.retry_after > 0
-        monkeypatch.setattr(store, "held", lambda env: (_ for _ in ()).throw(KeyError("bug")))
         assert g.post(Ping.PATH, body).status_code == 500
+        monkeypatch.setattr(sql_store.db, "ping", lambda: (_ for _ in ()).throw(ValueError("bug")))
+        assert httpx.get(g.url + "/readyz").status_code == 500
+
+
+@contextmanager
+def _outage(store: Stores) -> Iterator[None]:
+    """The database away for the store, from outside it."""
+    if isinstance(store.db, SQLiteDatabase):
+        with closing(sqlite3.connect(store.db.path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            yield
+            other.execute("ROLLBACK")
+        return
+    assert isinstance(store.db, PostgreSQLDatabase)
+    with psycopg.connect(store.db.dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    yield
 
 
 def test_a_silent_or_dribbling_request_head_is_cut_and_kept_connections_are_not() -> None:

@@ -25,8 +25,7 @@ from snapsync.kubeview import age, node_status, pod_state
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets
 from snapsync.server.health import EVENT_WINDOW, MAX_LISTED, assess
-from snapsync.server.sqlite import SQLiteStore
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores, open_store
 from tests.support_broken import (
     COLLECTED,
     COLLECTED_AT,
@@ -151,7 +150,7 @@ def test_kubectl_readings() -> None:
 # ----- the store keeps the newest header ---------------------------------------------------------
 
 
-def test_each_environment_shows_its_newest_collection_time_and_errors(sql_store: SQLStore) -> None:
+def test_each_environment_shows_its_newest_collection_time_and_errors(sql_store: Stores) -> None:
     forbidden = KindError("Secret", "forbidden", "no")
     first = build_snapshot([real("pod")], load_profile("default"), collected_at=COLLECTED_AT)
     first = Snapshot(replace(first.header, errors=(forbidden,)), first.objects)
@@ -159,10 +158,10 @@ def test_each_environment_shows_its_newest_collection_time_and_errors(sql_store:
     second = build_snapshot([real("node")], load_profile("default"), collected_at=later)
     sql_store.commit("a", first, b"f", None, COLLECTED)
     sql_store.commit("b", first, b"f", None, COLLECTED)
-    (a,) = sql_store.environments(COLLECTED, only="a")
+    (a,) = sql_store.queries.environments(COLLECTED, only="a")
     assert (a.collected_at, a.errors) == (COLLECTED_AT, (forbidden,))
     sql_store.commit("a", second, b"f", None, COLLECTED + 60)
-    found = {e.edge_id: e for e in sql_store.environments(COLLECTED + 60)}
+    found = {e.edge_id: e for e in sql_store.queries.environments(COLLECTED + 60)}
     assert (found["a"].collected_at, found["a"].errors) == (later, ())
     assert found["b"].errors == (forbidden,)  # one environment's upload leaves the other's
 
@@ -173,7 +172,7 @@ def test_each_environment_shows_its_newest_collection_time_and_errors(sql_store:
 @dataclass
 class Served:
     url: str
-    store: SQLiteStore
+    store: Stores
     client: httpx.Client
 
 
@@ -181,7 +180,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     """A real server on loopback whose SQLite store holds the broken cluster as shop-17 and a
     healthy one, with a kind it could not collect, as shop-18."""
-    store = SQLiteStore(tmp_path / "server.db")
+    store = open_store(str(tmp_path / "server.db"))
     store_broken(store, "shop-17", time.time())
     healthy = build_snapshot(
         [real(name) for name in ("pod", "deployment", "node")],
@@ -194,7 +193,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
     hostile = KindError("Widget.example.com", "x" * 5000, "y" * 5000)
     healthy = Snapshot(replace(healthy.header, errors=(forbidden, hostile)), healthy.objects)
     store.commit("shop-18", healthy, b"frame", None, time.time())
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN
+    )
     with (
         live_server(settings) as url,
         httpx.Client(

@@ -18,12 +18,13 @@ import pytest
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.codec.pipeline import encode_delta, encode_snapshot
+from snapsync.errors import StorageError
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, decode
 from snapsync.server import ServerSettings, create_app
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.server.sqlite import SQLiteStore
 from snapsync.server.storage import ObjectQuery
+from snapsync.server.store import open_store
 
 with warnings.catch_warnings():  # starlette suggests a successor of httpx; httpx is what we use
     warnings.simplefilter("ignore")
@@ -50,12 +51,12 @@ class Server:
     ) -> None:
         tmp.mkdir(exist_ok=True)
         self.clock = Clock()
-        self.store = SQLiteStore(tmp / "server.db")
-        self.shop = enroll(self.store, "Shop 1", T0, group="eu", tags=("retail",))
-        self.depot = enroll(self.store, "Depot 2", T0, group="us", tags=("warehouse",))
+        self.store = open_store(str(tmp / "server.db"))
+        self.shop = enroll(self.store.registry, "Shop 1", T0, group="eu", tags=("retail",))
+        self.depot = enroll(self.store.registry, "Depot 2", T0, group="us", tags=("warehouse",))
         settings = ServerSettings(
-            secrets=AgentSecrets(self.store, shared),
-            store=self.store,
+            secrets=AgentSecrets(self.store.registry, shared),
+            stores=self.store,
             clock=self.clock,
             api_token=api_token,
             max_body=2**20,
@@ -97,8 +98,8 @@ class Server:
     def state(self, edge: str = "shop-1") -> tuple[Any, ...]:
         """Everything stored for an environment that a bad request must not change."""
         return (
-            list(self.store.versions(edge)),
-            [(r.key, r.digest) for r in self.store.objects(edge, ObjectQuery())],
+            list(self.store.queries.versions(edge)),
+            [(r.key, r.digest) for r in self.store.queries.objects(edge, ObjectQuery())],
             list(self.store.held(edge)),
         )
 
@@ -287,9 +288,9 @@ def test_health_readiness_and_metrics(server: Server, monkeypatch: pytest.Monkey
     assert "snapsync_received_bytes_total" in text
 
     def down() -> None:
-        raise OSError("database gone")
+        raise StorageError("OperationalError: database gone")
 
-    monkeypatch.setattr(server.store, "ping", down)
+    monkeypatch.setattr(server.store.db, "ping", down)
     assert server.client.get("/readyz").status_code == 503
 
 

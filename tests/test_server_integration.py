@@ -7,11 +7,6 @@ sharing one PostgreSQL database refuse each other's replays."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,14 +22,14 @@ from snapsync.protocol import AgentConfig, Intervals
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, Ping, decode
 from snapsync.server import ServerSettings
-from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
-from snapsync.server.sqlstore import SQLStore
 from snapsync.server.storage import ObjectQuery
+from snapsync.server.store import Stores, open_store
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
 from tools.certs import self_signed
+from tools.serving import ServeProcess
 
 SHARED = "integration shared secret"
 
@@ -77,23 +72,23 @@ def make_agent(
     )
 
 
-def assert_converged(store: SQLStore, edge: str, agent: Agent) -> None:
+def assert_converged(store: Stores, edge: str, agent: Agent) -> None:
     latest = agent.protocol.latest
-    current = store.current(edge)
+    current = store.versions.current(edge)
     assert latest is not None and current is not None and current.digest == latest.digest
-    rows = store.objects(edge, ObjectQuery(limit=100_000))
+    rows = store.queries.objects(edge, ObjectQuery(limit=100_000))
     assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in current}
 
 
 def test_agent_and_server_over_http(database: str, tmp_path: Path) -> None:
     store = open_store(database)
-    made = enroll(store, "Shop 5", time.time(), group="eu")
+    made = enroll(store.registry, "Shop 5", time.time(), group="eu")
     edge, token = made.registration.edge_id, made.token
     cluster = SampleCluster(objects=150, shape="application", seed=5)
     dump = tmp_path / "dump.json"
     write_dump(cluster, dump)
     clock = Clock()
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store)
+    settings = ServerSettings(secrets=AgentSecrets(store.registry, None), stores=store)
     with live_server(settings) as url:
         agent = make_agent(url, edge, token, dump, tmp_path / "state", clock)
         assert agent.step().in_sync
@@ -105,14 +100,14 @@ def test_agent_and_server_over_http(database: str, tmp_path: Path) -> None:
             report = agent.step()
             assert report.in_sync and report.frame_kind != "full"
         assert_converged(store, edge, agent)
-        command = store.queue_command(edge, "collect-now", {}, time.time())
+        command = store.commands.queue_command(edge, "collect-now", {}, time.time())
         clock.offset += 61
         agent.step()
         clock.offset += 11
         agent.step()  # the result rides on the next ping
-        assert command.id in store.results(edge)
+        assert command.id in store.commands.results(edge)
         agent.close()
-    versions = store.versions(edge)
+    versions = store.queries.versions(edge)
     assert [v.seq for v in versions] == [3, 2, 1]
     assert versions[-1].frame_bytes > versions[0].frame_bytes  # deltas after the first full
     store.close()
@@ -121,64 +116,14 @@ def test_agent_and_server_over_http(database: str, tmp_path: Path) -> None:
 # -- a real `snapsync serve` process ------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServeProcess:
-    """`snapsync serve` as a child process on a fixed loopback port, restartable."""
-
-    def __init__(self, database: str, tmp: Path, tls: tuple[Path, Path] | None = None) -> None:
-        self.port = free_port()
-        self.args = [
-            sys.executable, "-m", "snapsync", "serve", "--host", "127.0.0.1",
-            "--port", str(self.port), "--database", database,
-        ]  # fmt: skip
-        if tls:
-            self.args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.log = tmp / f"serve-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SHARED}  # secrets by environment, not argv
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"snapsync serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", verify=False, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("snapsync serve did not become ready")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(database: str, tls: tuple[Path, Path] | None = None) -> ServeProcess:
-        process = ServeProcess(database, tmp_path, tls)
+        options = ("--tls-cert", str(tls[0]), "--tls-key", str(tls[1])) if tls else ()
+        log = tmp_path / f"serve-{len(started)}.log"
+        process = ServeProcess(database, log, options, secret=SHARED)
         started.append(process)
         process.start()
         return process
@@ -273,7 +218,7 @@ def test_server_killed_mid_upload_loses_nothing_and_the_agent_converges(
     store = open_store(database)
     assert_converged(store, "site-k", agent)
     assert first is not None and store.snapshot("site-k", first.digest) is not None
-    assert [v.seq for v in store.versions("site-k")] == [2, 1]
+    assert [v.seq for v in store.queries.versions("site-k")] == [2, 1]
     store.close()
 
 
@@ -283,11 +228,11 @@ def test_servers_sharing_postgres_refuse_each_others_replays(
     """Two server processes' worth of apps behind a load balancer, one PostgreSQL database."""
     dsn = request.getfixturevalue("postgres_dsn")
     stores = [open_store(dsn), open_store(dsn)]
-    made = enroll(stores[0], "Shop 8", time.time())
+    made = enroll(stores[0].registry, "Shop 8", time.time())
     edge, secret = made.registration.edge_id, made.token.encode()
     body = Ping().encode()
     header = sign(secret, "POST", Ping.PATH, edge, body, time.time())
-    settings = [ServerSettings(secrets=AgentSecrets(s, None), store=s) for s in stores]
+    settings = [ServerSettings(secrets=AgentSecrets(s.registry, None), stores=s) for s in stores]
     with live_server(settings[0]) as first, live_server(settings[1]) as second:
         headers = {"Authorization": header, "Content-Type": "application/msgpack"}
         assert httpx.post(first + Ping.PATH, content=body, headers=headers).status_code == 200
@@ -358,12 +303,12 @@ def test_two_server_processes_on_postgres_take_interleaved_uploads_for_one_envir
         )
     assert [r.status for r in replies] == ["ack", "ack"]
     store = open_store(dsn)
-    versions = list(reversed(store.versions("edge-1", 1000)))
+    versions = list(reversed(store.queries.versions("edge-1", 1000)))
     assert [v.seq for v in versions] == list(range(1, len(stored) + 3))
     assert [v.digest for v in versions[: len(stored)]] == stored
     assert {v.digest for v in versions[len(stored) :]} == {left.digest, right.digest}
-    current = store.current("edge-1")
+    current = store.versions.current("edge-1")
     assert current is not None and current.digest == versions[-1].digest
-    rows = store.objects("edge-1", ObjectQuery(limit=1000))
+    rows = store.queries.objects("edge-1", ObjectQuery(limit=1000))
     assert {(r.key, r.digest) for r in rows} == {(k, o.digest) for k, o in current}
     store.close()

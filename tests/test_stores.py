@@ -1,4 +1,5 @@
-"""The memory and SQLite stores keep the same contract (the protocol runs over either)."""
+"""The memory and SQLite stores keep the same contract (the protocol runs over either; the SQL
+stores split it into repositories: `Stores` is the protocol's view of them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.protocol import MemoryStore
 from snapsync.protocol.messages import CommandResult
 from snapsync.protocol.server import PartialLimits, PartialUpload
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import Stores, open_store
+from snapsync.server.store.commands import Commands
 
 
 def snapshot(n: int) -> Snapshot:
@@ -24,8 +26,8 @@ def snapshot(n: int) -> Snapshot:
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore | SQLiteStore]:
-    yield MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore | Stores]:
+    yield MemoryStore() if request.param == "memory" else open_store(str(tmp_path / "s.db"))
 
 
 def test_versions_are_numbered_and_old_ones_pruned_but_the_base(store: MemoryStore) -> None:
@@ -43,7 +45,11 @@ def test_versions_are_numbered_and_old_ones_pruned_but_the_base(store: MemorySto
     assert store.held("other") == []
 
 
-def test_partials_and_commands(store: MemoryStore) -> None:
+def _commands(store: MemoryStore | Stores) -> MemoryStore | Commands:
+    return store.commands if isinstance(store, Stores) else store
+
+
+def test_partials_and_commands(store: MemoryStore | Stores) -> None:
     limits = PartialLimits()
     meta = PartialUpload(b"", b"t" * 16, 10, 0)
     assert store.append_partial("e", b"u" * 8, meta, b"abc", 1.0, limits) == 3
@@ -56,22 +62,22 @@ def test_partials_and_commands(store: MemoryStore) -> None:
     assert store.partial_data("e", b"u" * 8) == b"abcde"
     store.drop_partial("e", b"u" * 8)
     assert store.partial("e", b"u" * 8) is None
-    first = store.queue_command("e", "collect-now")
-    second = store.queue_command("e", "delete-pod", {"namespace": "a", "name": "b"})
+    first = _commands(store).queue_command("e", "collect-now")
+    second = _commands(store).queue_command("e", "delete-pod", {"namespace": "a", "name": "b"})
     assert [c.id for c in store.commands_after("e", 0, 10)] == [first.id, second.id]
     assert list(store.commands_after("e", first.id, 10)) == [second]
     store.record_results("e", [CommandResult(first.id, True, "ok")], 2.0)
     store.record_results("e", [CommandResult(first.id, False, "late duplicate")], 3.0)
-    assert store.results("e") == {first.id: CommandResult(first.id, True, "ok")}
+    assert _commands(store).results("e") == {first.id: CommandResult(first.id, True, "ok")}
 
 
 def test_sqlite_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     snap = snapshot(3)
-    SQLiteStore(path).commit("e", snap, b"frame", None, 1.0)
-    reopened = SQLiteStore(path)
+    open_store(str(path)).commit("e", snap, b"frame", None, 1.0)
+    reopened = open_store(str(path))
     assert [v.digest for v in reopened.held("e")] == [snap.digest]
-    current = reopened.current("e")
+    current = reopened.versions.current("e")
     assert current is not None and current.digest == snap.digest
 
 

@@ -30,10 +30,9 @@ from snapsync.codec.pipeline import encode_snapshot
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, decode
 from snapsync.server import ServerSettings
-from snapsync.server.database import open_store
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.session import COOKIE, SESSION_SECONDS, Sessions
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores, open_store
 from snapsync.server.websecurity import CONTENT_SECURITY_POLICY
 from tests.support_postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.support_server import live_server
@@ -50,7 +49,7 @@ EVIL = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
 class Site:
     """A live server with one environment, `shop`, and an HTTP client on it."""
 
-    def __init__(self, url: str, store: SQLStore, secret: str) -> None:
+    def __init__(self, url: str, store: Stores, secret: str) -> None:
         self.url = url
         self.store = store
         self.secret = secret.encode()
@@ -85,8 +84,10 @@ class Site:
 @contextmanager
 def running(database: str) -> Iterator[Site]:
     store = open_store(database)
-    made = enroll(store, "Shop", time.time(), edge_id="shop")
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=TOKEN)
+    made = enroll(store.registry, "Shop", time.time(), edge_id="shop")
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN
+    )
     try:
         with live_server(settings) as url:
             site = Site(url, store, made.token)
@@ -142,8 +143,8 @@ def test_a_cross_site_form_cannot_queue_a_command_or_register(site: Site) -> Non
     assert [a.status_code for a in forged] == [403, 415, 403, 403, 403, 401, 401]
     assert "cross-site" in forged[0].json()["error"]
     assert "application/json" in forged[1].json()["error"]
-    assert site.store.command_records("shop") == []
-    assert [r.name for r in site.store.registrations()] == ["Shop"]
+    assert site.store.commands.command_records("shop") == []
+    assert [r.name for r in site.store.registry.registrations()] == ["Shop"]
     # scripts and the CLI: bearer token and JSON, no browser headers
     queued = site.http.post(
         COMMANDS, content=SCALE, headers={**BEARER, "Content-Type": "application/json"}
@@ -279,7 +280,7 @@ def test_a_nul_in_an_object_name_is_refused_and_never_wedges_the_environment(
     with running(database) as site:
         hostile = site.upload(nul_named(shop()))
         assert hostile.status == "rejected" and "NUL" in hostile.reason
-        assert site.store.versions("shop") == []
+        assert site.store.queries.versions("shop") == []
         # the environment is not stuck: the next good upload is stored at once
         good = shop()
         stored = site.upload(good)
@@ -289,11 +290,11 @@ def test_a_nul_in_an_object_name_is_refused_and_never_wedges_the_environment(
             assert site.http.get(path, headers=BEARER).status_code == 400
         assert site.http.get("/api/v1/environments/shop", headers=BEARER).status_code == 200
         # a command result whose message holds a NUL is kept (marked), not a failure every ping
-        command = site.store.queue_command("shop", "collect-now", {}, time.time())
+        command = site.store.commands.queue_command("shop", "collect-now", {}, time.time())
         result = CommandResult(command.id, False, "bad\x00text")
         ping = site.agent(Ping.PATH, Ping(cursor=command.id, results=(result,)).encode())
         assert ping.status_code == 200, ping.content
-        assert site.store.results("shop")[command.id].message == "bad\ufffdtext"
+        assert site.store.commands.results("shop")[command.id].message == "bad\ufffdtext"
 
 
 # ----- the reported attack, in a real browser ------------------------------------------------
@@ -354,7 +355,7 @@ def test_a_signed_in_browser_visiting_another_site_queues_nothing(
     # it reached the server, which refused it as cross-site before any credential check
     assert driver.current_url == site.url + COMMANDS
     assert "cross-site request refused" in driver.page_source
-    assert site.store.command_records("shop") == []
+    assert site.store.commands.command_records("shop") == []
     # the browser's session still reads the page: nothing but the forgery was refused
     driver.get(site.url + "/env/shop")
     assert driver.current_url == site.url + "/env/shop"

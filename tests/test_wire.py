@@ -28,7 +28,7 @@ from snapsync.protocol.auth import NonceMemory, parse, sign, verify
 from snapsync.protocol.events import BackingOff
 from snapsync.protocol.messages import MAX_PONG, Ping
 from snapsync.server import ServerSettings, SharedSecret
-from snapsync.server.database import open_store
+from snapsync.server.store import open_store
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
 from tools.certs import self_signed
@@ -136,12 +136,13 @@ def test_the_servers_usage_figures_are_the_agents_wire_count(
     certificate: tuple[Path, Path], tmp_path: Path
 ) -> None:
     store = open_store(str(tmp_path / "server.db"))
-    with live_server(ServerSettings(secrets=SharedSecret(SECRET), store=store), certificate) as url:
+    settings = ServerSettings(secrets=SharedSecret(SECRET), stores=store)
+    with live_server(settings, certificate) as url:
         site = Site(url, tmp_path)
         for churn in (False, False, True, False, True):
             site.cycle(churn)
         meter, protocol = site.transport.meter, site.agent.protocol
-        (environment,) = store.environments(time.time())
+        (environment,) = store.queries.environments(time.time())
         # every exchange is reported with the next one: all but the last are in the figures
         assert environment.bytes_today == meter.total - protocol.unreported
         assert 0 < protocol.unreported < 4000

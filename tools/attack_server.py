@@ -18,16 +18,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +50,7 @@ from snapsync.protocol.messages import (
 )
 from snapsync.protocol.reconcile import MAX_BUCKETS, BucketSet
 from snapsync.sim.sample_cluster import SampleCluster
+from tools.serving import ServeProcess
 
 SECRET = "attack-server shared secret"
 EDGE = "shop-1"
@@ -140,39 +137,11 @@ def chunks(frame: bytes, base: bytes, target: bytes, size: int = 2**20) -> list[
 # -- a real server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Serve:
+class Serve(ServeProcess):
     """`snapsync serve` as a child process on a loopback port, with its /proc figures."""
 
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-    url: str = ""
-
-    def start(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        args = [sys.executable, "-m", "snapsync", "serve", "--host", "127.0.0.1",
-                "--port", str(port), "--database", str(self.directory / "server.db")]  # fmt: skip
-        env = {**os.environ, "SNAPSYNC_AGENT_SECRET": SECRET}
-        log = (self.directory / "serve.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 60
-        while not self.ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((self.directory / "serve.log").read_text()[-2000:])
-            time.sleep(0.1)
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(self.url + "/readyz", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+    def __init__(self, directory: Path) -> None:
+        super().__init__(str(directory / "server.db"), directory / "serve.log", secret=SECRET)
 
     def status(self, field: str) -> int:
         """A /proc/PID/status figure in bytes (VmRSS, VmHWM)."""
@@ -187,11 +156,6 @@ class Serve:
         return httpx.post(
             self.url + path, content=body, headers={"Authorization": auth}, timeout=300
         )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 def answer(response: httpx.Response) -> str:
@@ -243,7 +207,7 @@ def run_attack(
             responses = send(serve, before)
             seconds = time.monotonic() - started
             hwm = serve.status("VmHWM")
-            alive = serve.ready()
+            alive = serve.ready(timeout=5.0)
             after = newest(serve, base)
             return {
                 "attack": name,

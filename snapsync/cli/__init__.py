@@ -3,9 +3,9 @@
 main.py holds the root group and registers one module per command group: snapshots.py (dump,
 diff, apply), inspection.py (inspect), agent.py, health.py, serve.py, environments.py (env
 add|list), client.py (get, envs), demo.py. command.py holds the click classes they share,
-source.py the cluster-source options, store.py the one way they open a server's database,
-snapfile.py and summary.py the snapshot-file helpers only the command line uses. The agent's
-SNAPSYNC_* variables are read by the library (snapsync.agent.settings), not here.
+source.py the cluster-source options, snapfile.py and summary.py the snapshot-file helpers only
+the command line uses. The agent's SNAPSYNC_* variables are read by the library
+(snapsync.agent.settings), and a server's database opens through snapsync.server.store, not here.
 """
 
 from snapsync.cli.main import cli, main

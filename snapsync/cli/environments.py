@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from snapsync.cli.command import Group, note
-from snapsync.cli.store import open_server_store
 
 
 @click.group(cls=Group, name="env")
@@ -30,8 +29,9 @@ def env_add(
     import time
 
     from snapsync.server.environments import enroll
+    from snapsync.server.store import open_store
 
-    made = enroll(open_server_store(database), name, time.time(), group, tags, edge_id)
+    made = enroll(open_store(database).registry, name, time.time(), group, tags, edge_id)
     edge = made.registration.edge_id
     click.echo(f"edge id:    {edge}")
     click.echo(f"join token: {made.token}")
@@ -50,9 +50,10 @@ def env_list(database: str, as_json: bool) -> None:
     import time
 
     from snapsync.server.browse import environment_json
+    from snapsync.server.store import open_store
 
     now = time.time()
-    found = [environment_json(e, now) for e in open_server_store(database).environments(now)]
+    found = [environment_json(e, now) for e in open_store(database).queries.environments(now)]
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

@@ -11,7 +11,6 @@ from contextlib import closing
 import click
 
 from snapsync.cli.command import Command
-from snapsync.cli.store import open_server_store
 from snapsync.errors import InputError
 from snapsync.protocol.auth import check_secret
 
@@ -140,6 +139,7 @@ def serve(
     from snapsync.server.app import Limits
     from snapsync.server.environments import AgentSecrets
     from snapsync.server.storage import Retention
+    from snapsync.server.store import open_store
 
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
@@ -150,8 +150,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     retention = Retention(keep_versions, keep_days * 86400.0)
     cache_bytes = state_cache_mb * 2**20
-    with closing(open_server_store(database, retention, cache_bytes)) as store:  # checked up front
-        if not agent_secret and not store.registrations():
+    with closing(open_store(database, retention, cache_bytes)) as stores:  # checked up front
+        if not agent_secret and not stores.registry.registrations():
             raise InputError(
                 "no agent can authenticate: pass --agent-secret or register an environment "
                 "with `snapsync env add NAME`"
@@ -162,10 +162,11 @@ def serve(
         )
 
     def run(sock: socket.socket | None) -> None:
-        store = open_server_store(database, retention, cache_bytes, processes=workers)
+        # several processes: replays refused across them
+        stores = open_store(database, retention, cache_bytes, shared_by_processes=workers > 1)
         settings = ServerSettings(
-            secrets=AgentSecrets(store, shared),
-            store=store,
+            secrets=AgentSecrets(stores.registry, shared),
+            stores=stores,
             api_token=api_token or None,
         )
         config = uvicorn_config(

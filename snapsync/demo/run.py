@@ -20,7 +20,8 @@ from snapsync.errors import InputError
 from snapsync.protocol import AgentConfig, BudgetConfig, Intervals, Reply, ServerProtocol
 from snapsync.protocol.events import Acked, BudgetDeferred
 from snapsync.server.environments import enroll
-from snapsync.server.sqlite import SQLiteStore
+from snapsync.server.store import Stores
+from snapsync.server.store.sqlite import SQLiteDatabase
 from snapsync.sim.link import ENV, Sim
 from snapsync.sim.sample_cluster import SampleCluster
 
@@ -89,23 +90,23 @@ class RecordingServer(ServerProtocol):
     """The server protocol, counting each request's bytes per day as the web layer does, so
     the browse page shows the environment's data use."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        super().__init__(store)
-        self.database = store
+    def __init__(self, stores: Stores) -> None:
+        super().__init__(stores)
+        self.usage = stores.usage
 
     def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
         reply = super().handle(env, path, body, now)
-        self.database.record_traffic(env, now, reply.usage(body), len(reply.body))
+        self.usage.record_traffic(env, now, reply.usage(body), len(reply.body))
         return reply
 
 
-def prepare_database(path: Path) -> SQLiteStore:
+def prepare_database(path: Path) -> Stores:
     """A new SQLite database: never one that exists, whose history would mix with the run's."""
     if path.exists():
         raise InputError(f"database {path} already exists: the demo writes a new one")
     if not path.parent.is_dir():
         raise InputError(f"database {path}: directory {path.parent} does not exist")
-    return SQLiteStore(path)
+    return Stores.over(SQLiteDatabase(path))
 
 
 @dataclass
@@ -114,7 +115,7 @@ class DemoRun:
     `snapsync serve` starts on it without an agent secret and shows it by name."""
 
     options: DemoOptions
-    store: SQLiteStore
+    store: Stores
     database: Path
     start: float = 0.0  # simulated start; 0: SIM_START
 
@@ -122,7 +123,7 @@ class DemoRun:
         options = self.options
         self.start = self.start or SIM_START
         enroll(
-            self.store,
+            self.store.registry,
             EDGE_NAME,
             self.start,
             group="demo",

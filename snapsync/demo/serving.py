@@ -8,7 +8,7 @@ import socket
 from collections.abc import Callable
 
 from snapsync.errors import InputError
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores
 
 HOST = "127.0.0.1"
 
@@ -26,9 +26,7 @@ def bind(port: int) -> socket.socket:
     return sock
 
 
-def serve(
-    store: SQLStore, token: str, sock: socket.socket, announce: Callable[[str], None]
-) -> None:
+def serve(stores: Stores, token: str, sock: socket.socket, announce: Callable[[str], None]) -> None:
     """Run uvicorn on `sock` until interrupted; the browse page needs `token`."""
     import uvicorn
 
@@ -36,7 +34,8 @@ def serve(
     from snapsync.server.environments import AgentSecrets
 
     port = sock.getsockname()[1]
-    settings = ServerSettings(secrets=AgentSecrets(store, None), store=store, api_token=token)
+    secrets = AgentSecrets(stores.registry, None)
+    settings = ServerSettings(secrets=secrets, stores=stores, api_token=token)
     config = uvicorn_config(create_app(settings), HOST, port, log_level="warning")
     announce(f"serving http://{HOST}:{port}/ (sign in with the API token {token}); Ctrl-C stops")
     uvicorn.Server(config).run(sockets=[sock])

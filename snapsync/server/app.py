@@ -1,18 +1,14 @@
 """The server's web face: an ASGI app (Starlette) around the protocol's server state machine.
 
-This is where bytes meet the protocol: it authenticates each agent request (snapsync.protocol.
-auth) and hands edge id, path and body to ServerProtocol. Nobody unauthenticated costs more
-than a bounded read: the declared size is checked first, then everything the header alone
-proves (well-formed, known edge, fresh timestamp, unused nonce) before a byte of the body is
-read; bodies being read or handled hold a share of a fixed allowance (`BodyGate`: a request
-that does not fit is refused with a retry-after, as a busy server), and must arrive within a
-deadline that grows with their size. A failed check is a 401 that says nothing of what failed;
-the log says which check, and never a secret. A storage outage is a 503 the agent retries; any
-other exception is a bug and a 500. One port also carries the browse API and page (browse.py,
-page.py, behind the API token; websecurity.py guards every path but the agent's), /metrics
-(metrics.py), /healthz (the process runs) and /readyz (the database answers). With a SQL store
-every request runs in its own transactions, so requests are not serialized here; the memory
-store is, as it is not thread-safe.
+This is where bytes meet the protocol: every agent request passes the request gate (gate.py:
+declared size, then what the Authorization header alone proves before a byte of the body is
+read, a share of a fixed body allowance, a deadline for the body, then the signature over it),
+and the protocol gets the authenticated edge id, path and body. A storage outage is a 503 the
+agent retries; any other exception is a bug and a 500. One port also carries the browse API and
+page (browse.py, page.py, behind the API token; websecurity.py guards every path but the
+agent's), /metrics (metrics.py), /healthz (the process runs) and /readyz (the database
+answers). With a SQL store every request runs in its own transactions, so requests are not
+serialized here; the memory store is, as it is not thread-safe.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,111 +29,45 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from snapsync.errors import AuthError, ReplayMemoryFull
-from snapsync.protocol.auth import (
-    CAPACITY,
-    HEADER,
-    PER_EDGE,
-    Claim,
-    NonceMemory,
-    Remembered,
-    check_body,
-    check_header,
-    check_secret,
-)
+from snapsync.errors import InputError, StorageError
+from snapsync.protocol.auth import CAPACITY, PER_EDGE, Claim, check_secret
 from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
 from snapsync.server.browse import ApiAccess, Browser, api_routes
 from snapsync.server.connections import HEAD_TIMEOUT, HeadDeadline
+from snapsync.server.gate import (
+    AUTH_FAILED,
+    MAX_BODY,
+    BodyDeadline,
+    BodyGate,
+    Refused,
+    RequestGate,
+    nonce_memory,
+)
 from snapsync.server.metrics import CONTENT_TYPE, ServerMetrics
 from snapsync.server.page import page_routes
-from snapsync.server.sqlstore import SQLStore
+from snapsync.server.store import Stores
 from snapsync.server.websecurity import WebGuard
 
 log = logging.getLogger("snapsync.server")
 # Agent answers carry no Content-Type: the path says what the body is, and an idle agent pays
 # for every response byte (schemas/wire.md).
 MEDIA_TYPE = None
-MAX_BODY = 8 * 2**20  # one request: a chunk of at most a few MiB, or a ping
-
-
-@dataclass
-class BodyGate:
-    """How many request bodies may be in memory at once: every one counts from before its first
-    byte is read until its answer, authenticated or not.
-
-    Small bodies (pings, command results) have their own pool, so a flood of large bodies
-    cannot starve the pings that keep agents in sync. Used from the event loop only.
-    """
-
-    large_bytes: int = 64 * 2**20  # 8 bodies of MAX_BODY
-    small: int = 64 * 2**10  # a body this size or smaller takes a small slot
-    small_slots: int = 64
-    _large: int = field(default=0, init=False, repr=False)
-    _small: int = field(default=0, init=False, repr=False)
-
-    @property
-    def large_in_use(self) -> int:
-        """Bytes of large bodies admitted and not yet answered."""
-        return self._large
-
-    def admit(self, size: int) -> bool:
-        if size <= self.small:
-            if self._small >= self.small_slots:
-                return False
-            self._small += 1
-        else:
-            if self._large + size > self.large_bytes:
-                return False
-            self._large += size
-        return True
-
-    def release(self, size: int) -> None:
-        if size <= self.small:
-            self._small -= 1
-        else:
-            self._large -= size
-
-
-@dataclass(frozen=True)
-class BodyDeadline:
-    """A body must arrive within `base` seconds plus its size at `rate` bytes a second: a slow
-    client cannot hold its share of the gate for long. 256 KiB (the agent's chunk) gets 46 s;
-    the agent halves its chunks after a failed one, so a slow link still gets through."""
-
-    base: float = 30.0
-    rate: float = 16 * 2**10
-
-    def seconds(self, size: int) -> float:
-        return self.base + size / self.rate
-
-
-class SharedSecret(Mapping[str, bytes]):
-    """One agent secret for every edge id (AGENT_SECRET style)."""
-
-    def __init__(self, secret: bytes) -> None:
-        self.secret = secret
-
-    def __getitem__(self, edge_id: str) -> bytes:
-        return self.secret
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
 
 
 @dataclass
 class ServerSettings:
     secrets: Mapping[str, bytes]
-    store: VersionStore
+    store: VersionStore | None = None  # the protocol's store without a database (MemoryStore)
+    # The SQL repositories (server/store/): the protocol's store too, and the browse API and
+    # page, the fleet metrics, traffic counts, and the replay memory of several processes.
+    stores: Stores | None = None
     protocol: ServerConfig = field(default_factory=ServerConfig)
     clock: Callable[[], float] = time.time
     max_body: int = MAX_BODY
     api_token: str | None = None  # the browse API and page are off without one
     bodies: BodyGate = field(default_factory=BodyGate)
-    body_deadline: BodyDeadline = BodyDeadline()
+    body_deadline: BodyDeadline = field(default_factory=BodyDeadline)
     nonces_per_edge: int = PER_EDGE  # replay memory: live nonces per edge, then 429
     nonces_capacity: int = CAPACITY  # and over all edges (in memory; the database has no cap)
 
@@ -152,24 +82,29 @@ class _Handled:
 def create_app(settings: ServerSettings) -> Starlette:
     if settings.api_token is not None:
         check_secret(settings.api_token, "the API token")
-    protocol = ServerProtocol(settings.store, settings.protocol)
-    store = settings.store if isinstance(settings.store, SQLStore) else None
-    nonces: NonceMemory = (
-        _DatabaseNonces(store, settings.nonces_per_edge)
-        if store and store.shared_by_processes
-        else _SharedNonces(settings.nonces_per_edge, settings.nonces_capacity)
+    stores = settings.stores
+    store: VersionStore | None = stores if stores is not None else settings.store
+    if store is None or (stores is not None and settings.store is not None):
+        raise InputError("a server needs one store: `store` (in memory) or `stores` (SQL)")
+    protocol = ServerProtocol(store, settings.protocol)
+    nonces = nonce_memory(
+        stores.nonces if stores and stores.db.shared_by_processes else None,
+        settings.nonces_per_edge,
+        settings.nonces_capacity,
     )
-    serialized = threading.Lock() if store is None else None
-    metrics = ServerMetrics(store, settings.clock)
-    if store is not None:
-        store.observe_batch = metrics.commit_batch.observe
+    gate = RequestGate(
+        settings.secrets, nonces, settings.max_body, settings.bodies, settings.body_deadline
+    )
+    serialized = threading.Lock() if stores is None else None
+    metrics = ServerMetrics(stores.queries if stores else None, settings.clock)
+    if stores is not None:
+        stores.db.observe_batch = metrics.commit_batch.observe
 
-    unavailable = store.unavailable if store is not None else ()
-    gate = settings.bodies
-
-    def handle(claim: Claim, path: str, body: bytes, now: float) -> _Handled:
+    def handle(claim: Claim, path: str, body: bytes, size: int, now: float) -> _Handled | Refused:
         """Check the signature, then answer; in a worker thread (the registry and store are I/O)."""
-        edge_id = check_body(claim, "POST", path, body, now, nonces)
+        edge_id = gate.check_body(claim, path, body, size, now)
+        if isinstance(edge_id, Refused):
+            return edge_id
         started = time.perf_counter()
         if serialized is not None:
             with serialized:
@@ -177,33 +112,35 @@ def create_app(settings: ServerSettings) -> Starlette:
         else:
             reply = protocol.handle(edge_id, path, body, now)
         seconds = time.perf_counter() - started
-        if store is not None:
-            store.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
+        if stores is not None:
+            stores.usage.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
         return _Handled(edge_id, reply, seconds)
 
-    def refused(request: Request, exc: AuthError) -> Response:
-        metrics.auth_refused.inc()
-        log.warning("refused %s from %s: %s", request.url.path, _client(request), exc)
-        return _refuse(401, "authentication failed", close=True)
+    def refused(request: Request, refusal: Refused) -> Response:
+        """The refusal's answer; its detail goes to the log (a 401's names the failed check)."""
+        path, client = request.url.path, _client(request)
+        if refusal.status == AUTH_FAILED:
+            metrics.auth_refused.inc()
+            log.warning("refused %s from %s: %s", path, client, refusal.detail)
+        elif refusal.status == 429:
+            log.warning("refused %s from %s for now: %s", path, client, refusal.detail)
+        elif refusal.detail:
+            log.warning("%s from %s", refusal.detail, client)
+        return _refuse(refusal.status, refusal.reason, refusal.retry_after, refusal.close)
 
     async def agent_endpoint(request: Request) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is None or not declared.isdigit() or int(declared) > settings.max_body:
-            status = 413 if declared and declared.isdigit() else 411
-            return _refuse(status, "body size", close=True)
-        size = int(declared)
-        header = request.headers.get(HEADER, "")
+        size = gate.declared_size(request.headers)
+        if isinstance(size, Refused):
+            return refused(request, size)
         try:
-            claim = await run_in_threadpool(
-                check_header, header, settings.secrets, settings.clock(), nonces
-            )
-        except AuthError as exc:
-            return refused(request, exc)
-        except unavailable as exc:
+            claim = await run_in_threadpool(gate.check_header, request.headers, settings.clock())
+        except StorageError as exc:
             return _storage_failed(exc)
-        if not gate.admit(size):
-            log.warning("busy: no room for a body of %d bytes from %s", size, _client(request))
-            return _refuse(503, "busy", retry_after=10.0, close=True)
+        if isinstance(claim, Refused):
+            return refused(request, claim)
+        busy = gate.admit(size)
+        if busy is not None:
+            return refused(request, busy)
         try:
             return await body_then_answer(request, claim, size)
         finally:
@@ -212,7 +149,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def body_then_answer(request: Request, claim: Claim, size: int) -> Response:
         path, client = request.url.path, _client(request)
         try:
-            async with asyncio.timeout(settings.body_deadline.seconds(size)):
+            async with asyncio.timeout(gate.deadline(size)):
                 body = await _read_body(request, size)
         except ClientDisconnect:
             log.info("%s went away mid-body of %s (%d bytes declared)", client, path, size)
@@ -221,17 +158,12 @@ def create_app(settings: ServerSettings) -> Starlette:
             log.warning("%s too slow: %d-byte body of %s not in time", client, size, path)
             return _refuse(408, "body too slow", close=True)
         metrics.received.inc(len(body))
-        if len(body) != size:
-            return _refuse(400, "body not as long as declared", close=True)
         try:
-            handled = await run_in_threadpool(handle, claim, path, body, settings.clock())
-        except ReplayMemoryFull as exc:
-            log.warning("refused %s from %s for now: %s", path, client, exc)
-            return _refuse(429, "too many requests", retry_after=30.0)
-        except AuthError as exc:
-            return refused(request, exc)
-        except unavailable as exc:
+            handled = await run_in_threadpool(handle, claim, path, body, size, settings.clock())
+        except StorageError as exc:
             return _storage_failed(exc)
+        if isinstance(handled, Refused):
+            return refused(request, handled)
         edge_id = handled.edge_id
         reply = handled.reply
         _count(metrics, path, handled)
@@ -245,12 +177,12 @@ def create_app(settings: ServerSettings) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:
-        if store is None:
+        if stores is None:
             return PlainTextResponse("ready")
         try:
-            await run_in_threadpool(store.ping)
-        except Exception as exc:
-            log.warning("not ready: the database does not answer (%s)", type(exc).__name__)
+            await run_in_threadpool(stores.db.ping)
+        except StorageError as exc:
+            log.warning("not ready: the database does not answer (%s)", exc)
             return PlainTextResponse("database unavailable", 503)
         return PlainTextResponse("ready")
 
@@ -263,43 +195,12 @@ def create_app(settings: ServerSettings) -> Starlette:
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readyz, methods=["GET"]))
     routes.append(Route("/metrics", prometheus, methods=["GET"]))
-    if store is not None:
-        browser = Browser(store, settings.clock)
+    if stores is not None:
+        browser = Browser(stores, settings.clock)
         access = ApiAccess(settings.api_token, settings.clock)
         routes += api_routes(browser, access) + page_routes(browser, access)
     guard = Middleware(WebGuard, exempt=ServerProtocol.PATHS)
     return Starlette(routes=routes, middleware=[guard])
-
-
-class _SharedNonces(NonceMemory):
-    """The nonce memory, safe to use from the worker threads that verify requests."""
-
-    def __init__(self, per_edge: int, capacity: int) -> None:
-        super().__init__(per_edge=per_edge, capacity=capacity)
-        self._lock = threading.Lock()
-
-    def seen(self, edge_id: str, nonce: str, now: float) -> bool:
-        with self._lock:
-            return super().seen(edge_id, nonce, now)
-
-    def remember(self, edge_id: str, nonce: str, timestamp: float, now: float) -> Remembered:
-        with self._lock:
-            return super().remember(edge_id, nonce, timestamp, now)
-
-
-class _DatabaseNonces(NonceMemory):
-    """Nonces remembered in the database that several server processes share: bounded per edge
-    like the memory (its size is on disk, so no bound over all edges)."""
-
-    def __init__(self, store: SQLStore, per_edge: int) -> None:
-        super().__init__(per_edge=per_edge)
-        self.store = store
-
-    def seen(self, edge_id: str, nonce: str, now: float) -> bool:
-        return self.store.nonce_seen(edge_id, nonce, now, self.window)
-
-    def remember(self, edge_id: str, nonce: str, timestamp: float, now: float) -> Remembered:
-        return self.store.remember_nonce(edge_id, nonce, timestamp, now, self.window, self.per_edge)
 
 
 async def _read_body(request: Request, size: int) -> bytes:
@@ -314,9 +215,9 @@ async def _read_body(request: Request, size: int) -> bytes:
     return b"".join(pieces)
 
 
-def _storage_failed(exc: Exception) -> Response:
+def _storage_failed(exc: StorageError) -> Response:
     """The database is away: the agent retries later."""
-    log.error("storage failed: %s", type(exc).__name__)
+    log.error("storage failed: %s", exc)
     return _refuse(503, "storage unavailable", retry_after=30.0)
 
 

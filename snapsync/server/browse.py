@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 from snapsync.canonical.keys import ObjectKey, split_kind_ref
 from snapsync.canonical.snapshot import rfc3339
 from snapsync.delta.diff import diff_objects
-from snapsync.errors import InputError
+from snapsync.errors import ApiError, InputError
 from snapsync.kubeview import parse_time as parse_rfc3339
 from snapsync.protocol.commands import validate_command
 from snapsync.protocol.messages import Command
@@ -40,23 +40,15 @@ from snapsync.server.storage import (
     ObjectChange,
     ObjectQuery,
     ObjectRow,
-    ServerStore,
     VersionInfo,
 )
+from snapsync.server.store import Stores
 from snapsync.server.websecurity import read_capped
 
 MAX_LIMIT = 5000
 MAX_BODY = 64 * 1024  # a registration or a command: a few hundred bytes
 HEALTH_OBJECTS = 100_000  # per kind the health view reads: bounded like any query
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ApiError(Exception):
-    """A request a person can fix: answered with `status` and the message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -152,8 +144,9 @@ def parse_key(text: str) -> ObjectKey:
 class Browser:
     """What both the API and the page ask of the store, with the checks a URL needs."""
 
-    def __init__(self, store: ServerStore, clock: Callable[[], float]) -> None:
-        self.store = store
+    def __init__(self, stores: Stores, clock: Callable[[], float]) -> None:
+        self.stores = stores
+        self.queries = stores.queries
         self.clock = clock
         # env -> (digest, its health): a version's health never changes, so one per environment
         # is computed once and the fleet list reads the badges from here.
@@ -166,14 +159,14 @@ class Browser:
         now = self.clock()
         return [
             e
-            for e in self.store.environments(now)
+            for e in self.queries.environments(now)
             if (not group or e.group == group)
             and (not tag or tag in e.tags)
             and (not status or e.status(now) == status)
         ]
 
     def environment(self, env: str) -> EnvironmentSummary:
-        found = next(iter(self.store.environments(self.clock(), only=env)), None)
+        found = next(iter(self.queries.environments(self.clock(), only=env)), None)
         if found is None:
             raise ApiError(404, f"no environment {env!r}")
         return found
@@ -190,11 +183,11 @@ class Browser:
         for ref in HEALTH_KINDS:
             group, _ = split_kind_ref(ref)
             query = ObjectQuery(kind=ref, limit=HEALTH_OBJECTS)
-            rows = self.store.objects(e.edge_id, query)  # the current table: no history scan
+            rows = self.queries.objects(e.edge_id, query)  # the current table: no history scan
             objects[ref] = [(r.key, r.data) for r in rows if r.key.group == group]
         collected = parse_rfc3339(e.collected_at)
         if collected is None:  # stored before headers were kept: when it arrived
-            newest = self.store.versions(e.edge_id, 1)
+            newest = self.queries.versions(e.edge_id, 1)
             collected = newest[0].received_at if newest else self.clock()
         health = assess(objects, collected)
         with self._health_lock:
@@ -204,20 +197,20 @@ class Browser:
     def resolve_version(self, env: str, version: int | None, at: str | None) -> int | None:
         """The version a request means: `version=N`, `at=TIME`, or None for the current one."""
         if at:
-            info = self.store.version_at(env, parse_time(at))
+            info = self.queries.version_at(env, parse_time(at))
             if info is None:
                 raise ApiError(404, f"no retained version of {env!r} at or before {at}")
             version = info.seq
         if version is None:
             return None
-        oldest = self.store.oldest_version(env)
-        newest = self.store.versions(env, 1)
+        oldest = self.queries.oldest_version(env)
+        newest = self.queries.versions(env, 1)
         if oldest is None or version < oldest or version > newest[0].seq:
             raise ApiError(404, f"version {version} of {env!r} is not retained")
         return version
 
     def object_history(self, env: str, key: ObjectKey, limit: int = 100) -> list[dict[str, Any]]:
-        changes = self.store.object_history(env, key, limit + 1)
+        changes = self.queries.object_history(env, key, limit + 1)
         if not changes:
             raise ApiError(404, f"{env!r} has no history of {key}")
         out = []
@@ -230,7 +223,7 @@ class Browser:
             self.resolve_version(env, seq, None)
         return [
             change_json(key, before, after)
-            for key, before, after in self.store.changes(env, from_seq, to_seq)
+            for key, before, after in self.queries.changes(env, from_seq, to_seq)
         ]
 
 
@@ -330,7 +323,8 @@ def command_json(record: CommandRecord) -> dict[str, Any]:
 
 
 def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
-    store, clock = browser.store, browser.clock
+    queries, clock = browser.queries, browser.clock
+    registry, queued = browser.stores.registry, browser.stores.commands
 
     def guarded(view: Callable[[_Call], Any], status: int = 200) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -363,7 +357,9 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         if not all(isinstance(t, str) for t in texts) or not isinstance(edge_id, str | None):
             raise ApiError(400, 'expected {"name": str, "group": str, "tags": [str]}')
         try:
-            made = enroll(store, str(name), clock(), group=group, tags=tuple(tags), edge_id=edge_id)
+            made = enroll(
+                registry, str(name), clock(), group=group, tags=tuple(tags), edge_id=edge_id
+            )
         except InputError as exc:
             raise ApiError(409 if "already" in str(exc) else 400, str(exc)) from None
         reg = made.registration
@@ -379,8 +375,9 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         env = call.env
         summary = browser.environment(env)
         doc = environment_json(summary, clock(), browser.health(summary))
-        doc["versions"] = [version_json(v) for v in store.versions(env, 20)]
-        doc["kinds"] = [{"kind": k, "namespace": ns, "objects": n} for k, ns, n in store.kinds(env)]
+        doc["versions"] = [version_json(v) for v in queries.versions(env, 20)]
+        kinds = queries.kinds(env)
+        doc["kinds"] = [{"kind": k, "namespace": ns, "objects": n} for k, ns, n in kinds]
         return doc
 
     def health(call: _Call) -> Any:
@@ -392,19 +389,19 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
     def versions(call: _Call) -> Any:
         browser.environment(call.env)
         limit = int_param(call.request, "limit", 100, MAX_LIMIT)
-        return {"versions": [version_json(v) for v in store.versions(call.env, limit)]}
+        return {"versions": [version_json(v) for v in queries.versions(call.env, limit)]}
 
     def objects(call: _Call) -> Any:
         env = call.env
         browser.environment(env)
         seq = call.version()
-        rows = store.objects(env, object_query(call.request), seq)
+        rows = queries.objects(env, object_query(call.request), seq)
         full = call.request.query_params.get("objects", "") in ("1", "true")
         return {"version": seq, "objects": [object_json(r, with_object=full) for r in rows]}
 
     def one_object(call: _Call) -> Any:
         key = parse_key(call.request.path_params["key"])
-        row = store.object_at(call.env, key, call.version())
+        row = queries.object_at(call.env, key, call.version())
         if row is None:
             raise ApiError(404, f"no {key} in {call.env!r} at that version")
         return object_json(row)
@@ -423,7 +420,7 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
 
     def commands(call: _Call) -> Any:
         browser.environment(call.env)
-        return {"commands": [command_json(c) for c in store.command_records(call.env)]}
+        return {"commands": [command_json(c) for c in queued.command_records(call.env)]}
 
     def queue(call: _Call) -> Any:
         browser.environment(call.env)
@@ -434,8 +431,8 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         problem = validate_command(Command(0, doc["name"], args))
         if problem:
             raise ApiError(400, problem)
-        command = store.queue_command(call.env, doc["name"], args, clock())
-        record = next(r for r in store.command_records(call.env) if r.command.id == command.id)
+        command = queued.queue_command(call.env, doc["name"], args, clock())
+        record = next(r for r in queued.command_records(call.env) if r.command.id == command.id)
         return command_json(record)
 
     def one_command(call: _Call) -> Any:
@@ -443,7 +440,7 @@ def api_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         if not text.isdigit() or len(text) > 18:  # an int route would 500 on 5000 digits
             raise ApiError(400, f"bad command id {text[:20]!r}: a number")
         wanted = int(text)
-        for record in store.command_records(call.env, 10_000):
+        for record in queued.command_records(call.env, 10_000):
             if record.command.id == wanted:
                 return command_json(record)
         raise ApiError(404, f"no command {wanted} for {call.env!r}")

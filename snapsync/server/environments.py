@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from snapsync.errors import InputError
-from snapsync.server.storage import Registration, ServerStore
+from snapsync.server.storage import Registration
+from snapsync.server.store.registry import Registry
 
 EDGE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TAG = re.compile(r"[A-Za-z0-9._:/=-]{1,64}")
@@ -27,12 +28,12 @@ class AgentSecrets(Mapping[str, bytes]):
     """edge id -> agent secret, read from the registry on each request (several servers may
     share it, and an environment registered a second ago must work)."""
 
-    def __init__(self, store: ServerStore | None, shared: bytes | None) -> None:
-        self.store = store
+    def __init__(self, registry: Registry | None, shared: bytes | None) -> None:
+        self.registry = registry
         self.shared = shared or None
 
     def __getitem__(self, edge_id: str) -> bytes:
-        own = self.store.agent_secret(edge_id) if self.store is not None else None
+        own = self.registry.agent_secret(edge_id) if self.registry is not None else None
         secret = own if own is not None else self.shared
         if secret is None:
             raise KeyError(edge_id)
@@ -60,7 +61,7 @@ def edge_id_for(name: str) -> str:
 
 
 def enroll(
-    store: ServerStore,
+    registry: Registry,
     name: str,
     now: float,
     group: str = "",
@@ -83,5 +84,5 @@ def enroll(
         raise InputError(f"bad tag {bad[0]!r}: 1-64 of A-Z a-z 0-9 . _ : / = -")
     token = secrets.token_urlsafe(32)
     registration = Registration(edge, name, group, tuple(dict.fromkeys(tags)), now)
-    store.register(registration, token.encode())
+    registry.register(registration, token.encode())
     return Enrollment(registration, token)

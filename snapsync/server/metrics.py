@@ -22,7 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from snapsync.server.storage import FRESHNESS, ServerStore
+from snapsync.errors import StorageError
+from snapsync.server.storage import FRESHNESS
+from snapsync.server.store.queries import Queries
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 log = logging.getLogger("snapsync.server")
@@ -43,8 +45,8 @@ _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 class _Fleet(Collector):
-    def __init__(self, store: ServerStore, clock: Callable[[], float]) -> None:
-        self.store = store
+    def __init__(self, queries: Queries, clock: Callable[[], float]) -> None:
+        self.queries = queries
         self.clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -64,9 +66,9 @@ class _Fleet(Collector):
         )
         now = self.clock()
         try:
-            fleet = self.store.environments(now)
-        except Exception as exc:  # a scrape must not fail because the database hiccupped
-            log.warning("metrics: cannot read environments: %s", type(exc).__name__)
+            fleet = self.queries.environments(now)
+        except StorageError as exc:  # a scrape must not fail because the database hiccupped
+            log.warning("metrics: cannot read environments: %s", exc)
             return
         tally = Tally(env.status(now) for env in fleet)
         for state in FRESHNESS:
@@ -83,7 +85,7 @@ class _Fleet(Collector):
 
 
 class ServerMetrics:
-    def __init__(self, store: ServerStore | None, clock: Callable[[], float]) -> None:
+    def __init__(self, queries: Queries | None, clock: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.received = Counter(
@@ -123,8 +125,8 @@ class ServerMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )
-        if store is not None:
-            r.register(_Fleet(store, clock))
+        if queries is not None:
+            r.register(_Fleet(queries, clock))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -25,11 +25,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from snapsync.errors import InputError
+from snapsync.errors import ApiError, InputError
 from snapsync.kubeview import to_yaml
 from snapsync.server.browse import (
     ApiAccess,
-    ApiError,
     Browser,
     int_param,
     object_query,
@@ -92,7 +91,7 @@ def templates() -> Environment:
 
 def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
     jinja = templates()
-    store, clock = browser.store, browser.clock
+    queries, clock = browser.queries, browser.clock
 
     def render(template: str, **context: Any) -> str:
         return jinja.get_template(template).render(now=clock(), **context)
@@ -142,9 +141,9 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         env = browser.environment(edge)
         query = object_query(request)
         query = replace(query, limit=PAGE_OBJECTS + 1)
-        rows = store.objects(edge, query)
+        rows = queries.objects(edge, query)
         spaces: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for kind, namespace, count in store.kinds(edge):
+        for kind, namespace, count in queries.kinds(edge):
             spaces[kind].append((namespace, count))
         kinds = [(k, sum(n for _, n in s), s) for k, s in sorted(spaces.items())]
         return render(
@@ -158,7 +157,7 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
             label=request.query_params.get("label", ""),
             objects=rows[:PAGE_OBJECTS],
             more=len(rows) > PAGE_OBJECTS,
-            versions=store.versions(edge, 15),
+            versions=queries.versions(edge, 15),
         )
 
     def one_object(request: Request) -> str:
@@ -166,7 +165,7 @@ def page_routes(browser: Browser, access: ApiAccess) -> list[BaseRoute]:
         env = browser.environment(edge)
         key = parse_key(request.path_params["key"])
         history = browser.object_history(edge, key, int_param(request, "limit", 50, 1000))
-        current = store.object_at(edge, key)
+        current = queries.object_at(edge, key)
         as_json = request.query_params.get("format", "yaml") == "json"
         return render(
             "object.html", env=env, key=key, current=current, history=history, as_json=as_json

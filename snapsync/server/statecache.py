@@ -6,7 +6,7 @@ rows, verified against the stored digest, and then stays hot until evicted, leas
 first. Only the newest version of an environment is kept: an upload against an older held
 version reads it from storage (the agent's base is the newest but for a lost acknowledgement).
 When another process stored newer versions, the kept one is brought up to date from the object
-rows those versions changed (sqlstore.py), so a site whose uploads alternate between server
+rows those versions changed (store/versions.py), so a site whose uploads alternate between server
 processes costs each a read of what changed, not of the environment.
 
 The bound is on an estimate, not a measurement: a decoded snapshot takes about 6 times its

@@ -1,8 +1,8 @@
 """What the server keeps beyond the protocol's needs, as values: environments, objects, history.
 
 The protocol talks to a store through `VersionStore` (snapsync.protocol.server); the browse API,
-the page, the registry and the metrics talk to it through `ServerStore` below, which both SQL
-stores implement. Everything here is a frozen value, so a page can hold what it read without
+the page, the registry and the metrics talk to the repositories of server/store/, which take
+and give these values. Everything here is a frozen value, so a page can hold what it read without
 the store changing it underneath.
 
 Invariants:
@@ -17,12 +17,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from snapsync.canonical.keys import ObjectKey
 from snapsync.collect.base import KindError
 from snapsync.protocol.messages import Command, CommandResult
-from snapsync.protocol.server import VersionStore
 
 # How long since the agent was heard from before an environment counts as stale / offline.
 FRESH_SECONDS = 5 * 60.0
@@ -154,48 +153,6 @@ class CommandRecord:
     queued_at: float
     result: CommandResult | None
     result_at: float | None
-
-
-class ServerStore(VersionStore, Protocol):
-    """The protocol's store plus what the registry, browse API, page and metrics read."""
-
-    retention: Retention
-
-    def ping(self) -> None:
-        """Raise when the database does not answer (readiness)."""
-
-    def close(self) -> None: ...
-
-    # registry
-    def register(self, registration: Registration, secret: bytes) -> None: ...
-    def registration(self, edge_id: str) -> Registration | None: ...
-    def registrations(self) -> list[Registration]: ...
-    def agent_secret(self, edge_id: str) -> bytes | None: ...
-
-    # traffic
-    def record_traffic(self, env: str, now: float, received: int, sent: int) -> None: ...
-
-    # browsing
-    def environments(self, now: float, only: str | None = None) -> Sequence[EnvironmentSummary]: ...
-    def versions(self, env: str, limit: int = 100) -> Sequence[VersionInfo]: ...
-    def version_at(self, env: str, t: float) -> VersionInfo | None: ...
-    def oldest_version(self, env: str) -> int | None: ...
-    def objects(self, env: str, query: ObjectQuery, seq: int | None = None) -> list[ObjectRow]: ...
-    def object_at(self, env: str, key: ObjectKey, seq: int | None = None) -> ObjectRow | None: ...
-    def object_history(self, env: str, key: ObjectKey, limit: int = 100) -> list[ObjectChange]: ...
-    def kinds(self, env: str) -> list[tuple[str, str, int]]:
-        """(kind ref, namespace, objects) of the current version."""
-
-    def changes(
-        self, env: str, from_seq: int, to_seq: int
-    ) -> list[tuple[ObjectKey, dict[str, Any] | None, dict[str, Any] | None]]:
-        """Objects that differ between two versions: (key, before, after)."""
-
-    # commands
-    def queue_command(
-        self, env: str, name: str, args: dict[str, object] | None = None, now: float = 0.0
-    ) -> Command: ...
-    def command_records(self, env: str, limit: int = 100) -> list[CommandRecord]: ...
 
 
 # What one stored header may hold: an agent is a peer like any other, and these reach every

@@ -8,7 +8,7 @@ SIGINT on, and exits with the first failure.
 What makes it safe: every process keeps its state in the database. Commits for one environment
 are serialized by the database (SQLite's writer lock, PostgreSQL's advisory lock per
 environment), each numbering itself after the newest it sees; a process's cache of newest
-versions is used only when it still is the newest at commit time (sqlstore.py), else the
+versions is used only when it still is the newest at commit time (store/versions.py), else the
 object rows decide; and nonces of signed requests go to the database, so a replay to another
 process is refused.
 """

@@ -1,7 +1,7 @@
-"""The server's store on SQLite: one file, WAL, every write in one `BEGIN IMMEDIATE` transaction.
+"""The server's database on SQLite: one file, WAL, every write in one `BEGIN IMMEDIATE` transaction.
 
 A crash at any point leaves the previous version intact: a commit writes the new version, its
-changed objects, their history and the pruning in a single transaction (sqlstore.py), and
+changed objects, their history and the pruning in a single transaction (versions.py), and
 `synchronous=FULL` makes a committed version survive a power cut (bookkeeping writes use
 NORMAL: atomic, safe against a process crash, a moment behind after a power cut). SQLite's
 single writer lock is the environment lock: two commits never interleave.
@@ -19,32 +19,27 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from snapsync.errors import InputError
-from snapsync.protocol.messages import Version
 from snapsync.server.groupcommit import GroupCommit
-from snapsync.server.sqlstore import SQLStore
-from snapsync.server.statecache import DEFAULT_CACHE_BYTES
-from snapsync.server.storage import Retention
+from snapsync.server.store.sql import Database
+
+T = TypeVar("T")
 
 
-class SQLiteStore(SQLStore):
+class SQLiteDatabase(Database):
     unavailable = (sqlite3.OperationalError,)
+    # Seconds a write waits for another process's write before the database counts as away.
+    busy_timeout = 30.0
 
-    def __init__(
-        self,
-        path: str | Path,
-        keep_versions: int = 3,
-        retention: Retention | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-    ) -> None:
-        super().__init__(keep_versions, retention, cache_bytes)
+    def __init__(self, path: str | Path, shared_by_processes: bool = False) -> None:
+        super().__init__(shared_by_processes)
         self.path = str(path)
         # One writer at a time within this process: SQLite allows one anyway, and waiting on a
         # lock wakes a waiter at once, where SQLite's busy handler sleeps and retries.
         self._writer = threading.Lock()
-        self._group = GroupCommit(self._tx, self._observe)
+        self._group = GroupCommit(self.tx, self._observe)
         self._lock_file: BinaryIO | None = None
         try:
             self._create_schema()
@@ -52,13 +47,15 @@ class SQLiteStore(SQLStore):
             raise InputError(f"database {self.path}: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         return db
 
     @contextmanager
-    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool) -> Iterator[sqlite3.Connection]:
         db: sqlite3.Connection = self._db()
         with self._writer, self._other_processes():
             db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -86,8 +83,9 @@ class SQLiteStore(SQLStore):
         finally:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
-    def _durable(self, write: Callable[[Any], Version]) -> Version:
-        return self._group.run(write)
+    def durable(self, write: Callable[[Any], T]) -> T:
+        with self.outage():  # a write's own error comes back raw from its savepoint
+            return self._group.run(write)
 
     def _observe(self, size: int) -> None:
         if self.observe_batch is not None:
@@ -99,4 +97,4 @@ class SQLiteStore(SQLStore):
             self._lock_file.close()
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"
+        return f"SQLiteDatabase({self.path!r})"

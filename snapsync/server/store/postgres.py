@@ -1,4 +1,4 @@
-"""The server's store on PostgreSQL, for fleets that outgrow one machine.
+"""The server's database on PostgreSQL, for fleets that outgrow one machine.
 
 Several server processes behind a load balancer share one database: everything, uploads in
 progress included, lives in it, never in a process. Each write is one transaction; a commit or
@@ -18,24 +18,15 @@ from typing import Any
 import psycopg
 
 from snapsync.errors import InputError
-from snapsync.server.sqlstore import SCHEMA, SQLStore
-from snapsync.server.statecache import DEFAULT_CACHE_BYTES
-from snapsync.server.storage import Retention
+from snapsync.server.store.sql import SCHEMA, Database
 
 
-class PostgreSQLStore(SQLStore):
+class PostgreSQLDatabase(Database):
     placeholder = "%s"
-    shared_by_processes = True
     unavailable = (psycopg.OperationalError, psycopg.InterfaceError)
 
-    def __init__(
-        self,
-        dsn: str,
-        keep_versions: int = 3,
-        retention: Retention | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-    ) -> None:
-        super().__init__(keep_versions, retention, cache_bytes)
+    def __init__(self, dsn: str) -> None:
+        super().__init__(shared_by_processes=True)
         self.dsn = dsn
         try:
             self._create_schema()
@@ -49,7 +40,7 @@ class PostgreSQLStore(SQLStore):
         return SCHEMA.format(int="BIGINT", blob="BYTEA", real="DOUBLE PRECISION")
 
     @contextmanager
-    def _tx(self, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    def _transaction(self, durable: bool) -> Iterator[psycopg.Connection[Any]]:
         db: psycopg.Connection[Any] = self._db()
         with db.transaction():
             if not durable:
@@ -63,16 +54,16 @@ class PostgreSQLStore(SQLStore):
             db = super()._db()
         return db
 
-    def _lock_env(self, db: Any, env: str) -> None:
-        self._run(db, "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (env,))
+    def lock_env(self, db: Any, env: str) -> None:
+        self.run(db, "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (env,))
 
-    def _many(self, db: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def many(self, db: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             with db.cursor() as cursor:
                 cursor.executemany(self._q(sql), rows)
 
     def __repr__(self) -> str:
-        return f"PostgreSQLStore({_redacted(self.dsn)!r})"
+        return f"PostgreSQLDatabase({_redacted(self.dsn)!r})"
 
 
 def _redacted(dsn: str) -> str:
