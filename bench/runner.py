@@ -22,7 +22,7 @@ from typing import Any
 
 from snapsync.canonical.snapshot import Snapshot
 from snapsync.codec.pipeline import EncodeOptions, apply_frame, encode_delta
-from snapsync.codec.wire_form import pack_delta
+from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
 from snapsync.protocol import AgentConfig, Intervals, ServerProtocol
 from snapsync.protocol.events import Acked

@@ -22,7 +22,7 @@ from snapsync.codec.pipeline import (
     encode_delta,
     inspect_frame,
 )
-from snapsync.codec.wire_form import pack_delta
+from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
 from snapsync.errors import BaseMismatch, DeltaError, FrameError
 

@@ -38,7 +38,7 @@ from snapsync.codec.pipeline import (
     snapshot_payload,
     unpack_payload,
 )
-from snapsync.codec.wire_form import unpack_delta
+from snapsync.codec.wire_unpack import unpack_delta
 from snapsync.delta.diff import Delta, apply, apply_ops
 from snapsync.errors import DeltaError, FrameCorrupt, FrameTooLarge, RemoteProtocolError
 from snapsync.protocol.auth import sign

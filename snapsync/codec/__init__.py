@@ -1,7 +1,9 @@
 """Stage 3 of the data path: snapshots and deltas to the bytes on disk and wire, and back.
 
     frame        the binary frame around every payload (schemas/frame.md)
-    wire_form    a Delta's compact payload: base objects by position, leaves against references
+    wire_form    a Delta's compact payload: its layout and the vocabulary both sides share
+    wire_pack    building that payload: base objects by position, leaves against references
+    wire_unpack  reading it back against the base, every entry checked and bounded
     leaves       field-aware leaf encoding (what changes costs few bytes)
     dictionaries trained zstd dictionaries shipped by id
     pipeline     encode a cycle (the smallest candidate that verifies) and decode a frame

@@ -43,14 +43,8 @@ from snapsync.codec.frame import (
     Limits,
     unpack_frame,
 )
-from snapsync.codec.wire_form import (
-    Unencodable,
-    WireStats,
-    pack_delta,
-    summarize_payload,
-    unpack_delta,
-    untrusted,
-)
+from snapsync.codec.wire_pack import WireStats, pack_delta
+from snapsync.codec.wire_unpack import summarize_payload, unpack_delta, untrusted
 from snapsync.delta.diff import (
     Delta,
     delta_document,
@@ -68,6 +62,7 @@ from snapsync.errors import (
     FrameTooLarge,
     FrameUnsupported,
     InputError,
+    Unencodable,
 )
 
 DEFAULT_SNAPSHOT_LEVEL = 9
