@@ -42,8 +42,7 @@ if TYPE_CHECKING:
         SnapshotBuilder,
         build_snapshot,
     )
-    from snapsync.codec.frame import Limits
-    from snapsync.codec.pipeline import (
+    from snapsync.codec import (
         Encoded,
         EncodeOptions,
         apply_frame,
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
         inspect_frame,
         snapshot_document,
     )
+    from snapsync.codec.frame import Limits
     from snapsync.collect import (
         CanonicalSink,
         Collector,
@@ -78,7 +78,7 @@ _LAZY = {
         "build_snapshot",
     ),
     "snapsync.codec.frame": ("Limits",),
-    "snapsync.codec.pipeline": (
+    "snapsync.codec": (
         "EncodeOptions",
         "Encoded",
         "apply_frame",

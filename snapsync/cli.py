@@ -12,6 +12,7 @@ import math
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, fields
@@ -24,7 +25,8 @@ from rich.table import Table
 
 from snapsync import __version__
 from snapsync.client.commands import envs, get, server_options, show_health
-from snapsync.codec.pipeline import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot, snapshot_document
+from snapsync.codec.decode import snapshot_document
+from snapsync.codec.encode import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot
 from snapsync.collect import Collector, FileCollector
 
 if TYPE_CHECKING:
@@ -284,7 +286,7 @@ def inspect(file: str, as_json: bool, base: str | None) -> None:
 
 def _inspect_frame(data: bytes, name: str, base: str | None, as_json: bool) -> None:
     """Deltas and patch-from frames: header, sizes, what changed (counted without the base)."""
-    from snapsync.codec.pipeline import inspect_frame
+    from snapsync.codec.decode import inspect_frame
 
     base_snapshot = load_snapshot(base) if base else None
     try:
@@ -374,13 +376,13 @@ def diff(base: str, new: str, output: str, as_json: bool) -> None:
     Every candidate is computed (compact delta, patch-from, full snapshot) and its size shown;
     the agent skips the ones that cannot win, this command does not.
     """
-    from snapsync.codec.pipeline import EncodeOptions, encode_delta
+    from snapsync.codec.encode import EncodeOptions, encode_delta
 
     base_snapshot, new_snapshot = load_snapshot(base), load_snapshot(new)
     everything = EncodeOptions(
         patch_from_min_share=0.0, patch_from_max_base=2**62, full_skip_ratio=0
     )
-    encoded = encode_delta(base_snapshot, new_snapshot, everything)
+    encoded = encode_delta(base_snapshot, new_snapshot, everything, timer=time.process_time)
     atomic_write(output, encoded.frame)
     summary = {
         "chosen": encoded.chosen,
@@ -409,7 +411,7 @@ def diff(base: str, new: str, output: str, as_json: bool) -> None:
 )
 def apply_command(base: str, delta: str, output: str, fmt: str) -> None:
     """Apply frame DELTA to snapshot BASE; the result must have the frame's target digest."""
-    from snapsync.codec.pipeline import apply_frame
+    from snapsync.codec.decode import apply_frame
 
     base_snapshot = load_snapshot(base)
     try:

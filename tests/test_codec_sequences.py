@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from support_codec import PROFILE, stamp
 
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
-from snapsync.codec.pipeline import EncodeOptions, apply_frame, encode_delta
+from snapsync.codec.decode import apply_frame
+from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.sim.sample_cluster import SampleCluster
 
 

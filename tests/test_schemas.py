@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import KindError, SnapshotBuilder
-from snapsync.codec.pipeline import snapshot_document
+from snapsync.codec.decode import snapshot_document
 from snapsync.resources import schema
 from tests.support_objects import raw_objects, unique_by_key
 

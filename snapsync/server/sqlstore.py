@@ -45,7 +45,8 @@ import msgpack
 
 from snapsync.canonical.keys import ObjectKey, split_kind_ref
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
-from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.collect.base import KindError
 from snapsync.delta.diff import Delta
 from snapsync.delta.incremental import IncrementalSnapshot, derive
