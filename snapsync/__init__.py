@@ -23,6 +23,7 @@ from snapsync.errors import (
     FrameTruncated,
     FrameUnsupported,
     InputError,
+    KubeApiError,
     LocalProtocolError,
     ProfileError,
     ProtocolError,
@@ -30,6 +31,7 @@ from snapsync.errors import (
     ReplayMemoryFull,
     SnapsyncError,
     TransportError,
+    Unencodable,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from snapsync.canonical.profile import Profile, load_profile
     from snapsync.canonical.snapshot import (
         CanonicalObject,
+        KindFailure,
         Snapshot,
         SnapshotBuilder,
         build_snapshot,
@@ -58,7 +61,6 @@ if TYPE_CHECKING:
         CanonicalSink,
         Collector,
         FileCollector,
-        KindError,
         KubeCollector,
         KubeOptions,
         KubeWatchCollector,
@@ -73,6 +75,7 @@ _LAZY = {
     "snapsync.canonical.profile": ("Profile", "load_profile"),
     "snapsync.canonical.snapshot": (
         "CanonicalObject",
+        "KindFailure",
         "Snapshot",
         "SnapshotBuilder",
         "build_snapshot",
@@ -93,7 +96,6 @@ _LAZY = {
         "CanonicalSink",
         "Collector",
         "FileCollector",
-        "KindError",
         "KubeCollector",
         "KubeOptions",
         "KubeWatchCollector",
@@ -129,7 +131,8 @@ __all__ = [
     "FrameUnsupported",
     "HttpTransport",
     "InputError",
-    "KindError",
+    "KindFailure",
+    "KubeApiError",
     "KubeCollector",
     "KubeOptions",
     "KubeWatchCollector",
@@ -151,6 +154,7 @@ __all__ = [
     "StepReport",
     "Transport",
     "TransportError",
+    "Unencodable",
     "apply",
     "apply_frame",
     "build_snapshot",

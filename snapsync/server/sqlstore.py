@@ -44,10 +44,9 @@ from typing import Any
 import msgpack
 
 from snapsync.canonical.keys import ObjectKey, split_kind_ref
-from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+from snapsync.canonical.snapshot import CanonicalObject, KindFailure, Snapshot, SnapshotHeader
 from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_snapshot
-from snapsync.collect.base import KindError
 from snapsync.delta.diff import Delta
 from snapsync.delta.incremental import IncrementalSnapshot, derive
 from snapsync.errors import DeltaError, InputError
@@ -955,8 +954,8 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def _kind_errors(text: str) -> tuple[KindError, ...]:
-    return tuple(KindError(e["kind"], e["reason"], e["message"]) for e in json.loads(text))
+def _kind_errors(text: str) -> tuple[KindFailure, ...]:
+    return tuple(KindFailure(e["kind"], e["reason"], e["message"]) for e in json.loads(text))
 
 
 def _opt_bytes(value: Any) -> bytes | None:
