@@ -6,7 +6,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from support_codec import EPOCH, LEAVES, snap, snapshot_pairs, stamp
 from support_objects import JSON
@@ -37,7 +37,6 @@ def test_chosen_frame_applies_to_the_target(pair: tuple[Snapshot, Snapshot]) -> 
     assert apply_frame(base, encoded.frame).digest == new.digest
 
 
-@settings(max_examples=40)
 @given(snapshot_pairs(), st.sampled_from(sorted(ONLY)))
 def test_every_candidate_decodes_to_the_target(pair: tuple[Snapshot, Snapshot], name: str) -> None:
     base, new = pair

@@ -68,7 +68,7 @@ def test_no_secret_value_in_snapshot_frame_payload_or_json(
         assert decode_snapshot(frame).digest == snapshot.digest
 
 
-@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(secrets())
 def test_no_secret_value_in_cli_output(
     tmp_path: Path, case: tuple[dict[str, Any], list[bytes]]
