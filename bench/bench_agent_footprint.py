@@ -59,7 +59,7 @@ BASELINES = """
 import itertools, json, sys
 from pathlib import Path
 from snapsync.sim import baselines as bl
-from snapsync.codec.pipeline import decode_snapshot, encode_delta
+from snapsync.codec import decode_snapshot, encode_delta
 snapshots = []
 for file in Path(sys.argv[1]).glob("*.snap"):
     try:

@@ -15,7 +15,7 @@ import argparse
 
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
-from snapsync.codec.pipeline import encode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.protocol import AgentConfig, AgentProtocol, Intervals
 from snapsync.sim.link import ENV, Sim
 from snapsync.sim.sample_cluster import SampleCluster

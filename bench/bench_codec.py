@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from snapsync.canonical.profile import load_profile  # noqa: E402
 from snapsync.canonical.snapshot import Snapshot, build_snapshot  # noqa: E402
 from snapsync.codec import dictionaries  # noqa: E402
-from snapsync.codec.pipeline import EncodeOptions, apply_frame, encode_delta  # noqa: E402
+from snapsync.codec.decode import apply_frame  # noqa: E402
+from snapsync.codec.encode import EncodeOptions, encode_delta  # noqa: E402
 from snapsync.sim.baselines import (  # noqa: E402
     full_json_gzip,
     full_msgpack_zstd,
@@ -120,10 +121,10 @@ def run(objects: int, churn: float, cycles: int, options: EncodeOptions) -> Row:
         blob, ms = timed(lambda: full_msgpack_zstd(new))  # noqa: B023
         row.add("full msgpack + zstd-3", len(blob), ms)
 
-        every = encode_delta(base, new, ALL_CANDIDATES)
+        every = encode_delta(base, new, ALL_CANDIDATES, timer=time.process_time)
         for name, size in every.candidates.items():
             row.add(f"snapsync candidate: {name}", size, every.cpu_ms.get(name, 0.0))
-        encoded, ms = timed(lambda: encode_delta(base, new, options))  # noqa: B023
+        encoded, ms = timed(lambda: encode_delta(base, new, options, timer=time.process_time))  # noqa: B023
         row.add("snapsync chosen frame (all steps, defaults)", len(encoded.frame), ms)
         row.add(f"(chosen: {encoded.chosen})", len(encoded.frame), 0.0)
         result, ms = timed(lambda: apply_frame(base, encoded.frame))  # noqa: B023

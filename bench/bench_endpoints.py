@@ -23,7 +23,7 @@ from pathlib import Path
 
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.codec.pipeline import encode_delta, encode_snapshot
+from snapsync.codec.encode import encode_delta, encode_snapshot
 from tools.traces import TraceSpec, start
 
 ENDPOINTS = "Endpoints"

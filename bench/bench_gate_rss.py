@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_server_load import SECRET  # noqa: E402
 from snapsync.canonical.profile import load_profile  # noqa: E402
 from snapsync.canonical.snapshot import build_snapshot  # noqa: E402
-from snapsync.codec.pipeline import encode_snapshot  # noqa: E402
+from snapsync.codec.encode import encode_snapshot  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
 from snapsync.protocol.messages import Chunk, Ping, UploadReply, decode  # noqa: E402
 from tools.serving import serving  # noqa: E402

@@ -8,7 +8,7 @@ environments of several sizes, one or more server processes.
 
 Each site is an environment of its own (an edge id, signed requests with the shared agent
 secret) that ships what a real agent ships: first its whole snapshot, then, cycle after cycle,
-the codec's smallest frame (snapsync.codec.pipeline.encode_delta) from one state of a churning
+the codec's smallest frame (snapsync.codec.encode.encode_delta) from one state of a churning
 sample cluster (snapsync.sim.sample_cluster, "steady" churn, one minute per cycle) to the next.
 Clusters are precomputed for a few seeds and shared between sites (each environment still
 stores and verifies its own copy), so the generator spends its CPU on HTTP, not on diffing.
@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from snapsync.canonical.profile import load_profile  # noqa: E402
 from snapsync.canonical.snapshot import Snapshot, build_snapshot  # noqa: E402
-from snapsync.codec.pipeline import encode_delta, encode_snapshot  # noqa: E402
+from snapsync.codec.encode import encode_delta, encode_snapshot  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
 from snapsync.protocol.messages import Chunk, UploadReply, decode  # noqa: E402
 from snapsync.sim.sample_cluster import SampleCluster  # noqa: E402

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.codec.pipeline import EncodeOptions, apply_frame, encode_delta
-from snapsync.codec.wire_form import pack_delta
+from snapsync.codec.decode import apply_frame
+from snapsync.codec.encode import EncodeOptions, encode_delta
+from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
 from snapsync.protocol import AgentConfig, Intervals, ServerProtocol
 from snapsync.protocol.events import Acked

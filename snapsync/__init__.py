@@ -24,6 +24,7 @@ from snapsync.errors import (
     FrameTruncated,
     FrameUnsupported,
     InputError,
+    KubeApiError,
     LocalProtocolError,
     ProfileError,
     ProtocolError,
@@ -32,6 +33,7 @@ from snapsync.errors import (
     SnapsyncError,
     StorageError,
     TransportError,
+    Unencodable,
 )
 
 if TYPE_CHECKING:
@@ -48,12 +50,12 @@ if TYPE_CHECKING:
     from snapsync.canonical.profile import Profile, load_profile
     from snapsync.canonical.snapshot import (
         CanonicalObject,
+        KindFailure,
         Snapshot,
         SnapshotBuilder,
         build_snapshot,
     )
-    from snapsync.codec.frame import Limits
-    from snapsync.codec.pipeline import (
+    from snapsync.codec import (
         Encoded,
         EncodeOptions,
         apply_frame,
@@ -64,11 +66,11 @@ if TYPE_CHECKING:
         inspect_frame,
         snapshot_document,
     )
+    from snapsync.codec.frame import Limits
     from snapsync.collect import (
         CanonicalSink,
         Collector,
         FileCollector,
-        KindError,
         KubeCollector,
         KubeOptions,
         KubeWatchCollector,
@@ -91,12 +93,13 @@ _LAZY = {
     "snapsync.canonical.profile": ("Profile", "load_profile"),
     "snapsync.canonical.snapshot": (
         "CanonicalObject",
+        "KindFailure",
         "Snapshot",
         "SnapshotBuilder",
         "build_snapshot",
     ),
     "snapsync.codec.frame": ("Limits",),
-    "snapsync.codec.pipeline": (
+    "snapsync.codec": (
         "EncodeOptions",
         "Encoded",
         "apply_frame",
@@ -111,7 +114,6 @@ _LAZY = {
         "CanonicalSink",
         "Collector",
         "FileCollector",
-        "KindError",
         "KubeCollector",
         "KubeOptions",
         "KubeWatchCollector",
@@ -149,7 +151,8 @@ __all__ = [
     "FrameUnsupported",
     "HttpTransport",
     "InputError",
-    "KindError",
+    "KindFailure",
+    "KubeApiError",
     "KubeCollector",
     "KubeOptions",
     "KubeWatchCollector",
@@ -172,6 +175,7 @@ __all__ = [
     "StorageError",
     "Transport",
     "TransportError",
+    "Unencodable",
     "apply",
     "apply_frame",
     "build_snapshot",

@@ -5,13 +5,17 @@
     │   ├── ProfileError      a profile does not validate or cannot be read
     │   └── CanonicalError    an object cannot be canonicalized (no kind, no name, ...)
     ├── CollectionError       the cluster (or a dump) could not be collected at all
+    ├── KubeApiError          one request to the Kubernetes API failed (collect.kubeapi has the
+    │                         four kinds: ApiStatusError, ApiUnreachable, ApiConnectionLost,
+    │                         ApiTimeout); collectors record it per kind, commands report it
     ├── FrameError            bytes are not a valid snapshot/delta frame
     │   ├── FrameTruncated
     │   ├── FrameCorrupt      checksum or structure mismatch
     │   ├── FrameUnsupported  unknown version, kind, codec or dictionary
     │   └── FrameTooLarge     a declared size exceeds the decoder's limit
-    └── DeltaError            a delta does not apply to its base or misses its target digest
-    │   └── BaseMismatch      a frame was made against another base than the one offered
+    ├── DeltaError            a delta does not apply to its base or misses its target digest
+    │   ├── BaseMismatch      a frame was made against another base than the one offered
+    │   └── Unencodable       a delta cannot take the compact wire form against its base
     ├── AuthError             a request's signature, timestamp or nonce does not check out
     │   └── ReplayMemoryFull  too many live nonces to remember one more: retry later
     ├── TransportError        a request to the server did not complete (refused, cut, timeout)
@@ -42,6 +46,12 @@ class ProfileError(InputError):
 
 class CollectionError(SnapsyncError):
     """Collection failed as a whole (not one kind: those are recorded in the snapshot)."""
+
+
+class KubeApiError(SnapsyncError):
+    """One request to the Kubernetes API failed: an error status, no connection, a connection
+    cut, or no answer in time (the subclasses in snapsync.collect.kubeapi say which). A
+    collector records it for the kind (or retries); it is never the failure of a whole cycle."""
 
 
 class CanonicalError(InputError):
@@ -83,6 +93,12 @@ class BaseMismatch(DeltaError):
         super().__init__(message)
         self.expected = expected
         self.offered = offered
+
+
+class Unencodable(DeltaError):
+    """A delta cannot take the compact wire form against this base (it names an object the base
+    lacks, or holds an operation that is not plain RFC 6902): the codec ships another candidate.
+    """
 
 
 class AuthError(SnapsyncError):

@@ -1,6 +1,8 @@
 """Suite-wide settings. Hypothesis profiles: `dev` (default), `ci` (CI=true), `long`.
 
-Pick one with `--hypothesis-profile=long` (or HYPOTHESIS_PROFILE=long). Helpers and fixtures of one
+Pick one with `--hypothesis-profile=long` (or HYPOTHESIS_PROFILE=long). The profiles govern every
+test: none fixes its own max_examples; one whose examples are expensive runs a share of the
+profile's (support_hypothesis.expensive), so `long` lengthens it too. Helpers and fixtures of one
 area live in that area's own module (tests/support_*.py), not here.
 """
 

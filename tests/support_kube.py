@@ -18,8 +18,13 @@ import pytest
 
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import Profile, load_profile
-from snapsync.canonical.snapshot import KeyedObject, Snapshot, SnapshotBuilder, build_snapshot
-from snapsync.collect.base import KindError
+from snapsync.canonical.snapshot import (
+    KeyedObject,
+    KindFailure,
+    Snapshot,
+    SnapshotBuilder,
+    build_snapshot,
+)
 from snapsync.collect.kube import KubeCollector, KubeOptions
 from tools.kube_emulator import ClusterState, KubeEmulator
 
@@ -188,7 +193,7 @@ class RecordingSink:
         self.discards += 1
         self.builder.discard(key)
 
-    def record_error(self, error: KindError) -> None:
+    def record_error(self, error: KindFailure) -> None:
         self.builder.record_error(error)
 
 

@@ -19,12 +19,9 @@ from snapsync.canonical.snapshot import (
     build_snapshot,
     object_uid,
 )
-from snapsync.codec.pipeline import (
-    decode_snapshot,
-    encode_snapshot,
-    encode_snapshot_streamed,
-    snapshot_payload,
-)
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import encode_snapshot, encode_snapshot_streamed
+from snapsync.codec.payload import snapshot_payload
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_objects import JSON, raw_objects, unique_by_key
 

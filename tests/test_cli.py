@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from snapsync.cli import cli
-from snapsync.codec.pipeline import decode_snapshot
+from snapsync.codec.decode import decode_snapshot
 
 OBJECTS = [
     {

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
 from snapsync.cli import cli
-from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.sim.sample_cluster import SampleCluster
 
 

@@ -6,23 +6,18 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from support_codec import EPOCH, LEAVES, snap, snapshot_pairs, stamp
 from support_objects import JSON
 
 from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.decode import apply_frame, decode_frame, inspect_frame
 from snapsync.codec.dictionaries import known_ids
+from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.codec.frame import OVERHEAD, Codec, Frame, FrameKind, unpack_frame
 from snapsync.codec.leaves import EXT_HELD, EXT_UID_OF, Expansion, LeafDecoder, LeafEncoder
-from snapsync.codec.pipeline import (
-    EncodeOptions,
-    apply_frame,
-    decode_frame,
-    encode_delta,
-    inspect_frame,
-)
-from snapsync.codec.wire_form import pack_delta
+from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
 from snapsync.errors import BaseMismatch, DeltaError, FrameError
 
@@ -42,7 +37,6 @@ def test_chosen_frame_applies_to_the_target(pair: tuple[Snapshot, Snapshot]) -> 
     assert apply_frame(base, encoded.frame).digest == new.digest
 
 
-@settings(max_examples=40)
 @given(snapshot_pairs(), st.sampled_from(sorted(ONLY)))
 def test_every_candidate_decodes_to_the_target(pair: tuple[Snapshot, Snapshot], name: str) -> None:
     base, new = pair
@@ -150,6 +144,16 @@ def test_a_new_sibling_pod_costs_a_fraction_of_itself() -> None:
     assert sibling.stats is not None and sibling.stats.added_exemplar == 1
     assert (len(sibling.frame) - OVERHEAD) * 2 < len(whole.frame) - OVERHEAD
     assert apply_frame(base, sibling.frame).digest == new.digest
+
+
+def test_encoding_reads_no_clock_unless_given_a_timer() -> None:
+    base, new = snap(_pods(5, 0)), snap(_pods(6, 0), 60)
+    assert encode_delta(base, new).cpu_ms == {}  # the protocol's call: sans-IO, nothing timed
+    ticks = iter(range(100))
+    timed = encode_delta(base, new, timer=lambda: float(next(ticks)))
+    assert {"diff", "delta", "verify"} <= timed.cpu_ms.keys()
+    assert all(ms == 1000.0 for ms in timed.cpu_ms.values())  # one tick per step, in ms
+    assert timed.frame == encode_delta(base, new).frame
 
 
 def test_a_frame_against_another_base_is_refused_as_base_mismatch() -> None:

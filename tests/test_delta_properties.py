@@ -29,8 +29,9 @@ from snapsync.delta.diff import (
     diff,
     diff_objects,
 )
-from snapsync.delta.jsondiff import apply_patch, same
 from snapsync.delta.jsondiff import diff as json_diff
+from snapsync.delta.jsondiff import same
+from snapsync.delta.patch import apply_patch
 from snapsync.errors import DeltaError
 from snapsync.resources import schema
 

@@ -25,7 +25,8 @@ import pytest
 from snapsync.agent import Agent, HttpTransport
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
-from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals
 from snapsync.server.store import open_store

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
 from snapsync.cli import cli
-from snapsync.codec.pipeline import encode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.errors import InputError
 from snapsync.fileio import read_text
 

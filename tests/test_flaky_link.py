@@ -33,7 +33,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
-from snapsync.codec.pipeline import decode_snapshot, encode_delta, encode_snapshot
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import encode_delta, encode_snapshot
 from snapsync.protocol import AgentConfig, BudgetConfig, Command, CommandResult, Intervals
 from snapsync.protocol.budget import period_start
 from snapsync.sim.link import ENV, LinkFaults, Sim

@@ -17,15 +17,10 @@ from hypothesis import strategies as st
 from support_codec import snap, stamp
 
 from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.decode import apply_frame, decode_frame, inspect_frame
+from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.codec.frame import HEADER_SIZE, MAGIC, NO_DIGEST, Codec, Frame, FrameKind, Limits
-from snapsync.codec.pipeline import (
-    EncodeOptions,
-    apply_frame,
-    decode_frame,
-    encode_delta,
-    inspect_frame,
-)
-from snapsync.codec.wire_form import pack_delta
+from snapsync.codec.wire_pack import pack_delta
 from snapsync.errors import (
     DeltaError,
     FrameCorrupt,

@@ -27,18 +27,11 @@ from snapsync.bounds import (
     unpackb,
 )
 from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import EncodeOptions, encode_delta, encode_repair, encode_snapshot
 from snapsync.codec.frame import DEFAULT_LIMITS, unpack_frame
-from snapsync.codec.pipeline import (
-    EncodeOptions,
-    decode_snapshot,
-    decompress,
-    encode_delta,
-    encode_repair,
-    encode_snapshot,
-    snapshot_payload,
-    unpack_payload,
-)
-from snapsync.codec.wire_form import unpack_delta
+from snapsync.codec.payload import decompress, snapshot_payload, unpack_payload
+from snapsync.codec.wire_unpack import unpack_delta
 from snapsync.delta.diff import Delta, apply, apply_ops
 from snapsync.errors import DeltaError, FrameCorrupt, FrameTooLarge, RemoteProtocolError
 from snapsync.protocol.auth import sign

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot, snapshot_digest
-from snapsync.codec.pipeline import apply_frame, encode_delta, encode_snapshot
+from snapsync.codec.decode import apply_frame
+from snapsync.codec.encode import encode_delta, encode_snapshot
 from snapsync.delta.diff import diff
 from snapsync.delta.incremental import IncrementalSnapshot, derive
 from snapsync.errors import DeltaError

@@ -1,5 +1,5 @@
 """The public JSON Patch conformance suite (tests/json_patch_tests/) against
-snapsync.delta.jsondiff.
+snapsync.delta.jsondiff (diff) and snapsync.delta.patch (apply).
 
 Every enabled case: our applier gives the expected document (or just succeeds, for cases of only
 `test` operations), or raises DeltaError where the case expects an error; our diff of
@@ -15,7 +15,8 @@ import jsonpatch
 import pytest
 
 from snapsync.delta.diff import apply_ops, diff_objects
-from snapsync.delta.jsondiff import apply_patch, diff, same
+from snapsync.delta.jsondiff import diff, same
+from snapsync.delta.patch import apply_patch
 from snapsync.errors import DeltaError
 
 SUITE = Path(__file__).parent / "json_patch_tests"

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
-from snapsync.codec.pipeline import apply_frame, encode_repair
+from snapsync.codec.decode import apply_frame
+from snapsync.codec.encode import encode_repair
 from snapsync.delta.diff import Delta, apply
 from snapsync.errors import DeltaError, RemoteProtocolError
 from snapsync.protocol.messages import BucketQuery, Differences, Version, decode

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from snapsync.canonical.profile import load_profile
-from snapsync.canonical.snapshot import KindError, SnapshotBuilder
-from snapsync.codec.pipeline import snapshot_document
+from snapsync.canonical.snapshot import KindFailure, SnapshotBuilder
+from snapsync.codec.decode import snapshot_document
 from snapsync.resources import schema
 from tests.support_objects import raw_objects, unique_by_key
 
@@ -30,5 +30,5 @@ def test_snapshot_document_matches_its_schema(objs: list[dict[str, Any]]) -> Non
     builder = SnapshotBuilder(load_profile(), environment_id="e", measure_source=True)
     for obj in objs:
         builder.add(obj)
-    builder.record_error(KindError("Secret", "forbidden", "secrets is forbidden"))
+    builder.record_error(KindFailure("Secret", "forbidden", "secrets is forbidden"))
     jsonschema.validate(snapshot_document(builder.build()), schema("snapshot"))

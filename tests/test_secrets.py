@@ -21,12 +21,9 @@ from snapsync.canonical.canonicalize import canonicalize
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.cli import cli
-from snapsync.codec.pipeline import (
-    decode_snapshot,
-    encode_snapshot,
-    snapshot_document,
-    snapshot_payload,
-)
+from snapsync.codec.decode import decode_snapshot, snapshot_document
+from snapsync.codec.encode import encode_snapshot
+from snapsync.codec.payload import snapshot_payload
 from snapsync.collect import FileCollector
 from snapsync.collect.files import iter_objects
 from snapsync.errors import CanonicalError
@@ -71,7 +68,7 @@ def test_no_secret_value_in_snapshot_frame_payload_or_json(
         assert decode_snapshot(frame).digest == snapshot.digest
 
 
-@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(secrets())
 def test_no_secret_value_in_cli_output(
     tmp_path: Path, case: tuple[dict[str, Any], list[bytes]]

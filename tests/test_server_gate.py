@@ -22,7 +22,7 @@ import pytest
 
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
-from snapsync.codec.pipeline import encode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.protocol.auth import NonceMemory, sign
 from snapsync.protocol.memory import MemoryStore
 from snapsync.protocol.messages import Chunk, Ping, Refusal, UploadReply, decode

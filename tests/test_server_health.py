@@ -19,8 +19,7 @@ import yaml
 
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import load_profile
-from snapsync.canonical.snapshot import Snapshot, build_snapshot
-from snapsync.collect.base import KindError
+from snapsync.canonical.snapshot import KindFailure, Snapshot, build_snapshot
 from snapsync.kubeview import age, node_status, pod_state
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets
@@ -151,7 +150,7 @@ def test_kubectl_readings() -> None:
 
 
 def test_each_environment_shows_its_newest_collection_time_and_errors(sql_store: Stores) -> None:
-    forbidden = KindError("Secret", "forbidden", "no")
+    forbidden = KindFailure("Secret", "forbidden", "no")
     first = build_snapshot([real("pod")], load_profile("default"), collected_at=COLLECTED_AT)
     first = Snapshot(replace(first.header, errors=(forbidden,)), first.objects)
     later = "2024-04-20T12:00:00Z"
@@ -187,10 +186,10 @@ def served(tmp_path: Path) -> Iterator[Served]:
         load_profile("default"),
         collected_at=COLLECTED_AT,
     )
-    forbidden = KindError(
+    forbidden = KindFailure(
         "Secret", "forbidden", 'secrets is forbidden: cannot list resource "secrets"'
     )
-    hostile = KindError("Widget.example.com", "x" * 5000, "y" * 5000)
+    hostile = KindFailure("Widget.example.com", "x" * 5000, "y" * 5000)
     healthy = Snapshot(replace(healthy.header, errors=(forbidden, hostile)), healthy.objects)
     store.commit("shop-18", healthy, b"frame", None, time.time())
     settings = ServerSettings(

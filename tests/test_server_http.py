@@ -17,7 +17,7 @@ import pytest
 
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
-from snapsync.codec.pipeline import encode_delta, encode_snapshot
+from snapsync.codec.encode import encode_delta, encode_snapshot
 from snapsync.errors import StorageError
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, decode

@@ -268,7 +268,7 @@ def test_two_server_processes_on_postgres_take_interleaved_uploads_for_one_envir
 
     from snapsync.canonical.profile import load_profile
     from snapsync.canonical.snapshot import build_snapshot
-    from snapsync.codec.pipeline import encode_delta, encode_snapshot
+    from snapsync.codec.encode import encode_delta, encode_snapshot
 
     dsn = request.getfixturevalue("postgres_dsn")
     servers = [serve(dsn), serve(dsn)]

@@ -409,7 +409,8 @@ def test_versions_keep_headers_and_whole_snapshots_stored_before_still_serve(
     """A held version's row keeps its snapshot header; the objects come from the rows, checked
     against the version's digest. A whole snapshot, as databases hold from before, is used as
     it is; rows that do not give the digest make the version unavailable (never a wrong one)."""
-    from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
+    from snapsync.codec.decode import decode_snapshot
+    from snapsync.codec.encode import encode_snapshot
 
     store = open_store(str(tmp_path / "s.db"))
     v1 = store.commit("e", snap(config_map("a"), config_map("b")), b"f", None, 1.0)

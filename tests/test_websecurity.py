@@ -26,7 +26,7 @@ import pytest
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, build_snapshot
-from snapsync.codec.pipeline import encode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import Chunk, CommandResult, Ping, UploadReply, decode
 from snapsync.server import ServerSettings

@@ -108,7 +108,7 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(installed: Insta
     ).stdout
     assert "full JSON + gzip" in out and "JSON Patch + gzip" in out
     with converged_store(out, database) as store:
-        assert len(store.versions(ENV)) > 1
+        assert len(store.queries.versions(ENV)) > 1
 
 
 def test_the_installed_generator_writes_the_same_cluster(installed: Installed) -> None:

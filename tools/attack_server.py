@@ -32,9 +32,9 @@ import zstandard
 
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, build_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.codec.frame import NO_DIGEST, Codec, Frame, FrameKind, unpack_frame
-from snapsync.codec.pipeline import encode_snapshot
-from snapsync.codec.wire_form import pack_delta
+from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta
 from snapsync.protocol.auth import sign
 from snapsync.protocol.messages import (

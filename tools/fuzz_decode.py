@@ -37,14 +37,10 @@ import msgpack
 import zstandard
 
 from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.decode import apply_frame
+from snapsync.codec.encode import EncodeOptions, encode_delta, encode_snapshot
 from snapsync.codec.frame import NO_DIGEST, Codec, Frame, FrameKind, unpack_frame
-from snapsync.codec.pipeline import (
-    EncodeOptions,
-    apply_frame,
-    decompress,
-    encode_delta,
-    encode_snapshot,
-)
+from snapsync.codec.payload import decompress
 from snapsync.delta.diff import diff
 from snapsync.errors import SnapsyncError
 from snapsync.protocol.memory import MemoryStore
@@ -100,7 +96,7 @@ def make_seeds(objects: int, seed: int) -> Seeds:
             EncodeOptions(delta=False, patch_from=False),
         ):
             frames.append(encode_delta(base, new, opts).frame)
-    from snapsync.codec.pipeline import encode_repair
+    from snapsync.codec.encode import encode_repair
 
     frames.append(encode_repair(diff(base, snaps[-1])))
     pairs = []

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from snapsync.canonical.profile import load_profile  # noqa: E402
 from snapsync.canonical.snapshot import build_snapshot  # noqa: E402
-from snapsync.codec.wire_form import pack_delta  # noqa: E402
+from snapsync.codec.wire_pack import pack_delta  # noqa: E402
 from snapsync.delta.diff import diff  # noqa: E402
 from snapsync.sim.sample_cluster import SampleCluster  # noqa: E402
 

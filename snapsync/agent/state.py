@@ -15,7 +15,8 @@ from typing import Any
 import msgpack
 
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.codec.pipeline import decode_snapshot, encode_snapshot_streamed
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import encode_snapshot_streamed
 from snapsync.errors import FrameError, InputError
 from snapsync.fileio import atomic_write
 

@@ -24,7 +24,6 @@ import msgpack
 from snapsync.canonical.canonicalize import canonicalize, object_digest, pack, unpack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import Profile
-from snapsync.collect.base import KindError
 from snapsync.errors import InputError
 
 FORMAT_VERSION = 1
@@ -63,6 +62,22 @@ class KeyedObject:
     obj: CanonicalObject
 
 
+@dataclass(frozen=True, slots=True)
+class KindFailure:
+    """Why one kind is missing or incomplete: a record in the snapshot header, never raised.
+
+    Collectors make these (snapsync.collect); the header carries them to the server, so a
+    snapshot never passes a kind it could not read off as empty.
+    """
+
+    kind: str  # kind ref: Kind or Kind.group
+    reason: str  # forbidden, not-found, timeout, unavailable, stale, invalid, error, ...
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "reason": self.reason, "message": self.message}
+
+
 @dataclass(frozen=True)
 class SnapshotHeader:
     environment_id: str = ""
@@ -70,7 +85,7 @@ class SnapshotHeader:
     profile_name: str = ""
     profile_version: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)  # kind ref -> objects
-    errors: tuple[KindError, ...] = ()
+    errors: tuple[KindFailure, ...] = ()
     source_bytes: int = 0  # compact JSON bytes of the raw objects as collected; 0 = not measured
     format_version: int = FORMAT_VERSION
 
@@ -96,7 +111,7 @@ class SnapshotHeader:
             profile_version=int(profile.get("version", 0)),
             counts={str(k): int(v) for k, v in (doc.get("counts") or {}).items()},
             errors=tuple(
-                KindError(str(e["kind"]), str(e["reason"]), str(e["message"]))
+                KindFailure(str(e["kind"]), str(e["reason"]), str(e["message"]))
                 for e in doc.get("errors") or ()
             ),
             source_bytes=int(doc.get("source_bytes", 0)),
@@ -245,7 +260,7 @@ class SnapshotBuilder:
         self.reveal_secrets = reveal_secrets
         self._form = CanonicalForm(profile, reveal_secrets)
         self._objects: dict[ObjectKey, CanonicalObject] = {}
-        self._errors: dict[str, KindError] = {}
+        self._errors: dict[str, KindFailure] = {}
         self.excluded = 0
 
     @property
@@ -292,7 +307,7 @@ class SnapshotBuilder:
     def discard(self, key: ObjectKey) -> None:
         self._objects.pop(key, None)
 
-    def record_error(self, error: KindError) -> None:
+    def record_error(self, error: KindFailure) -> None:
         self._errors[error.kind] = error
 
     def build(

@@ -44,7 +44,7 @@ def inspect(file: str, as_json: bool, base: str | None) -> None:
 
 def _inspect_frame(data: bytes, name: str, base: str | None, as_json: bool) -> None:
     """Deltas and patch-from frames: header, sizes, what changed (counted without the base)."""
-    from snapsync.codec.pipeline import inspect_frame
+    from snapsync.codec.decode import inspect_frame
 
     base_snapshot = load_snapshot(base) if base else None
     try:

@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from snapsync import __version__
 from snapsync.cli.agent import agent
 from snapsync.cli.client import envs, get
 from snapsync.cli.command import Group
@@ -19,7 +18,7 @@ from snapsync.cli.snapshots import apply_command, diff, dump
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="snapsync")
+@click.version_option(package_name="snapsync", prog_name="snapsync")
 def cli() -> None:
     """Kubernetes cluster state over metered, flaky links, as tiny verified deltas."""
 

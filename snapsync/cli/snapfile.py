@@ -13,7 +13,7 @@ from typing import Any
 from snapsync.canonical.canonicalize import canonical_copy
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
-from snapsync.codec.pipeline import decode_snapshot
+from snapsync.codec.decode import decode_snapshot
 from snapsync.errors import CanonicalError, FrameError, InputError
 from snapsync.fileio import display_name, read_input
 

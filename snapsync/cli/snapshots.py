@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import click
@@ -15,7 +16,8 @@ from snapsync.canonical.snapshot import Snapshot, SnapshotBuilder
 from snapsync.cli.command import Command, note
 from snapsync.cli.snapfile import load_snapshot
 from snapsync.cli.source import pop_source, source_options
-from snapsync.codec.pipeline import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot, snapshot_document
+from snapsync.codec.decode import snapshot_document
+from snapsync.codec.encode import DEFAULT_SNAPSHOT_LEVEL, encode_snapshot
 from snapsync.errors import InputError, SnapsyncError
 from snapsync.fileio import atomic_write, display_name, read_input
 
@@ -98,13 +100,13 @@ def diff(base: str, new: str, output: str, as_json: bool) -> None:
     Every candidate is computed (compact delta, patch-from, full snapshot) and its size shown;
     the agent skips the ones that cannot win, this command does not.
     """
-    from snapsync.codec.pipeline import EncodeOptions, encode_delta
+    from snapsync.codec.encode import EncodeOptions, encode_delta
 
     base_snapshot, new_snapshot = load_snapshot(base), load_snapshot(new)
     everything = EncodeOptions(
         patch_from_min_share=0.0, patch_from_max_base=2**62, full_skip_ratio=0
     )
-    encoded = encode_delta(base_snapshot, new_snapshot, everything)
+    encoded = encode_delta(base_snapshot, new_snapshot, everything, timer=time.process_time)
     atomic_write(output, encoded.frame)
     summary = {
         "chosen": encoded.chosen,
@@ -133,7 +135,7 @@ def diff(base: str, new: str, output: str, as_json: bool) -> None:
 )
 def apply_command(base: str, delta: str, output: str, fmt: str) -> None:
     """Apply frame DELTA to snapshot BASE; the result must have the frame's target digest."""
-    from snapsync.codec.pipeline import apply_frame
+    from snapsync.codec.decode import apply_frame
 
     base_snapshot = load_snapshot(base)
     try:

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.codec.pipeline import snapshot_payload
+from snapsync.codec.payload import snapshot_payload
 
 
 def summarize_snapshot(snapshot: Snapshot, frame_bytes: int | None = None) -> dict[str, Any]:

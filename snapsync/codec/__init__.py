@@ -1,10 +1,14 @@
 """Stage 3 of the data path: snapshots and deltas to the bytes on disk and wire, and back.
 
     frame        the binary frame around every payload (schemas/frame.md)
-    wire_form    a Delta's compact payload: base objects by position, leaves against references
+    wire_form    a Delta's compact payload: its layout and the vocabulary both sides share
+    wire_pack    building that payload: base objects by position, leaves against references
+    wire_unpack  reading it back against the base, every entry checked and bounded
     leaves       field-aware leaf encoding (what changes costs few bytes)
     dictionaries trained zstd dictionaries shipped by id
-    pipeline     encode a cycle (the smallest candidate that verifies) and decode a frame
+    payload      zstd around payloads, and the snapshot payload's msgpack layout, both ways
+    decode       a frame back to its snapshot, delta or repair; apply; inspect
+    encode       a cycle to the smallest candidate frame that verifies; snapshot frames
 
 Invariants: encoding ships only a candidate that decoded back correctly; decoding trusts no
 byte (sizes, checksum, bounds, re-hashing) and only FrameError or DeltaError escape it.
@@ -13,17 +17,14 @@ The entry points are re-exported here: `from snapsync.codec import encode_delta`
 on every version, which bench/frame_digest.py relies on to compare checkouts.
 """
 
-from snapsync.codec.pipeline import (
-    Encoded,
-    EncodeOptions,
+from snapsync.codec.decode import (
     apply_frame,
     decode_frame,
     decode_snapshot,
-    encode_delta,
-    encode_snapshot,
     inspect_frame,
     snapshot_document,
 )
+from snapsync.codec.encode import Encoded, EncodeOptions, encode_delta, encode_snapshot
 
 __all__ = [
     "EncodeOptions",

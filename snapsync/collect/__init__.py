@@ -1,9 +1,11 @@
 """Collectors: where raw API objects come from (a live cluster, kubectl dumps).
 
 A collector pushes raw objects and per-kind failures into a sink as it finds them, page by page,
-so the sink can canonicalize immediately and nothing holds a whole raw list. This is the lowest
-layer: it knows nothing of canonical forms, deltas or the wire. (The watch collector keeps what
-a CanonicalSink made of each object, to hand it back next cycle, without looking inside.)
+so the sink can canonicalize immediately and nothing holds a whole raw list. It sits just above
+snapsync.canonical and speaks its vocabulary (kind refs, the KindFailure record a sink keeps in
+the snapshot header) but never canonicalizes, and knows nothing of deltas or the wire. (The
+watch collector keeps what a CanonicalSink made of each object, to hand it back next cycle,
+without looking inside.)
 
 The live collectors (KubeCollector, KubeWatchCollector, KubeOptions) import the `kubernetes`
 client, which takes a noticeable fraction of a second; they load on first use, so commands that
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from snapsync.collect.base import CanonicalSink, Collector, KindError, Sink
+from snapsync.collect.base import CanonicalSink, Collector, Sink
 from snapsync.collect.files import FileCollector
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ __all__ = [
     "CanonicalSink",
     "Collector",
     "FileCollector",
-    "KindError",
     "KubeCollector",
     "KubeOptions",
     "KubeWatchCollector",

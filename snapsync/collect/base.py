@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-
-@dataclass(frozen=True, slots=True)
-class KindError:
-    """Why one kind is missing or incomplete: recorded in the snapshot, never fatal."""
-
-    kind: str  # kind ref: Kind or Kind.group
-    reason: str  # forbidden, not-found, timeout, unavailable, error, ...
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "reason": self.reason, "message": self.message}
+from snapsync.canonical.snapshot import KindFailure
 
 
-def invalid_objects(kind: str, messages: list[str]) -> KindError:
+def invalid_objects(kind: str, messages: list[str]) -> KindFailure:
     """The error recorded for a kind some of whose objects could not be canonicalized (the
     others are kept: one malformed object must not cost the whole cluster's state)."""
     more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
-    return KindError(kind, "invalid", f"{messages[0]}{more}")
+    return KindFailure(kind, "invalid", f"{messages[0]}{more}")
 
 
 class Sink(Protocol):
@@ -31,7 +20,7 @@ class Sink(Protocol):
 
     def add(self, raw: dict[str, Any]) -> object: ...
 
-    def record_error(self, error: KindError) -> None: ...
+    def record_error(self, error: KindFailure) -> None: ...
 
 
 class Canonicalizer(Protocol):

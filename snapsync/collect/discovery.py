@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from snapsync.canonical.keys import kind_ref
-from snapsync.collect.base import KindError
+from snapsync.canonical.snapshot import KindFailure
 from snapsync.collect.kubeapi import ApiStatusError, ApiTimeout, KubeApi
 
 CACHE_FILE = "discovery.json"
@@ -72,7 +72,7 @@ class ApiKind:
 @dataclass(frozen=True)
 class Discovery:
     kinds: tuple[ApiKind, ...]
-    errors: tuple[KindError, ...]
+    errors: tuple[KindFailure, ...]
     requests: int
     from_cache: bool
 
@@ -222,11 +222,11 @@ def _aggregated(
 def _select(
     ordered: list[tuple[str, list[str]]],
     resources_of: Callable[[str], list[dict[str, Any]] | str],
-) -> tuple[tuple[ApiKind, ...], tuple[KindError, ...]]:
+) -> tuple[tuple[ApiKind, ...], tuple[KindFailure, ...]]:
     """Each listable kind once, from the first (preferred) version serving it; a group none of
     whose versions could be read becomes an error for the whole group."""
     kinds: dict[tuple[str, str], ApiKind] = {}
-    errors: list[KindError] = []
+    errors: list[KindFailure] = []
     for group, versions in ordered:
         failures: list[str] = []
         for version in versions:
@@ -238,7 +238,7 @@ def _select(
                 kinds.setdefault((group, kind.kind), kind)
         if failures and not any(k[0] == group for k in kinds):
             errors.append(
-                KindError(f"*.{group}" if group else "*", "unavailable", "; ".join(failures))
+                KindFailure(f"*.{group}" if group else "*", "unavailable", "; ".join(failures))
             )
     ordered_kinds = tuple(sorted(kinds.values(), key=lambda k: (k.group, k.kind)))
     return ordered_kinds, tuple(errors)

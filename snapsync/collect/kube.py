@@ -7,7 +7,7 @@ Invariants:
 - Every served, listable kind is listed once (see discovery.py), page by page (`limit` and
   `continue`); each page goes to the sink as it arrives, so at most `concurrency` pages of raw
   objects are held at once.
-- A kind is either complete in the sink or recorded as a KindError: when its list fails part
+- A kind is either complete in the sink or recorded as a KindFailure: when its list fails part
   way, the objects it already delivered are discarded again (sinks that offer `discard`, as
   SnapshotBuilder does). An expired continue token (410) restarts the kind from its first page
   after discarding what the first attempt delivered: no duplicates, no gaps.
@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from snapsync.canonical.keys import split_kind_ref
-from snapsync.collect.base import KindError, Sink, invalid_objects
+from snapsync.canonical.snapshot import KindFailure
+from snapsync.collect.base import Sink, invalid_objects
 from snapsync.collect.discovery import ApiKind, Discovery, DiscoveryCache, discover
 from snapsync.collect.kubeapi import (
     ApiConnectionLost,
@@ -157,7 +158,7 @@ class Scope:
 class KindFailed(Exception):
     """One kind could not be collected; carries the error the sink records."""
 
-    def __init__(self, error: KindError) -> None:
+    def __init__(self, error: KindFailure) -> None:
         super().__init__(error.message)
         self.error = error
 
@@ -270,17 +271,17 @@ class Lister:
         delay = self._delay(attempt, retry_after)
         if self.clock() + delay - started > self.options.kind_budget:
             budget = f"{self.options.kind_budget:g} s budget spent after {attempt + 1} attempts"
-            raise KindFailed(KindError(kind.ref, reason, f"{budget}: {exc}"))
+            raise KindFailed(KindFailure(kind.ref, reason, f"{budget}: {exc}"))
         if self.abort.is_set():
             raise Aborted
         self.sleep(delay)
 
 
-def _kind_error(kind: ApiKind, reason: str, exc: ApiStatusError, restarts: int = 0) -> KindError:
+def _kind_error(kind: ApiKind, reason: str, exc: ApiStatusError, restarts: int = 0) -> KindFailure:
     message = exc.message or f"{exc.status} {exc.reason}"
     if restarts:
         message = f"continue token expired {restarts} times: {message}"
-    return KindError(kind.ref, reason, message)
+    return KindFailure(kind.ref, reason, message)
 
 
 def _credentials_error(api: KubeApi, exc: ApiStatusError) -> CollectionError:
@@ -302,7 +303,7 @@ class LockedSink:
         with self.lock:
             return self.sink.add(raw)
 
-    def record_error(self, error: KindError) -> None:
+    def record_error(self, error: KindFailure) -> None:
         with self.lock:
             self.sink.record_error(error)
 
@@ -348,11 +349,11 @@ def invalidate_discovery(api: KubeApi, options: KubeOptions) -> None:
         DiscoveryCache(options.discovery_cache_dir, api.server, options.discovery_ttl).invalidate()
 
 
-def missing_kinds(scope: Scope, kinds: Iterable[ApiKind]) -> list[KindError]:
+def missing_kinds(scope: Scope, kinds: Iterable[ApiKind]) -> list[KindFailure]:
     """Errors for kinds the user asked for by name that the cluster does not serve."""
     served = {k.ref for k in kinds}
     return [
-        KindError(ref, "not-found", "not served by this API server (or not listable)")
+        KindFailure(ref, "not-found", "not served by this API server (or not listable)")
         for ref in sorted(scope.include_kinds - served)
     ]
 
@@ -378,7 +379,6 @@ class KubeCollector:
         self.clock = clock
         self.rng = rng or random.Random()
         self._api: KubeApi | None = None
-        self.last_discovery: Discovery | None = None
         self.restarts = 0
 
     @property
@@ -416,7 +416,6 @@ class KubeCollector:
         api = self.api
         scope = Scope.of(self.options, sink)
         discovery = run_discovery(api, self.options)
-        self.last_discovery = discovery
         for error in (*discovery.errors, *missing_kinds(scope, discovery.kinds)):
             sink.record_error(error)
         kinds = [k for k in discovery.kinds if scope.wants(k)]
@@ -462,7 +461,7 @@ class KubeCollector:
             error = exc.error
             if kept:
                 message = f"{error.message} (incomplete: {len(keys)} objects kept)"
-                error = KindError(error.kind, error.reason, message)
+                error = KindFailure(error.kind, error.reason, message)
             sink.record_error(error)
             return
         except Aborted:

@@ -8,7 +8,8 @@ Invariants:
   often and for how long, so a refused connection fails in milliseconds, not after urllib3's
   silent backoff.
 - Every request carries `_request_timeout`; every failure leaves this module as one of the
-  exceptions below, never as a urllib3 or client-library exception.
+  exceptions below (KubeApiError, in snapsync's error tree), never as a urllib3 or
+  client-library exception.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from kubernetes.config.incluster_config import (
 )
 from kubernetes.config.kube_config import new_client_from_config
 
-from snapsync.errors import CollectionError
+from snapsync.errors import CollectionError, KubeApiError
 
 USER_AGENT = "snapsync/0.1 (live collection)"
 
 
-class ApiStatusError(Exception):
+class ApiStatusError(KubeApiError):
     """The API server answered with an error status (its Status message, reason, Retry-After)."""
 
     def __init__(
@@ -51,15 +52,15 @@ class ApiStatusError(Exception):
         self.retry_after = retry_after
 
 
-class ApiUnreachable(Exception):
+class ApiUnreachable(KubeApiError):
     """No connection could be made (refused, unknown host, TLS handshake, connect timeout)."""
 
 
-class ApiConnectionLost(Exception):
+class ApiConnectionLost(KubeApiError):
     """A connection broke mid-request or mid-response (the server died or reset it)."""
 
 
-class ApiTimeout(Exception):
+class ApiTimeout(KubeApiError):
     """The server accepted the request but did not answer within the read timeout."""
 
 
@@ -281,7 +282,7 @@ def _retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def transport_error(exc: BaseException, server: str) -> Exception:
+def transport_error(exc: BaseException, server: str) -> KubeApiError:
     """Our exception for a urllib3/client failure talking to `server`."""
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason

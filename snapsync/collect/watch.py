@@ -12,7 +12,7 @@ Invariants:
 - A 410 Gone (an ERROR event or an HTTP 410: the resourceVersion was compacted away) relists the
   kind and swaps the new contents in at once; the cache never mixes two lists.
 - While a kind's watch is failing, `collect` still replays its last contents and records a
-  `stale` KindError, so a snapshot never passes stale data off as current.
+  `stale` KindFailure, so a snapshot never passes stale data off as current.
 - A replay canonicalizes only objects that changed since the last one: each cached object keeps
   the sink's canonical result (cache.py), so an unchanged cluster costs no canonicalization and
   the snapshot is byte-identical to one from a fresh LIST. The cache holds no raw object once
@@ -35,8 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from snapsync.canonical.snapshot import KindFailure
 from snapsync.collect.backoff import Backoff
-from snapsync.collect.base import Canonicalizer, CanonicalSink, KindError, Sink, invalid_objects
+from snapsync.collect.base import Canonicalizer, CanonicalSink, Sink, invalid_objects
 from snapsync.collect.cache import Entry, FormChanged, ObjectCache, ObjKey, replay
 from snapsync.collect.discovery import ApiKind
 from snapsync.collect.kube import (
@@ -78,7 +79,7 @@ class KindCache:
     kind: ApiKind
     objects: ObjectCache = field(default_factory=ObjectCache)
     resource_version: str = ""
-    error: KindError | None = None
+    error: KindFailure | None = None
     relists: int = 0
     stream: WatchStream | None = None
     thread: threading.Thread | None = None
@@ -102,7 +103,7 @@ class KubeWatchCollector:
         self._lock = threading.Lock()
         self._api: KubeApi | None = None
         self._caches: dict[str, KindCache] = {}
-        self._errors: tuple[KindError, ...] = ()
+        self._errors: tuple[KindFailure, ...] = ()
         self._scope: Scope | None = None
         self._discovered_at: float | None = None
         self._form: Canonicalizer | None = None  # of the last sink: relists canonicalize with it
@@ -431,7 +432,7 @@ class KubeWatchCollector:
     def _mark_stale(self, cache: KindCache, message: str) -> None:
         with cache.lock:
             if cache.error is None or cache.error.reason == "stale":
-                cache.error = KindError(cache.kind.ref, "stale", message)
+                cache.error = KindFailure(cache.kind.ref, "stale", message)
 
 
 class _Filtered:

@@ -1,6 +1,7 @@
 """Stage 2 of the data path: what changed between two snapshots, and applying it.
 
-    jsondiff     RFC 6902 diff (list-aware) and a copy-on-write applier for one object
+    jsondiff     RFC 6902 diff of one object (list-aware)
+    patch        RFC 6902 applier for one object: copy-on-write, bounded
     diff         Delta between snapshots: removed keys, added objects, operations per change
     exemplars    for an added object, a similar one the receiver already holds
     incremental  applying a delta in the time of what it changes, digest still exact

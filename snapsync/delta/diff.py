@@ -25,7 +25,7 @@ from typing import Any
 from snapsync.bounds import Budget
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
-from snapsync.delta import jsondiff
+from snapsync.delta import jsondiff, patch
 from snapsync.delta.jsondiff import Operation
 from snapsync.errors import CanonicalError, DeltaError, InputError
 
@@ -106,7 +106,7 @@ def apply_ops(
     `obj` gives a canonical result; untouched parts are shared with `obj`. What the operations
     build is charged to `budget`.
     """
-    patched = jsondiff.apply_patch(obj, ops, budget)
+    patched = patch.apply_patch(obj, ops, budget)
     if not isinstance(patched, dict):
         raise DeltaError("operations replaced the object with a non-object")
     return patched
@@ -157,7 +157,7 @@ def apply_changes(
 def _copy_added(data: Any) -> Any:
     """An added object, copied and checked like any operation value (sorted, JSON only)."""
     try:
-        return jsondiff.json_copy(data)
+        return patch.json_copy(data)
     except RecursionError:
         raise DeltaError("added object nested too deeply") from None
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.encode import EncodeOptions, encode_delta, encode_repair, encode_snapshot
 from snapsync.codec.frame import unpack_frame
-from snapsync.codec.pipeline import EncodeOptions, encode_delta, encode_repair, encode_snapshot
 from snapsync.errors import LocalProtocolError, RemoteProtocolError
 from snapsync.protocol.budget import Budget, BudgetConfig
 from snapsync.protocol.commands import PROTOCOL_COMMANDS, validate_command

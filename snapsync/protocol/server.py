@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
 from snapsync.canonical.snapshot import Snapshot
+from snapsync.codec.decode import apply_frame
 from snapsync.codec.frame import unpack_frame
-from snapsync.codec.pipeline import apply_frame
 from snapsync.errors import BaseMismatch, DeltaError, FrameError, RemoteProtocolError
 from snapsync.protocol.messages import (
     MAX_PONG,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from snapsync.canonical.keys import ObjectKey
-from snapsync.collect.base import KindError
+from snapsync.canonical.snapshot import KindFailure
 from snapsync.protocol.messages import Command, CommandResult
 
 # How long since the agent was heard from before an environment counts as stale / offline.
@@ -80,7 +80,7 @@ class EnvironmentSummary:
     # From the newest version's snapshot header: when the agent collected it, and the kinds it
     # could not collect (forbidden, timed out, ...): a kind is never silently missing.
     collected_at: str = ""
-    errors: tuple[KindError, ...] = ()
+    errors: tuple[KindFailure, ...] = ()
 
     def status(self, now: float) -> str:
         return freshness(self.last_seen, now)
@@ -161,10 +161,10 @@ MAX_ERRORS = 200
 MAX_ERROR_TEXT = 500
 
 
-def bounded_errors(errors: Sequence[KindError]) -> tuple[KindError, ...]:
+def bounded_errors(errors: Sequence[KindFailure]) -> tuple[KindFailure, ...]:
     """The first MAX_ERRORS errors, each field cut to MAX_ERROR_TEXT characters."""
     return tuple(
-        KindError(e.kind[:MAX_ERROR_TEXT], e.reason[:MAX_ERROR_TEXT], e.message[:MAX_ERROR_TEXT])
+        KindFailure(e.kind[:MAX_ERROR_TEXT], e.reason[:MAX_ERROR_TEXT], e.message[:MAX_ERROR_TEXT])
         for e in errors[:MAX_ERRORS]
     )
 

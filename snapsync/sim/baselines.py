@@ -26,7 +26,7 @@ import zstandard
 
 from snapsync.canonical.snapshot import Snapshot
 from snapsync.codec import dictionaries
-from snapsync.codec.pipeline import snapshot_payload
+from snapsync.codec.payload import snapshot_payload
 from snapsync.delta.diff import Delta
 
 T = TypeVar("T")

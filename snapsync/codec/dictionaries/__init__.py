@@ -50,11 +50,3 @@ def dictionary_bytes(dict_id: int) -> bytes:
         f"frame uses zstd dictionary id {dict_id}, unknown to this snapsync build "
         f"(it knows {known}); upgrade the receiver"
     )
-
-
-def describe(dict_id: int) -> dict[str, Any]:
-    """The manifest entry of a dictionary (for `snapsync inspect`), or {} if unknown."""
-    for entry in _manifest()["dictionaries"]:
-        if int(entry["id"]) == dict_id:
-            return dict(entry)
-    return {}

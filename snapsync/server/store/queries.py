@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from snapsync.canonical.keys import ObjectKey, split_kind_ref
-from snapsync.collect.base import KindError
+from snapsync.canonical.snapshot import KindFailure
 from snapsync.server.storage import (
     EnvironmentSummary,
     ObjectChange,
@@ -198,8 +198,8 @@ class Queries:
         return int(oldest) if oldest is not None else None
 
 
-def _kind_errors(text: str) -> tuple[KindError, ...]:
-    return tuple(KindError(e["kind"], e["reason"], e["message"]) for e in json.loads(text))
+def _kind_errors(text: str) -> tuple[KindFailure, ...]:
+    return tuple(KindFailure(e["kind"], e["reason"], e["message"]) for e in json.loads(text))
 
 
 def _object_row(row: Sequence[Any]) -> ObjectRow:

@@ -23,7 +23,8 @@ from typing import Any
 
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
-from snapsync.codec.pipeline import decode_snapshot, encode_snapshot
+from snapsync.codec.decode import decode_snapshot
+from snapsync.codec.encode import encode_snapshot
 from snapsync.delta.diff import Delta
 from snapsync.delta.incremental import IncrementalSnapshot, derive
 from snapsync.errors import DeltaError
