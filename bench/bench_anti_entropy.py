@@ -36,11 +36,11 @@ def measure(objects: int, minutes: int) -> dict[str, int]:
     sim.collect(latest)
     sizes: dict[str, int] = {"exchanges": 0}
     while (request := sim.agent.next_request(sim.now)) is not None:
-        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+        reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
         name = request.message.TYPE
         sizes[name] = sizes.get(name, 0) + len(request.body) + len(reply.body)
         sizes["exchanges"] += 1
-        sim.agent.receive(request, reply.status, reply.body, sim.now)
+        sim.agent.receive(request, reply.outcome, reply.body, sim.now)
     current = sim.store.current(ENV)
     assert current is not None and current.digest == latest.digest
     sizes["overhead"] = sizes["exchanges"] * config.overhead

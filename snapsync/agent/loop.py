@@ -105,7 +105,7 @@ class Agent:
             report.exchanges += 1
             self._save()  # with the budget charged for the request: a crash cannot overspend
             try:
-                answer = self.transport.post(request.path, request.body, request.answer_limit)
+                answer = self.transport.post(request.kind, request.body, request.answer_limit)
             except TransportError as exc:
                 report.wire_bytes += exc.wire_bytes
                 events = self.protocol.fail(request, self.clock(), str(exc), exc.wire_bytes)
@@ -113,7 +113,7 @@ class Agent:
                 report.wire_bytes += answer.wire_bytes
                 report.http_bytes += answer.http_bytes
                 events = self.protocol.receive(
-                    request, answer.status, answer.body, self.clock(), answer.wire_bytes
+                    request, answer.outcome, answer.body, self.clock(), answer.wire_bytes
                 )
             self._handle(events, report)
             self._save()

@@ -93,8 +93,8 @@ class RecordingServer(ServerProtocol):
         super().__init__(store)
         self.database = store
 
-    def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
-        reply = super().handle(env, path, body, now)
+    def handle(self, env: str, kind: str, body: bytes, now: float) -> Reply:
+        reply = super().handle(env, kind, body, now)
         self.database.record_traffic(env, now, reply.usage(body), len(reply.body))
         return reply
 

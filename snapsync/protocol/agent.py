@@ -67,6 +67,7 @@ from snapsync.protocol.messages import (
     Version,
     decode,
 )
+from snapsync.protocol.outcome import Outcome
 from snapsync.protocol.reconcile import (
     BucketSet,
     ObjectDigests,
@@ -89,7 +90,6 @@ UPLOAD_REPLY_ALLOWANCE = 512  # an upload reply (or refusal) is read up to this,
 # the agent budgets for this much per object of its snapshot, and the server answers within it.
 ANSWER_PER_OBJECT = 24
 MIN_CHUNK = 1024
-RETRYABLE = (408, 429, 500, 502, 503, 504)  # refusals that say "later", not "no"
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,8 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class Request:
-    """What to send: POST `message.encode()` to `message.PATH`.
+    """What to send: `body` (`message.encode()`) as a request of `kind`; the transport knows
+    where that goes.
 
     `allowance`: the most it may cost on the wire (its body, the overhead budgeted per exchange
     and the largest answer), charged to the budget when it is handed out and settled to what
@@ -121,8 +122,9 @@ class Request:
     allowance: int = 0
 
     @property
-    def path(self) -> str:
-        return self.message.PATH
+    def kind(self) -> str:
+        """The message's type word ("ping", "chunk", ...): all a transport needs to route it."""
+        return self.message.TYPE
 
     @property
     def answer_limit(self) -> int:
@@ -275,16 +277,16 @@ class AgentProtocol:
         return request
 
     def receive(
-        self, request: Request, status: int, body: bytes, now: float, wire: int | None = None
+        self, request: Request, outcome: Outcome, body: bytes, now: float, wire: int | None = None
     ) -> list[Event]:
-        """The server answered `request` with an HTTP status and body; `wire`: what the exchange
+        """The server answered `request` with `outcome` and a body; `wire`: what the exchange
         cost on the link as the transport counted it (None: estimated from the bodies)."""
         self._finish(request, len(body), now, wire)
-        if status == 200 and isinstance(request.message, Ping | Chunk):
+        if outcome is Outcome.OK and isinstance(request.message, Ping | Chunk):
             self.unreported = max(0, self.unreported - (request.message.spent or 0))
         if wire is not None:
             self._learn_overhead(wire - len(request.body) - len(body))
-        if status == 200:
+        if outcome is Outcome.OK:
             try:
                 if isinstance(request.message, Ping):
                     self._on_pong(request.message, decode(body, (Pong,)), now)  # type: ignore[arg-type]
@@ -301,7 +303,7 @@ class AgentProtocol:
                 self._events.append(PeerMisbehaved(str(exc)))
                 self._back_off(now, f"bad answer: {exc}")
         else:
-            self._on_refusal(request, status, body, now)
+            self._on_refusal(request, outcome, body, now)
         return self.poll_events()
 
     def fail(
@@ -648,20 +650,24 @@ class AgentProtocol:
         newest = sorted(self.bases.values(), key=lambda item: item[0], reverse=True)
         self.bases = {v.digest: (v, s) for v, s in newest[: self.config.keep_versions]}
 
-    def _on_refusal(self, request: Request, status: int, body: bytes, now: float) -> None:
+    def _on_refusal(self, request: Request, outcome: Outcome, body: bytes, now: float) -> None:
         try:
             refusal = decode(body, (Refusal,))
             reason = refusal.reason  # type: ignore[attr-defined]
             retry_after = refusal.retry_after  # type: ignore[attr-defined]
         except RemoteProtocolError:
-            reason, retry_after = f"HTTP {status}", 0.0
-        if status in (401, 403):
+            reason, retry_after = f"refused ({outcome.value})", 0.0
+        if outcome is Outcome.AUTH:
             self._events.append(AuthRejected(reason))
-        elif status == 413 and isinstance(request.message, Chunk) and self.chunk_size > 1024:
+        elif (
+            outcome is Outcome.TOO_LARGE
+            and isinstance(request.message, Chunk)
+            and self.chunk_size > 1024
+        ):
             self.chunk_size //= 2
             self._chunk_ceiling = self.chunk_size
             return
-        elif isinstance(request.message, Summary | BucketQuery) and status not in RETRYABLE:
+        elif isinstance(request.message, Summary | BucketQuery) and not outcome.retryable:
             self._give_up_reconciling()  # refused, not just busy: a full snapshot instead
         self._back_off(now, reason, at_least=self._quiet_for(retry_after))
 

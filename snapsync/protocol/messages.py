@@ -109,10 +109,9 @@ class CommandResult:
 
 
 class Message:
-    """Base of every message: `TYPE` names it on the wire, `PATH` is where it is posted."""
+    """Base of every message: `TYPE` names it on the wire (and, for a request, its kind)."""
 
     TYPE: ClassVar[str]
-    PATH: ClassVar[str] = ""
 
     def fields(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -132,7 +131,6 @@ class Ping(Message):
     """Heartbeat; carries command results and asks which versions the server still holds."""
 
     TYPE: ClassVar[str] = "ping"
-    PATH: ClassVar[str] = "/v1/ping"
     # acknowledged digests the agent can diff against, newest first: only the newest while the
     # server confirms it, all of them once it did not (so a restored server is found out)
     have: tuple[bytes, ...] = ()
@@ -174,7 +172,6 @@ class Chunk(Message):
     """A piece of an upload; re-sending a piece the server has changes nothing."""
 
     TYPE: ClassVar[str] = "chunk"
-    PATH: ClassVar[str] = "/v1/upload"
     upload: bytes  # id: derived from the frame, so a retry names the same upload
     base: bytes  # digest the frame is against; b"" for a whole snapshot
     target: bytes
@@ -226,7 +223,6 @@ class Summary(Message):
     """Anti-entropy, step 1: the agent's latest snapshot as one short digest per kind."""
 
     TYPE: ClassVar[str] = "summary"
-    PATH: ClassVar[str] = "/v1/reconcile"
     target: bytes  # digest of the snapshot summarized
     kinds: Mapping[str, tuple[int, bytes]]  # kind ref -> (objects, short digest)
     limit: int = ANSWER_LIMIT  # the largest answer the agent budgeted for
@@ -249,7 +245,6 @@ class BucketQuery(Message):
     """Anti-entropy, step 3: the buckets whose digests differ, per kind, of the server's `base`."""
 
     TYPE: ClassVar[str] = "buckets"
-    PATH: ClassVar[str] = "/v1/reconcile/buckets"
     base: Version  # the version the server's bucket digests described
     kinds: Mapping[str, BucketSet]
     limit: int = ANSWER_LIMIT

@@ -1,7 +1,8 @@
 """The server's web face: an ASGI app (Starlette) around the protocol's server state machine.
 
 This is where bytes meet the protocol: it authenticates each agent request (snapsync.protocol.
-auth) and hands edge id, path and body to ServerProtocol. Nobody unauthenticated costs more
+auth) and hands edge id, the kind its path stands for (`ROUTES`) and body to ServerProtocol,
+whose `Outcome` it answers with as a status (`STATUSES`). Nobody unauthenticated costs more
 than a bounded read: the declared size is checked first, then everything the header alone
 proves (well-formed, known edge, fresh timestamp, unused nonce) before a byte of the body is
 read; bodies being read or handled hold a share of a fixed allowance (`BodyGate`: a request
@@ -45,7 +46,16 @@ from snapsync.protocol.auth import (
     check_header,
     check_secret,
 )
-from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
+from snapsync.protocol.messages import (
+    BucketQuery,
+    Chunk,
+    Ping,
+    Refusal,
+    Summary,
+    UploadReply,
+    decode,
+)
+from snapsync.protocol.outcome import Outcome
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
 from snapsync.server.browse import ApiAccess, Browser, api_routes
 from snapsync.server.connections import HEAD_TIMEOUT, HeadDeadline
@@ -59,6 +69,24 @@ log = logging.getLogger("snapsync.server")
 # for every response byte (schemas/wire.md).
 MEDIA_TYPE = None
 MAX_BODY = 8 * 2**20  # one request: a chunk of at most a few MiB, or a ping
+# The server's HTTP binding: the path of each kind of agent request (the agent's transport posts
+# to the same ones), and the status that carries each outcome of the server protocol.
+ROUTES = {
+    "/v1/ping": Ping.TYPE,
+    "/v1/upload": Chunk.TYPE,
+    "/v1/reconcile": Summary.TYPE,
+    "/v1/reconcile/buckets": BucketQuery.TYPE,
+}
+STATUSES = {
+    Outcome.OK: 200,
+    Outcome.MALFORMED: 400,
+    Outcome.AUTH: 401,
+    Outcome.NOT_FOUND: 404,
+    Outcome.TOO_LARGE: 413,
+    Outcome.REFUSED: 422,
+    Outcome.UNAVAILABLE: 500,
+    Outcome.BUSY: 503,
+}
 
 
 @dataclass
@@ -173,9 +201,9 @@ def create_app(settings: ServerSettings) -> Starlette:
         started = time.perf_counter()
         if serialized is not None:
             with serialized:
-                reply = protocol.handle(edge_id, path, body, now)
+                reply = protocol.handle(edge_id, ROUTES[path], body, now)
         else:
-            reply = protocol.handle(edge_id, path, body, now)
+            reply = protocol.handle(edge_id, ROUTES[path], body, now)
         seconds = time.perf_counter() - started
         if store is not None:
             store.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
@@ -239,7 +267,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             log.info("%s: stored version %d", edge_id, reply.applied.seq)
         if reply.refused:
             log.warning("%s: frame refused (%s)", edge_id, reply.refused)
-        return Response(reply.body, status_code=reply.status, media_type=MEDIA_TYPE)
+        return Response(reply.body, status_code=STATUSES[reply.outcome], media_type=MEDIA_TYPE)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -257,9 +285,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def prometheus(request: Request) -> Response:
         return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
 
-    routes: list[BaseRoute] = [
-        Route(path, agent_endpoint, methods=["POST"]) for path in ServerProtocol.PATHS
-    ]
+    routes: list[BaseRoute] = [Route(path, agent_endpoint, methods=["POST"]) for path in ROUTES]
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readyz, methods=["GET"]))
     routes.append(Route("/metrics", prometheus, methods=["GET"]))
@@ -267,7 +293,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         browser = Browser(store, settings.clock)
         access = ApiAccess(settings.api_token, settings.clock)
         routes += api_routes(browser, access) + page_routes(browser, access)
-    guard = Middleware(WebGuard, exempt=ServerProtocol.PATHS)
+    guard = Middleware(WebGuard, exempt=ROUTES)
     return Starlette(routes=routes, middleware=[guard])
 
 
@@ -323,8 +349,8 @@ def _storage_failed(exc: Exception) -> Response:
 def _count(metrics: ServerMetrics, path: str, handled: _Handled) -> None:
     reply = handled.reply
     metrics.sent.inc(len(reply.body))
-    metrics.requests.labels(path, str(reply.status)).inc()
-    if path != Chunk.PATH:
+    metrics.requests.labels(path, str(STATUSES[reply.outcome])).inc()
+    if ROUTES[path] != Chunk.TYPE:
         return
     metrics.upload_seconds.observe(handled.seconds)
     if reply.applied is not None:
@@ -332,11 +358,11 @@ def _count(metrics: ServerMetrics, path: str, handled: _Handled) -> None:
         metrics.apply_seconds.observe(handled.seconds)
     elif reply.refused:
         metrics.refused.labels(reply.refused).inc()
-    elif reply.status == 200 and _upload_status(reply) == "unknown-base":
+    elif reply.outcome is Outcome.OK and _upload_status(reply) == "unknown-base":
         metrics.refused.labels("unknown-base").inc()  # the agent resends against a held base
-    elif reply.status == 413:
+    elif reply.outcome is Outcome.TOO_LARGE:
         metrics.refused.labels("too-large").inc()
-    elif reply.status == 400:
+    elif reply.outcome is Outcome.MALFORMED:
         metrics.refused.labels("malformed").inc()
 
 

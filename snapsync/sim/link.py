@@ -49,6 +49,7 @@ from snapsync.protocol.messages import (
     UploadReply,
     decode,
 )
+from snapsync.protocol.outcome import Outcome
 
 ENV = "edge-1"
 # What crossing the link costs beyond the bodies, measured by bench/bench_wire.py (TLS 1.3,
@@ -94,7 +95,7 @@ class Delivery:
     """A request still in the network, due at the server at `at`."""
 
     at: float
-    path: str
+    kind: str
     body: bytes
     sent_at: float
     nonce: int
@@ -208,7 +209,7 @@ class Sim:
         if self._chance(faults.delay):
             self._count("delay")
             at = self.now + self.rng.uniform(faults.timeout, faults.max_delay)
-            self.in_network.append(Delivery(at, request.path, request.body, sent_at, nonce))
+            self.in_network.append(Delivery(at, request.kind, request.body, sent_at, nonce))
             self._note(f"{what}: held in the network until +{at - self.now:.0f}s")
             self.now += faults.timeout
             spent = self._spent(request, overhead)
@@ -217,7 +218,7 @@ class Sim:
         if self._chance(faults.late_duplicate):
             self._count("late_duplicate")
             at = self.now + self.rng.uniform(1.0, faults.max_delay)
-            self.in_network.append(Delivery(at, request.path, request.body, sent_at, nonce))
+            self.in_network.append(Delivery(at, request.kind, request.body, sent_at, nonce))
         self.now += upload_time
         body = request.body
         truncated = False
@@ -225,11 +226,11 @@ class Sim:
             body = _truncated_chunk(request.message, self.rng)
             truncated = True
         self.nonces.remember(ENV, str(nonce), sent_at, self.now)
-        reply = self._handle(request.path, body, self.now)
+        reply = self._handle(request.kind, body, self.now)
         if self.rng.random() < faults.duplicate:
             # Delivered twice and let through (as by a server that just lost its replay memory).
             self._count("duplicate")
-            reply = self._handle(request.path, body, self.now)
+            reply = self._handle(request.kind, body, self.now)
         self.now += self._transfer_time(len(reply.body) + overhead // 2)
         # Counted when the exchange ends, in the budget period the agent counts it in.
         spent = self._spent(request, overhead, len(reply.body))
@@ -244,8 +245,8 @@ class Sim:
             self._take(self.agent.fail(request, self.now, "connection dropped", spent))
             return
         self._alive_until = self.now + self.keep_alive
-        self._note(f"{what}: {_describe_reply(reply.status, reply.body)}")
-        self._take(self.agent.receive(request, reply.status, reply.body, self.now, spent))
+        self._note(f"{what}: {_describe_reply(reply.outcome, reply.body)}")
+        self._take(self.agent.receive(request, reply.outcome, reply.body, self.now, spent))
 
     def _take(self, events: list[Event]) -> None:
         """Events of one exchange; with a runner, commands run at once, as Agent runs them."""
@@ -271,16 +272,16 @@ class Sim:
                 or self.nonces.remember(ENV, str(delivery.nonce), delivery.sent_at, delivery.at)
                 != "new"
             ):
-                self._note(f"late request from {delivery.sent_at - self.now:+.0f}s: refused (401)")
+                self._note(f"late request from {delivery.sent_at - self.now:+.0f}s: refused (auth)")
                 continue
-            reply = self._handle(delivery.path, delivery.body, delivery.at)
+            reply = self._handle(delivery.kind, delivery.body, delivery.at)
             self._note(
                 f"late request from {delivery.sent_at - self.now:+.0f}s delivered: "
-                f"{_describe_reply(reply.status, reply.body)} (nobody listens)"
+                f"{_describe_reply(reply.outcome, reply.body)} (nobody listens)"
             )
 
-    def _handle(self, path: str, body: bytes, now: float) -> Reply:
-        reply = self.server.handle(ENV, path, body, now)
+    def _handle(self, kind: str, body: bytes, now: float) -> Reply:
+        reply = self.server.handle(ENV, kind, body, now)
         if reply.applied is not None:
             self.applied.append(reply.applied.digest)
         return reply
@@ -358,14 +359,14 @@ def _describe(request: Request) -> str:
     return f"{message.TYPE} ({len(request.body)} B)"
 
 
-def _describe_reply(status: int, body: bytes) -> str:
+def _describe_reply(outcome: Outcome, body: bytes) -> str:
     try:
         message = decode(body, (Pong, UploadReply, Refusal))
     except RemoteProtocolError:
-        return f"HTTP {status}"
+        return outcome.value
     if isinstance(message, UploadReply):
         extra = f" v{message.version.seq}" if message.version else ""
         return f"{message.status}{extra}" + (f" @{message.offset}" if message.offset else "")
     if isinstance(message, Pong):
         return f"pong holds {[v.seq for v in message.holds]} ({len(message.commands)} commands)"
-    return f"HTTP {status} {message.reason if isinstance(message, Refusal) else ''}"
+    return f"{outcome.value} {message.reason if isinstance(message, Refusal) else ''}"
