@@ -187,7 +187,7 @@ async def post(
         latencies.append(time.perf_counter() - started)
     if answer.status_code != 200:
         return f"HTTP {answer.status_code}"
-    reply = decode(answer.content, (UploadReply,))
+    reply = decode(answer.content, UploadReply)
     assert isinstance(reply, UploadReply)
     return "" if reply.status == "ack" else f"{reply.status} {reply.reason}".strip()
 

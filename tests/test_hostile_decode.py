@@ -92,7 +92,7 @@ class Live:
         for body in chunks(frame, base, unpack_frame(frame).target_digest):
             response = self.post(PATHS[Chunk.TYPE], body)
             assert response.status_code == 200, response.content
-        reply = decode(response.content, (UploadReply,))
+        reply = decode(response.content, UploadReply)
         assert isinstance(reply, UploadReply)
         return reply
 
@@ -249,7 +249,7 @@ def test_a_bucket_count_the_server_did_not_announce_is_refused(live: Live) -> No
     wrong = BucketQuery(live.version, {ref: BucketSet(MAX_BUCKETS, b"\xff" * (MAX_BUCKETS // 8))})
     assert live.post(PATHS[BucketQuery.TYPE], wrong.encode()).status_code == 400
     honest = BucketQuery(live.version, {ref: BucketSet.of(right, range(right))})
-    answer = decode(live.post(PATHS[BucketQuery.TYPE], honest.encode()).content, (Differences,))
+    answer = decode(live.post(PATHS[BucketQuery.TYPE], honest.encode()).content, Differences)
     assert isinstance(answer, Differences) and len(answer.kinds[ref]) == held
 
 
@@ -279,7 +279,7 @@ def test_a_delta_renaming_an_object_is_refused_and_the_server_reads_back(
     finally:
         again.close()
     summary = Summary(live.base.digest, kind_digests(live.base))
-    answer = decode(live.post(PATHS[Summary.TYPE], summary.encode()).content, (Differences,))
+    answer = decode(live.post(PATHS[Summary.TYPE], summary.encode()).content, Differences)
     assert isinstance(answer, Differences) and answer.base == live.version
 
 

@@ -161,7 +161,7 @@ def test_large_bodies_beyond_the_allowance_are_refused_and_pings_still_pass(
             time.sleep(0.02)  # until the holders' requests reach the gate
         refused = g.raw(_head(PATHS[Chunk.TYPE], MiB, forged[3]))
         assert refused.startswith(b"HTTP/1.1 503 ")
-        answer = decode(refused.split(b"\r\n\r\n", 1)[1], (Refusal,))
+        answer = decode(refused.split(b"\r\n\r\n", 1)[1], Refusal)
         assert isinstance(answer, Refusal) and answer.retry_after > 0
         assert g.post(PATHS[Ping.TYPE], Ping().encode()).status_code == 200
         cut = [_until_closed(sock) for sock in holders]
@@ -227,7 +227,7 @@ def test_a_flood_of_signed_requests_cannot_make_an_old_one_replayable(
         assert g.post(PATHS[Ping.TYPE], body, header=first).status_code == 200
         answers = [g.post(PATHS[Ping.TYPE], body).status_code for _ in range(45)]
         assert answers == [200] * 39 + [429] * 6
-        refusal = decode(g.post(PATHS[Ping.TYPE], body).content, (Refusal,))
+        refusal = decode(g.post(PATHS[Ping.TYPE], body).content, Refusal)
         assert isinstance(refusal, Refusal) and refusal.retry_after > 0
         assert g.post(PATHS[Ping.TYPE], body, header=first).status_code == 401
         other = sign(SHARED, "POST", PATHS[Ping.TYPE], "walk-in", body, g.clock())
@@ -252,7 +252,7 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) 
         for i in range(20):
             upload = hashlib.blake2b(bytes([i]), digest_size=8).digest()
             body = _chunk(upload, 2 * MiB, 0, bytes([i]) * 256_000, bytes([i]) * 16)
-            reply = decode(g.post(PATHS[Chunk.TYPE], body).content, (UploadReply,))
+            reply = decode(g.post(PATHS[Chunk.TYPE], body).content, UploadReply)
             assert isinstance(reply, UploadReply) and reply.offset == 256_000
             g.clock.now += 1
         held = g.partials()
@@ -274,12 +274,12 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: SQLStore) 
             body = Chunk(
                 upload, b"", snapshot.digest, len(frame), offset, frame[offset : offset + size]
             )
-            reply = decode(g.post(PATHS[Chunk.TYPE], body.encode()).content, (UploadReply,))
+            reply = decode(g.post(PATHS[Chunk.TYPE], body.encode()).content, UploadReply)
             assert isinstance(reply, UploadReply)
             if offset + size < len(frame):
                 assert reply.status == "partial" and reply.offset == offset + size
                 empty = Chunk(upload, b"", snapshot.digest, len(frame), offset + size, b"")
-                again = decode(g.post(PATHS[Chunk.TYPE], empty.encode()).content, (UploadReply,))
+                again = decode(g.post(PATHS[Chunk.TYPE], empty.encode()).content, UploadReply)
                 assert isinstance(again, UploadReply) and again.offset == offset + size
                 rows = sql_store._read(
                     "SELECT COUNT(*) FROM upload_chunks WHERE upload = ?", (upload,)
@@ -308,7 +308,7 @@ def test_storage_outage_is_503_and_a_bug_is_500(
         )
         outage = g.post(PATHS[Ping.TYPE], body)
         assert outage.status_code == 503
-        refusal = decode(outage.content, (Refusal,))
+        refusal = decode(outage.content, Refusal)
         assert isinstance(refusal, Refusal) and refusal.retry_after > 0
         monkeypatch.setattr(store, "held", lambda env: (_ for _ in ()).throw(KeyError("bug")))
         assert g.post(PATHS[Ping.TYPE], body).status_code == 500

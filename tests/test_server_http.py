@@ -86,7 +86,7 @@ class Server:
         )
         answer = self.post(PATHS[Chunk.TYPE], chunk.encode(), edge)
         assert answer.status_code == 200, answer.content
-        reply = decode(answer.content, (UploadReply,))
+        reply = decode(answer.content, UploadReply)
         assert isinstance(reply, UploadReply)
         return reply
 

@@ -223,7 +223,7 @@ class Interrupting:
 
     def post(self, kind: str, body: bytes, limit: int) -> Answer:
         if kind == Chunk.TYPE:
-            chunk = decode(body, (Chunk,))
+            chunk = decode(body, Chunk)
             assert isinstance(chunk, Chunk)
             self.offsets.append(chunk.offset)
             if len(self.offsets) == self.before_chunk:

@@ -78,7 +78,7 @@ class Site:
         chunk = Chunk(upload, b"", snapshot.digest, len(frame), 0, frame)
         answer = self.agent(PATHS[Chunk.TYPE], chunk.encode())
         assert answer.status_code == 200, answer.content
-        reply = decode(answer.content, (UploadReply,))
+        reply = decode(answer.content, UploadReply)
         assert isinstance(reply, UploadReply)
         return reply
 

@@ -215,7 +215,7 @@ def refused(response: httpx.Response) -> bool:
     if 400 <= response.status_code < 500:
         return True
     try:
-        reply = decode(response.content, (UploadReply,))
+        reply = decode(response.content, UploadReply)
     except Exception:
         return False
     return isinstance(reply, UploadReply) and reply.status == "rejected"

@@ -289,14 +289,13 @@ class AgentProtocol:
         if outcome is Outcome.OK:
             try:
                 if isinstance(request.message, Ping):
-                    self._on_pong(request.message, decode(body, (Pong,)), now)  # type: ignore[arg-type]
+                    self._on_pong(request.message, decode(body, Pong), now)
                 elif isinstance(request.message, Summary | BucketQuery):
                     if len(body) > request.message.limit:
                         raise RemoteProtocolError("an answer larger than the limit asked for")
-                    differences = decode(body, (Differences,))
-                    self._on_differences(request.message, differences)  # type: ignore[arg-type]
+                    self._on_differences(request.message, decode(body, Differences))
                 else:
-                    self._on_upload_reply(decode(body, (UploadReply,)), now)  # type: ignore[arg-type]
+                    self._on_upload_reply(decode(body, UploadReply), now)
             except RemoteProtocolError as exc:
                 if isinstance(request.message, Summary | BucketQuery):
                     self._give_up_reconciling()
@@ -652,9 +651,8 @@ class AgentProtocol:
 
     def _on_refusal(self, request: Request, outcome: Outcome, body: bytes, now: float) -> None:
         try:
-            refusal = decode(body, (Refusal,))
-            reason = refusal.reason  # type: ignore[attr-defined]
-            retry_after = refusal.retry_after  # type: ignore[attr-defined]
+            refusal = decode(body, Refusal)
+            reason, retry_after = refusal.reason, refusal.retry_after
         except RemoteProtocolError:
             reason, retry_after = f"refused ({outcome.value})", 0.0
         if outcome is Outcome.AUTH:

@@ -190,7 +190,7 @@ class ServerProtocol:
             self._next_sweep = now + self.config.partials.sweep_every
             self.store.expire_partials(now - self.config.partials.ttl)
         try:
-            message = decode(body, (expected,))
+            message = decode(body, expected)
         except RemoteProtocolError as exc:
             return refusal(Outcome.MALFORMED, str(exc))
         reply = self._answer(env, message, now)
