@@ -256,7 +256,7 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
         """
         agent = self.sim.agent
         record = self.sim.store.env(ENV)
-        if any(c.name == "full-snapshot" and c.id > agent.cursor for c in record.commands):
+        if any(c.name == "full-snapshot" and c.id > agent.commands.cursor for c in record.commands):
             return None
         upload = agent.upload
         if upload is not None and upload.target.digest == latest.digest:

@@ -470,7 +470,7 @@ def test_a_command_queued_after_an_ack_waits_at_most_a_ping_interval() -> None:
     assert sent(sim) == []
     sim.now += 30
     assert sent(sim) == ["ping"]
-    assert sim.agent.cursor == command.id
+    assert sim.agent.commands.cursor == command.id
 
 
 def test_an_ack_that_does_not_say_what_a_pong_would_keeps_the_ping() -> None:
@@ -560,7 +560,7 @@ def test_chunks_too_large_for_a_slow_link_shrink_until_they_cross() -> None:
     assert sim.agent.in_sync
     assert sim.store.current(ENV).digest == states(1)[0].digest  # type: ignore[union-attr]
     assert sim.counters["timeout"] >= 1
-    assert sim.agent.chunk_size == 4096
+    assert sim.agent.chunks.size == 4096
 
 
 # -- anti-entropy ------------------------------------------------------------------------------

@@ -144,8 +144,8 @@ def test_the_servers_usage_figures_are_the_agents_wire_count(
         meter, protocol = site.transport.meter, site.agent.protocol
         (environment,) = store.environments(time.time())
         # every exchange is reported with the next one: all but the last are in the figures
-        assert environment.bytes_today == meter.total - protocol.unreported
-        assert 0 < protocol.unreported < 4000
+        assert environment.bytes_today == meter.total - protocol.meter.unreported
+        assert 0 < protocol.meter.unreported < 4000
         site.agent.close()
 
 

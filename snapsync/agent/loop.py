@@ -165,7 +165,7 @@ class Agent:
         except SnapsyncError as exc:
             report.collect_error = str(exc)
             log.warning("collection failed: %s", exc)
-            self.protocol.next_snapshot = now + self.config.intervals.snapshot
+            self.protocol.collection_failed(now)
             return
         self.protocol.snapshot_collected(builder.build(previous=self.protocol.latest), now)
         report.collected = True

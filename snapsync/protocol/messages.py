@@ -21,17 +21,19 @@ from snapsync.bounds import Budget, items_for, unpackb
 from snapsync.errors import RemoteProtocolError
 from snapsync.protocol.readers import (
     DIGEST,
+    bucket_digests,
+    bucket_set,
     bytes_field,
     digest_field,
     digest_item,
     int_field,
-    is_int,
+    kind_entries,
     list_field,
     number_field,
     opt_digest_field,
     str_field,
 )
-from snapsync.protocol.reconcile import BUCKET_SHORT, MAX_BUCKETS, BucketSet
+from snapsync.protocol.reconcile import MAX_BUCKETS, BucketSet
 from snapsync.protocol.values import Command, CommandResult, Version
 
 __all__ = [
@@ -205,7 +207,7 @@ class Summary(Message):
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Summary:
-        kinds = {ref: (n, d) for ref, n, d in _kind_entries(doc, "kind summary")}
+        kinds = {ref: (n, d) for ref, n, d in kind_entries(doc, "kind summary")}
         return cls(target=digest_field(doc, "g"), kinds=kinds, limit=_limit(doc))
 
 
@@ -225,8 +227,8 @@ class BucketQuery(Message):
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> BucketQuery:
         kinds = {
-            ref: _bucket_set(count, bitmap)
-            for ref, count, bitmap in _kind_entries(doc, "bucket choice", 1, MAX_BUCKETS)
+            ref: bucket_set(count, bitmap)
+            for ref, count, bitmap in kind_entries(doc, "bucket choice", 1, MAX_BUCKETS)
         }
         return cls(base=Version.parse(doc.get("ver")), kinds=kinds, limit=_limit(doc))
 
@@ -286,7 +288,7 @@ class Differences(Message):
                 ):
                     raise RemoteProtocolError("malformed object digest")
                 kinds[ref].append((e[0], e[1], e[2]))
-        buckets = dict(list_field(doc, "bk", _bucket_digests, default=[]))
+        buckets = dict(list_field(doc, "bk", bucket_digests, default=[]))
         return cls(base=_opt_version(doc.get("ver")), kinds=kinds, buckets=buckets)
 
 
@@ -455,26 +457,6 @@ def _opt_version(raw: Any) -> Version | None:
     return None if raw is None else Version.parse(raw)
 
 
-def _kind_entries(
-    doc: dict[str, Any], what: str, least: int = 0, most: int = 2**63 - 1
-) -> list[tuple[str, int, bytes]]:
-    """Field "k": [kind ref, count, bytes] triples, the count between `least` and `most`."""
-
-    def entry(value: Any) -> tuple[str, int, bytes]:
-        if (
-            not isinstance(value, list)
-            or len(value) != 3
-            or not isinstance(value[0], str)
-            or not is_int(value[1])
-            or not least <= value[1] <= most
-            or not isinstance(value[2], bytes)
-        ):
-            raise RemoteProtocolError(f"malformed {what}")
-        return value[0], value[1], value[2]
-
-    return list_field(doc, "k", entry)
-
-
 def _with_limit(out: dict[str, Any], limit: int) -> dict[str, Any]:
     if limit != ANSWER_LIMIT:
         out["m"] = limit
@@ -486,26 +468,3 @@ def _limit(doc: dict[str, Any]) -> int:
     if not 0 < limit <= MAX_MESSAGE:
         raise RemoteProtocolError(f"answer limit {limit} is outside 1..{MAX_MESSAGE}")
     return limit
-
-
-def _bucket_digests(value: Any) -> tuple[str, bytes]:
-    """[kind ref, digests]: one short digest per bucket, at least one, at most MAX_BUCKETS."""
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not isinstance(value[0], str)
-        or not isinstance(value[1], bytes)
-        or len(value[1]) % BUCKET_SHORT
-        or not 1 <= len(value[1]) // BUCKET_SHORT <= MAX_BUCKETS
-    ):
-        raise RemoteProtocolError("malformed bucket digests")
-    return value[0], value[1]
-
-
-def _bucket_set(count: int, bitmap: bytes) -> BucketSet:
-    """The bitmap as it came, checked (never expanded: see snapsync.protocol.reconcile)."""
-    if len(bitmap) != (count + 7) // 8:
-        raise RemoteProtocolError(f"a bitmap of {len(bitmap)} bytes for {count} buckets")
-    if count % 8 and bitmap[-1] >> (count % 8):
-        raise RemoteProtocolError("a bitmap choosing buckets beyond the count")
-    return BucketSet(count, bitmap)

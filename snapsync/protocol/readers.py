@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from snapsync.errors import RemoteProtocolError
+from snapsync.protocol.reconcile import BUCKET_SHORT, MAX_BUCKETS, BucketSet
 
 DIGEST = 16
 
@@ -85,3 +86,46 @@ def list_field(
     if not isinstance(value, list):
         raise RemoteProtocolError(f"field {name!r} is not a list")
     return [item(v) for v in value]
+
+
+def kind_entries(
+    doc: dict[str, Any], what: str, least: int = 0, most: int = 2**63 - 1
+) -> list[tuple[str, int, bytes]]:
+    """Field "k": [kind ref, count, bytes] triples, the count between `least` and `most`."""
+
+    def entry(value: Any) -> tuple[str, int, bytes]:
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not isinstance(value[0], str)
+            or not is_int(value[1])
+            or not least <= value[1] <= most
+            or not isinstance(value[2], bytes)
+        ):
+            raise RemoteProtocolError(f"malformed {what}")
+        return value[0], value[1], value[2]
+
+    return list_field(doc, "k", entry)
+
+
+def bucket_digests(value: Any) -> tuple[str, bytes]:
+    """[kind ref, digests]: one short digest per bucket, at least one, at most MAX_BUCKETS."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], str)
+        or not isinstance(value[1], bytes)
+        or len(value[1]) % BUCKET_SHORT
+        or not 1 <= len(value[1]) // BUCKET_SHORT <= MAX_BUCKETS
+    ):
+        raise RemoteProtocolError("malformed bucket digests")
+    return value[0], value[1]
+
+
+def bucket_set(count: int, bitmap: bytes) -> BucketSet:
+    """The bitmap as it came, checked (never expanded: see snapsync.protocol.reconcile)."""
+    if len(bitmap) != (count + 7) // 8:
+        raise RemoteProtocolError(f"a bitmap of {len(bitmap)} bytes for {count} buckets")
+    if count % 8 and bitmap[-1] >> (count % 8):
+        raise RemoteProtocolError("a bitmap choosing buckets beyond the count")
+    return BucketSet(count, bitmap)
