@@ -1,4 +1,8 @@
-"""The embeddable agent: collector + protocol + transport + state directory.
+"""The embeddable agent: collector + protocol + transport + state store.
+
+The clock is injected (`clock`): it times the protocol, the transport's signatures and the
+snapshots' collection time; the state store is a port (`StateDir`, or `MemoryStateStore`), so
+the simulation runs this very loop.
 
 `step()` does one pass (collect if due, then every exchange the protocol wants now) and returns
 what happened; `run()` repeats it, sleeping until the protocol's next wake-up, until stopped. The
@@ -15,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snapsync.agent.state import StateDir
+from snapsync.agent.state import StateDir, StateStore
 from snapsync.agent.transport import Transport
 from snapsync.canonical.profile import Profile, load_profile
-from snapsync.canonical.snapshot import SnapshotBuilder
+from snapsync.canonical.snapshot import SnapshotBuilder, rfc3339
 from snapsync.collect import Collector
 from snapsync.errors import SnapsyncError, TransportError
 from snapsync.protocol.agent import AgentConfig, AgentProtocol
@@ -71,7 +75,7 @@ class Agent:
         self,
         collector: Collector,
         transport: Transport,
-        state_dir: str | Path,
+        state_dir: str | Path | StateStore,
         config: AgentConfig | None = None,
         *,
         profile: Profile | None = None,
@@ -88,7 +92,7 @@ class Agent:
         self.environment_id = environment_id
         self.commands = commands
         self.clock = clock
-        self.state = StateDir(state_dir)
+        self.state = StateDir(state_dir) if isinstance(state_dir, str | Path) else state_dir
         self.heartbeat = heartbeat
         self.protocol = AgentProtocol(self.config, seed=seed, wire_counted=True)
         saved = self.state.load()
@@ -167,7 +171,8 @@ class Agent:
             log.warning("collection failed: %s", exc)
             self.protocol.collection_failed(now)
             return
-        self.protocol.snapshot_collected(builder.build(previous=self.protocol.latest), now)
+        snapshot = builder.build(rfc3339(now), previous=self.protocol.latest)
+        self.protocol.snapshot_collected(snapshot, now)
         report.collected = True
 
     def _handle(self, events: list[Event], report: StepReport) -> None:

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from typing import Any
 
 from snapsync.canonical.snapshot import Snapshot
 from snapsync.errors import LocalProtocolError, RemoteProtocolError
 from snapsync.protocol import agent_state
+from snapsync.protocol.agent_state import AgentState
 from snapsync.protocol.antientropy import AntiEntropy
 from snapsync.protocol.bases import Bases
 from snapsync.protocol.budget import Budget
@@ -487,14 +487,14 @@ class AgentProtocol:
 
     # -- persistence (snapsync.protocol.agent_state) -------------------------------------------
 
-    def export_state(self) -> dict[str, Any]:
-        """Everything a restart needs besides the snapshots themselves (msgpack-able)."""
+    def export_state(self) -> AgentState:
+        """Everything a restart needs besides the snapshots themselves."""
         return agent_state.export_state(self)
 
     def snapshots_to_keep(self) -> Iterable[Snapshot]:
         """The snapshots `export_state` refers to, which the caller persists beside it."""
         return agent_state.snapshots_to_keep(self)
 
-    def restore_state(self, state: dict[str, Any], snapshots: dict[bytes, Snapshot]) -> None:
+    def restore_state(self, state: AgentState, snapshots: dict[bytes, Snapshot]) -> None:
         """Resume from `export_state` output; commands seen running are reported interrupted."""
         agent_state.restore_state(self, state, snapshots)

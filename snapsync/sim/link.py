@@ -24,7 +24,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgpack
 
@@ -38,6 +37,7 @@ from snapsync.protocol import (
     Request,
     ServerProtocol,
 )
+from snapsync.protocol.agent_state import AgentState
 from snapsync.protocol.auth import WINDOW, NonceMemory
 from snapsync.protocol.events import CommandReceived, Event
 from snapsync.protocol.messages import (
@@ -297,11 +297,13 @@ class Sim:
         state, snapshots = self._persisted()
         self._restore_agent((state, {} if lose_snapshots else snapshots))
 
-    def _persisted(self) -> tuple[dict[str, Any], dict[bytes, Snapshot]]:
-        state = msgpack.unpackb(msgpack.packb(self.agent.export_state()), strict_map_key=False)
+    def _persisted(self) -> tuple[AgentState, dict[bytes, Snapshot]]:
+        """What the state directory holds: the state through its document form, as on disk."""
+        document = msgpack.unpackb(msgpack.packb(self.agent.export_state().document()))
+        state = AgentState.from_document(document)
         return state, {s.digest: s for s in self.agent.snapshots_to_keep()}
 
-    def _restore_agent(self, saved: tuple[dict[str, Any], dict[bytes, Snapshot]]) -> None:
+    def _restore_agent(self, saved: tuple[AgentState, dict[bytes, Snapshot]]) -> None:
         self.agent = AgentProtocol(self.config, seed=self.rng.randrange(2**32), wire_counted=True)
         self._alive_until = -1.0
         self.agent.restore_state(*saved)
