@@ -16,7 +16,7 @@ import argparse
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
 from snapsync.codec.pipeline import encode_snapshot
-from snapsync.protocol import AgentConfig, AgentProtocol, Intervals
+from snapsync.protocol import AgentConfig, Intervals
 from snapsync.sim.link import ENV, Sim
 from snapsync.sim.sample_cluster import SampleCluster
 
@@ -31,7 +31,7 @@ def measure(objects: int, minutes: int) -> dict[str, int]:
     for _ in range(minutes):
         cluster.step(churn="steady")
     latest = build_snapshot(cluster.objects(), profile)
-    sim.agent = AgentProtocol(config, seed=3)  # state directory lost
+    sim.wipe_agent_state(seed=3)  # state directory lost
     sim.now += 61
     sim.collect(latest)
     sizes: dict[str, int] = {"exchanges": 0}

@@ -421,7 +421,7 @@ def test_full_snapshot_command() -> None:
 
 def test_an_agent_that_lost_its_state_adopts_what_the_server_holds() -> None:
     sim = synced()
-    sim.agent = type(sim.agent)(CONFIG, seed=2)  # state directory wiped
+    sim.wipe_agent_state(seed=2)  # state directory wiped
     sim.now += 61
     sim.collect(states(1)[0])
     sim.run_exchanges()
@@ -571,7 +571,7 @@ def test_no_shared_version_ships_only_the_objects_that_differ() -> None:
     config = AgentConfig(intervals=NO_JITTER, reconcile_min=1)
     sim = synced(config)
     full = sim.store.env(ENV).frame_bytes
-    sim.agent = type(sim.agent)(config, seed=2)  # state directory wiped
+    sim.wipe_agent_state(seed=2)  # state directory wiped
     sim.now += 61
     sim.collect(states(2)[1])  # and the cluster moved on meanwhile
     sim.run_exchanges()
@@ -586,7 +586,7 @@ def test_no_shared_version_ships_only_the_objects_that_differ() -> None:
 def test_a_failed_repair_falls_back_to_a_full_snapshot() -> None:
     config = AgentConfig(intervals=NO_JITTER, reconcile_min=1)
     sim = synced(config)
-    sim.agent = type(sim.agent)(config, seed=2)
+    sim.wipe_agent_state(seed=2)
     sim.now += 61
     sim.collect(states(2)[1])
     greet(sim)
@@ -612,7 +612,7 @@ def diverged_agent(objects: int = 400, budget: BudgetConfig | None = None) -> tu
     sim.collect(first)
     sim.run_exchanges()
     sim.events.clear()
-    sim.agent = type(sim.agent)(config, seed=2)
+    sim.wipe_agent_state(seed=2)
     sim.now += 61
     sim.collect(second)
     return sim, second

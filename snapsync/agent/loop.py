@@ -71,6 +71,9 @@ class StepReport:
 
 
 class Agent:
+    """`commands` runs the cluster commands the server queues, at once; None leaves them to the
+    caller (CommandReceived in the report's events, answered with `protocol.command_finished`)."""
+
     def __init__(
         self,
         collector: Collector,
@@ -80,7 +83,7 @@ class Agent:
         *,
         profile: Profile | None = None,
         environment_id: str = "",
-        commands: CommandRunner = refuse_cluster_commands,
+        commands: CommandRunner | None = refuse_cluster_commands,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         heartbeat: Path | None = None,
@@ -105,9 +108,26 @@ class Agent:
         now = self.clock()
         if self.protocol.snapshot_due(now):
             self._collect(now, report)
-        while (request := self.protocol.next_request(now)) is not None:
+        self.exchange(report)
+        now = self.clock()
+        acked = self.protocol.acked
+        report.version = acked.seq if acked else None
+        report.in_sync = self.protocol.in_sync
+        report.confirmed = self._server_confirms_latest()
+        report.budget_left = self.protocol.budget.remaining(now)
+        report.rss_bytes = resident_bytes()
+        self.save()
+        self._beat()
+        return report
+
+    def exchange(self, report: StepReport, limit: int | None = None) -> None:
+        """Every exchange the protocol wants now (at most `limit` in all of `report`)."""
+        now = self.clock()
+        while (limit is None or report.exchanges < limit) and (
+            request := self.protocol.next_request(now)
+        ) is not None:
             report.exchanges += 1
-            self._save()  # with the budget charged for the request: a crash cannot overspend
+            self.save()  # with the budget charged for the request: a crash cannot overspend
             try:
                 answer = self.transport.post(request.kind, request.body, request.answer_limit)
             except TransportError as exc:
@@ -120,19 +140,10 @@ class Agent:
                     request, answer.outcome, answer.body, self.clock(), answer.wire_bytes
                 )
             self._handle(events, report)
-            self._save()
+            self.save()
             self._beat()  # a long upload is many exchanges: each one is progress
             now = self.clock()
         report.events += self.protocol.poll_events()
-        acked = self.protocol.acked
-        report.version = acked.seq if acked else None
-        report.in_sync = self.protocol.in_sync
-        report.confirmed = self._server_confirms_latest()
-        report.budget_left = self.protocol.budget.remaining(now)
-        report.rss_bytes = resident_bytes()
-        self._save()
-        self._beat()
-        return report
 
     def run(self, max_sleep: float = 60.0) -> None:
         """Step until `stop()`; sleeps in between, never longer than `max_sleep`."""
@@ -180,9 +191,9 @@ class Agent:
             report.events.append(event)
             if isinstance(event, Acked):
                 report.frame_kind, report.frame_bytes = event.kind, event.frame_bytes
-            elif isinstance(event, CommandReceived):
-                self._save()  # the cursor is on disk before the command runs: at most once
-                self.protocol.command_finished(self._run(event.command))
+            elif isinstance(event, CommandReceived) and self.commands is not None:
+                self.save()  # the cursor is on disk before the command runs: at most once
+                self.protocol.command_finished(self._run(event.command, self.commands))
             elif isinstance(event, CollectRequested):
                 self.protocol.collect_now(self.clock())
             elif isinstance(event, AuthRejected):
@@ -199,13 +210,14 @@ class Agent:
                     event.remaining,
                 )
 
-    def _run(self, command: Command) -> CommandResult:
+    def _run(self, command: Command, runner: CommandRunner) -> CommandResult:
         try:
-            return self.commands(command)
+            return runner(command)
         except Exception as exc:  # a command failing must never stop the agent
             return CommandResult(command.id, False, f"{type(exc).__name__}: {exc}")
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Persist the protocol's state (done after every exchange and every step)."""
         self.state.save(self.protocol.export_state(), self.protocol.snapshots_to_keep())
 
     def _beat(self) -> None:
