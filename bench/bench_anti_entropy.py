@@ -16,7 +16,7 @@ import argparse
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
 from snapsync.codec.encode import encode_snapshot
-from snapsync.protocol import AgentConfig, AgentProtocol, Intervals
+from snapsync.protocol import AgentConfig, Intervals
 from snapsync.sim.link import ENV, Sim
 from snapsync.sim.sample_cluster import SampleCluster
 
@@ -31,16 +31,16 @@ def measure(objects: int, minutes: int) -> dict[str, int]:
     for _ in range(minutes):
         cluster.step(churn="steady")
     latest = build_snapshot(cluster.objects(), profile)
-    sim.agent = AgentProtocol(config, seed=3)  # state directory lost
+    sim.wipe_agent_state(seed=3)  # state directory lost
     sim.now += 61
     sim.collect(latest)
     sizes: dict[str, int] = {"exchanges": 0}
     while (request := sim.agent.next_request(sim.now)) is not None:
-        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
+        reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
         name = request.message.TYPE
         sizes[name] = sizes.get(name, 0) + len(request.body) + len(reply.body)
         sizes["exchanges"] += 1
-        sim.agent.receive(request, reply.status, reply.body, sim.now)
+        sim.agent.receive(request, reply.outcome, reply.body, sim.now)
     current = sim.store.current(ENV)
     assert current is not None and current.digest == latest.digest
     sizes["overhead"] = sizes["exchanges"] * config.overhead

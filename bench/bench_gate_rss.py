@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_server_load import SECRET  # noqa: E402
+from snapsync.agent.transport import PATHS  # noqa: E402
 from snapsync.canonical.profile import load_profile  # noqa: E402
 from snapsync.canonical.snapshot import build_snapshot  # noqa: E402
 from snapsync.codec.encode import encode_snapshot  # noqa: E402
@@ -87,7 +88,7 @@ def status_of(sock: socket.socket) -> str:
 def garbage(port: int, sent: int, stall: float, out: list[str]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         try:
-            sock.sendall(head(Chunk.PATH, len(BODY), forged_header(Chunk.PATH)))
+            sock.sendall(head(PATHS[Chunk.TYPE], len(BODY), forged_header(PATHS[Chunk.TYPE])))
             sock.sendall(memoryview(BODY)[:sent])
         except OSError:
             pass  # refused before the body: the answer says why
@@ -146,7 +147,9 @@ def run(args: argparse.Namespace) -> str:
             )
             frame = encode_snapshot(snap)
             chunk = Chunk(b"baseline", b"", snap.digest, len(frame), 0, frame)
-            reply = decode(post(url, Chunk.PATH, chunk.encode(), "victim").content, (UploadReply,))
+            reply = decode(
+                post(url, PATHS[Chunk.TYPE], chunk.encode(), "victim").content, (UploadReply,)
+            )
             assert isinstance(reply, UploadReply) and reply.status == "ack", reply
             before = stored(database)
             size_before = _on_disk(database)
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace) -> str:
             )
             stall.start()
             time.sleep(3)
-            ping = post(url, Ping.PATH, Ping().encode(), "victim").status_code
+            ping = post(url, PATHS[Ping.TYPE], Ping().encode(), "victim").status_code
             stall.join()
             rss, hwm = memory(process.pid)
             lines.append(
@@ -180,7 +183,7 @@ def run(args: argparse.Namespace) -> str:
             for _ in range(args.uploads):
                 target = secrets.token_bytes(16)
                 piece = Chunk(secrets.token_bytes(8), b"", target, 8 * MiB, 0, BODY[: 2 * MiB])
-                answer = post(url, Chunk.PATH, piece.encode(), "victim")
+                answer = post(url, PATHS[Chunk.TYPE], piece.encode(), "victim")
                 statuses[str(answer.status_code)] += 1
             rss, hwm = memory(process.pid)
             count, held = uploads_held(database)
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> str:
                 f"| {hwm / 1024:.0f} | {_counts(statuses)}; held: {count} uploads, "
                 f"{held / MiB:.0f} MiB |"
             )
-            after_ping = post(url, Ping.PATH, Ping().encode(), "victim").status_code
+            after_ping = post(url, PATHS[Ping.TYPE], Ping().encode(), "victim").status_code
             after = stored(database)
             size_after = _on_disk(database)
         logged = log.read_text(errors="replace")

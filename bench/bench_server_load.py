@@ -57,6 +57,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from snapsync.agent.transport import PATHS  # noqa: E402
 from snapsync.canonical.profile import load_profile  # noqa: E402
 from snapsync.canonical.snapshot import Snapshot, build_snapshot  # noqa: E402
 from snapsync.codec.encode import encode_delta, encode_snapshot  # noqa: E402
@@ -127,19 +128,19 @@ async def post(
     """'' when the frame was acknowledged, else why not."""
     body = upload.body()
     headers = {
-        "Authorization": sign(SECRET.encode(), "POST", Chunk.PATH, edge, body, time.time()),
+        "Authorization": sign(SECRET.encode(), "POST", PATHS[Chunk.TYPE], edge, body, time.time()),
         "Content-Type": "application/msgpack",
     }
     started = time.perf_counter()
     for attempt in range(3):  # a keep-alive connection the server just closed: resend, as an
         try:  # agent would (an upload is idempotent)
-            answer = await client.post(Chunk.PATH, content=body, headers=headers)
+            answer = await client.post(PATHS[Chunk.TYPE], content=body, headers=headers)
             break
         except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
             if attempt == 2:
                 return type(exc).__name__
             headers["Authorization"] = sign(
-                SECRET.encode(), "POST", Chunk.PATH, edge, body, time.time()
+                SECRET.encode(), "POST", PATHS[Chunk.TYPE], edge, body, time.time()
             )
         except httpx.HTTPError as exc:
             return type(exc).__name__
@@ -147,7 +148,7 @@ async def post(
         latencies.append(time.perf_counter() - started)
     if answer.status_code != 200:
         return f"HTTP {answer.status_code}"
-    reply = decode(answer.content, (UploadReply,))
+    reply = decode(answer.content, UploadReply)
     assert isinstance(reply, UploadReply)
     return "" if reply.status == "ack" else f"{reply.status} {reply.reason}".strip()
 

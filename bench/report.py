@@ -28,7 +28,7 @@ from bench.runner import (
     TraceResult,
     per_day,
 )
-from snapsync.protocol.agent import DEFAULT_OVERHEAD as HTTP_OVERHEAD
+from snapsync.protocol.request import DEFAULT_OVERHEAD as HTTP_OVERHEAD
 from tools.traces import CYCLES_PER_DAY
 
 

@@ -96,8 +96,8 @@ class TimedServer(ServerProtocol):
 
     cpu_ms: float = 0.0
 
-    def handle(self, env: str, path: str, body: bytes, now: float) -> Any:
-        reply, ms = bl.timed(lambda: super(TimedServer, self).handle(env, path, body, now))
+    def handle(self, env: str, kind: str, body: bytes, now: float) -> Any:
+        reply, ms = bl.timed(lambda: super(TimedServer, self).handle(env, kind, body, now))
         self.cpu_ms += ms
         return reply
 

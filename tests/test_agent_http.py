@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 
 from snapsync.agent import Agent, HttpTransport
+from snapsync.agent.transport import PATHS, outcome_of
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals, MemoryStore
 from snapsync.protocol.events import Acked, AuthRejected
+from snapsync.protocol.outcome import Outcome
+from snapsync.protocol.server import ServerProtocol
 from snapsync.server import ServerSettings, SharedSecret
+from snapsync.server.app import ROUTES, STATUSES
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
 
@@ -107,3 +111,11 @@ def test_unreachable_server_backs_off(tmp_path: Path) -> None:
     assert report.exchanges == 1 and not report.in_sync
     assert agent.protocol.backoff_until > agent.clock()
     agent.close()
+
+
+def test_the_agents_http_binding_matches_the_servers() -> None:
+    """Paths and statuses live only in the two HTTP bindings: they must agree, both ways."""
+    assert {kind: path for path, kind in ROUTES.items()} == PATHS
+    assert set(PATHS) == set(ServerProtocol.KINDS)
+    assert all(outcome_of(status) is outcome for outcome, status in STATUSES.items())
+    assert set(STATUSES) == set(Outcome)

@@ -45,14 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 # when its import is gone (test_allowed_violations_still_exist fails until then).
 ALLOWED_VIOLATIONS: dict[tuple[str, str], str] = {}
 
-# Modules over MAX_LINES today, split by other parts of #17 (cli/ package, sqlstore
-# repositories, the agent protocol's phase table, messages). Delete each entry when its split
-# lands: test_oversized_allow_list_is_current fails until then.
 MAX_LINES = 500
-OVERSIZED = {
-    "snapsync/protocol/agent.py",
-    "snapsync/protocol/messages.py",
-}
 EXEMPT_FROM_SIZE = ("snapsync/sim/sample_cluster/",)  # generated-cluster tables, not logic
 
 RANK = {unit: rank for rank, layer in enumerate(LAYERS) for unit in layer}
@@ -171,14 +164,5 @@ def _line_counts() -> dict[str, int]:
 
 
 def test_every_module_is_at_most_500_lines() -> None:
-    over = {
-        name: lines
-        for name, lines in _line_counts().items()
-        if lines > MAX_LINES and name not in OVERSIZED
-    }
+    over = {name: lines for name, lines in _line_counts().items() if lines > MAX_LINES}
     assert over == {}
-
-
-def test_oversized_allow_list_is_current() -> None:
-    counts = _line_counts()
-    assert [name for name in sorted(OVERSIZED) if counts.get(name, 0) <= MAX_LINES] == []

@@ -22,7 +22,7 @@ from bench.runner import (
 )
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
-from snapsync.protocol.agent import DEFAULT_OVERHEAD
+from snapsync.protocol.request import DEFAULT_OVERHEAD
 from snapsync.sim.sample_cluster import SampleCluster
 from tools.traces import TraceSpec, replay
 

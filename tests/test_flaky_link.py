@@ -33,12 +33,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
-from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_delta, encode_snapshot
 from snapsync.protocol import AgentConfig, BudgetConfig, Command, CommandResult, Intervals
 from snapsync.protocol.budget import period_start
 from snapsync.sim.link import ENV, LinkFaults, Sim
 from snapsync.sim.sample_cluster import SampleCluster
+from tests import support_sim as invariants
 
 INTERVALS = Intervals(ping=60, snapshot=60, command=10, jitter=0.1, backoff_cap=900)
 HOUR, DAY = 3600.0, 86_400.0
@@ -257,7 +257,7 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
         """
         agent = self.sim.agent
         record = self.sim.store.env(ENV)
-        if any(c.name == "full-snapshot" and c.id > agent.cursor for c in record.commands):
+        if any(c.name == "full-snapshot" and c.id > agent.commands.cursor for c in record.commands):
             return None
         upload = agent.upload
         if upload is not None and upload.target.digest == latest.digest:
@@ -268,50 +268,23 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
             return started + max(full, self._single_frame(latest))
         return self._single_frame(latest)
 
-    # -- safety, after every step ----------------------------------------------------------
+    # -- safety, after every step (tests/support_sim.py) -------------------------------------
 
     @invariant()
     def server_holds_only_intact_versions_the_agent_produced(self) -> None:
-        for version in self.sim.store.held(ENV):
-            assert version.digest in self.sim.produced, "the server holds a version never produced"
-            key = (version.seq, version.digest)
-            if key in self.verified:
-                continue
-            snapshot = self.sim.store.snapshot(ENV, version.digest)
-            assert snapshot is not None
-            fresh = decode_snapshot(encode_snapshot(snapshot, 1))  # digest recomputed from objects
-            assert fresh.digest == version.digest, "a stored version is corrupt or half-applied"
-            self.verified.add(key)
-        for digest in self.sim.applied:
-            assert digest in self.sim.produced
+        invariants.server_holds_only_intact_versions_the_agent_produced(self.sim, self.verified)
 
     @invariant()
     def agent_base_is_held_by_the_server(self) -> None:
-        """The base the agent diffs against (its newest ack); older ones are only fallbacks,
-        which a pong or an unknown-base answer prunes when the server no longer has them.
-
-        Held by digest, as the protocol names bases: a re-assertion commits a held state anew
-        under a newer version number, and the older number may then be pruned while the state
-        stays (the agent learns the new number from its next pong)."""
-        acked = self.sim.agent.acked
-        if acked is not None:
-            held = {v.digest for v in self.sim.store.held(ENV)}
-            assert acked.digest in held, f"agent's base v{acked.seq} is not held by the server"
+        invariants.agent_base_is_held_by_the_server(self.sim)
 
     @invariant()
     def budget_is_never_exceeded(self) -> None:
-        if not self.budget:
-            return
-        per_period: Counter[float] = Counter()
-        for when, size in self.sim.wire_bytes:
-            per_period[period_start("day", when)] += size
-        worst = max(per_period.values(), default=0)
-        assert worst <= self.budget, f"{worst} bytes in one day, budget {self.budget}"
-        assert self.sim.agent.budget.used <= self.budget
+        invariants.budget_is_never_exceeded(self.sim, self.budget)
 
     @invariant()
     def commands_run_at_most_once(self) -> None:
-        assert all(count == 1 for count in self.executed.values()), self.executed
+        invariants.commands_run_at_most_once(self.executed)
 
     def teardown(self) -> None:
         path = os.environ.get("SNAPSYNC_SIM_STATS")
@@ -361,8 +334,7 @@ def test_after_a_week_offline_the_catch_up_is_one_delta_to_now() -> None:
     assert sim.store.env(ENV).frames == 2
 
 
-@settings(max_examples=1, deadline=None)
-@given(st.none())
+@given(st.none())  # a build context for `note`; one value, so one example under any profile
 def test_a_base_recommitted_under_a_newer_number_still_counts_as_held(_: None) -> None:
     """Found by CI (seed 171110): a late re-assertion commits the agent's state anew as v12, the
     next upload is based on v12, and v10 - the same state, the number the agent knows - is pruned.

@@ -38,9 +38,9 @@ class Watching:
         self.inner, self.heartbeat = inner, heartbeat
         self.seen: list[bool] = []
 
-    def post(self, path: str, body: bytes, limit: int) -> Answer:
+    def post(self, kind: str, body: bytes, limit: int) -> Answer:
         self.seen.append(self.heartbeat.exists())
-        return self.inner.post(path, body, limit)
+        return self.inner.post(kind, body, limit)
 
     def close(self) -> None:
         self.inner.close()

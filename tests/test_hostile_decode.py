@@ -18,6 +18,7 @@ import httpx
 import msgpack
 import pytest
 
+from snapsync.agent.transport import PATHS
 from snapsync.bounds import (
     DELTA_BYTES_PER_ITEM,
     MIN_ITEMS,
@@ -82,9 +83,9 @@ class Live:
     def upload(self, frame: bytes, base: bytes = b"") -> UploadReply:
         """Upload `frame` whole, for its own base and target, as an agent would."""
         for body in chunks(frame, base, unpack_frame(frame).target_digest):
-            response = self.post(Chunk.PATH, body)
+            response = self.post(PATHS[Chunk.TYPE], body)
             assert response.status_code == 200, response.content
-        reply = decode(response.content, (UploadReply,))
+        reply = decode(response.content, UploadReply)
         assert isinstance(reply, UploadReply)
         return reply
 
@@ -226,7 +227,7 @@ def test_full_bitmaps_for_kinds_the_server_did_not_bucket_are_refused(live: Live
     refs = sorted({k.kind_ref for k in live.base.keys})
     body = bucket_query(live.version, refs, 8)  # 8 full 128 KiB bitmaps
     assert len(body) > 8 * MAX_BUCKETS // 8
-    response = live.post(BucketQuery.PATH, body)
+    response = live.post(PATHS[BucketQuery.TYPE], body)
     assert response.status_code == 400
     assert isinstance(decode(response.content), Refusal)
     assert live.held() == [live.version]
@@ -239,9 +240,9 @@ def test_a_bucket_count_the_server_did_not_announce_is_refused(live: Live) -> No
     ref, held = max(counts.items(), key=lambda item: item[1])
     right = bucket_count(held)
     wrong = BucketQuery(live.version, {ref: BucketSet(MAX_BUCKETS, b"\xff" * (MAX_BUCKETS // 8))})
-    assert live.post(BucketQuery.PATH, wrong.encode()).status_code == 400
+    assert live.post(PATHS[BucketQuery.TYPE], wrong.encode()).status_code == 400
     honest = BucketQuery(live.version, {ref: BucketSet.of(right, range(right))})
-    answer = decode(live.post(BucketQuery.PATH, honest.encode()).content, (Differences,))
+    answer = decode(live.post(PATHS[BucketQuery.TYPE], honest.encode()).content, Differences)
     assert isinstance(answer, Differences) and len(answer.kinds[ref]) == held
 
 
@@ -271,7 +272,7 @@ def test_a_delta_renaming_an_object_is_refused_and_the_server_reads_back(
     finally:
         again.close()
     summary = Summary(live.base.digest, kind_digests(live.base))
-    answer = decode(live.post(Summary.PATH, summary.encode()).content, (Differences,))
+    answer = decode(live.post(PATHS[Summary.TYPE], summary.encode()).content, Differences)
     assert isinstance(answer, Differences) and answer.base == live.version
 
 
@@ -293,5 +294,7 @@ def test_a_misfiled_repair_frame_is_refused_over_http(live: Live) -> None:
     reply = live.upload(encode_repair(delta), live.base.digest)
     assert reply.status == "rejected" and "names itself" in reply.reason
     assert live.held() == [live.version]
-    pong = decode(live.post(Ping.PATH, Ping(have=(live.base.digest,)).encode()).content, (Pong,))
+    pong = decode(
+        live.post(PATHS[Ping.TYPE], Ping(have=(live.base.digest,)).encode()).content, (Pong,)
+    )
     assert isinstance(pong, Pong) and pong.current == live.version

@@ -7,10 +7,6 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-# #17 (wt-proto) merges the flaky-link and protocol-sim machines and drops their overrides:
-# delete the entry then (test_exemptions_are_current fails until it is).
-EXEMPT = {"test_flaky_link.py"}
-
 
 def _fixing_max_examples() -> set[str]:
     """Test modules that pass max_examples to anything (settings(...), a decorator, a profile)."""
@@ -23,8 +19,4 @@ def _fixing_max_examples() -> set[str]:
 
 
 def test_no_test_fixes_its_own_max_examples() -> None:
-    assert _fixing_max_examples() - EXEMPT == set()
-
-
-def test_exemptions_are_current() -> None:
-    assert EXEMPT - _fixing_max_examples() == set()
+    assert _fixing_max_examples() == set()

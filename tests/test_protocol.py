@@ -35,6 +35,7 @@ from snapsync.protocol.messages import (
     Version,
     decode,
 )
+from snapsync.protocol.outcome import Outcome
 from snapsync.protocol.reconcile import BucketSet, kind_digests
 from snapsync.protocol.schedule import backoff_delay
 from snapsync.sim.link import ENV, LinkFaults, Sim
@@ -68,8 +69,8 @@ def greet(sim: Sim) -> None:
     """The first exchange after a start is always a ping."""
     request = sim.agent.next_request(sim.now)
     assert request is not None and isinstance(request.message, Ping)
-    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-    sim.agent.receive(request, reply.status, reply.body, sim.now)
+    reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
+    sim.agent.receive(request, reply.outcome, reply.body, sim.now)
 
 
 def cycle(sim: Sim, snapshot: Snapshot, seconds: float = 60) -> None:
@@ -92,8 +93,8 @@ def sent(sim: Sim) -> list[str]:
     types = []
     while (request := sim.agent.next_request(sim.now)) is not None:
         types.append(request.message.TYPE)
-        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-        sim.events += sim.agent.receive(request, reply.status, reply.body, sim.now)
+        reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
+        sim.events += sim.agent.receive(request, reply.outcome, reply.body, sim.now)
     return types
 
 
@@ -101,8 +102,8 @@ def answered(sim: Sim, reply: bytes) -> Request:
     """The agent's next request, answered with `reply` instead of the server's answer."""
     request = sim.agent.next_request(sim.now)
     assert request is not None
-    sim.server.handle(ENV, request.path, request.body, sim.now)
-    sim.events += sim.agent.receive(request, 200, reply, sim.now)
+    sim.server.handle(ENV, request.kind, request.body, sim.now)
+    sim.events += sim.agent.receive(request, Outcome.OK, reply, sim.now)
     return request
 
 
@@ -181,8 +182,8 @@ def test_idle_ping_and_pong_are_tiny() -> None:
     sim.now += 61
     request = sim.agent.next_request(sim.now)
     assert request is not None and isinstance(request.message, Ping)
-    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-    sim.agent.receive(request, reply.status, reply.body, sim.now)
+    reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
+    sim.agent.receive(request, reply.outcome, reply.body, sim.now)
     # deterministic: the acked digest (also the latest), the cursor and the wire bytes spent
     # since the last report (`s`, 5 bytes); the held version back
     assert (len(request.body), len(reply.body)) == (40, 34)
@@ -236,19 +237,19 @@ def test_chunked_upload_resumes_from_the_confirmed_offset() -> None:
     total = request.message.total
     assert total > 4 * 2048
     for _ in range(2):  # two chunks get through
-        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-        sim.agent.receive(request, reply.status, reply.body, sim.now)
+        reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
+        sim.agent.receive(request, reply.outcome, reply.body, sim.now)
         request = sim.agent.next_request(sim.now)
         assert request is not None
-    sim.server.handle(ENV, request.path, request.body, sim.now)  # third arrives, answer lost
+    sim.server.handle(ENV, request.kind, request.body, sim.now)  # third arrives, answer lost
     sim.agent.fail(request, sim.now, "connection reset")
     sim.now += 3600
     resent = sim.agent.next_request(sim.now)
     assert resent is not None and isinstance(resent.message, Chunk)
     assert resent.message.offset == 2 * 2048  # the agent does not know the third arrived
-    reply = sim.server.handle(ENV, resent.path, resent.body, sim.now)
+    reply = sim.server.handle(ENV, resent.kind, resent.body, sim.now)
     assert decode(reply.body) == UploadReply("partial", offset=3 * 2048)  # duplicate: no change
-    sim.agent.receive(resent, reply.status, reply.body, sim.now)
+    sim.agent.receive(resent, reply.outcome, reply.body, sim.now)
     sim.run_exchanges()
     assert sim.agent.in_sync
 
@@ -271,9 +272,9 @@ def test_corrupted_frame_is_rejected_and_a_full_snapshot_follows() -> None:
     damaged = bytearray(chunk.data)
     damaged[len(damaged) // 2] ^= 0x40
     body = Chunk(chunk.upload, chunk.base, chunk.target, chunk.total, 0, bytes(damaged)).encode()
-    reply = sim.server.handle(ENV, request.path, body, sim.now)
+    reply = sim.server.handle(ENV, request.kind, body, sim.now)
     assert reply.refused
-    events = sim.agent.receive(request, reply.status, reply.body, sim.now)
+    events = sim.agent.receive(request, reply.outcome, reply.body, sim.now)
     assert any(isinstance(e, UploadRejected) for e in events)
     assert sim.store.current(ENV).digest == states(1)[0].digest  # type: ignore[union-attr]
     sim.now += 3600
@@ -285,7 +286,7 @@ def test_an_ack_for_another_version_moves_nothing() -> None:
     sim = synced()
     request = upload_due(sim)
     stray = UploadReply("ack", version=Version(99, b"z" * 16)).encode()
-    events = sim.agent.receive(request, 200, stray, sim.now)
+    events = sim.agent.receive(request, Outcome.OK, stray, sim.now)
     assert any(isinstance(e, PeerMisbehaved) for e in events)
     assert sim.agent.acked is not None and sim.agent.acked.digest == states(1)[0].digest
 
@@ -296,10 +297,10 @@ def test_answers_for_requests_not_in_flight_are_a_local_error() -> None:
     request = sim.agent.next_request(sim.now)
     assert request is not None
     assert sim.agent.next_request(sim.now) is None  # one request at a time
-    reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-    sim.agent.receive(request, reply.status, reply.body, sim.now)
+    reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
+    sim.agent.receive(request, reply.outcome, reply.body, sim.now)
     with pytest.raises(LocalProtocolError):
-        sim.agent.receive(request, reply.status, reply.body, sim.now)
+        sim.agent.receive(request, reply.outcome, reply.body, sim.now)
 
 
 def test_restart_resumes_without_a_full_resend() -> None:
@@ -314,7 +315,9 @@ def test_server_refusals_back_off() -> None:
     sim.now += 61
     request = sim.agent.next_request(sim.now)
     assert request is not None
-    sim.agent.receive(request, 503, Refusal("overloaded", retry_after=300).encode(), sim.now)
+    sim.agent.receive(
+        request, Outcome.BUSY, Refusal("overloaded", retry_after=300).encode(), sim.now
+    )
     assert sim.agent.next_request(sim.now + 299) is None
     assert sim.agent.next_request(sim.now + 301) is not None
 
@@ -418,7 +421,7 @@ def test_full_snapshot_command() -> None:
 
 def test_an_agent_that_lost_its_state_adopts_what_the_server_holds() -> None:
     sim = synced()
-    sim.agent = type(sim.agent)(CONFIG, seed=2)  # state directory wiped
+    sim.wipe_agent_state(seed=2)  # state directory wiped
     sim.now += 61
     sim.collect(states(1)[0])
     sim.run_exchanges()
@@ -467,17 +470,17 @@ def test_a_command_queued_after_an_ack_waits_at_most_a_ping_interval() -> None:
     assert sent(sim) == []
     sim.now += 30
     assert sent(sim) == ["ping"]
-    assert sim.agent.cursor == command.id
+    assert sim.agent.commands.cursor == command.id
 
 
 def test_an_ack_that_does_not_say_what_a_pong_would_keeps_the_ping() -> None:
     """A server that answers without `q` (an older one): the ping goes as scheduled."""
     sim = synced()
     request = upload_due(sim)
-    reply = decode(sim.server.handle(ENV, request.path, request.body, sim.now).body)
+    reply = decode(sim.server.handle(ENV, request.kind, request.body, sim.now).body)
     assert isinstance(reply, UploadReply) and reply.queued is False
     plain = UploadReply("ack", version=reply.version).encode()
-    sim.agent.receive(request, 200, plain, sim.now)
+    sim.agent.receive(request, Outcome.OK, plain, sim.now)
     assert sent(sim) == ["ping"]
 
 
@@ -488,8 +491,8 @@ def test_an_ack_naming_a_newer_server_version_makes_the_agent_reassert() -> None
     acked = sim.store.held(ENV)[0]
     reply = UploadReply("ack", version=Version(acked.seq + 1, states(2)[1].digest), current=stale)
     request = upload_due(sim)
-    sim.server.handle(ENV, request.path, request.body, sim.now)
-    sim.agent.receive(request, 200, reply.encode(), sim.now)
+    sim.server.handle(ENV, request.kind, request.body, sim.now)
+    sim.agent.receive(request, Outcome.OK, reply.encode(), sim.now)
     reassert = sim.agent.next_request(sim.now)
     assert reassert is not None and isinstance(reassert.message, Chunk)
     assert reassert.message.base == reassert.message.target == states(2)[1].digest
@@ -527,7 +530,7 @@ def test_a_stale_upload_landing_late_does_not_leave_the_server_behind() -> None:
     sim.now += 61
     cycle(sim, s3, seconds=0)
     assert sim.agent.in_sync and sim.store.current(ENV).digest == s3.digest  # type: ignore[union-attr]
-    late = sim.server.handle(ENV, stale.path, stale.body, sim.now)  # nobody listens
+    late = sim.server.handle(ENV, stale.kind, stale.body, sim.now)  # nobody listens
     assert late.applied is not None and sim.store.current(ENV).digest == s2.digest  # type: ignore[union-attr]
     for _ in range(3):
         sim.now += 61
@@ -557,7 +560,7 @@ def test_chunks_too_large_for_a_slow_link_shrink_until_they_cross() -> None:
     assert sim.agent.in_sync
     assert sim.store.current(ENV).digest == states(1)[0].digest  # type: ignore[union-attr]
     assert sim.counters["timeout"] >= 1
-    assert sim.agent.chunk_size == 4096
+    assert sim.agent.chunks.size == 4096
 
 
 # -- anti-entropy ------------------------------------------------------------------------------
@@ -568,7 +571,7 @@ def test_no_shared_version_ships_only_the_objects_that_differ() -> None:
     config = AgentConfig(intervals=NO_JITTER, reconcile_min=1)
     sim = synced(config)
     full = sim.store.env(ENV).frame_bytes
-    sim.agent = type(sim.agent)(config, seed=2)  # state directory wiped
+    sim.wipe_agent_state(seed=2)  # state directory wiped
     sim.now += 61
     sim.collect(states(2)[1])  # and the cluster moved on meanwhile
     sim.run_exchanges()
@@ -583,19 +586,19 @@ def test_no_shared_version_ships_only_the_objects_that_differ() -> None:
 def test_a_failed_repair_falls_back_to_a_full_snapshot() -> None:
     config = AgentConfig(intervals=NO_JITTER, reconcile_min=1)
     sim = synced(config)
-    sim.agent = type(sim.agent)(config, seed=2)
+    sim.wipe_agent_state(seed=2)
     sim.now += 61
     sim.collect(states(2)[1])
     greet(sim)
     request = sim.agent.next_request(sim.now)
-    assert request is not None and request.path == "/v1/reconcile"
-    while request is not None and request.path.startswith("/v1/reconcile"):
-        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-        sim.agent.receive(request, reply.status, reply.body, sim.now)
+    assert request is not None and request.kind == "summary"
+    while request is not None and request.kind in ("summary", "buckets"):
+        reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
+        sim.agent.receive(request, reply.outcome, reply.body, sim.now)
         request = sim.agent.next_request(sim.now)
     chunk = request
     assert chunk is not None and isinstance(chunk.message, Chunk)
-    sim.agent.receive(chunk, 200, UploadReply("rejected", reason="test").encode(), sim.now)
+    sim.agent.receive(chunk, Outcome.OK, UploadReply("rejected", reason="test").encode(), sim.now)
     sim.now += 3600
     sim.run_exchanges()
     assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
@@ -609,7 +612,7 @@ def diverged_agent(objects: int = 400, budget: BudgetConfig | None = None) -> tu
     sim.collect(first)
     sim.run_exchanges()
     sim.events.clear()
-    sim.agent = type(sim.agent)(config, seed=2)
+    sim.wipe_agent_state(seed=2)
     sim.now += 61
     sim.collect(second)
     return sim, second
@@ -647,8 +650,8 @@ def sent_until(sim: Sim, kind: str) -> list[str]:
             sim.now = sim.agent.backoff_until
             return types
         types.append(request.message.TYPE)
-        reply = sim.server.handle(ENV, request.path, request.body, sim.now)
-        sim.events += sim.agent.receive(request, reply.status, reply.body, sim.now)
+        reply = sim.server.handle(ENV, request.kind, request.body, sim.now)
+        sim.events += sim.agent.receive(request, reply.outcome, reply.body, sim.now)
     raise AssertionError(f"no {kind} request after {types}")
 
 
@@ -664,7 +667,7 @@ def test_a_refused_bucket_query_falls_back_to_a_full_snapshot() -> None:
     sim = reconciling()
     request = sim.agent.next_request(sim.now)
     assert request is not None and isinstance(request.message, BucketQuery)
-    sim.agent.receive(request, 400, Refusal("malformed").encode(), sim.now)
+    sim.agent.receive(request, Outcome.MALFORMED, Refusal("malformed").encode(), sim.now)
     sim.now += 3600
     sim.run_exchanges()
     assert [e.kind for e in sim.events if isinstance(e, Acked)] == ["full"]
@@ -685,11 +688,11 @@ def test_the_server_declines_what_it_cannot_answer() -> None:
     sim = synced()
     latest = states(2)[1]
     summary = Summary(latest.digest, kind_digests(latest), limit=16)
-    assert decode(sim.server.handle(ENV, Summary.PATH, summary.encode(), sim.now).body) == (
+    assert decode(sim.server.handle(ENV, Summary.TYPE, summary.encode(), sim.now).body) == (
         Differences(None, {})
     )
     gone = BucketQuery(Version(7, b"g" * 16), {"Pod": BucketSet.of(4, {1})})
-    assert decode(sim.server.handle(ENV, BucketQuery.PATH, gone.encode(), sim.now).body) == (
+    assert decode(sim.server.handle(ENV, BucketQuery.TYPE, gone.encode(), sim.now).body) == (
         Differences(None, {})
     )
 
@@ -714,14 +717,14 @@ def test_a_cluster_back_in_an_earlier_state_becomes_the_servers_newest_once() ->
 # -- a hostile server's retry-after (issue 16, item 13) -----------------------------------------
 
 
-@pytest.mark.parametrize("status", [200, 503])
-def test_a_servers_retry_after_is_capped_at_the_agents_longest_backoff(status: int) -> None:
+@pytest.mark.parametrize("outcome", [Outcome.OK, Outcome.BUSY])
+def test_a_servers_retry_after_is_capped_at_the_agents_longest_backoff(outcome: Outcome) -> None:
     sim = synced()
     sim.now += 61
     request = sim.agent.next_request(sim.now)
     assert request is not None and isinstance(request.message, Ping)
-    answer = Pong(retry_after=9e8) if status == 200 else Refusal("busy", retry_after=9e8)
-    sim.agent.receive(request, status, answer.encode(), sim.now)
+    answer = Pong(retry_after=9e8) if outcome is Outcome.OK else Refusal("busy", retry_after=9e8)
+    sim.agent.receive(request, outcome, answer.encode(), sim.now)
     cap = CONFIG.intervals.backoff_cap
     assert sim.now < sim.agent.backoff_until <= sim.now + cap
     assert sim.agent.next_request(sim.now + cap + 1) is not None

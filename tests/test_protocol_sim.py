@@ -1,8 +1,10 @@
 """Agent and server state machines over a simulated flaky link, driven by hypothesis.
 
-Safety after every step: the server only ever holds versions the agent produced; the agent's
-acknowledged version is one the server holds; the budget is never exceeded; commands run at most
-once. Liveness: once the link heals, a few cycles bring the server to the agent's latest digest.
+Safety after every step, the invariants tests/test_flaky_link.py checks too (tests/support_sim.py):
+the server only ever holds versions the agent produced, intact (digest recomputed from the
+objects); the agent's acknowledged base is one the server holds; the budget is never exceeded;
+commands run at most once. Liveness: once the link heals, a few cycles bring the server to the
+agent's latest digest.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals
-from snapsync.protocol.budget import period_end, period_start
 from snapsync.protocol.events import CommandReceived
 from snapsync.sim.link import ENV, LinkFaults, Sim
 from snapsync.sim.sample_cluster import SampleCluster
+from tests import support_sim as invariants
 
 BUDGET = 2_000_000  # bytes per day: generous, but a long bad spell can touch it
 CONFIG = AgentConfig(
@@ -40,6 +42,7 @@ class FlakyLink(RuleBasedStateMachine):
         self.cluster = SampleCluster(objects=60, shape="application", seed=seed)
         self.sim = Sim(CONFIG, seed=seed)
         self.executed: Counter[int] = Counter()
+        self.verified: set[tuple[int, bytes]] = set()
         self._collect()
         self.sim.run_exchanges()
 
@@ -106,27 +109,23 @@ class FlakyLink(RuleBasedStateMachine):
         assert current is not None
         assert current.digest == self.sim.agent.latest.digest  # type: ignore[union-attr]
 
+    # -- safety, after every step (tests/support_sim.py) -------------------------------------
+
     @invariant()
-    def server_holds_only_what_the_agent_produced(self) -> None:
-        for version in self.sim.store.held(ENV):
-            assert version.digest in self.sim.produced
-            snapshot = self.sim.store.snapshot(ENV, version.digest)
-            assert snapshot is not None and snapshot.digest == version.digest
+    def server_holds_only_intact_versions_the_agent_produced(self) -> None:
+        invariants.server_holds_only_intact_versions_the_agent_produced(self.sim, self.verified)
 
     @invariant()
     def agent_base_is_held_by_the_server(self) -> None:
-        acked = self.sim.agent.acked
-        if acked is not None:
-            assert acked in self.sim.store.held(ENV)
+        invariants.agent_base_is_held_by_the_server(self.sim)
 
     @invariant()
     def budget_is_never_exceeded(self) -> None:
-        start = period_start("day", self.sim.now)
-        assert self.sim.bytes_in_period(start, period_end("day", self.sim.now)) <= BUDGET
+        invariants.budget_is_never_exceeded(self.sim, BUDGET)
 
     @invariant()
     def commands_run_at_most_once(self) -> None:
-        assert all(count == 1 for count in self.executed.values())
+        invariants.commands_run_at_most_once(self.executed)
 
 
 TestFlakyLink = FlakyLink.TestCase

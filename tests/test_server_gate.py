@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 
+from snapsync.agent.transport import PATHS
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import build_snapshot
 from snapsync.codec.encode import encode_snapshot
@@ -115,7 +116,7 @@ def test_the_header_is_checked_before_the_body_and_each_reason_logged(
     caplog.set_level(logging.INFO, logger="snapsync.server")
     store = open_store(str(tmp_path / "gate.db"))
     with gate(store, shared=None) as g:
-        path, now = Ping.PATH, g.clock()
+        path, now = PATHS[Ping.TYPE], g.clock()
         body = Ping().encode()
         good = sign(g.secret, "POST", path, g.edge, body, now)
         assert g.post(path, body, header=good).status_code == 200
@@ -154,18 +155,18 @@ def test_large_bodies_beyond_the_allowance_are_refused_and_pings_still_pass(
     with gate(store, bodies=bodies, body_deadline=BodyDeadline(base=3.0, rate=1e12)) as g:
         before = g.state()
         now = g.clock()
-        forged = [sign(SHARED, "POST", Chunk.PATH, f"x{i}", b"?", now) for i in range(4)]
+        forged = [sign(SHARED, "POST", PATHS[Chunk.TYPE], f"x{i}", b"?", now) for i in range(4)]
         holders = [socket.create_connection(("127.0.0.1", g.port), timeout=20) for _ in range(3)]
         for sock, auth in zip(holders, forged, strict=False):
-            sock.sendall(_head(Chunk.PATH, MiB, auth).encode() + b"\x00" * 1000)
+            sock.sendall(_head(PATHS[Chunk.TYPE], MiB, auth).encode() + b"\x00" * 1000)
         deadline = time.monotonic() + 10
         while bodies.large_in_use < 3 * MiB and time.monotonic() < deadline:
             time.sleep(0.02)  # until the holders' requests reach the gate
-        refused = g.raw(_head(Chunk.PATH, MiB, forged[3]))
+        refused = g.raw(_head(PATHS[Chunk.TYPE], MiB, forged[3]))
         assert refused.startswith(b"HTTP/1.1 503 ")
-        answer = decode(refused.split(b"\r\n\r\n", 1)[1], (Refusal,))
+        answer = decode(refused.split(b"\r\n\r\n", 1)[1], Refusal)
         assert isinstance(answer, Refusal) and answer.retry_after > 0
-        assert g.post(Ping.PATH, Ping().encode()).status_code == 200
+        assert g.post(PATHS[Ping.TYPE], Ping().encode()).status_code == 200
         cut = [_until_closed(sock) for sock in holders]
         for sock in holders:
             sock.close()
@@ -182,9 +183,9 @@ def test_a_client_leaving_mid_body_is_one_log_line(
     caplog.set_level(logging.INFO)
     store = open_store(str(tmp_path / "gate.db"))
     with gate(store) as g:
-        auth = sign(g.secret, "POST", Chunk.PATH, g.edge, b"?", g.clock())
+        auth = sign(g.secret, "POST", PATHS[Chunk.TYPE], g.edge, b"?", g.clock())
         with socket.create_connection(("127.0.0.1", g.port), timeout=20) as sock:
-            sock.sendall(_head(Chunk.PATH, MiB, auth).encode() + b"\x00" * 70_000)
+            sock.sendall(_head(PATHS[Chunk.TYPE], MiB, auth).encode() + b"\x00" * 70_000)
             time.sleep(0.2)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and "went away" not in _messages(caplog):
@@ -225,18 +226,18 @@ def test_a_flood_of_signed_requests_cannot_make_an_old_one_replayable(
     the edge is served again."""
     with gate(sql_store, nonces_per_edge=40) as g:
         body = Ping().encode()
-        first = sign(g.secret, "POST", Ping.PATH, g.edge, body, g.clock())
-        assert g.post(Ping.PATH, body, header=first).status_code == 200
-        answers = [g.post(Ping.PATH, body).status_code for _ in range(45)]
+        first = sign(g.secret, "POST", PATHS[Ping.TYPE], g.edge, body, g.clock())
+        assert g.post(PATHS[Ping.TYPE], body, header=first).status_code == 200
+        answers = [g.post(PATHS[Ping.TYPE], body).status_code for _ in range(45)]
         assert answers == [200] * 39 + [429] * 6
-        refusal = decode(g.post(Ping.PATH, body).content, (Refusal,))
+        refusal = decode(g.post(PATHS[Ping.TYPE], body).content, Refusal)
         assert isinstance(refusal, Refusal) and refusal.retry_after > 0
-        assert g.post(Ping.PATH, body, header=first).status_code == 401
-        other = sign(SHARED, "POST", Ping.PATH, "walk-in", body, g.clock())
-        assert g.post(Ping.PATH, body, header=other).status_code == 200
+        assert g.post(PATHS[Ping.TYPE], body, header=first).status_code == 401
+        other = sign(SHARED, "POST", PATHS[Ping.TYPE], "walk-in", body, g.clock())
+        assert g.post(PATHS[Ping.TYPE], body, header=other).status_code == 200
         g.clock.now += 301
-        assert g.post(Ping.PATH, body).status_code == 200
-        assert g.post(Ping.PATH, body, header=first).status_code == 401  # stale now
+        assert g.post(PATHS[Ping.TYPE], body).status_code == 200
+        assert g.post(PATHS[Ping.TYPE], body, header=first).status_code == 401  # stale now
 
 
 # -- item 5: abandoned uploads are capped per environment, appended, expired ----------------------
@@ -254,7 +255,7 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: Stores) ->
         for i in range(20):
             upload = hashlib.blake2b(bytes([i]), digest_size=8).digest()
             body = _chunk(upload, 2 * MiB, 0, bytes([i]) * 256_000, bytes([i]) * 16)
-            reply = decode(g.post(Chunk.PATH, body).content, (UploadReply,))
+            reply = decode(g.post(PATHS[Chunk.TYPE], body).content, UploadReply)
             assert isinstance(reply, UploadReply) and reply.offset == 256_000
             g.clock.now += 1
         held = g.partials()
@@ -276,12 +277,12 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: Stores) ->
             body = Chunk(
                 upload, b"", snapshot.digest, len(frame), offset, frame[offset : offset + size]
             )
-            reply = decode(g.post(Chunk.PATH, body.encode()).content, (UploadReply,))
+            reply = decode(g.post(PATHS[Chunk.TYPE], body.encode()).content, UploadReply)
             assert isinstance(reply, UploadReply)
             if offset + size < len(frame):
                 assert reply.status == "partial" and reply.offset == offset + size
                 empty = Chunk(upload, b"", snapshot.digest, len(frame), offset + size, b"")
-                again = decode(g.post(Chunk.PATH, empty.encode()).content, (UploadReply,))
+                again = decode(g.post(PATHS[Chunk.TYPE], empty.encode()).content, UploadReply)
                 assert isinstance(again, UploadReply) and again.offset == offset + size
                 rows = sql_store.db.read(
                     "SELECT COUNT(*) FROM upload_chunks WHERE upload = ?", (upload,)
@@ -291,7 +292,7 @@ def test_abandoned_uploads_are_capped_appended_and_expired(sql_store: Stores) ->
         assert (upload, len(frame)) not in g.partials()
 
         g.clock.now += 3601 + 60
-        assert g.post(Ping.PATH, Ping().encode()).status_code == 200  # the sweep runs
+        assert g.post(PATHS[Ping.TYPE], Ping().encode()).status_code == 200  # the sweep runs
         assert g.partials() == []
         assert sql_store.db.read("SELECT COUNT(*) FROM upload_chunks")[0][0] == 0
 
@@ -310,18 +311,18 @@ def test_storage_outage_is_503_and_a_bug_is_500(
     if isinstance(sql_store.db, SQLiteDatabase):
         sql_store.db.busy_timeout = 0.2  # before the server's threads make their connections
     with gate(sql_store) as g:
-        assert g.post(Ping.PATH, body).status_code == 200
+        assert g.post(PATHS[Ping.TYPE], body).status_code == 200
         with _outage(sql_store):
-            outage = g.post(Ping.PATH, body)
+            outage = g.post(PATHS[Ping.TYPE], body)
             assert outage.status_code == 503
-            refusal = decode(outage.content, (Refusal,))
+            refusal = decode(outage.content, Refusal)
             assert isinstance(refusal, Refusal) and refusal.reason == "storage unavailable"
             assert refusal.retry_after > 0
-        assert g.post(Ping.PATH, body).status_code == 200
+        assert g.post(PATHS[Ping.TYPE], body).status_code == 200
         monkeypatch.setattr(
             sql_store.versions, "held", lambda env: (_ for _ in ()).throw(ValueError("bug"))
         )
-        assert g.post(Ping.PATH, body).status_code == 500
+        assert g.post(PATHS[Ping.TYPE], body).status_code == 500
         monkeypatch.setattr(sql_store.db, "ping", lambda: (_ for _ in ()).throw(ValueError("bug")))
         assert httpx.get(g.url + "/readyz").status_code == 500
 

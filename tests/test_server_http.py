@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from snapsync.agent.transport import PATHS
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.codec.encode import encode_delta, encode_snapshot
@@ -84,9 +85,9 @@ class Server:
         chunk = Chunk(
             hashlib.blake2b(frame, digest_size=8).digest(), base, target, len(frame), 0, frame
         )
-        answer = self.post(Chunk.PATH, chunk.encode(), edge)
+        answer = self.post(PATHS[Chunk.TYPE], chunk.encode(), edge)
         assert answer.status_code == 200, answer.content
-        reply = decode(answer.content, (UploadReply,))
+        reply = decode(answer.content, UploadReply)
         assert isinstance(reply, UploadReply)
         return reply
 
@@ -210,11 +211,11 @@ def test_command_queue_create_deliver_and_results(server: Server) -> None:
     assert made.status_code == 201 and made.json()["state"] == "queued"
     refused = server.client.post(url, json={"name": "rm-rf", "args": {}}, headers=auth)
     assert refused.status_code == 400 and "unknown command" in refused.json()["error"]
-    pong = decode(server.post(Ping.PATH, Ping().encode()).content)
+    pong = decode(server.post(PATHS[Ping.TYPE], Ping().encode()).content)
     assert [c.name for c in pong.commands] == ["scale"]  # type: ignore[attr-defined]
     command_id = made.json()["id"]
     report = Ping(cursor=command_id, results=(CommandResult(command_id, True, "scaled to 2"),))
-    assert server.post(Ping.PATH, report.encode()).status_code == 200
+    assert server.post(PATHS[Ping.TYPE], report.encode()).status_code == 200
     listed = server.api(url)["commands"]
     assert [(c["id"], c["state"], c["result"]["message"]) for c in listed] == [
         (command_id, "succeeded", "scaled to 2")
@@ -233,7 +234,9 @@ def test_register_through_the_api_and_the_new_secret_works(server: Server) -> No
     doc = made.json()
     again = server.client.post("/api/v1/environments", json={"name": "Kiosk 9"}, headers=auth)
     assert again.status_code == 409
-    answer = server.post(Ping.PATH, Ping().encode(), doc["edge_id"], doc["agent_secret"].encode())
+    answer = server.post(
+        PATHS[Ping.TYPE], Ping().encode(), doc["edge_id"], doc["agent_secret"].encode()
+    )
     assert answer.status_code == 200
 
 
@@ -301,7 +304,7 @@ def test_refusals_are_all_alike_and_logged_without_secrets(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     body = Ping().encode()
-    path = Ping.PATH
+    path = PATHS[Ping.TYPE]
     now = server.clock()
     good = sign(server.secret("shop-1"), "POST", path, "shop-1", body, now)
     attempts = {
@@ -314,7 +317,7 @@ def test_refusals_are_all_alike_and_logged_without_secrets(
             body,
             header=sign(server.secret("shop-1"), "POST", path, "shop-1", body, now - 3600),
         ),
-        "signed for another path": server.post(Chunk.PATH, body, header=good),
+        "signed for another path": server.post(PATHS[Chunk.TYPE], body, header=good),
         "body changed": server.post(path, Ping(cursor=5).encode(), header=good),
     }
     assert server.post(path, body, header=good).status_code == 200
@@ -330,11 +333,11 @@ def test_refusals_are_all_alike_and_logged_without_secrets(
 
 def test_unknown_edge_needs_the_shared_secret(tmp_path: Path) -> None:
     server = Server(tmp_path)
-    assert server.post(Ping.PATH, Ping().encode(), edge="walk-in").status_code == 200
+    assert server.post(PATHS[Ping.TYPE], Ping().encode(), edge="walk-in").status_code == 200
     strict = Server(tmp_path / "strict", shared=None)
-    refused = strict.post(Ping.PATH, Ping().encode(), edge="walk-in", secret=SHARED)
+    refused = strict.post(PATHS[Ping.TYPE], Ping().encode(), edge="walk-in", secret=SHARED)
     assert refused.status_code == 401
-    assert strict.post(Ping.PATH, Ping().encode(), edge="shop-1").status_code == 200
+    assert strict.post(PATHS[Ping.TYPE], Ping().encode(), edge="shop-1").status_code == 200
 
 
 def test_bad_frames_and_bodies_leave_stored_state_as_it_was(server: Server) -> None:
@@ -356,11 +359,11 @@ def test_bad_frames_and_bodies_leave_stored_state_as_it_was(server: Server) -> N
         msgpack.packb([1, 2, 3]),
     ]
     for body in malformed:
-        assert server.post(Chunk.PATH, body).status_code == 400
+        assert server.post(PATHS[Chunk.TYPE], body).status_code == 400
     assert server.post("/v1/upload", b"x" * (2**20 + 1)).status_code == 413
     huge = Chunk(b"u" * 8, v1.digest, v2.digest, 2**40, 0, b"abc").encode()
-    assert server.post(Chunk.PATH, huge).status_code == 413
-    no_length = server.client.post(Chunk.PATH, content=iter([b"abc"]))
+    assert server.post(PATHS[Chunk.TYPE], huge).status_code == 413
+    no_length = server.client.post(PATHS[Chunk.TYPE], content=iter([b"abc"]))
     assert no_length.status_code in (411, 413)
     assert server.state() == before
     assert server.store.partial("shop-1", b"u" * 8) is None
@@ -374,6 +377,6 @@ def test_logs_never_carry_a_secret_even_at_debug(
     caplog.set_level(logging.DEBUG)
     v1 = cluster(1)
     server.upload(encode_snapshot(v1), b"", v1.digest)
-    server.post(Ping.PATH, Ping().encode(), secret=b"wrong")
+    server.post(PATHS[Ping.TYPE], Ping().encode(), secret=b"wrong")
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert server.shop.token not in logged and TOKEN not in logged

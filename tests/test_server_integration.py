@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from snapsync.agent import Agent, HttpTransport
-from snapsync.agent.transport import Answer
+from snapsync.agent.transport import PATHS, Answer
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals
 from snapsync.protocol.auth import sign
@@ -166,15 +166,15 @@ class Interrupting:
         self.trigger = trigger
         self.offsets: list[int] = []
 
-    def post(self, path: str, body: bytes, limit: int) -> Answer:
-        if path == Chunk.PATH:
-            chunk = decode(body, (Chunk,))
+    def post(self, kind: str, body: bytes, limit: int) -> Answer:
+        if kind == Chunk.TYPE:
+            chunk = decode(body, Chunk)
             assert isinstance(chunk, Chunk)
             self.offsets.append(chunk.offset)
             if len(self.offsets) == self.before_chunk:
                 self.before_chunk = 0  # once
                 self.trigger()
-        return self.inner.post(path, body, limit)
+        return self.inner.post(kind, body, limit)
 
     def close(self) -> None:
         self.inner.close()
@@ -231,16 +231,20 @@ def test_servers_sharing_postgres_refuse_each_others_replays(
     made = enroll(stores[0].registry, "Shop 8", time.time())
     edge, secret = made.registration.edge_id, made.token.encode()
     body = Ping().encode()
-    header = sign(secret, "POST", Ping.PATH, edge, body, time.time())
+    header = sign(secret, "POST", PATHS[Ping.TYPE], edge, body, time.time())
     settings = [ServerSettings(secrets=AgentSecrets(s.registry, None), stores=s) for s in stores]
     with live_server(settings[0]) as first, live_server(settings[1]) as second:
         headers = {"Authorization": header, "Content-Type": "application/msgpack"}
-        assert httpx.post(first + Ping.PATH, content=body, headers=headers).status_code == 200
-        replayed = httpx.post(second + Ping.PATH, content=body, headers=headers)
+        assert (
+            httpx.post(first + PATHS[Ping.TYPE], content=body, headers=headers).status_code == 200
+        )
+        replayed = httpx.post(second + PATHS[Ping.TYPE], content=body, headers=headers)
         assert replayed.status_code == 401
-        fresh = sign(secret, "POST", Ping.PATH, edge, body, time.time())
+        fresh = sign(secret, "POST", PATHS[Ping.TYPE], edge, body, time.time())
         headers["Authorization"] = fresh
-        assert httpx.post(second + Ping.PATH, content=body, headers=headers).status_code == 200
+        assert (
+            httpx.post(second + PATHS[Ping.TYPE], content=body, headers=headers).status_code == 200
+        )
     for store in stores:
         store.close()
 
@@ -249,10 +253,10 @@ def _upload(url: str, edge: str, frame: bytes, base: bytes, target: bytes) -> An
     """One whole frame as one signed chunk; the server's UploadReply."""
     body = Chunk(target[:8], base, target, len(frame), 0, frame).encode()
     headers = {
-        "Authorization": sign(SHARED.encode(), "POST", Chunk.PATH, edge, body, time.time()),
+        "Authorization": sign(SHARED.encode(), "POST", PATHS[Chunk.TYPE], edge, body, time.time()),
         "Content-Type": "application/msgpack",
     }
-    answer = httpx.post(url + Chunk.PATH, content=body, headers=headers, timeout=30)
+    answer = httpx.post(url + PATHS[Chunk.TYPE], content=body, headers=headers, timeout=30)
     assert answer.status_code == 200, answer.content
     return decode(answer.content)
 

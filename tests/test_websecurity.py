@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from snapsync.agent.transport import PATHS
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, build_snapshot
@@ -74,9 +75,9 @@ class Site:
         frame = encode_snapshot(snapshot)
         upload = hashlib.blake2b(frame, digest_size=8).digest()
         chunk = Chunk(upload, b"", snapshot.digest, len(frame), 0, frame)
-        answer = self.agent(Chunk.PATH, chunk.encode())
+        answer = self.agent(PATHS[Chunk.TYPE], chunk.encode())
         assert answer.status_code == 200, answer.content
-        reply = decode(answer.content, (UploadReply,))
+        reply = decode(answer.content, UploadReply)
         assert isinstance(reply, UploadReply)
         return reply
 
@@ -228,7 +229,7 @@ def test_every_page_and_api_answer_carries_the_security_headers(site: Site) -> N
         assert "<script" not in html and "<style" not in html and " style=" not in html
     assert answers[3].headers["content-type"].startswith("text/css")
     # an idle agent pays for every byte: its answers carry none of this
-    ping = site.agent(Ping.PATH, Ping().encode())
+    ping = site.agent(PATHS[Ping.TYPE], Ping().encode())
     assert ping.status_code == 200 and "content-security-policy" not in ping.headers
 
 
@@ -292,7 +293,7 @@ def test_a_nul_in_an_object_name_is_refused_and_never_wedges_the_environment(
         # a command result whose message holds a NUL is kept (marked), not a failure every ping
         command = site.store.commands.queue_command("shop", "collect-now", {}, time.time())
         result = CommandResult(command.id, False, "bad\x00text")
-        ping = site.agent(Ping.PATH, Ping(cursor=command.id, results=(result,)).encode())
+        ping = site.agent(PATHS[Ping.TYPE], Ping(cursor=command.id, results=(result,)).encode())
         assert ping.status_code == 200, ping.content
         assert site.store.commands.results("shop")[command.id].message == "bad\ufffdtext"
 

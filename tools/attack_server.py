@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import zstandard
 
+from snapsync.agent.transport import PATHS
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, build_snapshot
 from snapsync.codec.encode import encode_snapshot
@@ -178,14 +179,16 @@ def refused(response: httpx.Response) -> bool:
     if 400 <= response.status_code < 500:
         return True
     try:
-        reply = decode(response.content, (UploadReply,))
+        reply = decode(response.content, UploadReply)
     except Exception:
         return False
     return isinstance(reply, UploadReply) and reply.status == "rejected"
 
 
 def newest(serve: Serve, base: Snapshot) -> Version | None:
-    reply = decode(serve.post(Ping.PATH, Ping(have=(base.digest,)).encode()).content, (Pong,))
+    reply = decode(
+        serve.post(PATHS[Ping.TYPE], Ping(have=(base.digest,)).encode()).content, (Pong,)
+    )
     assert isinstance(reply, Pong)
     return reply.current
 
@@ -199,7 +202,7 @@ def run_attack(
         try:
             frame = encode_snapshot(base)
             for body in chunks(frame, b"", base.digest):
-                serve.post(Chunk.PATH, body)
+                serve.post(PATHS[Chunk.TYPE], body)
             before = newest(serve, base)
             assert before is not None and before.digest == base.digest
             rss_before, hwm_before = serve.status("VmRSS"), serve.status("VmHWM")
@@ -229,7 +232,7 @@ def attacks(base: Snapshot) -> dict[str, Callable[[Serve, Version], list[httpx.R
         frame: bytes, base_digest: bytes
     ) -> Callable[[Serve, Version], list[httpx.Response]]:
         bodies = chunks(frame, base_digest, unpack_frame(frame).target_digest)
-        return lambda serve, _: [serve.post(Chunk.PATH, body) for body in bodies]
+        return lambda serve, _: [serve.post(PATHS[Chunk.TYPE], body) for body in bodies]
 
     counts = Counter(k.kind_ref for k in base.keys)
     refs = sorted(counts, key=lambda ref: (-counts[ref], ref))  # bucketed kinds first
@@ -241,10 +244,10 @@ def attacks(base: Snapshot) -> dict[str, Callable[[Serve, Version], list[httpx.R
         ),
         "2 plain bomb (1 Mi empty maps, 1 MiB)": upload(zstd_bomb(2**20, compress=False), b""),
         "3 bucket query (8 kinds, full bitmaps)": lambda serve, version: [
-            serve.post(BucketQuery.PATH, bucket_query(version, refs, 8))
+            serve.post(PATHS[BucketQuery.TYPE], bucket_query(version, refs, 8))
         ],
         "3 bucket query (63 kinds, full bitmaps)": lambda serve, version: [
-            serve.post(BucketQuery.PATH, bucket_query(version, refs, 63))
+            serve.post(PATHS[BucketQuery.TYPE], bucket_query(version, refs, 63))
         ],
         "14 delta renaming an object": upload(renamed(base), base.digest),
     }

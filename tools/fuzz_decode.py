@@ -70,7 +70,7 @@ class Seeds:
 
     base: Snapshot
     frames: list[tuple[Frame, bytes]]  # (frame, its raw payload)
-    messages: list[tuple[str, bytes]]  # (path, body)
+    messages: list[tuple[str, bytes]]  # (request kind, body)
     paths: list[str]  # JSON pointers into the base's objects
     bombs: list[bytes]  # small payloads that decode to far more than they weigh (mutated)
     big_bombs: list[bytes]  # 16 MiB ones, framed once (never mutated: copying costs too much)
@@ -107,9 +107,9 @@ def make_seeds(objects: int, seed: int) -> Seeds:
     counts = Counter(k.kind_ref for k in base.keys)
     bucketed = {ref: BucketSet.of(bucket_count(n), {0, 1}) for ref, n in counts.items() if n >= 8}
     messages = [
-        (Ping.PATH, Ping(have=(base.digest,), cursor=3).encode()),
-        (Summary.PATH, Summary(snaps[-1].digest, kind_digests(snaps[-1])).encode()),
-        (BucketQuery.PATH, BucketQuery(version, bucketed).encode()),
+        (Ping.TYPE, Ping(have=(base.digest,), cursor=3).encode()),
+        (Summary.TYPE, Summary(snaps[-1].digest, kind_digests(snaps[-1])).encode()),
+        (BucketQuery.TYPE, BucketQuery(version, bucketed).encode()),
     ]
     for data in frames[1:4]:
         frame = unpack_frame(data)
@@ -121,7 +121,7 @@ def make_seeds(objects: int, seed: int) -> Seeds:
             0,
             data,
         )
-        messages.append((Chunk.PATH, chunk.encode()))
+        messages.append((Chunk.TYPE, chunk.encode()))
     paths = sorted({p for _, obj in list(base)[:50] for p in _pointers(obj.data, "", 4)})
     bombs = [
         b"\x91" * 5000 + b"\xc0",  # nesting past msgpack's stack
@@ -308,20 +308,20 @@ def next_frame(rng: random.Random, seeds: Seeds, raws: list[bytes]) -> tuple[str
 
 
 def next_message(rng: random.Random, seeds: Seeds, raws: list[bytes]) -> tuple[str, str, bytes]:
-    path, body = rng.choice(seeds.messages)
+    kind, body = rng.choice(seeds.messages)
     r = rng.random()
     if r < 0.5:
-        return "message/mutated-bytes", path, mutate(rng, body, raws)
+        return "message/mutated-bytes", kind, mutate(rng, body, raws)
     if r < 0.98:
         doc = msgpack.unpackb(body, raw=False)
         for _ in range(rng.randrange(1, 4)):
             key = rng.choice([*doc, "m", "k", "z", "h"])
             doc[key] = json_value(rng) if rng.random() < 0.6 else _near(rng, doc.get(key))
-        return "message/mutated-fields", path, msgpack.packb(doc, use_bin_type=True)
+        return "message/mutated-fields", kind, msgpack.packb(doc, use_bin_type=True)
     if r < 0.9999:
         bomb = rng.choice(seeds.bombs)
-        return "message/bomb", path, bomb if r < 0.99 else mutate(rng, bomb, raws)
-    return "message/big-bomb", path, rng.choice(seeds.big_bombs[-2:])
+        return "message/bomb", kind, bomb if r < 0.99 else mutate(rng, bomb, raws)
+    return "message/big-bomb", kind, rng.choice(seeds.big_bombs[-2:])
 
 
 def _near(rng: random.Random, value: Any) -> Any:
@@ -372,23 +372,22 @@ def run(
     for n in range(inputs):
         if n % 1000 == 0:
             server = fresh_server(seeds.base)
-        path = ""
+        kind = ""
         if rng.random() < 0.7:
             label, data = next_frame(rng, seeds, raws)
         else:
-            label, path, data = next_message(rng, seeds, raws)
+            label, kind, data = next_message(rng, seeds, raws)
         # every bomb is traced (they are what the bounds are for), other inputs on a sample
         traced = "bomb" in label or (trace_every > 0 and n % trace_every == 0)
         if traced:
             tracemalloc.start()
-        if not path:
+        if not kind:
             outcome = _outcome(apply_frame, seeds.base, data)
         else:
-            kind = server.PATHS[path]
-            outcome = _outcome(decode, data, (kind,))
+            outcome = _outcome(decode, data, (server.KINDS[kind],))
             try:
-                reply = server.handle(ENV, path, data, float(n))
-                tally.statuses[f"{path} {reply.status}"] += 1
+                reply = server.handle(ENV, kind, data, float(n))
+                tally.statuses[f"{kind} {reply.outcome.value}"] += 1
             except BaseException as exc:  # the point is to catch anything
                 outcome = f"ESCAPED {type(exc).__name__} from handle"
         if traced:

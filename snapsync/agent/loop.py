@@ -1,4 +1,8 @@
-"""The embeddable agent: collector + protocol + transport + state directory.
+"""The embeddable agent: collector + protocol + transport + state store.
+
+The clock is injected (`clock`): it times the protocol, the transport's signatures and the
+snapshots' collection time; the state store is a port (`StateDir`, or `MemoryStateStore`), so
+the simulation runs this very loop.
 
 `step()` does one pass (collect if due, then every exchange the protocol wants now) and returns
 what happened; `run()` repeats it, sleeping until the protocol's next wake-up, until stopped. The
@@ -15,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snapsync.agent.state import StateDir
+from snapsync.agent.state import StateDir, StateStore
 from snapsync.agent.transport import Transport
 from snapsync.canonical.profile import Profile, load_profile
-from snapsync.canonical.snapshot import SnapshotBuilder
+from snapsync.canonical.snapshot import SnapshotBuilder, rfc3339
 from snapsync.collect import Collector
 from snapsync.errors import SnapsyncError, TransportError
 from snapsync.protocol.agent import AgentConfig, AgentProtocol
@@ -67,16 +71,19 @@ class StepReport:
 
 
 class Agent:
+    """`commands` runs the cluster commands the server queues, at once; None leaves them to the
+    caller (CommandReceived in the report's events, answered with `protocol.command_finished`)."""
+
     def __init__(
         self,
         collector: Collector,
         transport: Transport,
-        state_dir: str | Path,
+        state_dir: str | Path | StateStore,
         config: AgentConfig | None = None,
         *,
         profile: Profile | None = None,
         environment_id: str = "",
-        commands: CommandRunner = refuse_cluster_commands,
+        commands: CommandRunner | None = refuse_cluster_commands,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         heartbeat: Path | None = None,
@@ -88,7 +95,7 @@ class Agent:
         self.environment_id = environment_id
         self.commands = commands
         self.clock = clock
-        self.state = StateDir(state_dir)
+        self.state = StateDir(state_dir) if isinstance(state_dir, str | Path) else state_dir
         self.heartbeat = heartbeat
         self.protocol = AgentProtocol(self.config, seed=seed, wire_counted=True)
         saved = self.state.load()
@@ -101,11 +108,28 @@ class Agent:
         now = self.clock()
         if self.protocol.snapshot_due(now):
             self._collect(now, report)
-        while (request := self.protocol.next_request(now)) is not None:
+        self.exchange(report)
+        now = self.clock()
+        acked = self.protocol.acked
+        report.version = acked.seq if acked else None
+        report.in_sync = self.protocol.in_sync
+        report.confirmed = self._server_confirms_latest()
+        report.budget_left = self.protocol.budget.remaining(now)
+        report.rss_bytes = resident_bytes()
+        self.save()
+        self._beat()
+        return report
+
+    def exchange(self, report: StepReport, limit: int | None = None) -> None:
+        """Every exchange the protocol wants now (at most `limit` in all of `report`)."""
+        now = self.clock()
+        while (limit is None or report.exchanges < limit) and (
+            request := self.protocol.next_request(now)
+        ) is not None:
             report.exchanges += 1
-            self._save()  # with the budget charged for the request: a crash cannot overspend
+            self.save()  # with the budget charged for the request: a crash cannot overspend
             try:
-                answer = self.transport.post(request.path, request.body, request.answer_limit)
+                answer = self.transport.post(request.kind, request.body, request.answer_limit)
             except TransportError as exc:
                 report.wire_bytes += exc.wire_bytes
                 events = self.protocol.fail(request, self.clock(), str(exc), exc.wire_bytes)
@@ -113,22 +137,13 @@ class Agent:
                 report.wire_bytes += answer.wire_bytes
                 report.http_bytes += answer.http_bytes
                 events = self.protocol.receive(
-                    request, answer.status, answer.body, self.clock(), answer.wire_bytes
+                    request, answer.outcome, answer.body, self.clock(), answer.wire_bytes
                 )
             self._handle(events, report)
-            self._save()
+            self.save()
             self._beat()  # a long upload is many exchanges: each one is progress
             now = self.clock()
         report.events += self.protocol.poll_events()
-        acked = self.protocol.acked
-        report.version = acked.seq if acked else None
-        report.in_sync = self.protocol.in_sync
-        report.confirmed = self._server_confirms_latest()
-        report.budget_left = self.protocol.budget.remaining(now)
-        report.rss_bytes = resident_bytes()
-        self._save()
-        self._beat()
-        return report
 
     def run(self, max_sleep: float = 60.0) -> None:
         """Step until `stop()`; sleeps in between, never longer than `max_sleep`."""
@@ -165,9 +180,10 @@ class Agent:
         except SnapsyncError as exc:
             report.collect_error = str(exc)
             log.warning("collection failed: %s", exc)
-            self.protocol.next_snapshot = now + self.config.intervals.snapshot
+            self.protocol.collection_failed(now)
             return
-        self.protocol.snapshot_collected(builder.build(previous=self.protocol.latest), now)
+        snapshot = builder.build(rfc3339(now), previous=self.protocol.latest)
+        self.protocol.snapshot_collected(snapshot, now)
         report.collected = True
 
     def _handle(self, events: list[Event], report: StepReport) -> None:
@@ -175,9 +191,9 @@ class Agent:
             report.events.append(event)
             if isinstance(event, Acked):
                 report.frame_kind, report.frame_bytes = event.kind, event.frame_bytes
-            elif isinstance(event, CommandReceived):
-                self._save()  # the cursor is on disk before the command runs: at most once
-                self.protocol.command_finished(self._run(event.command))
+            elif isinstance(event, CommandReceived) and self.commands is not None:
+                self.save()  # the cursor is on disk before the command runs: at most once
+                self.protocol.command_finished(self._run(event.command, self.commands))
             elif isinstance(event, CollectRequested):
                 self.protocol.collect_now(self.clock())
             elif isinstance(event, AuthRejected):
@@ -194,13 +210,14 @@ class Agent:
                     event.remaining,
                 )
 
-    def _run(self, command: Command) -> CommandResult:
+    def _run(self, command: Command, runner: CommandRunner) -> CommandResult:
         try:
-            return self.commands(command)
+            return runner(command)
         except Exception as exc:  # a command failing must never stop the agent
             return CommandResult(command.id, False, f"{type(exc).__name__}: {exc}")
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Persist the protocol's state (done after every exchange and every step)."""
         self.state.save(self.protocol.export_state(), self.protocol.snapshots_to_keep())
 
     def _beat(self) -> None:

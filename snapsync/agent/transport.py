@@ -8,6 +8,10 @@ from the environment (HTTPS_PROXY, NO_PROXY) honoured, every request signed
 connection kept across cycles, TLS sessions resumed when it must be reopened, answers read with
 a cap, and no header that does not earn its bytes (no User-Agent, Accept, Accept-Encoding,
 Connection or Content-Type: the path says what the body is).
+
+This is the agent's HTTP binding: it knows the path each kind of request is posted to (`PATHS`)
+and turns the status of each answer into the protocol's `Outcome` (`outcome_of`); nothing above
+it sees a path or a status code.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import httpx
 from snapsync.agent.wire import CountingBackend, WireMeter
 from snapsync.errors import InputError, TransportError
 from snapsync.protocol.auth import HEADER, sign
+from snapsync.protocol.messages import BucketQuery, Chunk, Ping, Summary
+from snapsync.protocol.outcome import Outcome
 
 log = logging.getLogger("snapsync.agent")
 # Beyond the body's cap, what an answer may bring: its head (status line and a few headers),
@@ -34,10 +40,38 @@ TLS12_SUITES = "ECDHE+AESGCM:ECDHE+CHACHA20"
 OP_TLSEXT_PADDING = 0x10  # OpenSSL's SSL_OP_TLSEXT_PADDING (part of SSL_OP_ALL), not in `ssl`
 KEEP_ALIVE = 900.0  # idle seconds before the agent drops its connection (see keep_alive below)
 
+# Where each kind of request is posted (schemas/wire.md); the server's routes are the same.
+PATHS = {
+    Ping.TYPE: "/v1/ping",
+    Chunk.TYPE: "/v1/upload",
+    Summary.TYPE: "/v1/reconcile",
+    BucketQuery.TYPE: "/v1/reconcile/buckets",
+}
+# What each status the server (or a proxy in its name) answers means to the protocol; any other
+# status is a refusal that does not say "later".
+OUTCOMES = {
+    200: Outcome.OK,
+    400: Outcome.MALFORMED,
+    401: Outcome.AUTH,
+    403: Outcome.AUTH,
+    404: Outcome.NOT_FOUND,
+    408: Outcome.UNAVAILABLE,
+    413: Outcome.TOO_LARGE,
+    429: Outcome.BUSY,
+    500: Outcome.UNAVAILABLE,
+    502: Outcome.UNAVAILABLE,
+    503: Outcome.BUSY,
+    504: Outcome.UNAVAILABLE,
+}
+
+
+def outcome_of(status: int) -> Outcome:
+    return OUTCOMES.get(status, Outcome.REFUSED)
+
 
 @dataclass(frozen=True)
 class Answer:
-    status: int
+    outcome: Outcome
     body: bytes
     # what crossed the link for this exchange: TCP payload (TLS records, handshakes included)
     # plus TCP/IP headers, as counted by snapsync.agent.wire
@@ -46,8 +80,9 @@ class Answer:
 
 
 class Transport(Protocol):
-    def post(self, path: str, body: bytes, limit: int) -> Answer:
-        """POST `body`; the answer's body may not exceed `limit` bytes (TransportError if so)."""
+    def post(self, kind: str, body: bytes, limit: int) -> Answer:
+        """Send `body` as a request of `kind` (a message type); the answer's body may not
+        exceed `limit` bytes (TransportError if so)."""
         ...
 
     def close(self) -> None: ...
@@ -96,7 +131,8 @@ class HttpTransport:
         self.client.headers.clear()
         self._prefix = url.path.rstrip("/")
 
-    def post(self, path: str, body: bytes, limit: int) -> Answer:
+    def post(self, kind: str, body: bytes, limit: int) -> Answer:
+        path = PATHS[kind]
         headers = {
             HEADER: sign(self.secret, "POST", self._prefix + path, self.edge_id, body, self.clock())
         }
@@ -125,7 +161,7 @@ class HttpTransport:
         if error or content is None:
             raise TransportError(error, wire_bytes=spent)
         http = _request_size(response.request) + head + len(content)
-        return Answer(response.status_code, content, spent, http)
+        return Answer(outcome_of(response.status_code), content, spent, http)
 
     def _spent(self, before: int) -> int:
         meter = self.meter

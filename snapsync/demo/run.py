@@ -94,8 +94,8 @@ class RecordingServer(ServerProtocol):
         super().__init__(stores)
         self.usage = stores.usage
 
-    def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
-        reply = super().handle(env, path, body, now)
+    def handle(self, env: str, kind: str, body: bytes, now: float) -> Reply:
+        reply = super().handle(env, kind, body, now)
         self.usage.record_traffic(env, now, reply.usage(body), len(reply.body))
         return reply
 

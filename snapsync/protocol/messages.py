@@ -12,17 +12,56 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, overload
 
 import msgpack
 import zstandard
 
 from snapsync.bounds import Budget, items_for, unpackb
 from snapsync.errors import RemoteProtocolError
-from snapsync.protocol.reconcile import BUCKET_SHORT, MAX_BUCKETS, BucketSet
+from snapsync.protocol.readers import (
+    DIGEST,
+    bucket_digests,
+    bucket_set,
+    bytes_field,
+    digest_field,
+    digest_item,
+    int_field,
+    kind_entries,
+    list_field,
+    number_field,
+    opt_digest_field,
+    str_field,
+)
+from snapsync.protocol.reconcile import MAX_BUCKETS, BucketSet
+from snapsync.protocol.values import Command, CommandResult, Version
+
+__all__ = [
+    "ANSWER_LIMIT",
+    "DIGEST",
+    "MAX_MESSAGE",
+    "MAX_PONG",
+    "MESSAGE_ITEMS",
+    "MIN_SHORT",
+    "PROTOCOL_VERSION",
+    "UPLOAD_ID",
+    "UPLOAD_STATUSES",
+    "BucketQuery",
+    "Chunk",
+    "Command",
+    "CommandResult",
+    "Differences",
+    "Message",
+    "Ping",
+    "Pong",
+    "Refusal",
+    "Summary",
+    "UploadReply",
+    "Version",
+    "decode",
+]
 
 PROTOCOL_VERSION = 1
-DIGEST = 16
 MIN_SHORT = 4  # shortest object digest a differences answer may carry
 UPLOAD_ID = 8
 MAX_MESSAGE = 64 * 2**20
@@ -40,79 +79,10 @@ MAX_PONG = 1024
 ANSWER_LIMIT = 256 * 1024
 
 
-@dataclass(frozen=True, order=True)
-class Version:
-    """A snapshot version the server acknowledged: its sequence and digest."""
-
-    seq: int
-    digest: bytes
-
-    def wire(self) -> list[Any]:
-        return [self.seq, self.digest]
-
-    @classmethod
-    def parse(cls, raw: Any) -> Version:
-        if (
-            not isinstance(raw, list)
-            or len(raw) != 2
-            or not _is_int(raw[0])
-            or not _is_digest(raw[1])
-        ):
-            raise RemoteProtocolError("malformed version")
-        return cls(raw[0], raw[1])
-
-
-@dataclass(frozen=True)
-class Command:
-    """An action the server queued for the agent; ids grow monotonically per environment."""
-
-    id: int
-    name: str
-    args: Mapping[str, Any] = field(default_factory=dict)
-
-    def wire(self) -> list[Any]:
-        return [self.id, self.name, dict(self.args)]
-
-    @classmethod
-    def parse(cls, raw: Any) -> Command:
-        if (
-            not isinstance(raw, list)
-            or len(raw) != 3
-            or not _is_int(raw[0])
-            or not isinstance(raw[1], str)
-            or not isinstance(raw[2], dict)
-        ):
-            raise RemoteProtocolError("malformed command")
-        return cls(raw[0], raw[1], raw[2])
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    id: int
-    ok: bool
-    message: str = ""
-
-    def wire(self) -> list[Any]:
-        return [self.id, self.ok, self.message]
-
-    @classmethod
-    def parse(cls, raw: Any) -> CommandResult:
-        if (
-            not isinstance(raw, list)
-            or len(raw) != 3
-            or not _is_int(raw[0])
-            or not isinstance(raw[1], bool)
-            or not isinstance(raw[2], str)
-        ):
-            raise RemoteProtocolError("malformed command result")
-        return cls(raw[0], raw[1], raw[2])
-
-
 class Message:
-    """Base of every message: `TYPE` names it on the wire, `PATH` is where it is posted."""
+    """Base of every message: `TYPE` names it on the wire (and, for a request, its kind)."""
 
     TYPE: ClassVar[str]
-    PATH: ClassVar[str] = ""
 
     def fields(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -132,7 +102,6 @@ class Ping(Message):
     """Heartbeat; carries command results and asks which versions the server still holds."""
 
     TYPE: ClassVar[str] = "ping"
-    PATH: ClassVar[str] = "/v1/ping"
     # acknowledged digests the agent can diff against, newest first: only the newest while the
     # server confirms it, all of them once it did not (so a restored server is found out)
     have: tuple[bytes, ...] = ()
@@ -158,14 +127,14 @@ class Ping(Message):
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Ping:
-        have = tuple(_list(doc, "h", _digest_item, default=[]))
+        have = tuple(list_field(doc, "h", digest_item, default=[]))
         return cls(
             have=have,
-            latest=_opt_digest(doc, "l") or (have[0] if have else b""),
-            cursor=_int(doc, "c", default=0),
-            results=tuple(_list(doc, "r", CommandResult.parse, default=[])),
-            waiting=_int(doc, "w", default=0),
-            spent=_int(doc, "s") if "s" in doc else None,
+            latest=opt_digest_field(doc, "l") or (have[0] if have else b""),
+            cursor=int_field(doc, "c", default=0),
+            results=tuple(list_field(doc, "r", CommandResult.parse, default=[])),
+            waiting=int_field(doc, "w", default=0),
+            spent=int_field(doc, "s") if "s" in doc else None,
         )
 
 
@@ -174,7 +143,6 @@ class Chunk(Message):
     """A piece of an upload; re-sending a piece the server has changes nothing."""
 
     TYPE: ClassVar[str] = "chunk"
-    PATH: ClassVar[str] = "/v1/upload"
     upload: bytes  # id: derived from the frame, so a retry names the same upload
     base: bytes  # digest the frame is against; b"" for a whole snapshot
     target: bytes
@@ -202,19 +170,19 @@ class Chunk(Message):
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Chunk:
-        upload = _bytes(doc, "u")
-        base = _bytes(doc, "b")
+        upload = bytes_field(doc, "u")
+        base = bytes_field(doc, "b")
         if len(upload) != UPLOAD_ID or len(base) not in (0, DIGEST):
             raise RemoteProtocolError("malformed chunk: bad upload id or base digest")
         chunk = cls(
             upload=upload,
             base=base,
-            target=_digest(doc, "g"),
-            total=_int(doc, "n"),
-            offset=_int(doc, "o"),
-            data=_bytes(doc, "d"),
-            cursor=_int(doc, "c", default=0),
-            spent=_int(doc, "s") if "s" in doc else None,
+            target=digest_field(doc, "g"),
+            total=int_field(doc, "n"),
+            offset=int_field(doc, "o"),
+            data=bytes_field(doc, "d"),
+            cursor=int_field(doc, "c", default=0),
+            spent=int_field(doc, "s") if "s" in doc else None,
         )
         if chunk.total == 0 or chunk.offset + len(chunk.data) > chunk.total:
             raise RemoteProtocolError("malformed chunk: data beyond the declared total")
@@ -226,7 +194,6 @@ class Summary(Message):
     """Anti-entropy, step 1: the agent's latest snapshot as one short digest per kind."""
 
     TYPE: ClassVar[str] = "summary"
-    PATH: ClassVar[str] = "/v1/reconcile"
     target: bytes  # digest of the snapshot summarized
     kinds: Mapping[str, tuple[int, bytes]]  # kind ref -> (objects, short digest)
     limit: int = ANSWER_LIMIT  # the largest answer the agent budgeted for
@@ -240,8 +207,8 @@ class Summary(Message):
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Summary:
-        kinds = {ref: (n, d) for ref, n, d in _kind_entries(doc, "kind summary")}
-        return cls(target=_digest(doc, "g"), kinds=kinds, limit=_limit(doc))
+        kinds = {ref: (n, d) for ref, n, d in kind_entries(doc, "kind summary")}
+        return cls(target=digest_field(doc, "g"), kinds=kinds, limit=_limit(doc))
 
 
 @dataclass(frozen=True)
@@ -249,7 +216,6 @@ class BucketQuery(Message):
     """Anti-entropy, step 3: the buckets whose digests differ, per kind, of the server's `base`."""
 
     TYPE: ClassVar[str] = "buckets"
-    PATH: ClassVar[str] = "/v1/reconcile/buckets"
     base: Version  # the version the server's bucket digests described
     kinds: Mapping[str, BucketSet]
     limit: int = ANSWER_LIMIT
@@ -261,8 +227,8 @@ class BucketQuery(Message):
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> BucketQuery:
         kinds = {
-            ref: _bucket_set(count, bitmap)
-            for ref, count, bitmap in _kind_entries(doc, "bucket choice", 1, MAX_BUCKETS)
+            ref: bucket_set(count, bitmap)
+            for ref, count, bitmap in kind_entries(doc, "bucket choice", 1, MAX_BUCKETS)
         }
         return cls(base=Version.parse(doc.get("ver")), kinds=kinds, limit=_limit(doc))
 
@@ -297,7 +263,7 @@ class Differences(Message):
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Differences:
         try:
-            reader = zstandard.ZstdDecompressor().stream_reader(_bytes(doc, "z"))
+            reader = zstandard.ZstdDecompressor().stream_reader(bytes_field(doc, "z"))
             packed = reader.read(MAX_MESSAGE + 1)
         except zstandard.ZstdError as exc:
             raise RemoteProtocolError(f"differences do not decompress: {exc}") from None
@@ -322,7 +288,7 @@ class Differences(Message):
                 ):
                     raise RemoteProtocolError("malformed object digest")
                 kinds[ref].append((e[0], e[1], e[2]))
-        buckets = dict(_list(doc, "bk", _bucket_digests, default=[]))
+        buckets = dict(list_field(doc, "bk", bucket_digests, default=[]))
         return cls(base=_opt_version(doc.get("ver")), kinds=kinds, buckets=buckets)
 
 
@@ -348,13 +314,13 @@ class Pong(Message):
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Pong:
-        holds = tuple(_list(doc, "h", Version.parse, default=[]))
+        holds = tuple(list_field(doc, "h", Version.parse, default=[]))
         current = doc.get("cur")
         return cls(
             holds=holds,
             current=holds[0] if current is None and holds else _opt_version(current),
-            commands=tuple(_list(doc, "cmd", Command.parse, default=[])),
-            retry_after=_number(doc, "ra", default=0.0),
+            commands=tuple(list_field(doc, "cmd", Command.parse, default=[])),
+            retry_after=number_field(doc, "ra", default=0.0),
         )
 
 
@@ -410,10 +376,10 @@ class UploadReply(Message):
             raise RemoteProtocolError("field 'q' is not a boolean")
         reply = cls(
             status=status,
-            offset=_int(doc, "o", default=0),
+            offset=int_field(doc, "o", default=0),
             version=version,
-            holds=tuple(_list(doc, "h", Version.parse, default=[])),
-            reason=_str(doc, "why", default=""),
+            holds=tuple(list_field(doc, "h", Version.parse, default=[])),
+            reason=str_field(doc, "why", default=""),
             queued=queued,
             current=_opt_version(doc.get("cur")) or version,
         )
@@ -438,7 +404,10 @@ class Refusal(Message):
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> Refusal:
-        return cls(reason=_str(doc, "why", default=""), retry_after=_number(doc, "ra", default=0.0))
+        return cls(
+            reason=str_field(doc, "why", default=""),
+            retry_after=number_field(doc, "ra", default=0.0),
+        )
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
@@ -447,8 +416,22 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
 }
 
 
-def decode(data: bytes, expect: tuple[type[Message], ...] | None = None) -> Message:
-    """Parse one message; RemoteProtocolError for anything malformed or unexpected."""
+M = TypeVar("M", bound=Message)
+
+
+@overload
+def decode(data: bytes) -> Message: ...
+@overload
+def decode(data: bytes, expect: type[M]) -> M: ...
+@overload
+def decode(data: bytes, expect: tuple[type[Message], ...]) -> Message: ...
+
+
+def decode(data: bytes, expect: type[Message] | tuple[type[Message], ...] | None = None) -> Message:
+    """Parse one message; RemoteProtocolError for anything malformed or unexpected.
+
+    `expect`: the message type the caller can use (then that is the type returned), or several.
+    """
     if len(data) > MAX_MESSAGE:
         raise RemoteProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
     budget = Budget(items_for(len(data), MESSAGE_ITEMS), "the message", RemoteProtocolError)
@@ -460,109 +443,18 @@ def decode(data: bytes, expect: tuple[type[Message], ...] | None = None) -> Mess
     if parser is None:
         raise RemoteProtocolError(f"unknown message type {kind!r:.40}")
     message = parser(doc)
-    if expect is not None and not isinstance(message, expect):
-        names = "/".join(cls.TYPE for cls in expect)
+    expected = (expect,) if isinstance(expect, type) else expect
+    if expected is not None and not isinstance(message, expected):
+        names = "/".join(cls.TYPE for cls in expected)
         raise RemoteProtocolError(f"expected a {names} message, got {message.TYPE}")
     return message
 
 
-# -- field readers -----------------------------------------------------------------------------
-
-_MISSING: Any = object()
-
-
-def _get(doc: dict[str, Any], name: str, default: Any) -> Any:
-    value = doc.get(name, default)
-    if value is _MISSING:
-        raise RemoteProtocolError(f"message lacks field {name!r}")
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
-
-
-def _is_digest(value: Any) -> bool:
-    return isinstance(value, bytes) and len(value) == DIGEST
-
-
-def _int(doc: dict[str, Any], name: str, default: Any = _MISSING) -> int:
-    value = _get(doc, name, default)
-    if not _is_int(value):
-        raise RemoteProtocolError(f"field {name!r} is not a non-negative integer")
-    return int(value)
-
-
-def _number(doc: dict[str, Any], name: str, default: Any = _MISSING) -> float:
-    value = _get(doc, name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-        raise RemoteProtocolError(f"field {name!r} is not a sensible number")
-    return float(value)
-
-
-def _str(doc: dict[str, Any], name: str, default: Any = _MISSING) -> str:
-    value = _get(doc, name, default)
-    if not isinstance(value, str):
-        raise RemoteProtocolError(f"field {name!r} is not a string")
-    return value
-
-
-def _bytes(doc: dict[str, Any], name: str, default: Any = _MISSING) -> bytes:
-    value = _get(doc, name, default)
-    if not isinstance(value, bytes):
-        raise RemoteProtocolError(f"field {name!r} is not binary")
-    return value
-
-
-def _digest(doc: dict[str, Any], name: str) -> bytes:
-    value = _bytes(doc, name)
-    if len(value) != DIGEST:
-        raise RemoteProtocolError(f"field {name!r} is not a {DIGEST}-byte digest")
-    return value
-
-
-def _opt_digest(doc: dict[str, Any], name: str) -> bytes:
-    return _digest(doc, name) if name in doc else b""
+# -- message-specific readers ----------------------------------------------------------------
 
 
 def _opt_version(raw: Any) -> Version | None:
     return None if raw is None else Version.parse(raw)
-
-
-def _digest_item(value: Any) -> bytes:
-    if not _is_digest(value):
-        raise RemoteProtocolError("malformed digest in a list")
-    assert isinstance(value, bytes)
-    return value
-
-
-def _list(
-    doc: dict[str, Any], name: str, item: Callable[[Any], Any], default: Any = _MISSING
-) -> list[Any]:
-    value = _get(doc, name, default)
-    if not isinstance(value, list):
-        raise RemoteProtocolError(f"field {name!r} is not a list")
-    return [item(v) for v in value]
-
-
-def _kind_entries(
-    doc: dict[str, Any], what: str, least: int = 0, most: int = 2**63 - 1
-) -> list[tuple[str, int, bytes]]:
-    """Field "k": [kind ref, count, bytes] triples, the count between `least` and `most`."""
-
-    def entry(value: Any) -> tuple[str, int, bytes]:
-        if (
-            not isinstance(value, list)
-            or len(value) != 3
-            or not isinstance(value[0], str)
-            or not _is_int(value[1])
-            or not least <= value[1] <= most
-            or not isinstance(value[2], bytes)
-        ):
-            raise RemoteProtocolError(f"malformed {what}")
-        return value[0], value[1], value[2]
-
-    return _list(doc, "k", entry)
 
 
 def _with_limit(out: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -572,30 +464,7 @@ def _with_limit(out: dict[str, Any], limit: int) -> dict[str, Any]:
 
 
 def _limit(doc: dict[str, Any]) -> int:
-    limit = _int(doc, "m", default=ANSWER_LIMIT)
+    limit = int_field(doc, "m", default=ANSWER_LIMIT)
     if not 0 < limit <= MAX_MESSAGE:
         raise RemoteProtocolError(f"answer limit {limit} is outside 1..{MAX_MESSAGE}")
     return limit
-
-
-def _bucket_digests(value: Any) -> tuple[str, bytes]:
-    """[kind ref, digests]: one short digest per bucket, at least one, at most MAX_BUCKETS."""
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not isinstance(value[0], str)
-        or not isinstance(value[1], bytes)
-        or len(value[1]) % BUCKET_SHORT
-        or not 1 <= len(value[1]) // BUCKET_SHORT <= MAX_BUCKETS
-    ):
-        raise RemoteProtocolError("malformed bucket digests")
-    return value[0], value[1]
-
-
-def _bucket_set(count: int, bitmap: bytes) -> BucketSet:
-    """The bitmap as it came, checked (never expanded: see snapsync.protocol.reconcile)."""
-    if len(bitmap) != (count + 7) // 8:
-        raise RemoteProtocolError(f"a bitmap of {len(bitmap)} bytes for {count} buckets")
-    if count % 8 and bitmap[-1] >> (count % 8):
-        raise RemoteProtocolError("a bitmap choosing buckets beyond the count")
-    return BucketSet(count, bitmap)

@@ -45,3 +45,34 @@ def backoff_delay(failures: int, intervals: Intervals, rng: random.Random) -> fl
     exponent = min(max(failures - 1, 0), 32)
     delay = min(intervals.backoff_cap, intervals.backoff_base * 2**exponent)
     return float(delay * (1 - rng.uniform(0, intervals.jitter)))
+
+
+@dataclass
+class Backoff:
+    """Consecutive failures, and how long the agent stays quiet after them (`until`).
+
+    A server's retry-after (`ra`) is capped at the agent's own longest backoff: a server, or
+    whatever answers in its name, cannot silence an agent for longer than its own worst failure
+    would.
+    """
+
+    intervals: Intervals
+    rng: random.Random
+    failures: int = 0
+    until: float = 0.0
+
+    def failed(self, now: float, retry_after: float = 0.0) -> float:
+        self.failures += 1
+        delay = backoff_delay(self.failures, self.intervals, self.rng)
+        self.until = now + max(self._capped(retry_after), delay)
+        return self.until
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def quiet(self, now: float, retry_after: float) -> None:
+        """The server asked for quiet in an answer that was not a failure."""
+        self.until = now + self._capped(retry_after)
+
+    def _capped(self, retry_after: float) -> float:
+        return min(retry_after, self.intervals.backoff_cap)

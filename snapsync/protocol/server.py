@@ -1,8 +1,9 @@
 """The server side of the sync protocol: requests in, answers out, state in a store.
 
 Like the agent side it opens no socket and reads no clock: the web layer hands it the edge id
-(already authenticated), the request path and body, and the time. Storage is behind
-`VersionStore`, so the same logic runs over memory (tests, simulations) and a database.
+(already authenticated), the request's kind (the message type its path stands for), its body
+and the time; it answers with an `Outcome`, which the web layer turns into a status. Storage is
+behind `VersionStore`, so the same logic runs over memory (tests, simulations) and a database.
 
 Invariants:
 - A frame is applied only when complete, only to the base it names, and stored only if the
@@ -50,6 +51,7 @@ from snapsync.protocol.messages import (
     Version,
     decode,
 )
+from snapsync.protocol.outcome import Outcome
 from snapsync.protocol.reconcile import differing_kinds, objects_in, unexpected_buckets
 
 # One report counted at most (4 GiB, more than any link carries between two answered requests):
@@ -152,7 +154,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class Reply:
-    status: int
+    outcome: Outcome
     body: bytes
     applied: Version | None = None  # set when this request stored a new version
     refused: str = ""  # why a frame was refused, for logs and metrics
@@ -164,8 +166,8 @@ class Reply:
         return len(body) if self.spent is None else min(self.spent, MAX_SPENT)
 
 
-def refusal(status: int, reason: str, retry_after: float = 0.0) -> Reply:
-    return Reply(status, Refusal(reason, retry_after).encode())
+def refusal(outcome: Outcome, reason: str, retry_after: float = 0.0) -> Reply:
+    return Reply(outcome, Refusal(reason, retry_after).encode())
 
 
 class ServerProtocol:
@@ -174,26 +176,23 @@ class ServerProtocol:
         self.config = config or ServerConfig()
         self._next_sweep = 0.0  # when abandoned uploads are next looked for
 
-    # Every path an agent posts to, and the message it must carry there.
-    PATHS: ClassVar[dict[str, type[Message]]] = {
-        Ping.PATH: Ping,
-        Chunk.PATH: Chunk,
-        Summary.PATH: Summary,
-        BucketQuery.PATH: BucketQuery,
+    # Every kind of request an agent sends, and the message it must carry.
+    KINDS: ClassVar[dict[str, type[Message]]] = {
+        cls.TYPE: cls for cls in (Ping, Chunk, Summary, BucketQuery)
     }
 
-    def handle(self, env: str, path: str, body: bytes, now: float) -> Reply:
-        """Answer one authenticated request from environment `env`."""
-        kind = self.PATHS.get(path)
-        if kind is None:
-            return refusal(404, f"no such endpoint {path}")
+    def handle(self, env: str, kind: str, body: bytes, now: float) -> Reply:
+        """Answer one authenticated request of `kind` (a message type) from environment `env`."""
+        expected = self.KINDS.get(kind)
+        if expected is None:
+            return refusal(Outcome.NOT_FOUND, f"no such request kind {kind!r:.40}")
         if now >= self._next_sweep:
             self._next_sweep = now + self.config.partials.sweep_every
             self.store.expire_partials(now - self.config.partials.ttl)
         try:
-            message = decode(body, (kind,))
+            message = decode(body, expected)
         except RemoteProtocolError as exc:
-            return refusal(400, str(exc))
+            return refusal(Outcome.MALFORMED, str(exc))
         reply = self._answer(env, message, now)
         spent = message.spent if isinstance(message, Ping | Chunk) else None
         return reply if spent is None else replace(reply, spent=spent)
@@ -207,7 +206,9 @@ class ServerProtocol:
             return self._buckets(env, message)
         assert isinstance(message, Chunk)
         if message.total > self.config.max_frame:
-            return refusal(413, f"frame of {message.total} bytes exceeds {self.config.max_frame}")
+            return refusal(
+                Outcome.TOO_LARGE, f"frame of {message.total} bytes exceeds {self.config.max_frame}"
+            )
         return self._chunk(env, message, now)
 
     def _ping(self, env: str, ping: Ping, now: float) -> Reply:
@@ -226,7 +227,7 @@ class ServerProtocol:
                 break  # the rest goes with the next ping
             commands.append(command)
             body = longer
-        return Reply(200, body)
+        return Reply(Outcome.OK, body)
 
     def _reconcile(self, env: str, summary: Summary) -> Reply:
         """For the kinds whose digest differs from the agent's: objects, or bucket digests."""
@@ -241,7 +242,7 @@ class ServerProtocol:
         """The objects of the buckets the agent found different, from the version it names.
 
         A kind the server did not bucket, or a bucket count it did not announce, is refused
-        (400) before any key is hashed: an honest agent only echoes the server's own counts.
+        (malformed) before any key is hashed: an honest agent only echoes the server's own counts.
         """
         held = any(v.digest == query.base.digest for v in self.store.held(env))
         snapshot = self.store.snapshot(env, query.base.digest) if held else None
@@ -250,7 +251,8 @@ class ServerProtocol:
         unexpected = unexpected_buckets(snapshot, query.kinds)
         if unexpected:
             return refusal(
-                400, f"bucket query does not match version {query.base.seq}: {unexpected}"
+                Outcome.MALFORMED,
+                f"bucket query does not match version {query.base.seq}: {unexpected}",
             )
         return _within(Differences(query.base, objects_in(snapshot, query.kinds)), query.limit)
 
@@ -269,7 +271,7 @@ class ServerProtocol:
         base = next((v for v in held if v.digest == chunk.base), None) if chunk.base else None
         if chunk.base and base is None:
             self.store.drop_partial(env, chunk.upload)
-            return Reply(200, UploadReply("unknown-base", holds=tuple(held)).encode())
+            return Reply(Outcome.OK, UploadReply("unknown-base", holds=tuple(held)).encode())
         held_partial = self.store.partial(env, chunk.upload)
         stored = held_partial
         if stored is not None and (stored.base, stored.target, stored.total) != (
@@ -280,18 +282,18 @@ class ServerProtocol:
             stored = None  # an id reused for another frame: start over
         received = stored.received if stored is not None else 0
         if chunk.offset != received or (not chunk.data and received < chunk.total):
-            return Reply(200, UploadReply("partial", offset=received).encode())
+            return Reply(Outcome.OK, UploadReply("partial", offset=received).encode())
         if received + len(chunk.data) < chunk.total:
             partial = PartialUpload(chunk.base, chunk.target, chunk.total, received)
             offset = self.store.append_partial(
                 env, chunk.upload, partial, chunk.data, now, self.config.partials
             )
-            return Reply(200, UploadReply("partial", offset=offset).encode())
+            return Reply(Outcome.OK, UploadReply("partial", offset=offset).encode())
         frame = self.store.partial_data(env, chunk.upload) if stored is not None else b""
         if held_partial is not None:
             self.store.drop_partial(env, chunk.upload)
         if len(frame) != received:  # evicted or expired meanwhile: the agent starts over
-            return Reply(200, UploadReply("partial", offset=0).encode())
+            return Reply(Outcome.OK, UploadReply("partial", offset=0).encode())
         frame += chunk.data
         return self._complete(env, chunk, base, frame, now)
 
@@ -321,7 +323,7 @@ class ServerProtocol:
         # the agent sends chunks only when its budget lets them through: nothing waits
         self.store.seen(env, now, chunk.target, 0)
         reply = UploadReply("ack", version=version, current=current, queued=queued)
-        return Reply(200, reply.encode(), applied=applied)
+        return Reply(Outcome.OK, reply.encode(), applied=applied)
 
     def _complete(
         self, env: str, chunk: Chunk, base: Version | None, frame: bytes, now: float
@@ -340,19 +342,19 @@ class ServerProtocol:
             snapshot = apply_frame(base_snapshot, frame)
         except BaseMismatch:
             held = tuple(self.store.held(env))
-            return Reply(200, UploadReply("unknown-base", holds=held).encode())
+            return Reply(Outcome.OK, UploadReply("unknown-base", holds=held).encode())
         except (FrameError, DeltaError) as exc:
             reply = UploadReply("rejected", reason=str(exc))
-            return Reply(200, reply.encode(), refused=type(exc).__name__)
+            return Reply(Outcome.OK, reply.encode(), refused=type(exc).__name__)
         version = self.store.commit(env, snapshot, frame, base, now)
         return self._ack(env, chunk, version, version, now, applied=version)
 
 
 def _declined() -> Reply:
     """No anti-entropy: the server holds nothing to compare with, or the answer would not fit."""
-    return Reply(200, Differences(None, {}).encode())
+    return Reply(Outcome.OK, Differences(None, {}).encode())
 
 
 def _within(differences: Differences, limit: int) -> Reply:
     body = differences.encode()
-    return Reply(200, body) if len(body) <= limit else _declined()
+    return Reply(Outcome.OK, body) if len(body) <= limit else _declined()

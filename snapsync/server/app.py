@@ -1,14 +1,15 @@
 """The server's web face: an ASGI app (Starlette) around the protocol's server state machine.
 
 This is where bytes meet the protocol: every agent request passes the request gate (gate.py:
-declared size, then what the Authorization header alone proves before a byte of the body is
-read, a share of a fixed body allowance, a deadline for the body, then the signature over it),
-and the protocol gets the authenticated edge id, path and body. A storage outage is a 503 the
-agent retries; any other exception is a bug and a 500. One port also carries the browse API and
-page (browse.py, page.py, behind the API token; websecurity.py guards every path but the
-agent's), /metrics (metrics.py), /healthz (the process runs) and /readyz (the database
-answers). With a SQL store every request runs in its own transactions, so requests are not
-serialized here; the memory store is, as it is not thread-safe.
+declared size, then what the Authorization header alone proves before a byte of the body is read, a
+share of a fixed body allowance, a deadline for the body, then the signature over it), and the
+protocol gets the authenticated edge id, the kind of message its path stands for (`ROUTES`) and the
+body; its `Outcome` goes back as a status (`STATUSES`). A storage outage is a 503 the agent
+retries; any other exception is a bug and a 500. One port also carries the browse API and page
+(browse.py, page.py, behind the API token; websecurity.py guards every path but the agent's),
+/metrics (metrics.py), /healthz (the process runs) and /readyz (the database answers). With a SQL
+store every request runs in its own transactions, so requests are not serialized here; the memory
+store is, as it is not thread-safe.
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ from starlette.routing import BaseRoute, Route
 
 from snapsync.errors import InputError, StorageError
 from snapsync.protocol.auth import CAPACITY, PER_EDGE, Claim, check_secret
-from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode
+from snapsync.protocol.messages import (
+    BucketQuery,
+    Chunk,
+    Ping,
+    Refusal,
+    Summary,
+    UploadReply,
+    decode,
+)
+from snapsync.protocol.outcome import Outcome
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
 from snapsync.server.browse import ApiAccess, Browser, api_routes
 from snapsync.server.connections import HEAD_TIMEOUT, HeadDeadline
@@ -53,6 +63,24 @@ log = logging.getLogger("snapsync.server")
 # Agent answers carry no Content-Type: the path says what the body is, and an idle agent pays
 # for every response byte (schemas/wire.md).
 MEDIA_TYPE = None
+# The server's HTTP binding: the path of each kind of agent request (the agent's transport posts
+# to the same ones), and the status that carries each outcome of the server protocol.
+ROUTES = {
+    "/v1/ping": Ping.TYPE,
+    "/v1/upload": Chunk.TYPE,
+    "/v1/reconcile": Summary.TYPE,
+    "/v1/reconcile/buckets": BucketQuery.TYPE,
+}
+STATUSES = {
+    Outcome.OK: 200,
+    Outcome.MALFORMED: 400,
+    Outcome.AUTH: 401,
+    Outcome.NOT_FOUND: 404,
+    Outcome.TOO_LARGE: 413,
+    Outcome.REFUSED: 422,
+    Outcome.UNAVAILABLE: 500,
+    Outcome.BUSY: 503,
+}
 
 
 @dataclass
@@ -108,9 +136,9 @@ def create_app(settings: ServerSettings) -> Starlette:
         started = time.perf_counter()
         if serialized is not None:
             with serialized:
-                reply = protocol.handle(edge_id, path, body, now)
+                reply = protocol.handle(edge_id, ROUTES[path], body, now)
         else:
-            reply = protocol.handle(edge_id, path, body, now)
+            reply = protocol.handle(edge_id, ROUTES[path], body, now)
         seconds = time.perf_counter() - started
         if stores is not None:
             stores.usage.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
@@ -171,7 +199,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             log.info("%s: stored version %d", edge_id, reply.applied.seq)
         if reply.refused:
             log.warning("%s: frame refused (%s)", edge_id, reply.refused)
-        return Response(reply.body, status_code=reply.status, media_type=MEDIA_TYPE)
+        return Response(reply.body, status_code=STATUSES[reply.outcome], media_type=MEDIA_TYPE)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -189,9 +217,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def prometheus(request: Request) -> Response:
         return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
 
-    routes: list[BaseRoute] = [
-        Route(path, agent_endpoint, methods=["POST"]) for path in ServerProtocol.PATHS
-    ]
+    routes: list[BaseRoute] = [Route(path, agent_endpoint, methods=["POST"]) for path in ROUTES]
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readyz, methods=["GET"]))
     routes.append(Route("/metrics", prometheus, methods=["GET"]))
@@ -199,7 +225,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         browser = Browser(stores, settings.clock)
         access = ApiAccess(settings.api_token, settings.clock)
         routes += api_routes(browser, access) + page_routes(browser, access)
-    guard = Middleware(WebGuard, exempt=ServerProtocol.PATHS)
+    guard = Middleware(WebGuard, exempt=ROUTES)
     return Starlette(routes=routes, middleware=[guard])
 
 
@@ -224,8 +250,8 @@ def _storage_failed(exc: StorageError) -> Response:
 def _count(metrics: ServerMetrics, path: str, handled: _Handled) -> None:
     reply = handled.reply
     metrics.sent.inc(len(reply.body))
-    metrics.requests.labels(path, str(reply.status)).inc()
-    if path != Chunk.PATH:
+    metrics.requests.labels(path, str(STATUSES[reply.outcome])).inc()
+    if ROUTES[path] != Chunk.TYPE:
         return
     metrics.upload_seconds.observe(handled.seconds)
     if reply.applied is not None:
@@ -233,16 +259,16 @@ def _count(metrics: ServerMetrics, path: str, handled: _Handled) -> None:
         metrics.apply_seconds.observe(handled.seconds)
     elif reply.refused:
         metrics.refused.labels(reply.refused).inc()
-    elif reply.status == 200 and _upload_status(reply) == "unknown-base":
+    elif reply.outcome is Outcome.OK and _upload_status(reply) == "unknown-base":
         metrics.refused.labels("unknown-base").inc()  # the agent resends against a held base
-    elif reply.status == 413:
+    elif reply.outcome is Outcome.TOO_LARGE:
         metrics.refused.labels("too-large").inc()
-    elif reply.status == 400:
+    elif reply.outcome is Outcome.MALFORMED:
         metrics.refused.labels("malformed").inc()
 
 
 def _upload_status(reply: Reply) -> str:
-    answer = decode(reply.body, (UploadReply,))
+    answer = decode(reply.body, UploadReply)
     return answer.status if isinstance(answer, UploadReply) else ""
 
 
