@@ -360,13 +360,14 @@ class AgentProtocol:
         remaining_frame = len(upload.frame) - upload.confirmed
         need = remaining_frame + (len(body) - len(data)) + self.overhead
         need += UPLOAD_REPLY_ALLOWANCE
-        if not self.budget.allows(need, now, essential=False):
+        continuing = upload.confirmed > 0  # paced: only an upload's start waits for the pace
+        if not self.budget.allows(need, now, essential=False, continuing=continuing):
             if self.waiting != len(upload.frame):
                 self._events.append(
                     BudgetDeferred(
                         needed=need,
                         remaining=self.budget.remaining(now) or 0,
-                        until=self.budget.next_period(now),
+                        until=self.budget.ready_at(need, now),
                     )
                 )
             self.waiting = len(upload.frame)
@@ -692,7 +693,7 @@ class AgentProtocol:
             "cursor": self.cursor,
             "running": sorted(self.running),
             "results": [r.wire() for r in self.results],
-            "budget": [self.budget.period_started, self.budget.used],
+            "budget": self.budget.state(),
             "unreported": self.unreported,
         }
 
@@ -733,6 +734,5 @@ class AgentProtocol:
                     command_id, False, "interrupted: the agent restarted while running it"
                 )
             )
-        period_started, used = state.get("budget", [0.0, 0])
-        self.budget.period_started, self.budget.used = float(period_started), int(used)
+        self.budget.restore(state.get("budget", [0.0, 0]))
         self.unreported = int(state.get("unreported", 0))
