@@ -693,7 +693,7 @@ class AgentProtocol:
             "cursor": self.cursor,
             "running": sorted(self.running),
             "results": [r.wire() for r in self.results],
-            "budget": self.budget.state(),
+            "budget": [self.budget.period_started, self.budget.used],
             "unreported": self.unreported,
         }
 
@@ -734,5 +734,6 @@ class AgentProtocol:
                     command_id, False, "interrupted: the agent restarted while running it"
                 )
             )
-        self.budget.restore(state.get("budget", [0.0, 0]))
+        period_started, used = state.get("budget", [0.0, 0])
+        self.budget.period_started, self.budget.used = float(period_started), int(used)
         self.unreported = int(state.get("unreported", 0))

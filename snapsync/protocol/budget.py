@@ -15,33 +15,32 @@ Two policies decide when an upload goes within the period:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from snapsync.errors import InputError
 from snapsync.protocol.pacing import SPENT, UNPACED, Pace, TokenBucket, Window, schedule
 
 DAY = 86_400
 POLICIES = ("fixed", "paced")
-BURST_HOURS = 6  # the default burst cap: what six hours of pace accrue (at most a quarter)
+# The default burst cap: a day of the period's pace (a quarter of periods of a day or less).
+BURST_DAYS = 1
 
 
 @dataclass(frozen=True)
 class BudgetConfig:
     """A data budget and how it is spent through its period.
 
-    Paced defaults suit a monthly SIM: a burst of six hours' budget (4 MB of 500 MB a month), an
-    upload at most every 10 s and, while churn runs ahead of the pace, at least every 15 min
-    unless credit is being repaid (snapsync.protocol.pacing).
+    Paced defaults suit a monthly SIM: savings of up to a day's budget for a burst (15 MB of
+    500 MB a month), an upload at most every 10 s and, while churn runs ahead of the pace, at
+    least every 15 min unless credit is being repaid (snapsync.protocol.pacing).
     """
 
     limit: int = 0  # bytes per period; 0 = unlimited
     period: str = "month"  # "day", "month", or a number of seconds
     reserve: float = 0.05  # share of the limit kept for pings and command results
     policy: str = "fixed"  # "fixed" or "paced" (module docstring)
-    burst: int | None = None  # paced: the bucket's capacity in bytes; None: BURST_HOURS' pace
+    burst: int | None = None  # paced: the bucket's capacity in bytes; None: BURST_DAYS' pace
     interval_floor: float = 10.0  # paced: seconds between upload starts, at least
     interval_ceiling: float = 900.0  # paced: after this long an upload may go on credit
 
@@ -64,10 +63,10 @@ class BudgetConfig:
                 f"upload interval ceiling ({self.interval_ceiling:g} s) is below its floor "
                 f"({self.interval_floor:g} s)"
             )
-        if self.limit and self.burst_bytes * 2 > self.uploads_limit:
+        if self.limit and self.burst_bytes > self.uploads_limit:
             raise InputError(
-                f"budget burst cap ({self.burst_bytes:,} B) must be at most half the budget "
-                f"less its reserve ({self.uploads_limit:,} B), so the other half paces"
+                f"budget burst cap ({self.burst_bytes:,} B) is larger than the budget less its "
+                f"reserve ({self.uploads_limit:,} B)"
             )
 
     @property
@@ -79,7 +78,7 @@ class BudgetConfig:
     def burst_bytes(self) -> int:
         if self.burst is not None:
             return self.burst
-        share = min(0.25, BURST_HOURS * 3600 / longest_period(self.period))
+        share = min(0.25, BURST_DAYS * DAY / longest_period(self.period))
         return int(self.uploads_limit * share)
 
     def check_pings(self, every: float, cost: int) -> None:
@@ -90,7 +89,7 @@ class BudgetConfig:
         seconds = longest_period(self.period)
         payable = self.limit
         if self.policy == "paced":
-            payable = self.uploads_limit - self.burst_bytes
+            payable = self.uploads_limit
         if payable * every < cost * seconds:
             raise InputError(
                 f"data budget of {self.limit:,} B per {self.period} does not pay for a ping "
@@ -164,7 +163,7 @@ def parse_size(text: str) -> int:
 
 @dataclass
 class Budget:
-    """Mutable meter for one period, and the pacer's bucket; `state()` is what to persist.
+    """Mutable meter for one period, and the pacer's bucket (rebuilt from `used` after a restart).
 
     Under the paced policy, `allows` answering yes for a new upload (not essential, not
     `continuing` one already started) counts as that upload's start: the caller sends it.
@@ -177,8 +176,7 @@ class Budget:
     last_start: float | None = None  # when the latest upload started (allows said yes)
 
     def __post_init__(self) -> None:
-        burst = float(self.config.burst_bytes)
-        self.bucket = TokenBucket(capacity=burst, tokens=burst)
+        self.bucket = TokenBucket(capacity=float(self.config.burst_bytes), tokens=0.0)
 
     def roll(self, now: float) -> None:
         start = period_start(self.config.period, now)
@@ -224,11 +222,11 @@ class Budget:
 
     def spend(self, size: int, now: float) -> None:
         """Charge `size` bytes (negative: settle a charge that was too high)."""
-        self.roll(now)
-        self.used += size
         if self.paced:
             self._accrue(now)
             self.bucket.take(size)
+        self.roll(now)
+        self.used += size
 
     def next_period(self, now: float) -> float:
         """When the current period ends."""
@@ -246,19 +244,6 @@ class Budget:
         """When a new upload of `size` bytes may start, as far as the budget can tell now."""
         return self.pace(size, now).ready_at
 
-    def state(self) -> list[Any]:
-        """What to persist: the period's count, then the bucket and the latest start."""
-        bucket = self.bucket
-        return [self.period_started, self.used, bucket.tokens, bucket.stamp, self.last_start]
-
-    def restore(self, state: Sequence[Any]) -> None:
-        """Back from `state()` (or the two-field form older agents saved: a full bucket)."""
-        self.period_started, self.used = float(state[0]), int(state[1])
-        if len(state) >= 5:
-            self.bucket.tokens = min(self.bucket.capacity, float(state[2]))
-            self.bucket.stamp = None if state[3] is None else float(state[3])
-            self.last_start = None if state[4] is None else float(state[4])
-
     def _since(self, now: float) -> float:
         return 0.0 if self.last_start is None else now - self.last_start
 
@@ -269,16 +254,17 @@ class Budget:
         return schedule(self.bucket, size, now, window, self.last_start)
 
     def _rate(self, now: float) -> float:
-        """The pace in the period containing `now`: (B' - C) over the period's length."""
+        """The pace in the period containing `now`: B' over the period's length."""
         length = period_end(self.config.period, now) - period_start(self.config.period, now)
-        return (self.config.uploads_limit - self.config.burst_bytes) / length
+        return self.config.uploads_limit / length
 
     def _accrue(self, now: float) -> None:
-        """Fill the bucket up to `now`, period by period (a month's pace depends on its length).
-        Stops once the bucket is full: a bucket no deeper than half a period's pace fills within
-        a few periods from any debt the hard check allows."""
-        bucket = self.bucket
-        while bucket.stamp is not None and bucket.stamp < now and bucket.tokens < bucket.capacity:
-            stamp = bucket.stamp
-            bucket.accrue(min(now, period_end(self.config.period, stamp)), self._rate(stamp))
-        bucket.accrue(now, self._rate(now))
+        """Fill the bucket up to `now`. In a period it has not seen (a new one, or a restart), it
+        holds what the pace accrued since the period began less what was used, up to the cap:
+        last period's savings are not this period's bytes."""
+        self.roll(now)
+        bucket, rate = self.bucket, self._rate(now)
+        if bucket.stamp is None or bucket.stamp < self.period_started:
+            accrued = rate * (now - self.period_started) - self.used
+            bucket.tokens, bucket.stamp = min(bucket.capacity, accrued), now
+        bucket.accrue(now, rate)

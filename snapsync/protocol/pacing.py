@@ -1,14 +1,15 @@
 """Pacing a data budget: it accrues through the period, so freshness degrades and never stalls.
 
 The rule (the `paced` policy of snapsync.protocol.budget). Of a period's budget B, the reserve R
-is kept for pings and command results; the rest, B' = B - R, is split into a burst cap C (the
-bucket's capacity) and a pace r = (B' - C) / period, which fills the bucket continuously. Every
-byte sent (uploads, pings, command results) is taken from the bucket. The bucket never holds
-more than C, so what a period spends out of it is at most C (the most it carries in) + r x period
-= B'. Below zero it may go only on credit (below), and the budget's hard check stays in force
-whatever the bucket says: an upload is sent only if the period's bytes stay within B' with it, a
-ping only if they stay within B. The period's bytes never exceed the budget; under this policy
-the hard check can only bind after credit, i.e. never while the bucket is being paced.
+is kept for pings and command results; the rest, B' = B - R, accrues at the pace r = B' / period
+into a bucket that holds at most the burst cap C. Every byte sent (uploads, pings, command
+results) is taken from the bucket; bytes the bucket cannot hold are forfeited, and a new period
+starts it afresh (last period's savings are not this period's bytes). So at any time t of a
+period the bucket holds at most r x (t - start) - used: an upload the bucket covers keeps the
+period's bytes within r x period = B'. The bucket goes below zero only on credit (below), and
+the budget's hard check stays in force whatever the bucket says: an upload is sent only if the
+period's bytes stay within B' with it, a ping only if they stay within B. The period's bytes
+never exceed the budget, and the hard check binds only after credit.
 
 A new upload (not a continuation of one already started) may start:
 
@@ -20,17 +21,20 @@ A new upload (not a continuation of one already started) may start:
 - *on credit*: once `ceiling` has passed since the previous start and the bucket is not in debt,
   the upload goes even though the bucket does not cover it; the bucket dips below zero and
   accrual repays the debt before the next credit. This bounds the interval by the ceiling while
-  the bucket repays nothing, and it is the way through for the first full snapshot and a
-  week-offline catch-up: a bucket left alone is full and the last start long ago, so they go at
-  once, as long as the period's remaining budget carries them (else at the next period: it could
-  not). Under churn the budget cannot carry at all, uploads then come once a debt is repaid:
-  spaced by what they cost at the pace, never stopped.
+  no debt is being repaid, and it is the way through for the first full snapshot and a
+  week-offline catch-up: the bucket is out of debt (it refills while nothing is sent) and the
+  last start long ago (or never), so they go at once, as long as the period's remaining budget
+  carries them (else at the next period: this one could not). Under churn no interval can
+  carry, uploads come as each debt is repaid: spaced by what they cost at the pace, never
+  stopped.
 
-Why a token bucket rather than a straight "spent by now <= B' x elapsed share" line: the line
-lets a quiet three weeks save the whole month for one afternoon; the bucket bounds what a burst
-draws on to C and keeps the rest of the month's pace for the rest of the month. Why credit: a
-full snapshot can exceed any sensible C (1.1 MB at 10,000 objects), and waiting for tokens that
-the capacity can never hold would stall for good.
+Why a token bucket rather than the straight line "spent by now <= B' x elapsed share" alone: the
+line lets a quiet three weeks save the whole month for one afternoon; the cap bounds what a
+burst draws beyond the pace to C. Its price is the forfeited savings, not the pace: r stays B'
+over the period. Why credit: a full snapshot can exceed any sensible C (1.1 MB at 10,000
+objects), and waiting for tokens the bucket can never hold would stall for good. The one wait
+below the pace: a period's first upload waits until the new period's pace has accrued it
+(about a minute for a 10 kB delta at 500 MB a month), unless it may go on credit.
 
 Pure and sans-IO: bytes and seconds in, a decision out; the budget module owns the period
 arithmetic and passes the pace in.
