@@ -7,14 +7,19 @@ snapshot and a week-offline catch-up go at once when the period's budget carries
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from snapsync.canonical.profile import load_profile
+from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.errors import InputError
+from snapsync.protocol import AgentConfig, Intervals
 from snapsync.protocol.budget import Budget, BudgetConfig, period_start
 from snapsync.protocol.pacing import (
     AHEAD,
@@ -28,6 +33,8 @@ from snapsync.protocol.pacing import (
     Window,
     schedule,
 )
+from snapsync.sim.link import ENV, Sim
+from snapsync.sim.sample_cluster import SampleCluster
 
 WEEK = 7 * 86_400
 
@@ -152,7 +159,8 @@ def test_demand_above_the_pace_is_spaced_but_never_stopped(
             assert pace.reason in (AHEAD, CREDIT, REPAYING, FLOOR)
             assert pace.ready_at <= last + max(config.interval_ceiling, debt / rate) + 1e-6
         now += tick
-    assert total <= rate * (now - start) + biggest + 1  # the pace line, and one credit
+    # the opening and the pace, and one credit
+    assert total <= config.opening_bytes + rate * (now - start) + biggest + 1
 
 
 def _length(config: BudgetConfig, at: float) -> float:
@@ -214,21 +222,24 @@ def test_each_reason_the_pacer_gives() -> None:
 
 
 def test_each_period_paces_its_own_budget_and_keeps_no_savings() -> None:
-    """February 2024 (29 days) paces faster than January (31); a new month starts the bucket
-    afresh, and a restart rebuilds it from the period's pace less what was used."""
+    """February 2024 (29 days) paces faster than January (31); a new month opens the bucket
+    afresh, and a restart rebuilds it from the period's opening and pace less what was used."""
     config = BudgetConfig(limit=31_000_000, period="month", reserve=0.0, policy="paced")
     jan, feb = 1_704_067_200.0, 1_706_745_600.0  # 2024-01-01, 2024-02-01 UTC
-    assert pace_rate(config, jan) == pytest.approx(31e6 / (31 * 86_400))
-    assert pace_rate(config, feb) == pytest.approx(31e6 / (29 * 86_400))
+    opening = config.opening_bytes
+    assert opening == 310_000
+    assert pace_rate(config, jan) == pytest.approx((31e6 - opening) / (31 * 86_400))
+    assert pace_rate(config, feb) == pytest.approx((31e6 - opening) / (29 * 86_400))
     budget = Budget(config)
     budget.spend(100, jan + 20 * 86_400)  # twenty quiet days: the bucket is full
     assert budget.bucket.tokens == config.burst_bytes - 100
     budget.pace(1, feb + 3600)
-    assert budget.bucket.tokens == pytest.approx(pace_rate(config, feb) * 3600)
+    assert budget.bucket.tokens == pytest.approx(opening + pace_rate(config, feb) * 3600)
     restarted = Budget(config)
     restarted.period_started, restarted.used = feb, 10_000
     restarted.pace(1, feb + 3600)
-    assert restarted.bucket.tokens == pytest.approx(pace_rate(config, feb) * 3600 - 10_000)
+    expected = opening + pace_rate(config, feb) * 3600 - 10_000
+    assert restarted.bucket.tokens == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -257,3 +268,60 @@ def test_a_budget_smaller_than_one_ping_per_interval_is_refused() -> None:
     monthly = BudgetConfig(limit=500_000_000, policy="paced")
     monthly.check_pings(60.0, 600)
     assert math.isclose(monthly.burst_bytes, 475_000_000 / 31, rel_tol=1e-6)
+
+
+# -- through today's agent protocol, over the simulated link ------------------------------------
+
+
+@cache
+def churning(count: int) -> list[Snapshot]:
+    """A small cluster under steady churn, one snapshot a minute."""
+    cluster = SampleCluster(objects=80, shape="application", seed=3)
+    snapshots = []
+    for _ in range(count):
+        snapshots.append(build_snapshot(cluster.objects(), load_profile()))
+        cluster.step(churn="steady")
+    return snapshots
+
+
+def freshness(policy: str, limit: int, hours: int) -> tuple[list[float], Sim, float]:
+    """Run the agent for `hours` under an hourly budget its churn overruns (pings every 5
+    minutes, as a site on a tight budget would): the times the server got a new version."""
+    budget = BudgetConfig(limit=limit, period="3600", policy=policy, interval_ceiling=600.0)
+    intervals = Intervals(ping=300.0, jitter=0.0)
+    # the server keeps the connection past the ping interval (--keep-alive), else every ping
+    # reconnects and pings alone cost most of this budget
+    sim = Sim(AgentConfig(intervals=intervals, budget=budget), keep_alive=400.0)
+    sim.now -= sim.now % 3600
+    start = sim.now
+    arrivals: list[float] = []
+    held = None
+    for snapshot in churning(hours * 60):
+        sim.collect(snapshot)
+        for _ in range(6):  # the agent wakes within the minute as it asks
+            sim.run_exchanges()
+            current = sim.store.current(ENV)
+            if current is not None and current.digest != held:
+                held = current.digest
+                arrivals.append(sim.now)
+            sim.now += 10
+    return arrivals, sim, start
+
+
+def test_a_paced_agent_keeps_uploading_where_a_fixed_window_goes_blind() -> None:
+    """The same churn and an hourly budget it overruns about twofold: the fixed window uploads
+    every minute until the hour's budget is gone, then nothing until the next hour; the paced
+    agent spaces its uploads through the hour. Neither spends more than the budget in any hour."""
+    limit, hours = 30_000, 3
+    fixed, fixed_sim, start = freshness("fixed", limit, hours)
+    paced, paced_sim, _ = freshness("paced", limit, hours)
+    for sim in (fixed_sim, paced_sim):
+        for hour in range(hours):
+            assert sim.bytes_in_period(start + hour * 3600, start + (hour + 1) * 3600) <= limit
+
+    def longest_gap(arrivals: list[float]) -> float:
+        later = [t for t in arrivals if t >= start + 3600]  # after the first snapshot's hour
+        return max(b - a for a, b in itertools.pairwise(later))
+
+    assert longest_gap(fixed) > 1800  # blind for half an hour and more
+    assert longest_gap(paced) <= 600 + 60  # the ceiling, and the minute a collection takes

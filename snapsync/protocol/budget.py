@@ -25,6 +25,10 @@ DAY = 86_400
 POLICIES = ("fixed", "paced")
 # The default burst cap: a day of the period's pace (a quarter of periods of a day or less).
 BURST_DAYS = 1
+# Each period opens with this share of its upload budget in the bucket (at most the burst cap),
+# which the pace gives back over the period: a full snapshot at 10,000 objects (1.1 MB) at the
+# start of a 500 MB month goes at once without leaving the bucket in debt.
+OPENING = 0.01
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,11 @@ class BudgetConfig:
     def uploads_limit(self) -> int:
         """Bytes per period uploads may use: the limit less the reserve."""
         return self.limit - int(self.limit * self.reserve)
+
+    @property
+    def opening_bytes(self) -> int:
+        """Paced: what the bucket holds when a period opens (OPENING)."""
+        return min(self.burst_bytes, int(self.uploads_limit * OPENING))
 
     @property
     def burst_bytes(self) -> int:
@@ -254,17 +263,19 @@ class Budget:
         return schedule(self.bucket, size, now, window, self.last_start)
 
     def _rate(self, now: float) -> float:
-        """The pace in the period containing `now`: B' over the period's length."""
-        length = period_end(self.config.period, now) - period_start(self.config.period, now)
-        return self.config.uploads_limit / length
+        """The pace in the period containing `now`: what B' leaves after the opening, over the
+        period's length."""
+        config = self.config
+        length = period_end(config.period, now) - period_start(config.period, now)
+        return (config.uploads_limit - config.opening_bytes) / length
 
     def _accrue(self, now: float) -> None:
         """Fill the bucket up to `now`. In a period it has not seen (a new one, or a restart), it
-        holds what the pace accrued since the period began less what was used, up to the cap:
-        last period's savings are not this period's bytes."""
+        holds the opening plus what the pace accrued since the period began, less what was used,
+        up to the cap: last period's savings are not this period's bytes."""
         self.roll(now)
         bucket, rate = self.bucket, self._rate(now)
         if bucket.stamp is None or bucket.stamp < self.period_started:
-            accrued = rate * (now - self.period_started) - self.used
+            accrued = self.config.opening_bytes + rate * (now - self.period_started) - self.used
             bucket.tokens, bucket.stamp = min(bucket.capacity, accrued), now
         bucket.accrue(now, rate)

@@ -1,15 +1,16 @@
 """Pacing a data budget: it accrues through the period, so freshness degrades and never stalls.
 
 The rule (the `paced` policy of snapsync.protocol.budget). Of a period's budget B, the reserve R
-is kept for pings and command results; the rest, B' = B - R, accrues at the pace r = B' / period
-into a bucket that holds at most the burst cap C. Every byte sent (uploads, pings, command
-results) is taken from the bucket; bytes the bucket cannot hold are forfeited, and a new period
-starts it afresh (last period's savings are not this period's bytes). So at any time t of a
-period the bucket holds at most r x (t - start) - used: an upload the bucket covers keeps the
-period's bytes within r x period = B'. The bucket goes below zero only on credit (below), and
-the budget's hard check stays in force whatever the bucket says: an upload is sent only if the
-period's bytes stay within B' with it, a ping only if they stay within B. The period's bytes
-never exceed the budget, and the hard check binds only after credit.
+is kept for pings and command results; the rest, B' = B - R, goes into a bucket that holds at
+most the burst cap C: an opening O (1% of B') when the period starts, then the pace
+r = (B' - O) / period, continuously. Every byte sent (uploads, pings, command results) is taken
+from the bucket; bytes it cannot hold are forfeited, and a new period starts it afresh (last
+period's savings are not this period's bytes). So at any time t of a period the bucket holds at
+most O + r x (t - start) - used: an upload the bucket covers keeps the period's bytes within
+O + r x period = B'. The bucket goes below zero only on credit (below), and the budget's hard
+check stays in force whatever the bucket says: an upload is sent only if the period's bytes stay
+within B' with it, a ping only if they stay within B. The period's bytes never exceed the
+budget, and the hard check binds only after credit.
 
 A new upload (not a continuation of one already started) may start:
 
@@ -30,11 +31,10 @@ A new upload (not a continuation of one already started) may start:
 
 Why a token bucket rather than the straight line "spent by now <= B' x elapsed share" alone: the
 line lets a quiet three weeks save the whole month for one afternoon; the cap bounds what a
-burst draws beyond the pace to C. Its price is the forfeited savings, not the pace: r stays B'
-over the period. Why credit: a full snapshot can exceed any sensible C (1.1 MB at 10,000
-objects), and waiting for tokens the bucket can never hold would stall for good. The one wait
-below the pace: a period's first upload waits until the new period's pace has accrued it
-(about a minute for a 10 kB delta at 500 MB a month), unless it may go on credit.
+burst draws beyond the pace to C. Its price is the forfeited savings, not the pace (only the
+opening is taken from it). Why credit: an upload can exceed any sensible C (a full snapshot
+after the agent lost its state, a catch-up), and waiting for tokens the bucket can never hold
+would stall for good.
 
 Pure and sans-IO: bytes and seconds in, a decision out; the budget module owns the period
 arithmetic and passes the pace in.
