@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.bench_budget_month import BURST, LIMIT, Deltas, percentile, simulate
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.errors import InputError
@@ -325,3 +326,18 @@ def test_a_paced_agent_keeps_uploading_where_a_fixed_window_goes_blind() -> None
 
     assert longest_gap(fixed) > 1800  # blind for half an hour and more
     assert longest_gap(paced) <= 600 + 60  # the ceiling, and the minute a collection takes
+
+
+def test_the_month_benchmark_meets_issue_18s_targets() -> None:
+    """bench/bench_budget_month.py on its measured deltas (deterministic: bytes and simulated
+    minutes, no timings): paced, steady p99 age <= 2 min, burst max <= 30 min, never a wait
+    with the period spent; the fixed window goes blind at the month's end. Both within 500 MB."""
+    deltas = Deltas.load()
+    fixed = simulate("fixed", BudgetConfig(limit=LIMIT, period="month"), deltas)
+    paced = simulate("paced", BudgetConfig(limit=LIMIT, period="month", policy="paced"), deltas)
+    steady = paced.ages[: BURST[0]] + paced.ages[BURST[1] + 60 :]
+    assert percentile(steady, 0.99) <= 120
+    assert max(paced.ages[BURST[0] : BURST[1]]) <= 30 * 60
+    assert paced.waited_spent == 0 and fixed.waited_spent > 0
+    assert max(fixed.ages) > 3600
+    assert paced.total <= LIMIT and fixed.total <= LIMIT
