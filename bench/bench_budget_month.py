@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import math
 from collections import Counter
@@ -176,7 +177,7 @@ def row(name: str, month: Month, ages: list[float]) -> str:
 
 
 def gaps(month: Month) -> list[int]:
-    return [b - a for a, b in zip(month.uploads, month.uploads[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(month.uploads)]
 
 
 def render(months: list[Month], config: BudgetConfig) -> str:
