@@ -75,7 +75,7 @@ class Pace:
     tokens: float
 
     def describe(self) -> str:
-        """`interval 4m10s (ahead of pace: 12,345 B at 183 B/s)`, for the log line."""
+        """`interval 4m10s (ahead of pace: 12,345 B at 183 B/s, bucket 2,100 B)`, for the log."""
         text = f"interval {_duration(self.interval)} ({self.reason}"
         if self.rate:
             text += f": {self.need:,} B at {self.rate:,.0f} B/s, bucket {self.tokens:,.0f} B"
