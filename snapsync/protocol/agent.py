@@ -283,13 +283,14 @@ class AgentProtocol:
         body = message.encode()
         need = upload.remaining + (len(body) - len(message.data)) + self.meter.overhead
         need += UPLOAD_REPLY_ALLOWANCE
-        if not self.budget.allows(need, now, essential=False):
+        continuing = upload.confirmed > 0  # paced: only an upload's start waits for the pace
+        if not self.budget.allows(need, now, essential=False, continuing=continuing):
             if self.waiting != len(upload.frame):
                 self._events.append(
                     BudgetDeferred(
                         needed=need,
                         remaining=self.budget.remaining(now) or 0,
-                        until=self.budget.next_period(now),
+                        until=self.budget.ready_at(need, now),
                     )
                 )
             self.waiting = len(upload.frame)

@@ -1,0 +1,160 @@
+"""#18's real-process check, ahead of the agent's budget-policy flags: fixed window vs paced.
+
+A real `snapsync serve` process on loopback (SQLite file); an agent (snapsync.agent.Agent, what
+`snapsync agent --from-file` runs, in this process because the CLI has no flag for the policy
+yet) collecting a kubectl dump rewritten every second (a minute of steady churn each time: more
+than the budget carries), every 2 s, through tools.fault_proxy, which counts what crosses the
+link (TCP payload + 52 B of TCP/IP headers per segment). The budget: BUDGET per PERIOD seconds.
+
+Figures come from outside the agent: versions and their arrival times from the server's browse
+API, wire bytes per budget period from the proxy (sampled at each period boundary).
+
+    python bench/check_budget_real.py [--minutes 6] [--period 120] [--budget 30kB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from snapsync.agent import Agent, HttpTransport
+from snapsync.agent.wire import HEADER_IPV4
+from snapsync.collect import FileCollector
+from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
+from snapsync.protocol.budget import parse_size, period_start
+from snapsync.sim.sample_cluster import SampleCluster
+from tools.fault_proxy import FaultProxy, ProxyThread
+
+EDGE = "site-18"
+SECRET = "pacing check secret"
+TOKEN = "pacing check token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = [sys.executable, "-m", "snapsync", "serve", "--port", str(port)]
+    command += ["--database", str(tmp / "server.db"), "--agent-secret", SECRET]
+    command += ["--api-token", TOKEN]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("snapsync serve did not come up")
+
+
+def rewrite_every_second(dump: Path, stop: threading.Event) -> None:
+    cluster = SampleCluster(objects=40, seed=5)
+    while not stop.is_set():
+        cluster.step("steady", 1.0)
+        fresh = dump.with_suffix(".tmp")
+        fresh.write_text(json.dumps(cluster.list_document()))
+        os.replace(fresh, dump)
+        stop.wait(1.0)
+
+
+def wire(proxy: FaultProxy) -> int:
+    return proxy.settled() + proxy.segments() * HEADER_IPV4
+
+
+def run(policy: str, limit: int, period: int, minutes: float) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        server, port = serve(tmp)
+        stop = threading.Event()
+        dump = tmp / "dump.json"
+        writer = threading.Thread(target=rewrite_every_second, args=(dump, stop), daemon=True)
+        try:
+            with ProxyThread(target=("127.0.0.1", port)) as proxy:
+                host, proxy_port = proxy.address
+                writer.start()
+                while not dump.exists():
+                    time.sleep(0.1)
+                budget = BudgetConfig(
+                    limit=limit,
+                    period=str(period),
+                    policy=policy,
+                    interval_floor=2.0,
+                    interval_ceiling=20.0,
+                )
+                agent = Agent(
+                    FileCollector([dump]),
+                    HttpTransport(f"http://{host}:{proxy_port}", EDGE, SECRET.encode()),
+                    tmp / "state",
+                    AgentConfig(Intervals(ping=20.0, snapshot=2.0, jitter=0.0), budget),
+                    environment_id=EDGE,
+                    seed=1,
+                )
+                per_period: list[int] = []
+                counted, current = 0, period_start(str(period), time.time())
+                end = time.time() + minutes * 60
+                while time.time() < end:
+                    agent.step()
+                    now = time.time()
+                    if period_start(str(period), now) != current:
+                        total = wire(proxy)
+                        per_period.append(total - counted)
+                        counted, current = total, period_start(str(period), now)
+                    wake = agent.protocol.wakeup_at(now)
+                    time.sleep(min(max(wake - time.time(), 0.05), 0.5))
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/environments/{EDGE}/versions?limit=1000",
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=10,
+                )
+                answer.raise_for_status()
+        finally:
+            stop.set()
+            server.terminate()
+            server.wait(timeout=30)
+    arrivals = sorted(
+        datetime.fromisoformat(v["received_at"].replace("Z", "+00:00")).timestamp()
+        for v in answer.json()["versions"]
+    )
+    first_full = arrivals[0] + period  # after the first snapshot's period
+    later = [t for t in arrivals if t >= first_full]
+    gaps = [b - a for a, b in itertools.pairwise(later)]
+    return {
+        "policy": policy,
+        "versions": len(arrivals),
+        "longest_gap_s": round(max(gaps), 1) if gaps else None,
+        "wire_per_period": per_period[1:],  # whole periods only
+        "budget": limit,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--period", type=int, default=120)
+    parser.add_argument("--budget", default="30kB")
+    args = parser.parse_args()
+    limit = parse_size(args.budget)
+    for policy in ("fixed", "paced"):
+        print(json.dumps(run(policy, limit, args.period, args.minutes)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
