@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.codec.pipeline import encode_delta, encode_snapshot
+from snapsync.codec.encode import encode_delta, encode_snapshot
 from tools.traces import TraceSpec, offline_snapshots, replay
 
 OBJECTS = 10_000

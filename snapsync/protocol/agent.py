@@ -283,8 +283,7 @@ class AgentProtocol:
         body = message.encode()
         need = upload.remaining + (len(body) - len(message.data)) + self.meter.overhead
         need += UPLOAD_REPLY_ALLOWANCE
-        continuing = upload.confirmed > 0  # paced: only an upload's start waits for the pace
-        if not self.budget.allows(need, now, essential=False, continuing=continuing):
+        if not self.budget.allows(need, now, essential=False, continuing=upload.confirmed > 0):
             if self.waiting != len(upload.frame):
                 self._events.append(
                     BudgetDeferred(
