@@ -41,7 +41,7 @@ from tests.support_postgres import (  # noqa: F401 (fixtures)
     postgres_server,
     sql_store_fixture,
 )
-from tests.support_server import live_server
+from tests.support_server import Clock, live_server
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 MONTHLY = BudgetReport(123_456_789, 500_000_000, 183, 65, AHEAD)
@@ -210,14 +210,6 @@ def test_an_existing_database_gains_the_budget_table_at_start_up(
 # ----- a real server on loopback -----------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Agent:
     """Signed requests from one enrolled environment, as its agent sends them."""
 
@@ -302,9 +294,12 @@ def test_the_fleet_list_and_environment_page_show_them(served: tuple[httpx.Clien
     fleet = unescape(client.get("/").text)
     assert '<th class="num">Snapshot age</th>' in fleet and "<th>Budget</th>" in fleet
     row = fleet[fleet.index(f'href="/env/{edge}"') : fleet.index('href="/env/depot-2"')]
-    assert re.search(r'<span class="age old" title="collected 2025-12-31T23:15:00Z, stored '
+    assert re.search(r'<span class="age age-old" title="collected 2025-12-31T23:15:00Z, stored '
                      r'30 s later">45 min</span>', fleet)  # fmt: skip
-    assert '<meter min="0" max="500000000" value="123456789"' in fleet
+    assert (
+        '<meter min="0" max="500000000" low="375000000" high="450000000" optimum="0" '
+        'value="123456789"' in fleet
+    )
     assert "123.5 MB / 500.0 MB" in fleet and "ahead of pace, 2.0 MB waiting" in fleet
     assert "not reported" in fleet and "not reported" not in row
     page = unescape(client.get(f"/env/{edge}").text)

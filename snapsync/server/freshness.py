@@ -28,10 +28,11 @@ AGE_OLD = 1800.0
 
 
 def age_class(seconds: float | None) -> str:
-    """The page's CSS class for a snapshot age: "", `late` or `old` (`unknown`: None)."""
+    """The page's CSS class for a snapshot age: `age-old`, `age-late`, `age-unknown` (None)
+    or none."""
     if seconds is None:
-        return "unknown"
-    return "old" if seconds > AGE_OLD else "late" if seconds > AGE_LATE else ""
+        return "age-unknown"
+    return "age-old" if seconds > AGE_OLD else "age-late" if seconds > AGE_LATE else ""
 
 
 def freshness_json(e: EnvironmentSummary, now: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ Freshness and budgets likewise (server/freshness.py says why): `snapsync_snapsho
 and `snapsync_snapshot_lag_seconds` are gauge histograms of the fleet's newest versions, not a
 series per environment; `snapsync_agents_by_pace` counts agents by the reason of their latest
 budget report. Alert on an environment older than 30 min with
-`snapsync_snapshot_age_seconds_gcount - snapsync_snapshot_age_seconds_bucket{le="1800.0"} > 0`.
+`snapsync_snapshot_age_seconds_gcount - on() snapsync_snapshot_age_seconds_bucket{le="1800.0"}`.
 """
 
 from __future__ import annotations
