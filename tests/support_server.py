@@ -15,6 +15,16 @@ import uvicorn
 from snapsync.server import ServerSettings, create_app, uvicorn_config
 
 
+class Clock:
+    """A server's clock that a test sets (`now`), starting at 2026-01-01T00:00:00Z."""
+
+    def __init__(self, now: float = 1_767_225_600.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @contextmanager
 def live_server(
     settings: ServerSettings,

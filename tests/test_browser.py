@@ -1,7 +1,9 @@
 """The server's web page in a real browser: Debian's headless Chromium, driven by selenium through
 Debian's chromedriver, against a real server (SQLite, API token) after a real agent shipped three
 versions over HTTP. It walks what a person does — fleet, environment, a diff between versions,
-one object and its history — asserting on what is visible, and saves a screenshot of each page.
+one object and its history — asserting on what is visible, and saves a screenshot of each page;
+then what is broken (collection errors, the health view) and how fresh each environment is
+(snapshot age, its agent's data budget).
 
 Screenshots go to $SNAPSYNC_SCREENSHOTS when set, else to pytest's tmp_path/screenshots; the
 path is printed (pytest -s, or the captured output of a failure). Chromium runs with background
@@ -27,6 +29,9 @@ from snapsync.canonical.snapshot import build_snapshot, rfc3339
 from snapsync.collect import FileCollector
 from snapsync.kubeview import parse_time
 from snapsync.protocol import AgentConfig, Intervals
+from snapsync.protocol.budget import BudgetConfig
+from snapsync.protocol.messages import BudgetReport
+from snapsync.protocol.pacing import SPENT
 from snapsync.server import ServerSettings
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.store import open_store
@@ -191,7 +196,7 @@ def test_browse_fleet_environment_diff_and_object_history(
     assert driver.find_element(By.TAG_NAME, "h1").text == "Environments"
     row = driver.find_element(By.XPATH, "//tr[td/a[text()='Shop 5']]")
     cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
-    assert cells[1] == "eu" and "retail" in cells[2] and cells[3] == "fresh" and cells[6] == "3"
+    assert cells[1] == "eu" and "retail" in cells[2] and cells[3] == "fresh" and cells[7] == "3"
     driver.save_screenshot(str(shots / "01-environments.png"))
 
     # 2. one environment: its objects by kind and its versions
@@ -371,4 +376,84 @@ def test_fleet_flags_collection_errors_and_health_lists_what_is_broken(
     driver.save_screenshot(str(shots / "09-object-json.png"))
 
     for name in ("06-fleet-collection-error", "07-environment-collection-error", "08-health"):
+        assert (shots / f"{name}.png").stat().st_size > 5_000, name
+
+
+# ----- freshness: each environment's snapshot age and its agent's budget (#18) ------------------
+
+
+@pytest.fixture
+def paced_fleet(tmp_path: Path) -> Iterator[str]:
+    """Shop 20: a real agent on a paced 500 MB budget ships two versions a minute apart and then
+    pings (server and agent share a clock the test moves on); Shop 21: its newest snapshot was
+    collected 40 min ago and its agent reported the period spent; Shop 22: never heard from."""
+    store = open_store(str(tmp_path / "server.db"))
+    clock = Clock()
+    now = float(int(clock()))  # whole seconds, as a collection time is written
+    made = enroll(store.registry, "Shop 20", now, group="eu", tags=("retail",))
+    enroll(store.registry, "Shop 21", now, group="eu", tags=("retail",))
+    enroll(store.registry, "Shop 22", now, group="us")
+    shown = now + 2 * 61  # the clock when the page is read, after the agent's two minutes
+    old = build_snapshot([real("node")], load_profile(), collected_at=rfc3339(shown - 2400))
+    store.commit("shop-21", old, b"frame", None, shown - 2370)
+    spent = BudgetReport(10_000_000, 10_000_000, 0, 2400, SPENT)
+    store.seen("shop-21", shown - 30, old.digest, 180_000, spent)
+    cluster = SampleCluster(objects=120, shape="application", seed=7)
+    dump = tmp_path / "dump.json"
+    settings = ServerSettings(
+        secrets=AgentSecrets(store.registry, None), stores=store, api_token=TOKEN, clock=clock
+    )
+    budget = BudgetConfig(limit=500_000_000, policy="paced")
+    with live_server(settings) as url:
+        agent = Agent(
+            FileCollector([dump]),
+            HttpTransport(url, made.registration.edge_id, made.token.encode(), timeout=20),
+            tmp_path / "agent-state",
+            AgentConfig(intervals=Intervals(ping=60.0, jitter=0.0), budget=budget),
+            environment_id=made.registration.edge_id,
+            clock=clock,
+            seed=1,
+        )
+        for _ in range(2):
+            dump.write_text(json.dumps(cluster.list_document()))
+            assert agent.step().in_sync
+            cluster.step(churn="busy", minutes=1)
+            clock.offset += 61
+        agent.step()  # nothing new: a ping, which reports the budget
+        agent.close()
+        yield url
+    store.close()
+
+
+def test_fleet_and_environment_show_snapshot_age_and_budget(
+    browser: Any, paced_fleet: str, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    shots = screenshots_folder(tmp_path)
+    sign_in(driver, paced_fleet + "/")
+    headers = [h.text for h in driver.find_elements(By.TAG_NAME, "th")]
+    age_at, budget_at = headers.index("SNAPSHOT AGE"), headers.index("BUDGET")
+
+    def cells(name: str) -> list[Any]:
+        return driver.find_elements(By.XPATH, f"//tr[td/a[text()='{name}']]/td")
+
+    shop20, shop21, shop22 = cells("Shop 20"), cells("Shop 21"), cells("Shop 22")
+    assert shop20[age_at].text in ("1 min", "2 min")  # collected a minute before the ping
+    assert shop20[budget_at].text.split(" / ")[1].startswith("500.0 MB")
+    assert shop20[budget_at].find_element(By.TAG_NAME, "meter").get_attribute("max") == "500000000"
+    old = shop21[age_at].find_element(By.CSS_SELECTOR, "span.age")
+    assert old.text == "40 min" and "stored 30 s later" in old.get_attribute("title")
+    assert old.value_of_css_property("color") == "rgba(197, 48, 48, 1)"  # --offline: past 30 min
+    assert "period spent, 180.0 KB waiting" in shop21[budget_at].text
+    assert (shop22[age_at].text, shop22[budget_at].text) == ("\u2013", "not reported")
+    driver.save_screenshot(str(shots / "10-fleet-freshness.png"))
+
+    follow(driver, shop20[0].find_element(By.LINK_TEXT, "Shop 20"), "/env/")
+    cards = driver.find_element(By.CSS_SELECTOR, "div.cards")
+    for label in ("SNAPSHOT AGE", "COLLECTED → STORED", "BUDGET THIS PERIOD", "PACE", "B/S"):
+        assert label in cards.text.upper(), label
+    cards.screenshot(str(shots / "11-environment-freshness.png"))
+    for name in ("10-fleet-freshness", "11-environment-freshness"):
         assert (shots / f"{name}.png").stat().st_size > 5_000, name

@@ -26,6 +26,7 @@ from snapsync.server import ServerSettings, create_app
 from snapsync.server.environments import AgentSecrets, enroll
 from snapsync.server.storage import ObjectQuery
 from snapsync.server.store import open_store
+from tests.support_server import Clock
 
 with warnings.catch_warnings():  # starlette suggests a successor of httpx; httpx is what we use
     warnings.simplefilter("ignore")
@@ -34,14 +35,6 @@ with warnings.catch_warnings():  # starlette suggests a successor of httpx; http
 SHARED = b"fleet-wide shared secret"
 TOKEN = "api-token-for-tests"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Server:

@@ -341,14 +341,14 @@ class AgentProtocol:
         return prepare(latest, base, self.config.encode, self.config.full_level)
 
     def _ping_request(self, now: float) -> Request | None:
-        versions = self.bases.to_verify()
         message = Ping(
-            have=tuple(v.digest for v in versions),
+            have=tuple(v.digest for v in self.bases.to_verify()),
             latest=self.latest.digest if self.latest is not None else b"",
             cursor=self.commands.cursor,
             results=tuple(self.commands.results),
             waiting=self.waiting,
             spent=self.meter.unreported,
+            budget=self.budget.report(self.waiting, now),
         )
         body = message.encode()
         need = len(body) + self.meter.overhead + MAX_PONG

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from snapsync.errors import InputError
 from snapsync.protocol.pacing import SPENT, UNPACED, Pace, TokenBucket, Window, schedule
+from snapsync.protocol.values import MAX_INTERVAL, BudgetReport
 
 DAY = 86_400
 POLICIES = ("fixed", "paced")
@@ -248,6 +249,15 @@ class Budget:
         if not self.paced:
             return Pace(UNPACED, now, self._since(now), size, 0.0, 0.0)
         return self._schedule(size, now)
+
+    def report(self, need: int, now: float) -> BudgetReport | None:
+        """The state a ping reports, with the pacer's decision for an upload of `need` bytes (0:
+        none waits); None without a limit (nothing to pace; the server counts bytes from `s`)."""
+        if self.unlimited:
+            return None
+        pace = self.pace(need, now)
+        interval = min(MAX_INTERVAL, max(0, round(pace.interval)))
+        return BudgetReport(self.used, self.config.limit, round(pace.rate), interval, pace.reason)
 
     def ready_at(self, size: int, now: float) -> float:
         """When a new upload of `size` bytes may start, as far as the budget can tell now."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.protocol.messages import Command, CommandResult, Version
+from snapsync.protocol.messages import BudgetReport, Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
 
 
@@ -28,6 +28,7 @@ class EnvironmentRecord:
     last_seen: float = 0.0
     agent_latest: bytes = b""
     waiting: int = 0
+    budget: BudgetReport | None = None
     frames: int = 0
     frame_bytes: int = 0
 
@@ -125,6 +126,9 @@ class MemoryStore:
     def results(self, env: str) -> dict[int, CommandResult]:
         return dict(self.env(env).results)
 
-    def seen(self, env: str, now: float, latest: bytes, waiting: int) -> None:
+    def seen(
+        self, env: str, now: float, latest: bytes, waiting: int, budget: BudgetReport | None = None
+    ) -> None:
         record = self.env(env)
         record.last_seen, record.agent_latest, record.waiting = now, latest, waiting
+        record.budget = budget or record.budget

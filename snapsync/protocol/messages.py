@@ -34,7 +34,7 @@ from snapsync.protocol.readers import (
     str_field,
 )
 from snapsync.protocol.reconcile import MAX_BUCKETS, BucketSet
-from snapsync.protocol.values import Command, CommandResult, Version
+from snapsync.protocol.values import BudgetReport, Command, CommandResult, Version
 
 __all__ = [
     "ANSWER_LIMIT",
@@ -47,6 +47,7 @@ __all__ = [
     "UPLOAD_ID",
     "UPLOAD_STATUSES",
     "BucketQuery",
+    "BudgetReport",
     "Chunk",
     "Command",
     "CommandResult",
@@ -112,6 +113,7 @@ class Ping(Message):
     waiting: int = 0  # bytes of a delta held back by the data budget, 0 if none
     # wire bytes the agent counted since its last answered report (`s`); None: not reported
     spent: int | None = None
+    budget: BudgetReport | None = None  # the agent's budget state (`b`); None: not reported
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"h": list(self.have), "c": self.cursor}
@@ -123,6 +125,8 @@ class Ping(Message):
             out["w"] = self.waiting
         if self.spent is not None:
             out["s"] = self.spent
+        if self.budget is not None:
+            out["b"] = self.budget.wire()
         return out
 
     @classmethod
@@ -135,6 +139,7 @@ class Ping(Message):
             results=tuple(list_field(doc, "r", CommandResult.parse, default=[])),
             waiting=int_field(doc, "w", default=0),
             spent=int_field(doc, "s") if "s" in doc else None,
+            budget=BudgetReport.parse(doc["b"]) if "b" in doc else None,
         )
 
 

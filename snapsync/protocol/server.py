@@ -38,6 +38,7 @@ from snapsync.errors import BaseMismatch, DeltaError, FrameError, RemoteProtocol
 from snapsync.protocol.messages import (
     MAX_PONG,
     BucketQuery,
+    BudgetReport,
     Chunk,
     Command,
     CommandResult,
@@ -140,8 +141,11 @@ class VersionStore(Protocol):
     def record_results(self, env: str, results: Sequence[CommandResult], now: float) -> None:
         """Keep the first result per command id; later duplicates change nothing."""
 
-    def seen(self, env: str, now: float, latest: bytes, waiting: int) -> None:
-        """The agent was heard from: its newest digest, and bytes held back by its budget."""
+    def seen(
+        self, env: str, now: float, latest: bytes, waiting: int, budget: BudgetReport | None = None
+    ) -> None:
+        """The agent was heard from: its newest digest, bytes held back by its budget, and the
+        budget's state when the agent reported it (None: keep the last report)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ class ServerProtocol:
         held = list(self.store.held(env))
         have = {*ping.have, ping.latest}
         self.store.record_results(env, ping.results, now)
-        self.store.seen(env, now, ping.latest, ping.waiting)
+        self.store.seen(env, now, ping.latest, ping.waiting, ping.budget)
         pong = Pong(
             holds=tuple(v for v in held if v.digest in have), current=held[0] if held else None
         )

@@ -32,6 +32,7 @@ from snapsync.kubeview import parse_time as parse_rfc3339
 from snapsync.protocol.commands import validate_command
 from snapsync.protocol.messages import Command
 from snapsync.server.environments import enroll
+from snapsync.server.freshness import budget_json, freshness_json
 from snapsync.server.health import HEALTH_KINDS, UNKNOWN, Health, assess
 from snapsync.server.session import COOKIE, Sessions
 from snapsync.server.storage import (
@@ -245,6 +246,8 @@ def environment_json(
         "bytes_received": {"today": e.bytes_today, "month": e.bytes_month, "total": e.bytes_total},
         "bytes_waiting": e.waiting,
         "collected_at": e.collected_at or None,
+        "freshness": freshness_json(e, now),
+        "budget": budget_json(e),
         "errors": [error.to_dict() for error in e.errors],
         "health": health.badge if health else None,
         "health_counts": health.counts() if health else None,

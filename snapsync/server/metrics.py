@@ -10,20 +10,28 @@ times ~150 kinds would be a series explosion, and both values come from the agen
 input). The gauges say that something is missing and why (`reason`, clamped to the collectors'
 closed vocabulary, anything else counted as `other`); the fleet list and the browse API's
 `errors` field say where. Alert on `snapsync_environments_with_collection_errors > 0`.
+
+Freshness and budgets likewise (server/freshness.py says why): `snapsync_snapshot_age_seconds`
+and `snapsync_snapshot_lag_seconds` are gauge histograms of the fleet's newest versions, not a
+series per environment; `snapsync_agents_by_pace` counts agents by the reason of their latest
+budget report. Alert on an environment older than 30 min with
+`snapsync_snapshot_age_seconds_gcount - on() snapsync_snapshot_age_seconds_bucket{le="1800.0"}`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from snapsync.errors import StorageError
-from snapsync.server.storage import FRESHNESS
+from snapsync.protocol.values import PACE_REASONS, UNKNOWN_REASON
+from snapsync.server.freshness import AGE_BUCKETS
+from snapsync.server.storage import FRESHNESS, EnvironmentSummary
 from snapsync.server.store.queries import Queries
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -49,7 +57,7 @@ class _Fleet(Collector):
         self.queries = queries
         self.clock = clock
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
             "snapsync_environments",
             "Environments by freshness (fresh: heard from within 5 min, stale: within 1 h).",
@@ -82,6 +90,44 @@ class _Fleet(Collector):
         yield gauge
         yield with_errors
         yield errors
+        yield from _freshness(fleet, now)
+
+
+def _freshness(fleet: Sequence[EnvironmentSummary], now: float) -> Iterator[Metric]:
+    """The fleet's snapshot ages and lags (environments with a known collection time), and its
+    agents by pacer reason and the bytes their budgets hold back (agents that report one)."""
+    ages = [age for env in fleet if (age := env.age(now)) is not None]
+    lags = [lag for env in fleet if (lag := env.lag) is not None]
+    yield _histogram(
+        "snapsync_snapshot_age_seconds",
+        "Environments by the age of their newest version (now less its collection time).",
+        ages,
+    )
+    yield _histogram(
+        "snapsync_snapshot_lag_seconds",
+        "Environments by the lag of their newest version (arrival less collection time).",
+        lags,
+    )
+    paces = GaugeMetricFamily(
+        "snapsync_agents_by_pace",
+        "Agents by the pacer's reason in their latest budget report.",
+        labels=["reason"],
+    )
+    tally = Tally(env.budget.reason for env in fleet if env.budget is not None)
+    for reason in (*PACE_REASONS, UNKNOWN_REASON):
+        paces.add_metric([reason], tally.get(reason, 0))
+    yield paces
+    yield GaugeMetricFamily(
+        "snapsync_bytes_waiting",
+        "Bytes held back by agents' data budgets, summed over the fleet.",
+        value=sum(env.waiting for env in fleet),
+    )
+
+
+def _histogram(name: str, documentation: str, values: list[float]) -> GaugeHistogramMetricFamily:
+    buckets = [(str(bound), float(sum(1 for v in values if v <= bound))) for bound in AGE_BUCKETS]
+    buckets.append(("+Inf", float(len(values))))
+    return GaugeHistogramMetricFamily(name, documentation, buckets, gsum_value=sum(values))
 
 
 class ServerMetrics:

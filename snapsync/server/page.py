@@ -2,11 +2,12 @@
 no inline style (static/snapsync.css: the Content-Security-Policy of websecurity.py allows
 neither). A person signs in once with the API token (session.py).
 
-It is what a person opens first: the fleet with freshness, health, collection errors and data
-use, one environment's objects by kind and namespace, its health view (server/health.py), one
-object (as YAML, `kubectl get -o yaml`'s layout; `?format=json` for JSON) with its history and
-the diff of each change. Every page is one or two indexed queries; it shares the API token check
-and the queries with the JSON API (browse.py), so the two never disagree.
+It is what a person opens first: the fleet with freshness (heard from; the newest snapshot's
+age), health, collection errors, data use and budget, one environment's objects by kind and
+namespace, its health view (server/health.py), one object (as YAML, `kubectl get -o yaml`'s
+layout; `?format=json` for JSON) with its history and the diff of each change. Every page is
+one or two indexed queries; it shares the API token check and the queries with the JSON API
+(browse.py), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from snapsync.server.browse import (
     optional_rfc3339,
     parse_key,
 )
+from snapsync.server.freshness import age_class
 from snapsync.server.session import sign_in_routes, sign_in_url
 
 PAGE_OBJECTS = 300
@@ -86,6 +88,7 @@ def templates() -> Environment:
     env.filters["pretty"] = lambda d: json.dumps(d, indent=2, ensure_ascii=False)
     env.filters["short"] = _short
     env.filters["yaml"] = to_yaml
+    env.filters["age_class"] = age_class
     return env
 
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import KindFailure
-from snapsync.protocol.messages import Command, CommandResult
+from snapsync.kubeview import parse_time
+from snapsync.protocol.messages import BudgetReport, Command, CommandResult
 
 # How long since the agent was heard from before an environment counts as stale / offline.
 FRESH_SECONDS = 5 * 60.0
@@ -81,9 +82,34 @@ class EnvironmentSummary:
     # could not collect (forbidden, timed out, ...): a kind is never silently missing.
     collected_at: str = ""
     errors: tuple[KindFailure, ...] = ()
+    received_at: float | None = None  # when the server stored the newest version
+    # The data budget the agent's latest ping reported, and when (None: never reported: an
+    # older agent, or one without a limit).
+    budget: BudgetReport | None = None
+    budget_at: float | None = None
 
     def status(self, now: float) -> str:
         return freshness(self.last_seen, now)
+
+    @property
+    def collected(self) -> float | None:
+        """When the agent collected the newest version (its clock); None if not recorded."""
+        return parse_time(self.collected_at)
+
+    def age(self, now: float) -> float | None:
+        """Freshness: seconds since the newest version was collected (None: unknown). Negative
+        only when the agent's clock runs ahead of the server's."""
+        collected = self.collected
+        return None if collected is None else now - collected
+
+    @property
+    def lag(self) -> float | None:
+        """Seconds from collecting the newest version to storing it (budget waits, link, apply);
+        None when either time is unknown."""
+        collected = self.collected
+        if collected is None or self.received_at is None:
+            return None
+        return self.received_at - collected
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from snapsync.canonical.snapshot import Snapshot
 from snapsync.errors import InputError
-from snapsync.protocol.messages import Command, CommandResult, Version
+from snapsync.protocol.messages import BudgetReport, Command, CommandResult, Version
 from snapsync.protocol.server import PartialLimits, PartialUpload
 from snapsync.server.statecache import DEFAULT_CACHE_BYTES
 from snapsync.server.storage import Retention
@@ -141,8 +141,10 @@ class Stores:
     def record_results(self, env: str, results: Sequence[CommandResult], now: float) -> None:
         self.commands.record_results(env, results, now)
 
-    def seen(self, env: str, now: float, latest: bytes, waiting: int) -> None:
-        self.usage.seen(env, now, latest, waiting)
+    def seen(
+        self, env: str, now: float, latest: bytes, waiting: int, budget: BudgetReport | None = None
+    ) -> None:
+        self.usage.seen(env, now, latest, waiting, budget)
 
 
 def open_store(

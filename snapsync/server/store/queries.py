@@ -10,6 +10,7 @@ from typing import Any
 
 from snapsync.canonical.keys import ObjectKey, split_kind_ref
 from snapsync.canonical.snapshot import KindFailure
+from snapsync.protocol.messages import BudgetReport
 from snapsync.server.storage import (
     EnvironmentSummary,
     ObjectChange,
@@ -42,10 +43,10 @@ class Queries:
         agents = self.db.read(f"SELECT env, last_seen, waiting FROM agents {where}", params)
         seen = {env: (t, w) for env, t, w in agents}
         newest = {
-            env: (seq, bytes(digest), objects)
-            for env, seq, digest, objects in self.db.read(
-                "SELECT v.env, v.seq, v.digest, v.objects FROM versions v JOIN (SELECT env, "
-                f"MAX(seq) AS m FROM versions {where} GROUP BY env) x "
+            env: (seq, bytes(digest), objects, received_at)
+            for env, seq, digest, objects, received_at in self.db.read(
+                "SELECT v.env, v.seq, v.digest, v.objects, v.received_at FROM versions v "
+                f"JOIN (SELECT env, MAX(seq) AS m FROM versions {where} GROUP BY env) x "
                 "ON v.env = x.env AND v.seq = x.m",
                 params,
             )
@@ -54,6 +55,14 @@ class Queries:
             env: (collected_at, _kind_errors(errors))
             for env, collected_at, errors in self.db.read(
                 f"SELECT env, collected_at, errors FROM collections {where}", params
+            )
+        }
+        budgets = {
+            env: (at, BudgetReport(used, limit, rate, interval, reason))
+            for env, at, used, limit, rate, interval, reason in self.db.read(
+                "SELECT env, reported_at, used, budget, rate, pace_interval, reason "
+                f"FROM agent_budgets {where}",
+                params,
             )
         }
         today = utc_day(now)
@@ -71,7 +80,8 @@ class Queries:
         for env in sorted({*registered, *seen, *newest}):
             reg = registered.get(env)
             last_seen, waiting = seen.get(env, (None, 0))
-            seq, digest, objects = newest.get(env, (None, None, 0))
+            seq, digest, objects, received_at = newest.get(env, (None, None, 0, None))
+            budget_at, budget = budgets.get(env, (None, None))
             day, mon, total = usage.get(env, (0, 0, 0))
             collected_at, errors = collections.get(env, ("", ()))
             out.append(
@@ -91,6 +101,9 @@ class Queries:
                     waiting=waiting,
                     collected_at=collected_at,
                     errors=errors,
+                    received_at=received_at,
+                    budget=budget,
+                    budget_at=budget_at,
                 )
             )
         return sorted(out, key=lambda e: (e.group, e.name))

@@ -106,6 +106,15 @@ CREATE TABLE IF NOT EXISTS agents (
     latest {blob} NOT NULL,
     waiting {int} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS agent_budgets (
+    env TEXT PRIMARY KEY,
+    reported_at {real} NOT NULL,
+    used {int} NOT NULL,
+    budget {int} NOT NULL,
+    rate {int} NOT NULL,
+    pace_interval {int} NOT NULL,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS usage (
     env TEXT NOT NULL,
     day TEXT NOT NULL,
