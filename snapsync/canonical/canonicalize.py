@@ -48,7 +48,7 @@ def canonicalize(
     namespace = key.name if (key.group, key.kind) == ("", "Namespace") else key.namespace
     if not profile.keeps_kind(key.group, key.kind) or not profile.keeps_namespace(namespace):
         return None
-    obj = _sorted_copy(raw, key, "")
+    obj = _checked_copy(raw, key)
     if key.group == "" and key.kind == "Secret" and not reveal_secrets:
         _redact_secret(obj)
     profile.strip(key, obj)
@@ -61,7 +61,7 @@ def canonical_copy(obj: dict[str, Any]) -> dict[str, Any]:
         key: ObjectKey | str = ObjectKey.of(obj)
     except CanonicalError:
         key = "object"
-    copied: dict[str, Any] = _sorted_copy(obj, key, "")
+    copied: dict[str, Any] = _checked_copy(obj, key)
     return copied
 
 
@@ -79,6 +79,41 @@ def unpack(encoded: bytes) -> Any:
 def object_digest(encoded: bytes) -> bytes:
     """128-bit BLAKE2b of an object's canonical bytes: collisions are not a practical concern."""
     return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
+class _Unusual(Exception):
+    """A value `_fast_copy` leaves to `_sorted_copy`: not of an exact JSON type, or refused."""
+
+
+def _checked_copy(node: Any, key: ObjectKey | str) -> Any:
+    """`_sorted_copy(node, key, "")`, in half the time for plain JSON values: `_fast_copy` builds
+    no path strings (most of the cost); anything it does not take as is (a subclass, a tuple, a
+    bad key or number) sends the whole value down `_sorted_copy`, which names the field or
+    copies it as before."""
+    try:
+        return _fast_copy(node)
+    except _Unusual:
+        return _sorted_copy(node, key, "")
+
+
+def _fast_copy(node: Any) -> Any:
+    kind = type(node)
+    if kind is str or node is None or kind is bool:
+        return node
+    if kind is dict:
+        for k in node:
+            if type(k) is not str:
+                raise _Unusual
+        return {k: _fast_copy(node[k]) for k in sorted(node)}
+    if kind is list:
+        return [_fast_copy(item) for item in node]
+    if kind is int:
+        if not _INT_MIN <= node <= _INT_MAX:
+            raise _Unusual
+        return node
+    if kind is float and math.isfinite(node):
+        return node
+    raise _Unusual
 
 
 def _sorted_copy(node: Any, key: ObjectKey | str, path: str) -> Any:

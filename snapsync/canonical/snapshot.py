@@ -10,9 +10,10 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import heapq
 import json
+import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from typing import Any
 import msgpack
 
 from snapsync.canonical.canonicalize import canonicalize, object_digest, pack, unpack
-from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.keys import ObjectKey, kind_ref
 from snapsync.canonical.profile import Profile
 from snapsync.errors import InputError
 
 FORMAT_VERSION = 1
+_GROUP_KIND = operator.itemgetter(0, 1)  # an ObjectKey's (group, kind)
 DIGEST_SIZE = 16
 
 
@@ -167,15 +169,18 @@ class Snapshot:
 
     def adopt_keys(self, previous: Snapshot) -> None:
         """Derive `keys` from a previous snapshot's: between two cycles few keys come and go, so
-        filtering its sorted list and merging the new keys in costs O(n) steps in C, where
-        sorting every key again cost ~6 ms at 10k objects (~40 ms at 50k) each cycle."""
+        copying its sorted list and bisecting the few changes out and in costs O(n) steps in C
+        (the set differences, the copy, the moves), where sorting every key again cost ~6 ms
+        at 10k objects (~40 ms at 50k) each cycle and filtering the list in Python ~4 ms."""
         if self._keys is not None:
             return
         objects, old = self.objects, previous.objects
-        kept = [key for key in previous.keys if key in objects]
-        if len(kept) != len(objects):
-            kept = list(heapq.merge(kept, sorted(key for key in objects if key not in old)))
-        self._keys = kept
+        keys = list(previous.keys)
+        for key in sorted(old.keys() - objects.keys(), reverse=True):  # set differences: in C
+            del keys[bisect.bisect_left(keys, key)]
+        for key in sorted(objects.keys() - old.keys()):
+            keys.insert(bisect.bisect_left(keys, key), key)
+        self._keys = keys
 
     def adopt_uid_index(self, index: dict[str, ObjectKey]) -> None:
         """Take `index` as this snapshot's uid_index (it must be what uid_index would build, up
@@ -314,7 +319,10 @@ class SnapshotBuilder:
         self, collected_at: str | None = None, *, previous: Snapshot | None = None
     ) -> Snapshot:
         """The snapshot of what was added; `previous` (the last cycle's) saves sorting its keys."""
-        counts = Counter(key.kind_ref for key in self._objects)
+        kinds = Counter(map(_GROUP_KIND, self._objects))  # in C; kind_ref per kind, not object
+        counts: Counter[str] = Counter()
+        for (group, kind), count in kinds.items():
+            counts[kind_ref(group, kind)] += count
         header = SnapshotHeader(
             environment_id=self.environment_id,
             collected_at=collected_at if collected_at is not None else rfc3339(),
