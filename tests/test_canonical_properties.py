@@ -189,3 +189,35 @@ def test_the_fast_copy_agrees_with_the_path_naming_copy(value: Any) -> None:
     assert got == expected
     assert repr(got) == repr(expected)  # same types (True is not 1), same key order
     assert pack(got) == pack(expected)
+
+
+def _reference_canonicalize(raw: dict[str, Any]) -> tuple[ObjectKey, dict[str, Any]] | None:
+    """canonicalize as it was before pruning: copy everything, then strip."""
+    key = ObjectKey.of(raw)
+    if not PROFILE.keeps_kind(key.group, key.kind):
+        return None
+    obj: dict[str, Any] = _sorted_copy(raw, key, "")
+    PROFILE.strip(key, obj)
+    return key, obj
+
+
+@given(raw_objects(), st.sampled_from(["managedFields", "resourceVersion", "selfLink"]), ODD_VALUES)
+def test_pruned_fields_change_neither_the_result_nor_the_error(
+    raw: dict[str, Any], field: str, odd: Any
+) -> None:
+    """Fields the profile removes are cut before copying; the canonical object, or the error a
+    non-JSON value among them raises, is what copying everything and stripping gives."""
+    raw["metadata"][field] = odd
+    try:
+        expected = _reference_canonicalize(raw)
+    except CanonicalError as exc:
+        with pytest.raises(CanonicalError) as caught:
+            canonicalize(raw, PROFILE)
+        assert str(caught.value) == str(exc)
+        return
+    got = canonicalize(raw, PROFILE)
+    assert (got is None) == (expected is None)
+    if got is not None and expected is not None:
+        assert got[0] == expected[0]
+        assert pack(got[1]) == pack(expected[1])
+        assert repr(got[1]) == repr(expected[1])
