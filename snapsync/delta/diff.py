@@ -63,20 +63,20 @@ class Delta:
 def diff(base: Snapshot, new: Snapshot) -> Delta:
     """The delta from `base` to `new`; unchanged objects are skipped by digest, never walked.
 
-    Removed and added keys come from set differences of the key views (in C); only the common
-    keys are compared in Python, an object shared with the base (a watch cache hands the same
-    CanonicalObject back for an unchanged version) by identity before its digest. Each part is
-    in key order, as walking the sorted keys gave it.
+    An object shared with the base (a watch cache hands the same CanonicalObject back for an
+    unchanged version) is skipped by identity, before its digest is read.
     """
     olds, news = base.objects, new.objects
-    removed = tuple(sorted(olds.keys() - news.keys()))
-    added = {key: news[key].data for key in sorted(news.keys() - olds.keys())}
-    differ = [
-        key
-        for key, obj in news.items()
-        if (old := olds.get(key)) is not None and old is not obj and old.digest != obj.digest
-    ]
-    changed = {key: tuple(diff_objects(olds[key].data, news[key].data)) for key in sorted(differ)}
+    removed = tuple(k for k in base.keys if k not in news)
+    added: dict[ObjectKey, dict[str, Any]] = {}
+    changed: dict[ObjectKey, tuple[Operation, ...]] = {}
+    for key in new.keys:
+        obj = news[key]
+        old = olds.get(key)
+        if old is None:
+            added[key] = obj.data
+        elif old is not obj and old.digest != obj.digest:
+            changed[key] = tuple(diff_objects(old.data, obj.data))
     return Delta(base.digest, new.digest, new.header, removed, added, changed)
 
 
