@@ -325,11 +325,12 @@ def render(runs: list[Run]) -> str:
         "codec.encode_delta on the same pairs (bench/RESULTS.md's agent CPU: collection and "
         "canonicalization excluded); both in a child process running the agent's code.",
         "",
-        "Notes: the emulator sends a bookmark per watched kind every second (a real API server: "
-        "about one a minute), ~30 kinds here, so the agent's watch threads do more than they "
-        "would against a cluster. At 50,000 objects one churn step of the emulator takes "
-        "seconds, so a cycle carries less churn than at 1k and 10k. Timings are CPU time on "
-        "2 cores shared with other work; compare ratios within one row.",
+        "Notes: the emulator sends a bookmark per watch about once a minute, as kube-apiserver "
+        "does; the rows dated before 2026-12-03 15:50 UTC ran against an emulator that sent one "
+        "every second per kind (~30 kinds), so their watch threads did more than against a "
+        "cluster, and they compare only with each other. At 50,000 objects one churn step of "
+        "the emulator takes seconds, so a cycle carries less churn than at 1k and 10k. Timings "
+        "are CPU time on 2 cores shared with other work; compare ratios within one row.",
         "",
         "| label | objects | cycles | peak MB | steady MB | peak/steady | HWM at end MB "
         "| agent CPU ms/cycle | JSON Patch encode ms/cycle | ratio | snapsync encode ms/cycle "

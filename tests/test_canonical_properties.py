@@ -6,10 +6,11 @@ import copy
 import random
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.canonical.canonicalize import canonicalize, pack
+from snapsync.canonical.canonicalize import _checked_copy, _sorted_copy, canonicalize, pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import (
@@ -22,6 +23,7 @@ from snapsync.canonical.snapshot import (
 from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_snapshot, encode_snapshot_streamed
 from snapsync.codec.payload import snapshot_payload
+from snapsync.errors import CanonicalError
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_objects import JSON, raw_objects, unique_by_key
 
@@ -150,3 +152,72 @@ def test_keys_derived_from_the_previous_snapshot_are_sorted(
     snapshot = Snapshot(SnapshotHeader(), dict.fromkeys(after, obj))
     snapshot.adopt_keys(previous)
     assert snapshot.keys == sorted(after)
+
+
+class _Text(str):
+    """A str subclass: canonicalize takes it as text, though not of the exact type."""
+
+
+ODD_KEYS = st.text(max_size=4) | st.integers(0, 3) | st.booleans() | st.builds(_Text, st.text())
+ODD_VALUES = st.recursive(
+    JSON
+    | st.sampled_from([float("nan"), float("inf"), 2**64, -(2**63) - 1, b"x", _Text("t")])
+    | st.builds(object),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(
+            st.text(max_size=4) | st.integers(0, 3) | st.booleans(), children, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(ODD_VALUES)
+def test_the_fast_copy_agrees_with_the_path_naming_copy(value: Any) -> None:
+    """`_checked_copy` (no field paths built) gives what `_sorted_copy` gives, value and types,
+    or the very error naming the very field."""
+    try:
+        expected: Any = _sorted_copy(value, "Pod/x", "")
+    except CanonicalError as exc:
+        with pytest.raises(CanonicalError) as caught:
+            _checked_copy(value, "Pod/x")
+        assert str(caught.value) == str(exc)
+        return
+    got = _checked_copy(value, "Pod/x")
+    assert got == expected
+    assert repr(got) == repr(expected)  # same types (True is not 1), same key order
+    assert pack(got) == pack(expected)
+
+
+def _reference_canonicalize(raw: dict[str, Any]) -> tuple[ObjectKey, dict[str, Any]] | None:
+    """canonicalize as it was before pruning: copy everything, then strip."""
+    key = ObjectKey.of(raw)
+    if not PROFILE.keeps_kind(key.group, key.kind):
+        return None
+    obj: dict[str, Any] = _sorted_copy(raw, key, "")
+    PROFILE.strip(key, obj)
+    return key, obj
+
+
+@given(raw_objects(), st.sampled_from(["managedFields", "resourceVersion", "selfLink"]), ODD_VALUES)
+def test_pruned_fields_change_neither_the_result_nor_the_error(
+    raw: dict[str, Any], field: str, odd: Any
+) -> None:
+    """Fields the profile removes are cut before copying; the canonical object, or the error a
+    non-JSON value among them raises, is what copying everything and stripping gives."""
+    raw["metadata"][field] = odd
+    try:
+        expected = _reference_canonicalize(raw)
+    except CanonicalError as exc:
+        with pytest.raises(CanonicalError) as caught:
+            canonicalize(raw, PROFILE)
+        assert str(caught.value) == str(exc)
+        return
+    got = canonicalize(raw, PROFILE)
+    assert (got is None) == (expected is None)
+    if got is not None and expected is not None:
+        assert got[0] == expected[0]
+        assert pack(got[1]) == pack(expected[1])
+        assert repr(got[1]) == repr(expected[1])

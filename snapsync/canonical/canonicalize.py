@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 
 from snapsync.canonical.keys import ObjectKey, is_list_kind
-from snapsync.canonical.profile import Profile
+from snapsync.canonical.profile import WILDCARD, Profile
 from snapsync.errors import CanonicalError
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -48,7 +48,8 @@ def canonicalize(
     namespace = key.name if (key.group, key.kind) == ("", "Namespace") else key.namespace
     if not profile.keeps_kind(key.group, key.kind) or not profile.keeps_namespace(namespace):
         return None
-    obj = _sorted_copy(raw, key, "")
+    pruned, cut = _pruned(raw, profile, key)
+    obj = _checked_copy(pruned if all(map(_plain, cut)) else raw, key)
     if key.group == "" and key.kind == "Secret" and not reveal_secrets:
         _redact_secret(obj)
     profile.strip(key, obj)
@@ -61,7 +62,7 @@ def canonical_copy(obj: dict[str, Any]) -> dict[str, Any]:
         key: ObjectKey | str = ObjectKey.of(obj)
     except CanonicalError:
         key = "object"
-    copied: dict[str, Any] = _sorted_copy(obj, key, "")
+    copied: dict[str, Any] = _checked_copy(obj, key)
     return copied
 
 
@@ -79,6 +80,78 @@ def unpack(encoded: bytes) -> Any:
 def object_digest(encoded: bytes) -> bytes:
     """128-bit BLAKE2b of an object's canonical bytes: collisions are not a practical concern."""
     return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
+def _pruned(
+    raw: dict[str, Any], profile: Profile, key: ObjectKey
+) -> tuple[dict[str, Any], list[Any]]:
+    """`raw` without the fields of the profile's two-segment rules (`metadata.managedFields`:
+    a third of an object's JSON), sharing the rest, and the values cut: copying and sorting
+    what `profile.strip` then deletes was a third of canonicalizing. Stripping the copy still
+    deletes the same fields and the maps they leave empty, so the result is the same object.
+    Cut values are only checked (`_plain`); if one is not plain JSON the caller copies `raw`
+    whole, so it raises the very error, or copies the very value, it did before."""
+    pruned, cut = raw, []
+    for rule in profile.rules:
+        if len(rule.remove) != 2 or WILDCARD in rule.remove or not rule.applies_to(key):
+            continue
+        parent, field = rule.remove
+        node = pruned.get(parent)
+        if type(node) is dict and field in node:
+            if pruned is raw:
+                pruned = dict(raw)
+            cut.append(node[field])
+            pruned[parent] = {k: v for k, v in node.items() if k != field}
+    return pruned, cut
+
+
+def _plain(node: Any) -> bool:
+    """`_fast_copy` would copy `node` as it is (exact JSON types, string keys, numbers in range)."""
+    kind = type(node)
+    if kind is str or node is None or kind is bool:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in node.items())
+    if kind is list:
+        return all(map(_plain, node))
+    if kind is int:
+        return bool(_INT_MIN <= node <= _INT_MAX)
+    return kind is float and math.isfinite(node)
+
+
+class _Unusual(Exception):
+    """A value `_fast_copy` leaves to `_sorted_copy`: not of an exact JSON type, or refused."""
+
+
+def _checked_copy(node: Any, key: ObjectKey | str) -> Any:
+    """`_sorted_copy(node, key, "")`, in half the time for plain JSON values: `_fast_copy` builds
+    no path strings (most of the cost); anything it does not take as is (a subclass, a tuple, a
+    bad key or number) sends the whole value down `_sorted_copy`, which names the field or
+    copies it as before."""
+    try:
+        return _fast_copy(node)
+    except _Unusual:
+        return _sorted_copy(node, key, "")
+
+
+def _fast_copy(node: Any) -> Any:
+    kind = type(node)
+    if kind is str or node is None or kind is bool:
+        return node
+    if kind is dict:
+        for k in node:
+            if type(k) is not str:
+                raise _Unusual
+        return {k: _fast_copy(node[k]) for k in sorted(node)}
+    if kind is list:
+        return [_fast_copy(item) for item in node]
+    if kind is int:
+        if not _INT_MIN <= node <= _INT_MAX:
+            raise _Unusual
+        return node
+    if kind is float and math.isfinite(node):
+        return node
+    raise _Unusual
 
 
 def _sorted_copy(node: Any, key: ObjectKey | str, path: str) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from typing import Any
 import msgpack
 
 from snapsync.canonical.canonicalize import canonicalize, object_digest, pack, unpack
-from snapsync.canonical.keys import ObjectKey
+from snapsync.canonical.keys import ObjectKey, kind_ref
 from snapsync.canonical.profile import Profile
 from snapsync.errors import InputError
 
 FORMAT_VERSION = 1
+_GROUP_KIND = operator.itemgetter(0, 1)  # an ObjectKey's (group, kind)
 DIGEST_SIZE = 16
 
 
@@ -314,7 +316,10 @@ class SnapshotBuilder:
         self, collected_at: str | None = None, *, previous: Snapshot | None = None
     ) -> Snapshot:
         """The snapshot of what was added; `previous` (the last cycle's) saves sorting its keys."""
-        counts = Counter(key.kind_ref for key in self._objects)
+        kinds = Counter(map(_GROUP_KIND, self._objects))  # in C; kind_ref per kind, not object
+        counts: Counter[str] = Counter()
+        for (group, kind), count in kinds.items():
+            counts[kind_ref(group, kind)] += count
         header = SnapshotHeader(
             environment_id=self.environment_id,
             collected_at=collected_at if collected_at is not None else rfc3339(),

@@ -56,6 +56,7 @@ _MIN_AFFIX = 8  # shorter strings are cheaper sent whole
 _MIN_HELD = 8
 _HEX = re.compile(r"[0-9a-f]{8,}")
 _SAME = msgpack.ExtType(EXT_SAME, b"")
+_UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
 
 
 def parse_time(text: str) -> tuple[int, str | None] | None:
@@ -127,6 +128,9 @@ class LeafEncoder:
         # strings); set by the caller around each object, None for whole objects and headers.
         self.root: Any = None
         self._held_cache: tuple[Any, dict[str, int]] | None = None
+        # parse_time of the strings met so far: a cycle writes the same few instants (and
+        # names) into many objects, and parsing a time costs a regex, a timegm and a strftime
+        self._parsed: dict[str, tuple[int, str | None] | None] = {}
         # uid -> reference of the object the receiver holds with that metadata.uid (an Event's
         # involvedObject, an owner, an endpoint's targetRef): a small int instead of 16 bytes.
         self.uid_owners: UidOwners = _NO_OWNERS
@@ -227,7 +231,9 @@ class LeafEncoder:
                 return _SAME if len(value) > 2 else value
             if _DECIMAL.fullmatch(value) and _DECIMAL.fullmatch(ref):
                 return msgpack.ExtType(EXT_DECIMAL, self._small(int(value) - int(ref)))
-        parsed = parse_time(value)
+        parsed = self._parsed.get(value, _UNPARSED)
+        if parsed is _UNPARSED:
+            parsed = self._parsed[value] = parse_time(value)
         if parsed is not None:
             if self.epoch is not None:
                 raise RuntimeError("a time was encoded after the payload's epoch was chosen")

@@ -61,15 +61,21 @@ class Delta:
 
 
 def diff(base: Snapshot, new: Snapshot) -> Delta:
-    """The delta from `base` to `new`; unchanged objects are skipped by digest, never walked."""
-    removed = tuple(k for k in base.keys if k not in new.objects)
+    """The delta from `base` to `new`; unchanged objects are skipped by digest, never walked.
+
+    An object shared with the base (a watch cache hands the same CanonicalObject back for an
+    unchanged version) is skipped by identity, before its digest is read.
+    """
+    olds, news = base.objects, new.objects
+    removed = tuple(k for k in base.keys if k not in news)
     added: dict[ObjectKey, dict[str, Any]] = {}
     changed: dict[ObjectKey, tuple[Operation, ...]] = {}
-    for key, obj in new:
-        old = base.objects.get(key)
+    for key in new.keys:
+        obj = news[key]
+        old = olds.get(key)
         if old is None:
             added[key] = obj.data
-        elif old.digest != obj.digest:
+        elif old is not obj and old.digest != obj.digest:
             changed[key] = tuple(diff_objects(old.data, obj.data))
     return Delta(base.digest, new.digest, new.header, removed, added, changed)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from snapsync.canonical.keys import ObjectKey
@@ -66,30 +67,52 @@ def _labels(obj: dict[str, Any]) -> dict[str, Any]:
     return labels if isinstance(labels, dict) else {}
 
 
-def _rank(obj: dict[str, Any], stem: str, candidate: dict[str, Any]) -> tuple[int, int]:
+@dataclass(frozen=True, slots=True)
+class _Traits:
+    """What ranking compares of an object, read once per object (a pool ranks ~48 candidates
+    per added object, and one candidate serves every sibling added in the same payload)."""
+
+    controller: str | None
+    generate_name: Any
+    involved: tuple[str, ...] | None
+    reason: Any
+    stem: str  # of metadata.name
+    labels: dict[str, Any]
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> _Traits:
+        meta = obj.get("metadata", {})
+        return cls(
+            _controller(obj),
+            meta.get("generateName"),
+            _involved(obj),
+            obj.get("reason"),
+            name_stem(str(meta.get("name", ""))),
+            _labels(obj),
+        )
+
+
+def _rank(mine: _Traits, stem: str, theirs: _Traits) -> tuple[int, int]:
     """(rule score, label overlap): higher is better; (0, 0): no rule matched.
 
     For Events the reason weighs more than the subject: a new Pod's "Pulled" Event is closer to
     a sibling Pod's "Pulled" (same message but the name) than to its own "Scheduled".
     """
-    meta, theirs = obj.get("metadata", {}), candidate.get("metadata", {})
-    controller = _controller(obj)
-    involved = _involved(obj)
     score = 0
-    if controller is not None and controller == _controller(candidate):
+    if mine.controller is not None and mine.controller == theirs.controller:
         score = 8
-    elif meta.get("generateName") and meta.get("generateName") == theirs.get("generateName"):
+    elif mine.generate_name and mine.generate_name == theirs.generate_name:
         score = 7
-    elif involved is not None:
-        same_subject = involved == _involved(candidate)
-        same_stem = stem == name_stem(str(theirs.get("name", "")))
-        if obj.get("reason") == candidate.get("reason") and (same_subject or same_stem):
+    elif mine.involved is not None:
+        same_subject = mine.involved == theirs.involved
+        same_stem = stem == theirs.stem
+        if mine.reason == theirs.reason and (same_subject or same_stem):
             score = 6 if same_subject else 5
         elif same_subject or same_stem:
             score = 4 if same_subject else 3
-    elif stem == name_stem(str(theirs.get("name", ""))):
+    elif stem == theirs.stem:
         score = 3
-    labels, other = _labels(obj), _labels(candidate)
+    labels, other = mine.labels, theirs.labels
     overlap = sum(1 for k, v in labels.items() if other.get(k) == v) if labels and other else 0
     return score, overlap
 
@@ -102,6 +125,7 @@ class ExemplarIndex:
         self._keys = base.keys
         self._added: list[dict[str, Any]] = []
         self._unpacked: dict[int, dict[str, Any]] = {}  # base objects looked into so far
+        self._traits: dict[int, _Traits] = {}  # of the objects ranked so far, by reference
         self._added_groups: dict[tuple[str, str, str], list[int]] = {}
         self._kind_names: dict[tuple[str, str], dict[str, int]] = {}
 
@@ -128,9 +152,10 @@ class ExemplarIndex:
         """Exemplar references for `obj`, best first."""
         stem = name_stem(key.name)
         pool = self._pool(key, stem)
+        mine = _Traits.of(obj)
         # Stable sort: among equals, the pool's order (nearest first) decides.
         ranked = sorted(
-            ((_rank(obj, stem, self.resolve(ref)), ref) for ref in pool),
+            ((_rank(mine, stem, self._traits_of(ref)), ref) for ref in pool),
             key=lambda item: item[0],
             reverse=True,
         )
@@ -150,6 +175,12 @@ class ExemplarIndex:
         other = self._names(key).get(key.name)
         if other is not None and other not in yielded:
             yield other
+
+    def _traits_of(self, ref: int) -> _Traits:
+        traits = self._traits.get(ref)
+        if traits is None:
+            traits = self._traits[ref] = _Traits.of(self.resolve(ref))
+        return traits
 
     def _pool(self, key: ObjectKey, stem: str) -> list[int]:
         """Same-stem objects of the key's group, nearest first (objects added earlier in the

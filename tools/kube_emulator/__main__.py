@@ -45,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MINUTES",
         help="simulated minutes of churn per step [default: the step interval]",
     )
-    parser.add_argument("--bookmark-interval", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument(
+        "--bookmark-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between bookmarks per watch [default: 60, as kube-apiserver's watch cache]",
+    )
     parser.add_argument(
         "--close-watches",
         action="store_true",

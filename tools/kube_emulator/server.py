@@ -135,7 +135,7 @@ class KubeEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         token: str | None = None,
-        bookmark_interval: float = 1.0,
+        bookmark_interval: float = 60.0,
         max_watch_seconds: float = 1800.0,
         aggregated_discovery: bool = True,
         close_watches: bool = False,
@@ -146,6 +146,8 @@ class KubeEmulator:
         self.close_watches = close_watches
         self.aggregated_discovery = aggregated_discovery  # False: a pre-1.26 server
         self.token = token
+        # kube-apiserver's watch cache sends a bookmark about once a minute per watch
+        # (kubernetes/kubernetes#90249); tests pass a short interval to see them at once
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
         self._server = _Server((host, port), self)
