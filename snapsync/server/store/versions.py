@@ -26,7 +26,7 @@ from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeade
 from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_snapshot
 from snapsync.delta.diff import Delta
-from snapsync.delta.incremental import IncrementalSnapshot, derive
+from snapsync.delta.incremental import IncrementalSnapshot, derive, indexed
 from snapsync.errors import DeltaError
 from snapsync.protocol.messages import Version
 from snapsync.server.statecache import DEFAULT_CACHE_BYTES, StateCache
@@ -77,6 +77,7 @@ class Versions:
             or self._from_rows(env, seq, digest, stored.header)
         )
         if snap is not None and self._newest_seq(env) == seq:
+            snap = indexed(snap)
             self.states.put(env, seq, snap)
         return snap
 
@@ -139,11 +140,21 @@ class Versions:
         """Store `snapshot` as the newest version (durable before this returns). Writes only
         the objects whose digest changed: when `snapshot` was derived from the newest version
         (snapsync.delta.incremental) the keys its delta touched, else a comparison of digests. The
-        version row keeps the snapshot's header; its objects are the rows (see snapshot())."""
+        version row keeps the snapshot's header; its objects are the rows (see snapshot()).
+
+        What does not need the database is done before the write joins a group commit (the
+        header's frame, the touched objects' JSON, a full snapshot's pair encodings): the
+        leader of a group runs every write of it while holding the writer lock."""
         stored = encode_snapshot(Snapshot(snapshot.header, {}), 3)
+        snapshot = indexed(snapshot)
+        touched = {
+            key: object_json(snapshot.objects[key].data)
+            for key in snapshot.touched
+            if key in snapshot.objects
+        }
 
         def write(db: Any) -> Version:
-            return self._write_version(db, env, snapshot, frame, base, now, stored)
+            return self._write_version(db, env, snapshot, frame, base, now, stored, touched)
 
         version = self.db.durable(write)
         self.states.put(env, version.seq, snapshot)
@@ -158,6 +169,7 @@ class Versions:
         base: Version | None,
         now: float,
         stored: bytes,
+        touched_json: dict[ObjectKey, str],
     ) -> Version:
         self.db.lock_env(db, env)
         row = self.db.run(
@@ -167,14 +179,19 @@ class Versions:
         ).fetchone()
         version = Version((row[0] if row else 0) + 1, snapshot.digest)
         newest = bytes(row[1]) if row else None
+        objects = snapshot.objects
         if isinstance(snapshot, IncrementalSnapshot) and newest == snapshot.parent:
             touched = sorted(snapshot.touched)
-            removed = [key for key in touched if key not in snapshot.objects]
-            changed = [(k, snapshot.objects[k]) for k in touched if k in snapshot.objects]
+            removed = [key for key in touched if key not in objects]
+            changed = [(k, objects[k].digest, touched_json[k]) for k in touched if k in objects]
         else:
             current = self._current_digests(db, env, newest)
-            removed = [key for key in current if key not in snapshot.objects]
-            changed = [(k, o) for k, o in snapshot.objects.items() if current.get(k) != o.digest]
+            removed = [key for key in current if key not in objects]
+            changed = [
+                (k, o.digest, object_json(o.data))
+                for k, o in objects.items()
+                if current.get(k) != o.digest
+            ]
         self.db.run(
             db,
             "INSERT INTO versions (env, seq, digest, base_seq, frame, frame_bytes, snapshot, "
@@ -220,13 +237,13 @@ class Versions:
         env: str,
         seq: int,
         removed: list[ObjectKey],
-        changed: list[tuple[ObjectKey, Any]],
+        changed: list[tuple[ObjectKey, bytes, str]],
     ) -> None:
         self.db.many(
             db, "DELETE FROM objects WHERE env = ? AND key = ?", [(env, str(k)) for k in removed]
         )
         rows: list[tuple[Any, ...]] = [
-            (env, str(k), *k.as_tuple(), o.digest, seq, object_json(o.data)) for k, o in changed
+            (env, str(k), *k.as_tuple(), digest, seq, data) for k, digest, data in changed
         ]
         self.db.many(
             db,
