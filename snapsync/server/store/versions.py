@@ -10,6 +10,11 @@ Invariants:
 - A version read back from rows is used only if the rows give exactly its digest; each process
   keeps the newest version per environment decoded (statecache.py) and checks at commit time,
   under the environment's lock, that it still is the newest.
+- What is kept always carries its sorted keys and pair encodings (delta.incremental.indexed,
+  checked against its digest when built from a full frame or rows, carried along by derive), so
+  no delta pays for them: a delta costs the objects it touches, plus a copy of two lists and a
+  dict and one BLAKE2b pass over ~60 bytes per object, which is how the target digest stays
+  exact (the very bytes snapshot_digest hashes) without re-hashing unchanged objects.
 - Pruning never removes a version whose snapshot is held, and always keeps, per key, the row
   that describes the oldest retained version.
 """
