@@ -26,13 +26,18 @@ compare between runs on a shared machine.
 
 The server is a real `snapsync serve` child process (`--workers N` for N processes behind one
 address); the sites are asyncio tasks in this process with at most `--concurrency` requests in
-flight, like a fleet whose agents happen to call at the same moment. PostgreSQL is started by
-the benchmark in a temporary directory (tests/support_postgres.py) with durable settings (fsync
-on), as SQLite runs with synchronous=FULL. Both share the machine's cores with the load
-generator, so read the figures as relative. `--state-cache-mb` sizes each process's cache of
-newest versions: with fewer megabytes than the sites' snapshots need (~6x their msgpack size),
-sites called in turn are each cold at every delta. Results go to bench/results/server_load.md. A
-benchmark reports; tests assert.
+flight, like a fleet whose agents happen to call at the same moment. Each site keeps its own
+keep-alive connection, as an agent does (it outlives the agent's minute between calls), so with
+several processes a site's uploads stay with the process that accepted its connection, whose
+kept state is hot; `--shared-connections` sends every site's requests over one pool of
+`--concurrency` connections instead (as the runs before 2026-12-03 16:30 did), so a site's
+consecutive uploads land on any process, which must first read or catch up its state.
+PostgreSQL is started by the benchmark in a temporary directory (tests/support_postgres.py) with
+durable settings (fsync on), as SQLite runs with synchronous=FULL. Both share the machine's cores
+with the load generator, so read the figures as relative. `--state-cache-mb` sizes each
+process's cache of newest versions: with fewer megabytes than the sites' snapshots need (~6x
+their msgpack size), sites called in turn are each cold at every delta. Results go to
+bench/results/server_load.md. A benchmark reports; tests assert.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import hashlib
 import itertools
 import os
 import platform
+import ssl
 import sys
 import tempfile
 import time
@@ -167,20 +173,33 @@ async def noop_rate(client: httpx.AsyncClient, requests: int, concurrency: int) 
 
 
 async def run_fleet(
-    url: str, agents: int, sequences: list[list[Upload]], concurrency: int
+    url: str, agents: int, sequences: list[list[Upload]], concurrency: int, shared: bool
 ) -> tuple[float, float, float, list[float], int]:
     """Phase 1: every site's full snapshot. Phase 2: as many no-op requests as deltas follow.
-    Phase 3 (measured): every site's deltas, in order."""
+    Phase 3 (measured): every site's deltas, in order. `shared`: one connection pool for every
+    site, else a connection per site."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
     failures: Counter[str] = Counter()
     latencies: list[float] = []
+    plain = ssl.create_default_context()  # one for every client: http:// never uses it
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        own: dict[int, httpx.AsyncClient] = {}
+
+        def connection(i: int) -> httpx.AsyncClient:
+            if shared:
+                return client
+            if i not in own:
+                one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+                own[i] = httpx.AsyncClient(base_url=url, limits=one, timeout=120, verify=plain)
+            return own[i]
 
         async def agent(i: int, uploads: list[Upload], timed: bool) -> None:
             for upload in uploads:
                 async with gate:
-                    why = await post(client, f"edge-{i:05d}", upload, latencies if timed else None)
+                    why = await post(
+                        connection(i), f"edge-{i:05d}", upload, latencies if timed else None
+                    )
                 if why:
                     failures[why] += 1
 
@@ -196,6 +215,7 @@ async def run_fleet(
             *(agent(i, sequences[i % len(sequences)][1:], True) for i in range(agents))
         )
         seconds = time.perf_counter() - started
+        await asyncio.gather(*(one.aclose() for one in own.values()))
     if failures:
         print(f"  not acknowledged: {dict(failures)}", flush=True)
     return full_seconds, noop, seconds, latencies, sum(failures.values())
@@ -209,10 +229,11 @@ def percentile(values: list[float], share: float) -> float:
 def measure(
     store: str, database: str, objects: int, processes: int, agents: int,
     sequences: list[list[Upload]], concurrency: int, log: Path, cache_mb: int = 0,
+    shared: bool = False,
 ) -> Result:  # fmt: skip
     with serve(database, log, processes, cache_mb) as url:
         full_seconds, noop, seconds, latencies, failed = asyncio.run(
-            run_fleet(url, agents, sequences, concurrency)
+            run_fleet(url, agents, sequences, concurrency, shared)
         )
     deltas = agents * (len(sequences[0]) - 1)
     delta_bytes = sum(len(u.frame) for s in sequences for u in s[1:]) / sum(
@@ -232,8 +253,9 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         f"`python bench/bench_server_load.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        f"; load generator in the same machine; {args.concurrency} requests"
-        f" in flight at most; {args.cycles} delta cycles per site (steady churn,"
+        f"; load generator in the same machine; {args.concurrency} requests in flight at most"
+        f" ({'one pool' if args.shared_connections else 'one connection per site'});"
+        f" {args.cycles} delta cycles per site (steady churn,"
         f" {args.churn_minutes or '300/objects'} minutes per cycle). Load average when done"
         " (other work shares this machine):"
         f" {' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
@@ -279,6 +301,9 @@ def main() -> int:
     parser.add_argument(
         "--state-cache-mb", type=int, default=0, help="per server process (0: serve's default)"
     )
+    parser.add_argument(
+        "--shared-connections", action="store_true", help="one pool for all sites (see above)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     fleet_sizes = args.agents or ([50] if args.quick else [2000, 20000])
@@ -310,7 +335,7 @@ def main() -> int:
                     print(f"{store} x{workers}: {sites} sites of {objects} objects", flush=True)
                     result = measure(
                         store, database, objects, workers, sites, sequences, args.concurrency,
-                        log, args.state_cache_mb,
+                        log, args.state_cache_mb, args.shared_connections,
                     )  # fmt: skip
                     rate = result.deltas / result.seconds
                     print(

@@ -16,7 +16,7 @@ from snapsync.canonical.snapshot import Snapshot, build_snapshot, snapshot_diges
 from snapsync.codec.decode import apply_frame
 from snapsync.codec.encode import encode_delta, encode_snapshot
 from snapsync.delta.diff import diff
-from snapsync.delta.incremental import IncrementalSnapshot, derive
+from snapsync.delta.incremental import IncrementalSnapshot, derive, digest_pair, indexed
 from snapsync.errors import DeltaError
 from snapsync.server.storage import ObjectQuery, Retention
 from snapsync.server.store import open_store
@@ -45,16 +45,40 @@ def recomputed(snapshot: Snapshot) -> bytes:
     return snapshot_digest((key, rebuilt[key].digest) for key in sorted(rebuilt))
 
 
-@given(st.lists(states, min_size=1, max_size=8))
-def test_derived_digest_equals_a_full_recomputation(sequence: list[dict[str, str]]) -> None:
-    current: Snapshot = snap({})
+def recomputed_pairs(snapshot: Snapshot) -> list[bytes]:
+    """The pair encodings from scratch, as the digest hashes them."""
+    rebuilt = {key: type(obj).from_data(obj.data) for key, obj in snapshot.objects.items()}
+    return [digest_pair(key, rebuilt[key].digest) for key in sorted(rebuilt)]
+
+
+def assert_whole(state: IncrementalSnapshot, target: Snapshot) -> None:
+    """The kept state (keys, pairs, size, digest) is what a full recomputation gives."""
+    assert state.digest == target.digest == recomputed(state)
+    assert state.pairs == recomputed_pairs(state)
+    assert state.keys == sorted(state.objects)
+    assert state.encoded_size == sum(len(o.encoded) for o in state.objects.values())
+
+
+@given(st.lists(states, min_size=1, max_size=8), st.booleans())
+def test_derived_digest_equals_a_full_recomputation(
+    sequence: list[dict[str, str]], from_indexed: bool
+) -> None:
+    """From a plain base, or one indexed first (as a server caches a full snapshot)."""
+    current: Snapshot = indexed(snap({})) if from_indexed else snap({})
     for step, state in enumerate(sequence):
         target = snap(state, step)
         current = derive(current, diff(current, target))
         assert isinstance(current, IncrementalSnapshot)
-        assert current.digest == target.digest == recomputed(current)
-        assert current.keys == sorted(current.objects)
-        assert current.encoded_size == sum(len(o.encoded) for o in current.objects.values())
+        assert_whole(current, target)
+        assert_whole(indexed(target), target)
+
+
+def test_indexing_refuses_pairs_that_miss_the_digest() -> None:
+    plain = snap({"c1": "a"})
+    forged = Snapshot(plain.header, plain.objects)
+    forged._digest = b"x" * 16
+    with pytest.raises(DeltaError, match="digest"):
+        indexed(forged)
 
 
 def test_a_delta_that_misses_its_target_is_refused() -> None:
@@ -108,6 +132,10 @@ def test_store_versions_verify_across_restarts_and_evictions(
             stored[writer.commit("e", applied, frame, held[0], float(at)).seq] = target
             if writer is not store:
                 writer.close()
+            kept = store.versions.states.newest("e")  # after "elsewhere": an older one
+            if kept is not None and kept[1].digest == target.digest:
+                assert isinstance(kept[1], IncrementalSnapshot)
+                assert_whole(kept[1], target)
             agent_base = target
             cold = open_store(str(path), retention)
             current = cold.versions.current("e")

@@ -89,6 +89,22 @@ def sorted_pairs(snapshot: Snapshot) -> list[bytes]:
     return [digest_pair(key, obj.digest) for key, obj in snapshot]
 
 
+def indexed(snapshot: Snapshot) -> IncrementalSnapshot:
+    """`snapshot` (same header and objects) carrying its pair encodings, computed once now, so
+    the first delta to it costs what it touches too (a server caches this for a version stored
+    from a full frame or read from rows). DeltaError unless they give exactly its digest; it
+    derives from no version (`parent` empty)."""
+    if isinstance(snapshot, IncrementalSnapshot):
+        return snapshot
+    keys, pairs = list(snapshot.keys), sorted_pairs(snapshot)
+    result = IncrementalSnapshot(
+        snapshot.header, snapshot.objects, keys, pairs, snapshot.encoded_size, b"", frozenset()
+    )
+    if result.digest != snapshot.digest:
+        raise DeltaError("the snapshot's pairs do not give its digest")
+    return result
+
+
 def derive(base: Snapshot, delta: Delta, budget: Budget | None = None) -> IncrementalSnapshot:
     """`delta` applied to `base` (as delta.apply, what it builds charged to `budget`):
     DeltaError, and `base` untouched, unless the result has exactly the target digest."""

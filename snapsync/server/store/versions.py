@@ -10,6 +10,11 @@ Invariants:
 - A version read back from rows is used only if the rows give exactly its digest; each process
   keeps the newest version per environment decoded (statecache.py) and checks at commit time,
   under the environment's lock, that it still is the newest.
+- What is kept always carries its sorted keys and pair encodings (delta.incremental.indexed,
+  checked against its digest when built from a full frame or rows, carried along by derive), so
+  no delta pays for them: a delta costs the objects it touches, plus a copy of two lists and a
+  dict and one BLAKE2b pass over ~60 bytes per object, which is how the target digest stays
+  exact (the very bytes snapshot_digest hashes) without re-hashing unchanged objects.
 - Pruning never removes a version whose snapshot is held, and always keeps, per key, the row
   that describes the oldest retained version.
 """
@@ -26,7 +31,7 @@ from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeade
 from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_snapshot
 from snapsync.delta.diff import Delta
-from snapsync.delta.incremental import IncrementalSnapshot, derive
+from snapsync.delta.incremental import IncrementalSnapshot, derive, indexed
 from snapsync.errors import DeltaError
 from snapsync.protocol.messages import Version
 from snapsync.server.statecache import DEFAULT_CACHE_BYTES, StateCache
@@ -77,6 +82,7 @@ class Versions:
             or self._from_rows(env, seq, digest, stored.header)
         )
         if snap is not None and self._newest_seq(env) == seq:
+            snap = indexed(snap)
             self.states.put(env, seq, snap)
         return snap
 
@@ -139,11 +145,21 @@ class Versions:
         """Store `snapshot` as the newest version (durable before this returns). Writes only
         the objects whose digest changed: when `snapshot` was derived from the newest version
         (snapsync.delta.incremental) the keys its delta touched, else a comparison of digests. The
-        version row keeps the snapshot's header; its objects are the rows (see snapshot())."""
+        version row keeps the snapshot's header; its objects are the rows (see snapshot()).
+
+        What does not need the database is done before the write joins a group commit (the
+        header's frame, the touched objects' JSON, a full snapshot's pair encodings): the
+        leader of a group runs every write of it while holding the writer lock."""
         stored = encode_snapshot(Snapshot(snapshot.header, {}), 3)
+        snapshot = indexed(snapshot)
+        touched = {
+            key: object_json(snapshot.objects[key].data)
+            for key in snapshot.touched
+            if key in snapshot.objects
+        }
 
         def write(db: Any) -> Version:
-            return self._write_version(db, env, snapshot, frame, base, now, stored)
+            return self._write_version(db, env, snapshot, frame, base, now, stored, touched)
 
         version = self.db.durable(write)
         self.states.put(env, version.seq, snapshot)
@@ -158,6 +174,7 @@ class Versions:
         base: Version | None,
         now: float,
         stored: bytes,
+        touched_json: dict[ObjectKey, str],
     ) -> Version:
         self.db.lock_env(db, env)
         row = self.db.run(
@@ -167,14 +184,19 @@ class Versions:
         ).fetchone()
         version = Version((row[0] if row else 0) + 1, snapshot.digest)
         newest = bytes(row[1]) if row else None
+        objects = snapshot.objects
         if isinstance(snapshot, IncrementalSnapshot) and newest == snapshot.parent:
             touched = sorted(snapshot.touched)
-            removed = [key for key in touched if key not in snapshot.objects]
-            changed = [(k, snapshot.objects[k]) for k in touched if k in snapshot.objects]
+            removed = [key for key in touched if key not in objects]
+            changed = [(k, objects[k].digest, touched_json[k]) for k in touched if k in objects]
         else:
             current = self._current_digests(db, env, newest)
-            removed = [key for key in current if key not in snapshot.objects]
-            changed = [(k, o) for k, o in snapshot.objects.items() if current.get(k) != o.digest]
+            removed = [key for key in current if key not in objects]
+            changed = [
+                (k, o.digest, object_json(o.data))
+                for k, o in objects.items()
+                if current.get(k) != o.digest
+            ]
         self.db.run(
             db,
             "INSERT INTO versions (env, seq, digest, base_seq, frame, frame_bytes, snapshot, "
@@ -220,13 +242,13 @@ class Versions:
         env: str,
         seq: int,
         removed: list[ObjectKey],
-        changed: list[tuple[ObjectKey, Any]],
+        changed: list[tuple[ObjectKey, bytes, str]],
     ) -> None:
         self.db.many(
             db, "DELETE FROM objects WHERE env = ? AND key = ?", [(env, str(k)) for k in removed]
         )
         rows: list[tuple[Any, ...]] = [
-            (env, str(k), *k.as_tuple(), o.digest, seq, object_json(o.data)) for k, o in changed
+            (env, str(k), *k.as_tuple(), digest, seq, data) for k, digest, data in changed
         ]
         self.db.many(
             db,
