@@ -275,7 +275,7 @@ def main() -> None:
     paced = BudgetConfig(limit=LIMIT, period="month", policy="paced")
     week = BudgetConfig(limit=LIMIT, period="month", policy="paced", burst=paced.uploads_limit // 4)
     months = [
-        simulate("fixed", BudgetConfig(limit=LIMIT, period="month"), deltas),
+        simulate("fixed", BudgetConfig(limit=LIMIT, period="month", policy="fixed"), deltas),
         simulate("paced", paced, deltas),
         simulate("paced, burst cap a week", week, deltas),
     ]

@@ -55,7 +55,7 @@ def profile() -> Profile:
 def config(budget: int) -> AgentConfig:
     return AgentConfig(
         intervals=INTERVALS,
-        budget=BudgetConfig(limit=budget, period="day"),
+        budget=BudgetConfig(limit=budget, period="day", policy="fixed"),
         chunk_size=4096,  # a full snapshot takes several chunks, so resumption is exercised
     )
 

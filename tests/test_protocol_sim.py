@@ -26,7 +26,7 @@ from tests import support_sim as invariants
 BUDGET = 2_000_000  # bytes per day: generous, but a long bad spell can touch it
 CONFIG = AgentConfig(
     intervals=Intervals(ping=60, snapshot=60, command=10, jitter=0.1),
-    budget=BudgetConfig(limit=BUDGET, period="day"),
+    budget=BudgetConfig(limit=BUDGET, period="day", policy="fixed"),
     chunk_size=4096,  # several chunks per full snapshot, so resumption is exercised
 )
 

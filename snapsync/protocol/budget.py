@@ -5,7 +5,8 @@ can bring back, so it is never exceeded. Pings and command results may use a sma
 uploads may not touch (so the server still sees the site alive and the delta held back). Periods
 are fixed windows: whole days (UTC), calendar months (UTC), or N seconds counted from the epoch.
 
-Two policies decide when an upload goes within the period:
+Two policies decide when an upload goes within the period (`paced` by default: a busy week
+should cost freshness, never blindness):
 - `fixed`: whenever the period's remaining budget carries it. A busy week early in the month
   spends the month, and the server then sees nothing new until the next one.
 - `paced`: the budget accrues through the period and a burst may draw on what accrued, up to a
@@ -43,7 +44,7 @@ class BudgetConfig:
     limit: int = 0  # bytes per period; 0 = unlimited
     period: str = "month"  # "day", "month", or a number of seconds
     reserve: float = 0.05  # share of the limit kept for pings and command results
-    policy: str = "fixed"  # "fixed" or "paced" (module docstring)
+    policy: str = "paced"  # "paced" or "fixed" (module docstring)
     burst: int | None = None  # paced: the bucket's capacity in bytes; None: BURST_DAYS' pace
     interval_floor: float = 10.0  # paced: seconds between upload starts, at least
     interval_ceiling: float = 900.0  # paced: after this long an upload may go on credit
