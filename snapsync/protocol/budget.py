@@ -260,10 +260,10 @@ class Budget:
     def _schedule(self, size: int, now: float) -> Pace:
         self._accrue(now)
         config = self.config
-        window = Window(self._rate(now), config.interval_floor, config.interval_ceiling)
+        window = Window(self.rate(now), config.interval_floor, config.interval_ceiling)
         return schedule(self.bucket, size, now, window, self.last_start)
 
-    def _rate(self, now: float) -> float:
+    def rate(self, now: float) -> float:
         """The pace in the period containing `now`: what B' leaves after the opening, over the
         period's length."""
         config = self.config
@@ -275,7 +275,7 @@ class Budget:
         holds the opening plus what the pace accrued since the period began, less what was used,
         up to the cap: last period's savings are not this period's bytes."""
         self.roll(now)
-        bucket, rate = self.bucket, self._rate(now)
+        bucket, rate = self.bucket, self.rate(now)
         if bucket.stamp is None or bucket.stamp < self.period_started:
             accrued = self.config.opening_bytes + rate * (now - self.period_started) - self.used
             bucket.tokens, bucket.stamp = min(bucket.capacity, accrued), now
