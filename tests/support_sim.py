@@ -86,11 +86,12 @@ def paced_bound(sim: Sim, frame: int) -> float:
 
     The pacer lets an upload start once the bucket covers it, or on credit once the bucket is out
     of debt and `interval_ceiling` has passed since the previous start (snapsync.protocol.pacing);
-    its later chunks never wait. So each start (at most STARTS) waits at most the ceiling plus
-    the time the net pace takes to repay what the bucket owes: its debt when the link returns,
-    plus `frame` (the most one start can put on credit: a full snapshot with its allowances).
-    A period that ends sooner opens the bucket afresh (debt forgiven, and the next period for
-    an upload this one's hard check refused): at most its end plus the same without the debt.
+    its later chunks never wait. So the starts of a catch-up (at most STARTS) go within one
+    ceiling each, plus the time the net pace takes to repay what the bucket owes before the
+    last of them: its debt when the link returns, plus what the earlier starts cost, at most
+    `frame` (the most a start can put on credit: a full snapshot with its allowances). A period
+    that ends sooner opens the bucket afresh (debt forgiven, and the next period for an upload
+    this one's hard check refused): at most its end plus the same without the debt.
     """
     budget = sim.agent.budget
     if not budget.paced:
@@ -100,8 +101,8 @@ def paced_bound(sim: Sim, frame: int) -> float:
     budget.pace(1, sim.now)  # accrue the bucket to now
     debt = max(0.0, -budget.bucket.tokens)
     ceiling = budget.config.interval_ceiling
-    this_period = STARTS * (ceiling + (debt + frame) / net)
-    next_period = budget.next_period(sim.now) - sim.now + STARTS * (ceiling + frame / net)
+    this_period = STARTS * ceiling + (debt + frame) / net
+    next_period = budget.next_period(sim.now) - sim.now + STARTS * ceiling + frame / net
     return min(this_period, next_period)
 
 

@@ -55,11 +55,11 @@ def profile() -> Profile:
 
 
 # Bytes per day, and the policy. Paced, pings at a minute take ~11 B/s of the pace (~33 and
-# ~16 B/s), the bucket saves at most BURST (a few full snapshots of this cluster), and churn at
+# ~22 B/s), the bucket saves at most BURST (a few full snapshots of this cluster), and churn at
 # a snapshot a minute soon needs more than what is left: the budget binds. The fixed windows
 # are too small to pay for those pings out of a pace (the CLI would refuse them paced): they
 # spend the period and wait for the next.
-BUDGETS = {0: "paced", 3_000_000: "paced", 1_500_000: "paced", 400_000: "fixed", 120_000: "fixed"}
+BUDGETS = {0: "paced", 3_000_000: "paced", 2_000_000: "paced", 400_000: "fixed", 120_000: "fixed"}
 BURST = 20_000
 
 
@@ -378,13 +378,13 @@ def test_a_base_recommitted_under_a_newer_number_still_counts_as_held(_: None) -
 
 
 def test_a_paced_budget_that_binds_spaces_uploads_and_a_new_version_comes_within_t() -> None:
-    """Byte counts and simulated time, no timings. Under the smallest paced budget, three hours
+    """Byte counts and simulated time, no timings. Under the smaller paced budget, three hours
     of busy churn at a snapshot a minute outrun the pace: uploads wait ("ahead of pace"), the
     day's bytes stay within the budget. Then two hours without a link, busy all along: once it
     returns, a new version (the newest collection) reaches the server within T of the pace
     (support_sim.paced_bound), plus the backoff and ping that find the link back."""
-    budget = 1_500_000
-    cluster = SampleCluster(objects=40, shape="application", seed=3)
+    budget = 2_000_000
+    cluster = SampleCluster(objects=100, shape="application", seed=3)
     sim = Sim(config(budget), seed=3)
     waited: Counter[str] = Counter()
     for _ in range(180):
