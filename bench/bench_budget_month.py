@@ -234,6 +234,13 @@ def render(months: list[Month], config: BudgetConfig) -> str:
         "",
         f"![age over the month](../plots/{PLOT.name})",
         "",
+        "Real processes: `python bench/check_budget_real.py --minutes 6 --period 120 --budget "
+        "20kB` runs `snapsync serve` and the `snapsync agent --from-file` CLI (each policy by "
+        "--budget-policy) over loopback through a counting proxy, a file rewritten every second, "
+        "20 kB per 120 s. Measured 2026-12-03 (budget_real.md): the fixed window left the "
+        "server 63 s without a new version, the paced agent at most 9 s; wire bytes per whole "
+        "period fixed 19,044 and 17,923, paced 16,603 and 18,192 (budget 20,000).",
+        "",
     ]
     return "\n".join(lines)
 
@@ -275,7 +282,7 @@ def main() -> None:
     paced = BudgetConfig(limit=LIMIT, period="month", policy="paced")
     week = BudgetConfig(limit=LIMIT, period="month", policy="paced", burst=paced.uploads_limit // 4)
     months = [
-        simulate("fixed", BudgetConfig(limit=LIMIT, period="month"), deltas),
+        simulate("fixed", BudgetConfig(limit=LIMIT, period="month", policy="fixed"), deltas),
         simulate("paced", paced, deltas),
         simulate("paced, burst cap a week", week, deltas),
     ]

@@ -46,6 +46,10 @@ EFFECTS: dict[Variable, tuple[str, Callable[[AgentSettings], Any], Any]] = {
     s.COMMAND_INTERVAL: ("2e1", lambda a: a.config.intervals.command, 20.0),
     s.BUDGET: ("500MB", lambda a: a.config.budget.limit, 500_000_000),
     s.BUDGET_PERIOD: ("day", lambda a: a.config.budget.period, "day"),
+    s.BUDGET_POLICY: ("fixed", lambda a: a.config.budget.policy, "fixed"),
+    s.BUDGET_BURST: ("2MB", lambda a: a.config.budget.burst, 2_000_000),
+    s.UPLOAD_INTERVAL_FLOOR: ("0", lambda a: a.config.budget.interval_floor, 0.0),
+    s.UPLOAD_INTERVAL_CEILING: ("3600", lambda a: a.config.budget.interval_ceiling, 3600.0),
     s.STATE_DIR: ("/var/lib/snapsync", lambda a: a.state_dir, Path("/var/lib/snapsync")),
     s.PROFILE: ("minimal", lambda a: a.profile.name, "minimal"),
     s.COLLECT: ("list", lambda a: a.collect, "list"),
@@ -68,6 +72,13 @@ BAD: list[tuple[Variable, str, str]] = [
     (s.BUDGET, "-1MB", "is not a number of bytes"),
     (s.BUDGET_PERIOD, "week", "is not day, month or a positive number of seconds"),
     (s.BUDGET_PERIOD, "-60", "is not day, month or a positive number of seconds"),
+    (s.BUDGET_POLICY, "greedy", "is not one of fixed, paced"),
+    (s.BUDGET_BURST, "-5kB", "is not a positive size"),
+    (s.BUDGET_BURST, "0", "is not a positive size"),
+    (s.BUDGET_BURST, "lots", "expected a number with an optional unit"),
+    (s.UPLOAD_INTERVAL_FLOOR, "-1", "is not zero or a positive number of seconds"),
+    (s.UPLOAD_INTERVAL_FLOOR, "nan", "is not zero or a positive number of seconds"),
+    (s.UPLOAD_INTERVAL_CEILING, "0", "is not a positive number of seconds"),
     (s.PROFILE, "no-such-profile", "not a file nor a built-in"),
     (s.COLLECT, "often", "is not one of watch, list"),
     (s.ALLOW_COMMANDS, "2", "is not on or off"),
@@ -137,6 +148,47 @@ def test_a_bad_value_is_one_line_naming_flag_value_and_variable(
     shown = value.split(",")[-1] if variable == s.COMMAND_NAMESPACES else value  # the bad name
     assert repr(shown) in message
     assert problem in message
+
+
+# Values fine alone, refused together: one line naming every flag and variable involved.
+BAD_TOGETHER: list[tuple[dict[str, str], tuple[Variable, ...], str]] = [
+    (
+        {"SNAPSYNC_UPLOAD_INTERVAL_FLOOR": "120", "SNAPSYNC_UPLOAD_INTERVAL_CEILING": "60"},
+        (s.UPLOAD_INTERVAL_FLOOR, s.UPLOAD_INTERVAL_CEILING),
+        "upload interval ceiling (60 s) is below its floor (120 s)",
+    ),
+    (
+        {"SNAPSYNC_BUDGET": "1MB", "SNAPSYNC_BUDGET_BURST": "960kB"},
+        (s.BUDGET, s.BUDGET_BURST),
+        "budget burst cap (960,000 B) is larger than the budget less its reserve",
+    ),
+    (
+        {"SNAPSYNC_BUDGET": "50kB", "SNAPSYNC_BUDGET_PERIOD": "day"},
+        (s.BUDGET, s.BUDGET_PERIOD, s.PING_INTERVAL),
+        "does not pay for a ping every 60 s",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "variables", "problem"), BAD_TOGETHER)
+def test_values_refused_together_are_one_line_naming_each(
+    env: dict[str, str], variables: tuple[Variable, ...], problem: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError) as caught:
+        _settings(**env)
+    message = str(caught.value)
+    assert "\n" not in message and problem in message
+    assert all(v.flag in message and v.name in message for v in variables)
+    env = {**REQUIRED, **env}
+    result = CliRunner().invoke(cli, ["agent", "--from-file", str(tmp_path / "none")], env=env)
+    assert result.exit_code == 2 and result.stderr == f"snapsync: error: {message}\n"
+
+
+def test_a_ping_every_hour_fits_a_budget_too_small_for_one_a_minute() -> None:
+    hourly = _settings(
+        SNAPSYNC_BUDGET="50kB", SNAPSYNC_BUDGET_PERIOD="day", SNAPSYNC_PING_INTERVAL="3600"
+    )
+    assert hourly.config.budget.limit == 50_000
 
 
 @pytest.mark.parametrize("variable", [s.SERVER_URL, s.EDGE_ID, s.AGENT_SECRET])

@@ -11,9 +11,11 @@ Safety (every step): the server holds only versions the agent produced, each int
 recomputed from its objects); the agent's acknowledged base is a version the server holds; the
 bytes on the link in any budget period stay within the budget; no command runs twice.
 Liveness (recovery): within a bounded number of wake-ups, and a bounded simulated time (backoff
-cap, late deliveries draining, a budget period), the server's newest digest is the agent's
-latest; the catch-up ships at most one frame to now (plus the rest of an upload the server had
-started receiving), never a backlog, checked on byte counts.
+cap, late deliveries draining, and the budget's wait: under a paced budget that binds, T from
+the pace (tests/support_sim.py, `paced_bound`), under a fixed window the next period), the
+server's newest digest is the agent's latest; the catch-up ships at most one frame to now
+(plus the rest of an upload the server had started receiving), never a backlog, checked on
+byte counts.
 
 A failure prints the steps as a scenario, with the link's trace per step (`note`). Replay it with
 the printed `@reproduce_failure` blob, or just rerun: the example database keeps it. Set
@@ -52,10 +54,24 @@ def profile() -> Profile:
     return load_profile()
 
 
+# Bytes per day, and the policy. Paced, pings at a minute take ~11 B/s of the pace (~33 and
+# ~22 B/s), the bucket saves at most BURST (a few full snapshots of this cluster), and churn at
+# a snapshot a minute soon needs more than what is left: the budget binds. The fixed windows
+# are too small to pay for those pings out of a pace (the CLI would refuse them paced): they
+# spend the period and wait for the next.
+BUDGETS = {0: "paced", 3_000_000: "paced", 2_000_000: "paced", 400_000: "fixed", 120_000: "fixed"}
+BURST = 20_000
+
+
 def config(budget: int) -> AgentConfig:
     return AgentConfig(
         intervals=INTERVALS,
-        budget=BudgetConfig(limit=budget, period="day"),
+        budget=BudgetConfig(
+            limit=budget,
+            period="day",
+            policy=BUDGETS[budget],
+            burst=BURST if BUDGETS[budget] == "paced" else None,
+        ),
         chunk_size=4096,  # a full snapshot takes several chunks, so resumption is exercised
     )
 
@@ -84,7 +100,7 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
 
     @initialize(
         seed=st.integers(0, 2**32 - 1),
-        budget=st.sampled_from([0, 3_000_000, 400_000, 120_000]),
+        budget=st.sampled_from(list(BUDGETS)),
         shape=st.sampled_from(["application", "platform"]),
     )
     def start(self, seed: int, budget: int, shape: str) -> None:
@@ -197,10 +213,13 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
         stale = len(sim.in_network)
         reassert = len(encode_delta(latest, latest, sim.config.encode).frame)
         started = sim.now
+        wait = self._budget_wait(latest)
         if sim.agent.snapshot_due(sim.now) or sim.agent.latest is not latest:
             sim.collect(latest)
         wakeups = 0
-        while wakeups < WAKEUPS and not self._converged(latest):
+        # while the budget holds an upload back, the agent still wakes to ping and collect
+        most = WAKEUPS + int(2 * wait / (INTERVALS.ping * (1 - INTERVALS.jitter)))
+        while wakeups < most and not self._converged(latest):
             wakeups += 1
             self._cycle(max(0.0, sim.agent.wakeup_at(sim.now) - sim.now))
         self._tell(f"link heals (bandwidth {bandwidth or 'unlimited'}); {wakeups} wake-ups")
@@ -209,8 +228,8 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
             f"not converged after {wakeups} wake-ups and {sim.now - started:.0f}s: server at "
             f"{current.digest.hex()[:6] if current else None}, agent at {latest.digest.hex()[:6]}"
         )
-        limit = INTERVALS.backoff_cap + MAX_DELAY + 12 * INTERVALS.ping + self._budget_wait(started)
-        assert sim.now - started <= limit
+        limit = INTERVALS.backoff_cap + MAX_DELAY + 12 * INTERVALS.ping + wait
+        assert sim.now - started <= limit, f"{sim.now - started:.0f}s to converge, T {wait:.0f}s"
         catch_up = sum(size for _, size in sim.uploaded[sent_before:])
         frames = len(sim.applied) - applied_before
         note(f"      catch-up: {catch_up} B in {frames} frame(s); bound {bound} B")
@@ -235,11 +254,15 @@ class FlakyLinkVOPR(RuleBasedStateMachine):
             and not self.sim.in_network  # nothing stale can still land
         )
 
-    def _budget_wait(self, started: float) -> float:
-        """Time a budget-deferred upload may wait: until the next period starts."""
+    def _budget_wait(self, latest: Snapshot) -> float:
+        """Time a budget-deferred upload may wait: T from the pace when paced (support_sim), until
+        the next period starts under a fixed window."""
+        sim = self.sim
         if not self.budget:
             return 0.0
-        return period_start("day", started) + DAY - started + INTERVALS.ping
+        if sim.agent.budget.paced:
+            return invariants.paced_bound(sim, invariants.full_frame_cost(sim, latest))
+        return period_start("day", sim.now) + DAY - sim.now + INTERVALS.ping
 
     def _single_frame(self, latest: Snapshot) -> int:
         """The one frame a well-behaved agent ships to catch up: from its newest ack, or whole."""
@@ -352,3 +375,45 @@ def test_a_base_recommitted_under_a_newer_number_still_counts_as_held(_: None) -
     assert acked is not None and acked not in machine.sim.store.held(ENV)  # the case itself
     machine.agent_base_is_held_by_the_server()
     machine.teardown()
+
+
+def test_a_paced_budget_that_binds_spaces_uploads_and_a_new_version_comes_within_t() -> None:
+    """Byte counts and simulated time, no timings. Under the smaller paced budget, three hours
+    of busy churn at a snapshot a minute outrun the pace: uploads wait ("ahead of pace"), the
+    day's bytes stay within the budget. Then two hours without a link, busy all along: once it
+    returns, a new version (the newest collection) reaches the server within T of the pace
+    (support_sim.paced_bound), plus the backoff and ping that find the link back."""
+    budget = 2_000_000
+    cluster = SampleCluster(objects=100, shape="application", seed=3)
+    sim = Sim(config(budget), seed=3)
+    waited: Counter[str] = Counter()
+    for _ in range(180):
+        cluster.step(churn="busy")
+        sim.advance(61)
+        if sim.agent.snapshot_due(sim.now):
+            sim.collect(build_snapshot(cluster.objects(), profile()))
+        sim.run_exchanges()
+        pace = sim.agent.gate.pace
+        if sim.agent.waiting and pace is not None:
+            waited[pace.reason] += 1
+    assert waited["ahead of pace"] >= 10, waited  # the budget binds
+    invariants.budget_is_never_exceeded(sim, budget)
+    sim.outage(2 * HOUR)
+    while sim.now + 600 < sim.down_until:
+        cluster.step(churn="busy")
+        sim.advance(600)
+        sim.collect(build_snapshot(cluster.objects(), profile()))
+        sim.run_exchanges()
+    sim.advance(sim.down_until - sim.now)
+    latest = sim.agent.latest
+    assert latest is not None and not sim.agent.in_sync
+    started, held = sim.now, sim.store.current(ENV)
+    wait = invariants.paced_bound(sim, invariants.full_frame_cost(sim, latest))
+    while sim.now - started <= INTERVALS.backoff_cap + INTERVALS.ping + wait:
+        sim.advance(max(1.0, sim.agent.wakeup_at(sim.now) - sim.now))
+        sim.run_exchanges()
+        if sim.agent.in_sync:
+            break
+    current = sim.store.current(ENV)
+    assert current is not None and current != held and current.digest == latest.digest
+    invariants.budget_is_never_exceeded(sim, budget)

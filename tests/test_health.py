@@ -14,10 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from snapsync.agent import Agent, HttpTransport, format_report
+from snapsync.agent.loop import StepReport
 from snapsync.agent.transport import Answer, Transport
 from snapsync.cli import cli
 from snapsync.collect import FileCollector
 from snapsync.protocol import AgentConfig, Intervals, MemoryStore
+from snapsync.protocol.pacing import AHEAD, Pace
 from snapsync.server import ServerSettings, SharedSecret
 from snapsync.sim.sample_cluster import SampleCluster
 from tests.support_server import live_server
@@ -144,3 +146,10 @@ def test_agent_command_passes_the_health_file_through(tmp_path: Path) -> None:
         )
     assert result.exit_code == 0, result.output
     assert beat.read_text().split()[1] == "in_sync=true"
+
+
+def test_the_log_line_shows_the_pace_and_why() -> None:
+    pace = Pace(AHEAD, 250.0, 100.0, 12_345, 183.0, 2_100.0)
+    line = format_report(StepReport(pace=pace))
+    assert "pace='interval 1m40s (ahead of pace: 12,345 B at 183 B/s, bucket 2,100 B)'" in line
+    assert "pace=" not in format_report(StepReport())

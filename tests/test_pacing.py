@@ -217,7 +217,7 @@ def test_each_reason_the_pacer_gives() -> None:
     repaying = schedule(debt, 60_000, 100.0, window, last_start=0.0)
     assert repaying.reason == REPAYING and repaying.ready_at == pytest.approx(1100.0)
     assert "repaying credit" in repaying.describe() and "18m20s" in repaying.describe()
-    fixed = Budget(BudgetConfig(limit=10_000, period="day"))
+    fixed = Budget(BudgetConfig(limit=10_000, period="day", policy="fixed"))
     assert fixed.pace(100, 5.0).reason == UNPACED
     assert fixed.pace(20_000, 5.0).reason == SPENT
 
@@ -333,8 +333,8 @@ def test_the_month_benchmark_meets_issue_18s_targets() -> None:
     minutes, no timings): paced, steady p99 age <= 2 min, burst max <= 30 min, never a wait
     with the period spent; the fixed window goes blind at the month's end. Both within 500 MB."""
     deltas = Deltas.load()
-    fixed = simulate("fixed", BudgetConfig(limit=LIMIT, period="month"), deltas)
-    paced = simulate("paced", BudgetConfig(limit=LIMIT, period="month", policy="paced"), deltas)
+    fixed = simulate("fixed", BudgetConfig(limit=LIMIT, period="month", policy="fixed"), deltas)
+    paced = simulate("paced", BudgetConfig(limit=LIMIT, period="month"), deltas)
     steady = paced.ages[: BURST[0]] + paced.ages[BURST[1] + 60 :]
     assert percentile(steady, 0.99) <= 120
     assert max(paced.ages[BURST[0] : BURST[1]]) <= 30 * 60

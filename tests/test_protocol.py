@@ -36,6 +36,7 @@ from snapsync.protocol.messages import (
     decode,
 )
 from snapsync.protocol.outcome import Outcome
+from snapsync.protocol.pacing import CREDIT, REPAYING
 from snapsync.protocol.reconcile import BucketSet, kind_digests
 from snapsync.protocol.schedule import backoff_delay
 from snapsync.sim.link import ENV, LinkFaults, Sim
@@ -352,11 +353,42 @@ def test_budget_defers_an_upload_and_never_overspends() -> None:
     assert sim.bytes_in_period(day, day + 86400) <= 8_000
 
 
-def test_budget_lets_a_delta_through_when_it_fits() -> None:
-    config = AgentConfig(intervals=NO_JITTER, budget=BudgetConfig(limit=10**6, period="month"))
-    sim = synced(config)
+def test_the_fixed_window_lets_a_delta_through_when_it_fits() -> None:
+    """The fixed policy, chosen: whatever the period's remaining budget carries goes at once
+    (paced, this delta would wait for the pace to repay the full snapshot's credit)."""
+    budget = BudgetConfig(limit=10**6, period="month", policy="fixed")
+    sim = synced(AgentConfig(intervals=NO_JITTER, budget=budget))
     cycle(sim, states(2)[1])
     assert sim.agent.in_sync
+
+
+def test_paced_a_delta_waits_for_the_pace_and_the_agent_wakes_when_it_may_go() -> None:
+    """Paced (the default): the full snapshot went on credit; the next delta waits while the pace
+    repays it, the agent asks to be woken when the budget says it may go, and it goes then."""
+    budget = BudgetConfig(limit=10**6, period="month", interval_ceiling=600.0)
+    daily = Intervals(ping=86400, snapshot=86400, jitter=0)
+    sim = synced(AgentConfig(intervals=daily, budget=budget))
+    cycle(sim, states(2)[1])
+    assert not sim.agent.in_sync and sim.agent.waiting > 0
+    pace = sim.agent.gate.pace
+    assert pace is not None and pace.reason == REPAYING
+    wake = sim.agent.wakeup_at(sim.now)
+    assert wake == sim.agent.gate.ready_at < sim.agent.next_snapshot
+    sim.now = wake - 1
+    sim.run_exchanges()
+    assert not sim.agent.in_sync  # not a second early
+    sim.now = wake
+    sim.run_exchanges()
+    assert sim.agent.in_sync and sim.agent.waiting == 0
+
+
+def test_the_later_chunks_of_an_upload_never_wait_for_the_pace() -> None:
+    """The pace spaces upload starts: the first full snapshot starts on credit, and its later
+    chunks go although the bucket is in debt, in the same instant."""
+    budget = BudgetConfig(limit=10**6, period="month")
+    sim = synced(AgentConfig(intervals=NO_JITTER, budget=budget, chunk_size=1024))
+    assert len(sim.uploaded) > 3 and sim.agent.budget.bucket.tokens < 0
+    assert sim.agent.gate.pace is not None and sim.agent.gate.pace.reason == CREDIT
 
 
 @pytest.mark.parametrize(

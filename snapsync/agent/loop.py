@@ -37,6 +37,7 @@ from snapsync.protocol.events import (
     UploadRejected,
 )
 from snapsync.protocol.messages import Command, CommandResult
+from snapsync.protocol.pacing import Pace
 
 log = logging.getLogger("snapsync.agent")
 
@@ -66,6 +67,9 @@ class StepReport:
     # was reached and accepted our credentials, which is what `--once` exits 0 on.
     confirmed: bool = False
     budget_left: int | None = None
+    # The pacer's latest decision on a new upload: the interval in use and why (None: no upload
+    # asked the budget yet).
+    pace: Pace | None = None
     rss_bytes: int | None = None  # the process's resident memory (Linux), read after the pass
     events: list[Event] = field(default_factory=list)
 
@@ -115,6 +119,7 @@ class Agent:
         report.in_sync = self.protocol.in_sync
         report.confirmed = self._server_confirms_latest()
         report.budget_left = self.protocol.budget.remaining(now)
+        report.pace = self.protocol.gate.pace
         report.rss_bytes = resident_bytes()
         self.save()
         self._beat()
@@ -204,9 +209,12 @@ class Agent:
             elif isinstance(event, UploadRejected | PeerMisbehaved):
                 log.warning("%s", event)
             elif isinstance(event, BudgetDeferred):
-                log.warning(
-                    "data budget: an upload of %d bytes waits (%d left this period)",
+                spent = event.until >= self.protocol.budget.next_period(self.clock())
+                log.log(  # waiting for the pace is routine; for the next period, not
+                    logging.WARNING if spent else logging.INFO,
+                    "data budget: an upload of %d bytes waits %.0f s (%d left this period)",
                     event.needed,
+                    max(0.0, event.until - self.clock()),
                     event.remaining,
                 )
 
@@ -262,6 +270,8 @@ def format_report(report: StepReport) -> str:
         f"confirmed={str(report.confirmed).lower()}",
         f"budget_left={'unlimited' if report.budget_left is None else report.budget_left}",
     ]
+    if report.pace is not None:
+        parts.append(f"pace={report.pace.describe()!r}")
     if report.rss_bytes is not None:
         parts.append(f"rss_mb={report.rss_bytes / 2**20:.0f}")
     if report.collect_error:

@@ -20,8 +20,10 @@ from snapsync.canonical.profile import Profile, load_profile
 from snapsync.errors import InputError, SnapsyncError
 from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
 from snapsync.protocol.auth import check_secret
-from snapsync.protocol.budget import parse_size, period_start
+from snapsync.protocol.budget import POLICIES, parse_size, period_start
 from snapsync.protocol.commands import OBJECT_NAME
+from snapsync.protocol.messages import Ping, Pong, Version
+from snapsync.protocol.request import DEFAULT_OVERHEAD
 
 if TYPE_CHECKING:
     from snapsync.agent.loop import Agent, CommandRunner
@@ -42,6 +44,14 @@ class Variable:
         return InputError(f"{self.flag}: {detail} ({self.name})")
 
 
+def refuse_together(variables: tuple[Variable, ...], exc: InputError) -> InputError:
+    """A refusal of values that are fine alone but not together (a ceiling below its floor):
+    the check's own line, naming every flag and variable involved."""
+    flags, names = (", ".join(getattr(v, a) for v in variables) for a in ("flag", "name"))
+    return InputError(f"{flags}: {exc} ({names})")
+
+
+_BUDGET = BudgetConfig()  # the defaults the budget variables spell
 SERVER_URL = Variable("SNAPSYNC_SERVER_URL", "--server-url")
 EDGE_ID = Variable("SNAPSYNC_EDGE_ID", "--edge-id")
 AGENT_SECRET = Variable("SNAPSYNC_AGENT_SECRET", "--agent-secret")
@@ -51,6 +61,14 @@ SNAPSHOT_INTERVAL = Variable("SNAPSYNC_SNAPSHOT_INTERVAL", "--snapshot-interval"
 COMMAND_INTERVAL = Variable("SNAPSYNC_COMMAND_INTERVAL", "--command-interval", "10.0")
 BUDGET = Variable("SNAPSYNC_BUDGET", "--budget", "0")
 BUDGET_PERIOD = Variable("SNAPSYNC_BUDGET_PERIOD", "--budget-period", "month")
+BUDGET_POLICY = Variable("SNAPSYNC_BUDGET_POLICY", "--budget-policy", _BUDGET.policy)
+BUDGET_BURST = Variable("SNAPSYNC_BUDGET_BURST", "--budget-burst")
+UPLOAD_INTERVAL_FLOOR = Variable(
+    "SNAPSYNC_UPLOAD_INTERVAL_FLOOR", "--upload-interval-floor", f"{_BUDGET.interval_floor:g}"
+)
+UPLOAD_INTERVAL_CEILING = Variable(
+    "SNAPSYNC_UPLOAD_INTERVAL_CEILING", "--upload-interval-ceiling", f"{_BUDGET.interval_ceiling:g}"
+)
 STATE_DIR = Variable("SNAPSYNC_STATE_DIR", "--state-dir")
 PROFILE = Variable("SNAPSYNC_PROFILE", "--profile", "default")
 COLLECT = Variable("SNAPSYNC_COLLECT", "--collect", "watch")
@@ -70,6 +88,10 @@ VARIABLES = (
     COMMAND_INTERVAL,
     BUDGET,
     BUDGET_PERIOD,
+    BUDGET_POLICY,
+    BUDGET_BURST,
+    UPLOAD_INTERVAL_FLOOR,
+    UPLOAD_INTERVAL_CEILING,
     STATE_DIR,
     PROFILE,
     COLLECT,
@@ -80,6 +102,14 @@ VARIABLES = (
     IN_CLUSTER,
 )
 COLLECT_MODES = ("watch", "list")
+# What a ping costs at the least, for the check that a budget pays for one every ping interval:
+# a ping and the pong of an agent in sync, with an exchange's overhead on a kept-alive connection.
+_HELD = (Version(1, bytes(32)),)
+PING_COST = (
+    len(Ping(have=(bytes(32),), latest=bytes(32)).encode())
+    + len(Pong(holds=_HELD).encode())
+    + DEFAULT_OVERHEAD
+)
 # The spellings click accepts for a boolean flag's variable, so both paths agree.
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
@@ -118,6 +148,11 @@ class AgentSettings:
             snapshot=env.seconds(SNAPSHOT_INTERVAL),
             command=env.seconds(COMMAND_INTERVAL),
         )
+        budget = env.budget()
+        try:
+            budget.check_pings(intervals.ping, PING_COST)
+        except InputError as exc:
+            raise refuse_together((BUDGET, BUDGET_PERIOD, PING_INTERVAL), exc) from None
         state_dir = env.text(STATE_DIR)
         health_file = env.text(HEALTH_FILE)
         return cls(
@@ -125,7 +160,7 @@ class AgentSettings:
             edge_id=edge_id,
             secret=secret,
             state_dir=Path(state_dir) if state_dir else default_state_dir(edge_id, env.values),
-            config=AgentConfig(intervals=intervals, budget=env.budget()),
+            config=AgentConfig(intervals=intervals, budget=budget),
             profile=env.profile(),
             insecure_poll=env.flag(INSECURE_POLL),
             collect=env.choice(COLLECT, COLLECT_MODES),
@@ -220,15 +255,29 @@ class _Environment:
             raise variable.refuse(f"{value!r} is not on or off (1/0, true/false, yes/no, on/off)")
         return spelled in _TRUE
 
-    def seconds(self, variable: Variable) -> float:
+    def seconds(self, variable: Variable, *, zero: bool = False) -> float:
+        """A finite number of seconds, positive (or, with `zero`, zero or more)."""
         value = self.required(variable)
         try:
             seconds = float(value)
         except ValueError:
             seconds = math.nan
+        if zero and seconds == 0:
+            return seconds
         if not 0 < seconds < math.inf:  # also refuses nan
-            raise variable.refuse(f"{value!r} is not a positive number of seconds")
+            kind = "zero or a positive" if zero else "a positive"
+            raise variable.refuse(f"{value!r} is not {kind} number of seconds")
         return seconds
+
+    def size(self, variable: Variable) -> int | None:
+        """A number of bytes with an optional unit; None when unset."""
+        value = self.text(variable)
+        if value is None:
+            return None
+        try:
+            return parse_size(value)
+        except InputError as exc:
+            raise variable.refuse(str(exc)) from None
 
     def choice(self, variable: Variable, choices: tuple[str, ...]) -> str:
         value = self.required(variable)
@@ -237,20 +286,39 @@ class _Environment:
         return value
 
     def budget(self) -> BudgetConfig:
+        """The budget and its policy; a refusal that names two knobs (a ceiling below the floor,
+        a burst cap above the budget) is BudgetConfig's own line."""
         limit, period = self.required(BUDGET), self.required(BUDGET_PERIOD)
-        try:
-            size = parse_size(limit)
-        except InputError as exc:
-            raise BUDGET.refuse(str(exc)) from None
+        size = self.size(BUDGET) or 0
         if size < 0:
             raise BUDGET.refuse(f"{limit!r} is not a number of bytes (0: unlimited)")
+        burst = self.size(BUDGET_BURST)
+        if burst is not None and burst <= 0:
+            raise BUDGET_BURST.refuse(f"{self.text(BUDGET_BURST)!r} is not a positive size")
         try:
             period_start(period, 0.0)
         except InputError:
             raise BUDGET_PERIOD.refuse(
                 f"{period!r} is not day, month or a positive number of seconds"
             ) from None
-        return BudgetConfig(limit=size, period=period)
+        policy = self.choice(BUDGET_POLICY, POLICIES)
+        floor = self.seconds(UPLOAD_INTERVAL_FLOOR, zero=True)
+        ceiling = self.seconds(UPLOAD_INTERVAL_CEILING)
+        try:
+            BudgetConfig(interval_floor=floor, interval_ceiling=ceiling)
+        except InputError as exc:
+            raise refuse_together((UPLOAD_INTERVAL_FLOOR, UPLOAD_INTERVAL_CEILING), exc) from None
+        try:
+            return BudgetConfig(
+                size,
+                period,
+                policy=policy,
+                burst=burst,
+                interval_floor=floor,
+                interval_ceiling=ceiling,
+            )
+        except InputError as exc:  # what is left to refuse: a burst cap above the budget
+            raise refuse_together((BUDGET, BUDGET_BURST), exc) from None
 
     def profile(self) -> Profile:
         try:

@@ -22,7 +22,9 @@ from snapsync.agent.settings import (
     AGENT_SECRET,
     ALLOW_COMMANDS,
     BUDGET,
+    BUDGET_BURST,
     BUDGET_PERIOD,
+    BUDGET_POLICY,
     COLLECT,
     COLLECT_MODES,
     COMMAND_INTERVAL,
@@ -35,12 +37,15 @@ from snapsync.agent.settings import (
     SERVER_URL,
     SNAPSHOT_INTERVAL,
     STATE_DIR,
+    UPLOAD_INTERVAL_CEILING,
+    UPLOAD_INTERVAL_FLOOR,
     AgentSettings,
     Variable,
 )
 from snapsync.cli.command import Command, UserError
 from snapsync.cli.source import pop_source, source_options
 from snapsync.errors import InputError
+from snapsync.protocol.budget import POLICIES
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -138,6 +143,34 @@ def _settings(ctx: click.Context) -> AgentSettings:
     show_default=True,
     metavar="PERIOD",
     help="Budget period: day or month (UTC calendar), or a number of seconds.",
+)
+@_setting(
+    BUDGET_POLICY,
+    type=click.Choice(POLICIES),
+    show_default=True,
+    help="paced: the budget accrues through the period, so uploads space out as churn grows "
+    "and never stop while it accrues; fixed: upload until the period's budget is spent.",
+)
+@_setting(
+    BUDGET_BURST,
+    metavar="SIZE",
+    help="Paced: the most saved-up budget one burst may draw on [default: a day of the "
+    "period's pace, a quarter of the budget for periods of a day or less].",
+)
+@_setting(
+    UPLOAD_INTERVAL_FLOOR,
+    type=float,
+    show_default=True,
+    metavar="SECONDS",
+    help="Paced: seconds between upload starts, at least.",
+)
+@_setting(
+    UPLOAD_INTERVAL_CEILING,
+    type=float,
+    show_default=True,
+    metavar="SECONDS",
+    help="Paced: while churn runs ahead of the pace, an upload goes at least this often, "
+    "on credit the pace repays.",
 )
 @_setting(
     STATE_DIR,

@@ -17,7 +17,8 @@ Invariants:
   holds; an ack only counts for the upload it names, so late, repeated or stray acks can never
   move the base to a version the server does not hold.
 - The data budget is checked before every request (request + the largest expected answer), so it
-  is never exceeded; an upload that does not fit waits for the next period and says so in pings.
+  is never exceeded; an upload the pace or the period holds back waits, and the agent wakes when
+  the budget says it may go (snapsync.protocol.deferral); pings say it waits.
 - An ack that says what a pong would (commands waiting, the server's newest version) stands in
   for the next ping: commands waiting are fetched at once, and the next ping is due one ping
   interval after the ack, as after a pong. It does not when the ping still has bases to verify.
@@ -36,12 +37,12 @@ from snapsync.protocol.antientropy import AntiEntropy
 from snapsync.protocol.bases import Bases
 from snapsync.protocol.budget import Budget
 from snapsync.protocol.commands import PROTOCOL_COMMANDS, Ledger
+from snapsync.protocol.deferral import BudgetGate
 from snapsync.protocol.events import (
     Acked,
     AuthRejected,
     BackingOff,
     BaseUnknown,
-    BudgetDeferred,
     CollectRequested,
     CommandReceived,
     Event,
@@ -92,7 +93,7 @@ class AgentProtocol:
         self.next_ping = 0.0
         self.next_snapshot = 0.0
         self.backoff = Backoff(config.intervals, self.rng)
-        self.waiting = 0  # bytes of an upload held back by the budget
+        self.gate = BudgetGate(self.budget)  # what the budget holds back, until when, and why
         self.server_current: Version | None = None
         self.chunks = ChunkSize(config.chunk_size, config.chunk_size)
         self._last_ping = 0.0
@@ -117,6 +118,11 @@ class AgentProtocol:
         return self.latest is not None and acked is not None and acked.digest == self.latest.digest
 
     @property
+    def waiting(self) -> int:
+        """Bytes of an upload the budget holds back (pings report them)."""
+        return self.gate.waiting
+
+    @property
     def backoff_until(self) -> float:
         return self.backoff.until
 
@@ -135,7 +141,7 @@ class AgentProtocol:
             return Phase.GREETING
         if now < self.backoff.until:
             return Phase.BACKING_OFF
-        if self.waiting:
+        if self.gate.waiting:
             return Phase.WAITING_FOR_BUDGET
         if self.upload is not None:
             return Phase.UPLOADING
@@ -161,8 +167,9 @@ class AgentProtocol:
         if self._in_flight is not None:
             return now
         candidates = [self.next_snapshot, max(self.next_ping, self.backoff.until)]
-        if self._wants_upload() and self.greeted and not self.waiting:
-            candidates.append(max(now, self.backoff.until))
+        if self._wants_upload() and self.greeted:
+            ready = self.gate.ready_at if self.gate.waiting else now  # the pace, or now
+            candidates.append(max(ready, self.backoff.until))
         return min(candidates)
 
     def poll_events(self) -> list[Event]:
@@ -271,7 +278,7 @@ class AgentProtocol:
 
     def _upload_request(self, now: float) -> Request | None:
         if not self._wants_upload():
-            self.waiting = 0
+            self.gate.clear()
             return None
         if self.upload is None:
             if self._should_reconcile():
@@ -283,18 +290,9 @@ class AgentProtocol:
         body = message.encode()
         need = upload.remaining + (len(body) - len(message.data)) + self.meter.overhead
         need += UPLOAD_REPLY_ALLOWANCE
-        if not self.budget.allows(need, now, essential=False, continuing=upload.confirmed > 0):
-            if self.waiting != len(upload.frame):
-                self._events.append(
-                    BudgetDeferred(
-                        needed=need,
-                        remaining=self.budget.remaining(now) or 0,
-                        until=self.budget.ready_at(need, now),
-                    )
-                )
-            self.waiting = len(upload.frame)
+        continuing, size = upload.confirmed > 0, len(upload.frame)
+        if not self.gate.admit(need, now, size=size, continuing=continuing, events=self._events):
             return None
-        self.waiting = 0
         return Request(message, body, len(body) + self.meter.overhead + UPLOAD_REPLY_ALLOWANCE)
 
     def _should_reconcile(self) -> bool:
@@ -316,8 +314,7 @@ class AgentProtocol:
         if not self.budget.ever_allows(need, essential=False):
             self.antientropy.give_up()  # a budget this small never fits it: a full snapshot
             return self._upload_request(now)
-        if not self.budget.allows(need, now, essential=False):
-            self.waiting = limit  # the upload it leads to cannot fit either
+        if not self.gate.hold(need, now, limit):  # the upload it leads to cannot fit either
             return None
         return Request(message, body, need)
 

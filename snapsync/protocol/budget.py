@@ -5,7 +5,8 @@ can bring back, so it is never exceeded. Pings and command results may use a sma
 uploads may not touch (so the server still sees the site alive and the delta held back). Periods
 are fixed windows: whole days (UTC), calendar months (UTC), or N seconds counted from the epoch.
 
-Two policies decide when an upload goes within the period:
+Two policies decide when an upload goes within the period (`paced` by default: a busy week
+should cost freshness, never blindness):
 - `fixed`: whenever the period's remaining budget carries it. A busy week early in the month
   spends the month, and the server then sees nothing new until the next one.
 - `paced`: the budget accrues through the period and a burst may draw on what accrued, up to a
@@ -44,7 +45,7 @@ class BudgetConfig:
     limit: int = 0  # bytes per period; 0 = unlimited
     period: str = "month"  # "day", "month", or a number of seconds
     reserve: float = 0.05  # share of the limit kept for pings and command results
-    policy: str = "fixed"  # "fixed" or "paced" (module docstring)
+    policy: str = "paced"  # "paced" or "fixed" (module docstring)
     burst: int | None = None  # paced: the bucket's capacity in bytes; None: BURST_DAYS' pace
     interval_floor: float = 10.0  # paced: seconds between upload starts, at least
     interval_ceiling: float = 900.0  # paced: after this long an upload may go on credit
@@ -269,10 +270,10 @@ class Budget:
     def _schedule(self, size: int, now: float) -> Pace:
         self._accrue(now)
         config = self.config
-        window = Window(self._rate(now), config.interval_floor, config.interval_ceiling)
+        window = Window(self.rate(now), config.interval_floor, config.interval_ceiling)
         return schedule(self.bucket, size, now, window, self.last_start)
 
-    def _rate(self, now: float) -> float:
+    def rate(self, now: float) -> float:
         """The pace in the period containing `now`: what B' leaves after the opening, over the
         period's length."""
         config = self.config
@@ -284,7 +285,7 @@ class Budget:
         holds the opening plus what the pace accrued since the period began, less what was used,
         up to the cap: last period's savings are not this period's bytes."""
         self.roll(now)
-        bucket, rate = self.bucket, self._rate(now)
+        bucket, rate = self.bucket, self.rate(now)
         if bucket.stamp is None or bucket.stamp < self.period_started:
             accrued = self.config.opening_bytes + rate * (now - self.period_started) - self.used
             bucket.tokens, bucket.stamp = min(bucket.capacity, accrued), now

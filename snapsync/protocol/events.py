@@ -39,7 +39,8 @@ class UploadRejected(Event):
 
 @dataclass(frozen=True)
 class BudgetDeferred(Event):
-    """An upload does not fit the data budget: it waits for the next period (pings go on)."""
+    """An upload does not fit the data budget now: it waits until `until`, when the pace has
+    accrued what it costs or the next period starts (pings go on)."""
 
     needed: int
     remaining: int

@@ -27,7 +27,7 @@ class Phase(enum.Enum):
     RECONCILING_KINDS = "reconciling kinds"  # a summary is due, unanswered
     RECONCILING_BUCKETS = "reconciling buckets"  # the buckets that differ are due
     UPLOADING = "uploading"  # an upload session with chunks to send
-    WAITING_FOR_BUDGET = "waiting for budget"  # the work due does not fit this budget period
+    WAITING_FOR_BUDGET = "waiting for budget"  # the pace or the period holds the work due back
     BACKING_OFF = "backing off"  # after a failure or a refusal: quiet until a time
     AWAITING_ANSWER = "awaiting answer"  # one request is in flight
 
@@ -82,10 +82,13 @@ TRANSITIONS: Mapping[Phase, Mapping[Input, frozenset[Phase]]] = {
         Input.SNAPSHOT: frozenset({_P.UPLOADING, _P.IDLE}),
         Input.COLLECTION_FAILED: frozenset({_P.UPLOADING}),
     },
+    # Held back by the pace or the period (snapsync.protocol.deferral). The agent is woken
+    # when the budget says the work may go; a newer snapshot replaces the held-back upload
+    # but leaves it waiting: only a due time asks the budget again, about the newest change.
     _P.WAITING_FOR_BUDGET: {
         Input.DUE: _ACT | _AFTER_GREETING,
-        Input.SNAPSHOT: _AFTER_GREETING,
-        Input.COLLECTION_FAILED: _AFTER_GREETING,
+        Input.SNAPSHOT: frozenset({_P.WAITING_FOR_BUDGET}),
+        Input.COLLECTION_FAILED: frozenset({_P.WAITING_FOR_BUDGET}),
     },
     _P.BACKING_OFF: {
         Input.DUE: _ACT | _AFTER_GREETING,
