@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,34 +36,12 @@ from snapsync.agent.wire import HEADER_IPV4
 from snapsync.protocol.budget import parse_size, period_start
 from snapsync.sim.sample_cluster import SampleCluster
 from tools.fault_proxy import FaultProxy, ProxyThread
+from tools.serving import HOST, ServeProcess
 
 EDGE = "site-18"
 SECRET = "pacing check secret"
 TOKEN = "pacing check token"
 PACE = re.compile(r"pace='interval \S+ \(([^:)]+)")  # the reason, from the agent's log line
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def serve(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    command = [sys.executable, "-m", "snapsync", "serve", "--port", str(port)]
-    command += ["--database", str(tmp / "server.db"), "--agent-secret", SECRET]
-    command += ["--api-token", TOKEN]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server, port
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("snapsync serve did not come up")
 
 
 def rewrite_every_second(dump: Path, stop: threading.Event) -> None:
@@ -95,13 +72,15 @@ def agent(policy: str, url: str, dump: Path, tmp: Path, limit: int, period: int)
 def run(policy: str, limit: int, period: int, minutes: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        server, port = serve(tmp)
+        options = ("--api-token", TOKEN)
+        server = ServeProcess(str(tmp / "server.db"), tmp / "serve.log", options, secret=SECRET)
+        server.start()
         stop = threading.Event()
         dump = tmp / "dump.json"
         writer = threading.Thread(target=rewrite_every_second, args=(dump, stop), daemon=True)
         log = tmp / "agent.log"
         try:
-            with ProxyThread(target=("127.0.0.1", port)) as proxy, log.open("wb") as out:
+            with ProxyThread(target=(HOST, server.port)) as proxy, log.open("wb") as out:
                 host, proxy_port = proxy.address
                 writer.start()
                 while not dump.exists():
@@ -126,7 +105,7 @@ def run(policy: str, limit: int, period: int, minutes: float) -> dict[str, objec
                     process.terminate()
                     process.wait(timeout=30)
                 answer = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/environments/{EDGE}/versions?limit=1000",
+                    f"{server.url}/api/v1/environments/{EDGE}/versions?limit=1000",
                     headers={"Authorization": f"Bearer {TOKEN}"},
                     timeout=10,
                 )
@@ -134,8 +113,7 @@ def run(policy: str, limit: int, period: int, minutes: float) -> dict[str, objec
             paces = [line for line in log.read_text().splitlines() if PACE.search(line)]
         finally:
             stop.set()
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
     arrivals = sorted(
         datetime.fromisoformat(v["received_at"].replace("Z", "+00:00")).timestamp()
         for v in answer.json()["versions"]
