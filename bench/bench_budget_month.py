@@ -40,6 +40,10 @@ from pathlib import Path
 
 from snapsync.protocol.budget import Budget, BudgetConfig
 from snapsync.protocol.messages import Chunk, Ping, Pong, UploadReply, Version
+from snapsync.protocol.request import DEFAULT_OVERHEAD, AgentConfig
+
+# the simulated link's model of #15's measurement: a reconnect's cost, the server's keep-alive
+from snapsync.sim.link import KEEP_ALIVE, RECONNECT
 
 BENCH = Path(__file__).resolve().parent
 DELTAS = BENCH / "results" / "budget_month_deltas.json"
@@ -51,11 +55,9 @@ DAYS = 30
 MINUTES = DAYS * 1440
 BURST = (7 * 1440, 10 * 1440)  # days 8, 9 and 10: week 2
 LIMIT = 500_000_000
-EXCHANGE = 520  # wire.md: beyond the bodies, on a kept-alive connection
-RECONNECT = 1_540  # wire.md: a new connection with a resumed TLS session, on top
-KEEP_ALIVE = 150.0  # the server's idle keep-alive (s)
+EXCHANGE = DEFAULT_OVERHEAD  # wire.md: beyond the bodies, on a kept-alive connection
 PING_EVERY = 60.0
-CHUNK = 256 * 1024
+CHUNK = AgentConfig().chunk_size  # what the agent sends at most per request
 DIGEST = b"\x01" * 16
 
 
