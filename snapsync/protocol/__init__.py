@@ -1,11 +1,39 @@
-"""The sync protocol: agent and server state machines that never touch a socket or a clock."""
+"""The sync protocol: agent and server state machines that never touch a socket or a clock.
 
-from snapsync.protocol.agent import AgentConfig, AgentProtocol, Request
-from snapsync.protocol.budget import BudgetConfig
-from snapsync.protocol.memory import MemoryStore
-from snapsync.protocol.messages import Command, CommandResult, Version
-from snapsync.protocol.schedule import Intervals
-from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
+The names below load on first use (PEP 562): importing one module of the protocol (the budget
+for a command line option's default, the messages for a size) does not build both state
+machines and the codec they drive.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from snapsync.protocol.agent import AgentProtocol
+    from snapsync.protocol.budget import BudgetConfig
+    from snapsync.protocol.memory import MemoryStore
+    from snapsync.protocol.messages import Command, CommandResult, Version
+    from snapsync.protocol.request import AgentConfig, Request
+    from snapsync.protocol.schedule import Intervals
+    from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
+
+_LAZY = {
+    "AgentConfig": "snapsync.protocol.request",
+    "AgentProtocol": "snapsync.protocol.agent",
+    "BudgetConfig": "snapsync.protocol.budget",
+    "Command": "snapsync.protocol.messages",
+    "CommandResult": "snapsync.protocol.messages",
+    "Intervals": "snapsync.protocol.schedule",
+    "MemoryStore": "snapsync.protocol.memory",
+    "Reply": "snapsync.protocol.server",
+    "Request": "snapsync.protocol.request",
+    "ServerConfig": "snapsync.protocol.server",
+    "ServerProtocol": "snapsync.protocol.server",
+    "Version": "snapsync.protocol.messages",
+    "VersionStore": "snapsync.protocol.server",
+}
 
 __all__ = [
     "AgentConfig",
@@ -22,3 +50,10 @@ __all__ = [
     "Version",
     "VersionStore",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
