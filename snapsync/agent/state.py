@@ -2,10 +2,10 @@
 
 Layout: `state.msgpack` (the protocol's exported state, snapsync.protocol.agent_state: a versioned
 document; one of an unknown format or shape is refused with a line naming the file, and left as
-it is) and `snapshots/<digest>.snap` (the
-snapshots it refers to: acknowledged bases, the latest, an upload's target). Every file is written
-atomically (write, fsync, rename); snapshots are written before the state that names them and
-pruned after, so a crash at any point leaves a state whose snapshots are all there.
+it is) and `snapshots/<digest>.snap` (the snapshots it refers to: acknowledged bases, the latest,
+an upload's target). Every file is written atomically (write, fsync, rename); snapshots are
+written before the state that names them and pruned after, so a crash at any point leaves a
+state whose snapshots are all there.
 
 `StateStore` is the port an Agent keeps its state through: `StateDir`, or `MemoryStateStore` (the
 simulation, tests), which keeps the state in the same document form, so a new Agent over it
