@@ -111,10 +111,6 @@ def _containers(obj: Any, now: float) -> list[str]:
     ]
 
 
-def _images(obj: Any, now: float) -> list[str]:
-    return _containers(obj, now)[:2]
-
-
 def _labels(labels: Any) -> str:
     if not isinstance(labels, Mapping):
         return ""
