@@ -33,7 +33,7 @@ from snapsync.codec.payload import (
     trained_dictionary,
 )
 from snapsync.codec.wire_pack import WireStats, pack_delta
-from snapsync.delta.diff import Delta, delta_document, diff, uid_index_after
+from snapsync.delta.diff import Delta, Unpacked, delta_document, diff, uid_index_after
 from snapsync.errors import DeltaError, FrameError, Unencodable
 
 DEFAULT_SNAPSHOT_LEVEL = 9
@@ -138,9 +138,10 @@ def encode_delta(
     """
     cpu: dict[str, float] = {}
     clock = _Clock(cpu, timer)
+    base_data = Unpacked(base)  # the diff and the delta candidate read the same base objects
     if delta is None:
         with clock("diff"):
-            delta = diff(base, new)
+            delta = diff(base, new, base_data)
     if delta.base_digest != base.digest or delta.target_digest != new.digest:
         raise DeltaError("the delta given does not go from this base to this snapshot")
     frames: dict[str, Frame] = {}
@@ -148,7 +149,11 @@ def encode_delta(
     stats: WireStats | None = None
     with clock("delta"):
         try:
-            wire = pack_delta(base, delta, exemplars=options.exemplars) if options.delta else None
+            wire = (
+                pack_delta(base, delta, exemplars=options.exemplars, base_data=base_data)
+                if options.delta
+                else None
+            )
         except Unencodable:
             wire = None
         if wire is not None:

@@ -21,7 +21,7 @@ from snapsync.codec.wire_form import (
     renamed,
     resolve,
 )
-from snapsync.delta.diff import Delta, diff_objects
+from snapsync.delta.diff import Delta, Unpacked, diff_objects
 from snapsync.delta.exemplars import ExemplarIndex
 from snapsync.errors import CanonicalError, Unencodable
 
@@ -46,8 +46,13 @@ class WireDelta:
     stats: WireStats
 
 
-def pack_delta(base: Snapshot, delta: Delta, *, exemplars: bool = True) -> WireDelta:
-    """The compact payload of `delta` against `base` (which must be the delta's base)."""
+def pack_delta(
+    base: Snapshot, delta: Delta, *, exemplars: bool = True, base_data: Unpacked | None = None
+) -> WireDelta:
+    """The compact payload of `delta` against `base` (which must be the delta's base); base
+    objects are read through `base_data` when given (the diff read them already)."""
+    if base_data is None:
+        base_data = Unpacked(base)
     leaves = LeafEncoder()
     owners = _UidOwners(base)
     leaves.uid_owners = owners
@@ -63,12 +68,12 @@ def pack_delta(base: Snapshot, delta: Delta, *, exemplars: bool = True) -> WireD
             raise Unencodable(f"delta changes {key}, which the base does not hold")
         ops = delta.changed[key]
         op_counts.update(str(op.get("op")) for op in ops)
-        entry = [pos - previous - 1, _encode_ops(leaves, ops, base.objects[key].data)]
+        entry = [pos - previous - 1, _encode_ops(leaves, ops, base_data[key])]
         previous = pos
         changed.extend(entry)
         records.append(entry)
     added: list[Any] = []
-    index = ExemplarIndex(base)
+    index = ExemplarIndex(base, base_data)
     n_exemplar = 0
     for key in sorted(delta.added):
         obj = delta.added[key]

@@ -32,6 +32,7 @@ from snapsync.errors import CanonicalError, DeltaError, InputError
 __all__ = [
     "Delta",
     "Operation",
+    "Unpacked",
     "apply",
     "apply_changes",
     "apply_ops",
@@ -60,12 +61,33 @@ class Delta:
         return sum(len(ops) for ops in self.changed.values())
 
 
-def diff(base: Snapshot, new: Snapshot) -> Delta:
+class Unpacked:
+    """A snapshot's objects as data, each unpacked at most once: one encode reads the same base
+    objects for the diff, for the operations' references and as exemplars. The values are
+    shared by all of them: read-only."""
+
+    __slots__ = ("_data", "_objects")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._objects = snapshot.objects
+        self._data: dict[ObjectKey, dict[str, Any]] = {}
+
+    def __getitem__(self, key: ObjectKey) -> dict[str, Any]:
+        data = self._data.get(key)
+        if data is None:
+            data = self._data[key] = self._objects[key].data
+        return data
+
+
+def diff(base: Snapshot, new: Snapshot, base_data: Unpacked | None = None) -> Delta:
     """The delta from `base` to `new`; unchanged objects are skipped by digest, never walked.
 
     An object shared with the base (a watch cache hands the same CanonicalObject back for an
-    unchanged version) is skipped by identity, before its digest is read.
+    unchanged version) is skipped by identity, before its digest is read. Base objects are
+    read through `base_data` when given (the caller reads them again).
     """
+    if base_data is None:
+        base_data = Unpacked(base)
     olds, news = base.objects, new.objects
     removed = tuple(k for k in base.keys if k not in news)
     added: dict[ObjectKey, dict[str, Any]] = {}
@@ -76,7 +98,7 @@ def diff(base: Snapshot, new: Snapshot) -> Delta:
         if old is None:
             added[key] = obj.data
         elif old is not obj and old.digest != obj.digest:
-            changed[key] = tuple(diff_objects(old.data, obj.data))
+            changed[key] = tuple(diff_objects(base_data[key], obj.data))
     return Delta(base.digest, new.digest, new.header, removed, added, changed)
 
 
