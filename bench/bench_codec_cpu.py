@@ -18,7 +18,9 @@ later pair (previous snapshot -> next, the agent's steady state):
 
 CPU is time.process_time in the child; a checkout's figure is the least mean per cycle over the
 rounds (rounds alternate the checkouts, so both see the same background load), the ratios are
-taken within the run. Each child also prints the SHA-256 of the frames it shipped: the two
+taken within the run. The collector runs (untimed) before each timed call: a full collection's
+cost is the whole heap's (here: every snapshot of the trace), not the call's, and where it
+falls decided ±10 ms per cycle. Each child also prints the SHA-256 of the frames it shipped: the two
 checkouts must agree (the codec's frames are byte-for-byte the same). Results go to
 bench/results/codec_cpu.md. A benchmark reports; tests assert.
 """
@@ -47,7 +49,7 @@ SCENARIOS = ("steady", "busy")
 # Run by each checkout's own code on the trace's snapshot frames: argv[1] the directory,
 # argv[2] "1" to time the JSON Patch baseline too.
 CHILD = """
-import hashlib, json, sys, time
+import gc, hashlib, json, sys, time
 from pathlib import Path
 from snapsync.codec import decode_snapshot, encode_delta
 from snapsync.codec.decode import decode_frame
@@ -59,10 +61,12 @@ encode_delta(*pairs[0])  # warm-up: digests the trained dictionary once per proc
 encode = decode = patch = 0.0
 digest = hashlib.sha256()
 for old, new in pairs[1:]:
+    gc.collect()
     start = time.process_time()
     frame = encode_delta(old, new).frame
     encode += time.process_time() - start
     digest.update(frame)
+    gc.collect()
     start = time.process_time()
     decode_frame(frame, old)
     decode += time.process_time() - start

@@ -85,6 +85,35 @@ def test_structural_encoding_against_an_exemplar_round_trips(value: Any, ref: An
     assert same == (msgpack.packb(value) == msgpack.packb(ref))
 
 
+class _Walking(LeafEncoder):
+    """The encoder without its equal-container shortcut: every subtree walked."""
+
+    def _same_bytes(self, value: Any, ref: Any) -> bool:
+        return False
+
+
+@st.composite
+def _near(draw: st.DrawFn, value: Any) -> Any:
+    """`value` with some leaves swapped for ones equal in Python but not in JSON (1, 1.0, true)."""
+    if type(value) is dict:
+        return {k: draw(_near(v)) for k, v in value.items()}
+    if type(value) is list:
+        return [draw(_near(v)) for v in value]
+    if type(value) in (int, float, bool) and draw(st.booleans()):
+        return draw(st.sampled_from([int(value), float(value), bool(value), -float(value)]))
+    return value
+
+
+@given(JSON, st.data())
+def test_the_equal_container_shortcut_encodes_as_the_walk(value: Any, data: st.DataObject) -> None:
+    ref = data.draw(_near(value))
+    fast, walking = LeafEncoder(), _Walking()
+    encoded, same = fast.against(value, ref)
+    walked, walked_same = walking.against(value, ref)
+    assert same == walked_same
+    assert fast.pack(encoded) == walking.pack(walked)
+
+
 @given(JSON, JSON)
 def test_arbitrary_json_round_trips_against_any_reference(value: Any, ref: Any) -> None:
     encoder = LeafEncoder()

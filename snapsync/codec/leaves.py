@@ -195,8 +195,14 @@ class LeafEncoder:
 
     def against(self, value: Any, ref: Any) -> tuple[Any, bool]:
         """`value` encoded structurally against `ref` (an exemplar): equal subtrees, containers
-        included, become SAME. Returns (encoding, whether `value` equals `ref` exactly)."""
+        included, become SAME. Returns (encoding, whether `value` equals `ref` exactly).
+
+        An equal container is found equal in C (== then the same msgpack bytes, which keeps 1,
+        1.0 and true apart) before any walk: a sibling shares most of its exemplar's subtrees.
+        (Only a NaN, which no JSON value holds, could tell the walk apart from this.)"""
         kind = type(value)
+        if (kind is dict or kind is list) and value == ref and self._same_bytes(value, ref):
+            return _SAME, True
         if kind is dict and type(ref) is dict:
             out: dict[str, Any] = {}
             same = len(value) == len(ref)
@@ -224,6 +230,12 @@ class LeafEncoder:
         if kind is dict or kind is list:
             return self.value(value), False
         return value, type(ref) is kind and value == ref
+
+    def _same_bytes(self, value: Any, ref: Any) -> bool:
+        try:
+            return bool(self._small(value) == self._small(ref))
+        except (OverflowError, TypeError, ValueError):  # not msgpack: left to the walk
+            return False
 
     def string(self, value: str, ref: Any) -> Any:
         if type(ref) is str:
