@@ -61,6 +61,15 @@ def test_decoded_delta_equals_the_diff(pair: tuple[Snapshot, Snapshot]) -> None:
     }
 
 
+@given(snapshot_pairs())
+def test_records_are_the_payloads_entries_packed_alone(pair: tuple[Snapshot, Snapshot]) -> None:
+    base, new = pair
+    wire = pack_delta(base, diff(base, new))
+    changed, added = msgpack.unpackb(wire.payload, raw=False)[4:]
+    entries = [[*part[i : i + 2]] for part in (changed, added) for i in range(0, len(part), 2)]
+    assert [msgpack.unpackb(r, raw=False) for r in wire.records] == entries
+
+
 @given(st.data())
 def test_field_leaves_round_trip_exactly(data: st.DataObject) -> None:
     value = data.draw(st.lists(LEAVES, max_size=6))

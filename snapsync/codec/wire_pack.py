@@ -42,8 +42,15 @@ class WireStats:
 @dataclass(frozen=True)
 class WireDelta:
     payload: bytes  # msgpack, uncompressed
-    records: tuple[bytes, ...]  # each changed/added record packed alone (dictionary training)
+    entries: tuple[Any, ...]  # each changed/added record, encoded
     stats: WireStats
+    leaves: LeafEncoder  # what encoded them (its epoch packs them)
+
+    @property
+    def records(self) -> tuple[bytes, ...]:
+        """Each changed/added record packed alone, for dictionary training: packed on demand,
+        as the encoder itself never needs them."""
+        return tuple(self.leaves.pack(r) for r in self.entries)
 
 
 def pack_delta(
@@ -104,7 +111,7 @@ def pack_delta(
         removed=len(delta.removed),
         operations=dict(sorted(op_counts.items())),
     )
-    return WireDelta(payload, tuple(leaves.pack(r) for r in records), stats)
+    return WireDelta(payload, tuple(records), stats, leaves)
 
 
 class _Positions:
