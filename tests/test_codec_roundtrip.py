@@ -16,7 +16,15 @@ from snapsync.codec.decode import apply_frame, decode_frame, inspect_frame
 from snapsync.codec.dictionaries import known_ids
 from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.codec.frame import OVERHEAD, Codec, Frame, FrameKind, unpack_frame
-from snapsync.codec.leaves import EXT_HELD, EXT_UID_OF, Expansion, LeafDecoder, LeafEncoder
+from snapsync.codec.leaves import (
+    EXT_HELD,
+    EXT_UID_OF,
+    Expansion,
+    LeafDecoder,
+    LeafEncoder,
+    _ext,
+    held_strings,
+)
 from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
 from snapsync.errors import BaseMismatch, DeltaError, FrameError
@@ -121,6 +129,37 @@ def test_the_equal_container_shortcut_encodes_as_the_walk(value: Any, data: st.D
     walked, walked_same = walking.against(value, ref)
     assert same == walked_same
     assert fast.pack(encoded) == walking.pack(walked)
+
+
+@given(st.integers(min_value=0, max_value=127), st.binary(max_size=40))
+def test_unchecked_ext_leaves_are_msgpack_ext_types(code: int, data: bytes) -> None:
+    leaf = _ext(code, data)
+    assert type(leaf) is msgpack.ExtType and leaf == msgpack.ExtType(code, data)
+    assert msgpack.packb(leaf) == msgpack.packb(msgpack.ExtType(code, data))
+
+
+def _strings_depth_first(node: Any) -> list[str]:
+    if type(node) is dict:
+        return [s for v in node.values() for s in _strings_depth_first(v)]
+    if type(node) is list:
+        return [s for v in node for s in _strings_depth_first(v)]
+    return [node] if type(node) is str else []
+
+
+@given(JSON)
+def test_held_strings_are_the_distinct_long_strings_depth_first(root: Any) -> None:
+    expected: list[str] = []
+    for text in _strings_depth_first(root):
+        if len(text) >= 8 and text not in expected:
+            expected.append(text)
+    assert held_strings(root) == expected
+
+
+def test_held_strings_walks_any_depth() -> None:
+    root: Any = "a string of eight+"
+    for _ in range(5000):
+        root = [{"k": root}]
+    assert held_strings(root) == ["a string of eight+"]
 
 
 @given(JSON, JSON)

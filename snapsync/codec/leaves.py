@@ -30,7 +30,7 @@ import calendar
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,7 +56,15 @@ _MIN_AFFIX = 8  # shorter strings are cheaper sent whole
 _MIN_HELD = 8
 _HEX = re.compile(r"[0-9a-f]{8,}")
 _SAME = msgpack.ExtType(EXT_SAME, b"")
+_NEW_TUPLE = tuple.__new__
 _UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
+
+
+def _ext(code: int, data: bytes) -> msgpack.ExtType:
+    """msgpack.ExtType(code, data) without its argument checks, which run in Python and cost
+    twice the tuple: every leaf this module makes is one, of a valid code and bytes."""
+    ext: msgpack.ExtType = _NEW_TUPLE(msgpack.ExtType, (code, data))
+    return ext
 
 
 def parse_time(text: str) -> tuple[int, str | None] | None:
@@ -172,10 +180,8 @@ class LeafEncoder:
             raise TypeError(f"cannot encode {type(leaf).__name__}")
         offset = leaf.seconds - self.choose_epoch()
         if leaf.fraction is None:
-            return msgpack.ExtType(EXT_TIME, self._small(offset))
-        return msgpack.ExtType(
-            EXT_MICROTIME, self._small([offset, int(leaf.fraction), len(leaf.fraction)])
-        )
+            return _ext(EXT_TIME, self._small(offset))
+        return _ext(EXT_MICROTIME, self._small([offset, int(leaf.fraction), len(leaf.fraction)]))
 
     def value(self, value: Any, ref: Any = None) -> Any:
         """`value` with its strings re-encoded against `ref` (same shape, where shapes agree)."""
@@ -242,7 +248,7 @@ class LeafEncoder:
             if value == ref:
                 return _SAME if len(value) > 2 else value
             if _DECIMAL.fullmatch(value) and _DECIMAL.fullmatch(ref):
-                return msgpack.ExtType(EXT_DECIMAL, self._small(int(value) - int(ref)))
+                return _ext(EXT_DECIMAL, self._small(int(value) - int(ref)))
         parsed = self._parsed.get(value, _UNPARSED)
         if parsed is _UNPARSED:
             parsed = self._parsed[value] = parse_time(value)
@@ -254,14 +260,14 @@ class LeafEncoder:
         if self.root is not None and len(value) >= _MIN_HELD:
             held = self._held().get(value)
             if held is not None:
-                return msgpack.ExtType(EXT_HELD, self._small(held))
+                return _ext(EXT_HELD, self._small(held))
         if len(value) == 36 and _UUID.fullmatch(value):
             owner = self.uid_owners.get(value)
             if owner is not None:
-                return msgpack.ExtType(EXT_UID_OF, self._small(owner))
-            return msgpack.ExtType(EXT_UUID, uuid.UUID(value).bytes)
+                return _ext(EXT_UID_OF, self._small(owner))
+            return _ext(EXT_UUID, uuid.UUID(value).bytes)
         if _DECIMAL.fullmatch(value) and len(value) > 2:
-            return msgpack.ExtType(EXT_DECIMAL, self._small(int(value)))
+            return _ext(EXT_DECIMAL, self._small(int(value)))
         if type(ref) is str and len(value) >= _MIN_AFFIX:
             prefix, suffix = _affix(value, ref)
             if prefix + suffix >= 4:
@@ -269,8 +275,8 @@ class LeafEncoder:
                 if _HEX.fullmatch(middle):  # odd lengths: a leading 0 nibble, and a flag
                     raw = bytes.fromhex(middle if len(middle) % 2 == 0 else "0" + middle)
                     parts = [prefix, suffix, raw] + ([1] if len(middle) % 2 else [])
-                    return msgpack.ExtType(EXT_AFFIX, self._small(parts))
-                return msgpack.ExtType(EXT_AFFIX, self._small([prefix, suffix, middle]))
+                    return _ext(EXT_AFFIX, self._small(parts))
+                return _ext(EXT_AFFIX, self._small([prefix, suffix, middle]))
         return value
 
 
@@ -404,27 +410,33 @@ class LeafDecoder:
 
 def held_strings(root: Any) -> list[str]:
     """Distinct strings of at least _MIN_HELD characters in `root`, depth first in map order:
-    what a HELD leaf's index counts (both sides hold the same object, so agree on the list)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    stack = [root]
+    what a HELD leaf's index counts (both sides hold the same object, so agree on the list).
+    Runs for every changed object and exemplar on both sides: a stack of iterators walks it
+    (no recursion: a decoded object may nest deeply), dict.fromkeys drops repeats in C."""
+    found: list[str] = []
+    add = found.append
+    stack: list[Iterator[Any]] = [iter((root,))]
     while stack:
-        node = stack.pop()
-        kind = type(node)
-        if kind is dict:
-            stack.extend(reversed(node.values()))
-        elif kind is list:
-            stack.extend(reversed(node))
-        elif kind is str and len(node) >= _MIN_HELD and node not in seen:
-            seen.add(node)
-            out.append(node)
-    return out
+        for node in stack[-1]:
+            kind = type(node)
+            if kind is str:
+                if len(node) >= _MIN_HELD:
+                    add(node)
+            elif kind is dict:
+                stack.append(iter(node.values()))
+                break
+            elif kind is list:
+                stack.append(iter(node))
+                break
+        else:
+            stack.pop()
+    return list(dict.fromkeys(found))
 
 
 def _time_estimate(leaf: Any) -> Any:
     if type(leaf) is not _Time:
         raise TypeError(f"cannot encode {type(leaf).__name__}")
-    return msgpack.ExtType(EXT_TIME if leaf.fraction is None else EXT_MICROTIME, b"\0")
+    return _ext(EXT_TIME if leaf.fraction is None else EXT_MICROTIME, b"\0")
 
 
 def _is_int(value: Any) -> bool:
