@@ -56,6 +56,7 @@ _MIN_AFFIX = 8  # shorter strings are cheaper sent whole
 _MIN_HELD = 8
 _HEX = re.compile(r"[0-9a-f]{8,}")
 _SAME = msgpack.ExtType(EXT_SAME, b"")
+_CONTEXT_FREE = frozenset({EXT_TIME, EXT_MICROTIME, EXT_UUID})  # decoded from their bytes alone
 _NEW_TUPLE = tuple.__new__
 _UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
 
@@ -303,6 +304,10 @@ class LeafDecoder:
         # reference -> metadata.uid of the object it names, None if it has none (UID_OF leaves)
         self.uid_of: Callable[[int], str | None] = lambda ref: None
         self._held_cache: tuple[Any, list[str]] | None = None
+        # TIME, MICROTIME and UUID leaves decoded so far: they mean the same wherever they
+        # stand, and a payload repeats its few instants many times (at most one entry per leaf
+        # of the payload, which its item budget bounds).
+        self._context_free: dict[msgpack.ExtType, str] = {}
 
     def _held(self) -> list[str]:
         if self._held_cache is None or self._held_cache[0] is not self.root:
@@ -347,22 +352,12 @@ class LeafDecoder:
                 raise FrameCorrupt("SAME leaf without a string to refer to")
             self.expansion.charge(len(ref))
             return ref
-        if code == EXT_UUID:
-            if len(data) != 16:
-                raise FrameCorrupt("UUID leaf is not 16 bytes")
-            return str(uuid.UUID(bytes=data))
+        if code in _CONTEXT_FREE:
+            text = self._context_free.get(ext)
+            if text is None:
+                text = self._context_free[ext] = self._context_free_leaf(code, data)
+            return text
         inner = _unpack_small(data)
-        if code == EXT_TIME:
-            return self._time(inner, None)
-        if code == EXT_MICROTIME:
-            if not (isinstance(inner, list) and len(inner) == 3):
-                raise FrameCorrupt("malformed MICROTIME leaf")
-            offset, fraction, ndigits = inner
-            if not (_is_int(fraction) and _is_int(ndigits) and 1 <= ndigits <= 9):
-                raise FrameCorrupt("malformed MICROTIME leaf")
-            if not 0 <= fraction < 10**ndigits:
-                raise FrameCorrupt("malformed MICROTIME leaf")
-            return self._time(offset, f"{fraction:0{ndigits}d}")
         if code == EXT_UID_OF:
             uid = self.uid_of(inner) if _is_int(inner) else None
             if uid is None:
@@ -398,6 +393,23 @@ class LeafDecoder:
             self.expansion.charge(prefix + suffix)
             return ref[:prefix] + middle + ref[len(ref) - suffix :]
         raise FrameCorrupt(f"unknown leaf type {code}")
+
+    def _context_free_leaf(self, code: int, data: bytes) -> str:
+        if code == EXT_UUID:
+            if len(data) != 16:
+                raise FrameCorrupt("UUID leaf is not 16 bytes")
+            return str(uuid.UUID(bytes=data))
+        inner = _unpack_small(data)
+        if code == EXT_TIME:
+            return self._time(inner, None)
+        if not (isinstance(inner, list) and len(inner) == 3):
+            raise FrameCorrupt("malformed MICROTIME leaf")
+        offset, fraction, ndigits = inner
+        if not (_is_int(fraction) and _is_int(ndigits) and 1 <= ndigits <= 9):
+            raise FrameCorrupt("malformed MICROTIME leaf")
+        if not 0 <= fraction < 10**ndigits:
+            raise FrameCorrupt("malformed MICROTIME leaf")
+        return self._time(offset, f"{fraction:0{ndigits}d}")
 
     def _time(self, offset: Any, fraction: str | None) -> str:
         if not _is_int(offset):
