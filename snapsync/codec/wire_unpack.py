@@ -25,19 +25,27 @@ from snapsync.codec.wire_form import (
     renamed,
     resolve,
 )
-from snapsync.delta.diff import Delta, apply_ops
+from snapsync.delta.diff import Delta, Unpacked, apply_ops
 from snapsync.errors import CanonicalError, DeltaError, FrameCorrupt, FrameError
 
 
 def unpack_delta(
-    base: Snapshot, raw: bytes, target_digest: bytes, *, max_expanded: int, max_items: int
+    base: Snapshot,
+    raw: bytes,
+    target_digest: bytes,
+    *,
+    max_expanded: int,
+    max_items: int,
+    base_data: Unpacked | None = None,
 ) -> Delta:
     """The Delta a payload describes against `base`; FrameError/DeltaError on anything wrong.
 
     Decoding builds at most `max_items` items (snapsync.bounds) from the payload, and at most
     `max_expanded` bytes of references into the base; operations on exemplars are charged to
-    the item budget as well.
+    the item budget as well. Base objects are read through `base_data` when given.
     """
+    if base_data is None:
+        base_data = Unpacked(base)
     budget = Budget(max_items, "the delta payload")
     doc = _unpack(raw, budget)
     epoch, collected_at, header_patch, removed_gaps, changed, added = doc
@@ -64,9 +72,9 @@ def unpack_delta(
     for pos, ops in zip(positions, changed[1::2], strict=True):
         obj = base.objects[keys[pos]]
         expansion.charge(len(obj.encoded))
-        changed_map[keys[pos]] = tuple(_decode_ops(leaves, ops, obj.data))
+        changed_map[keys[pos]] = tuple(_decode_ops(leaves, ops, base_data[keys[pos]]))
     header = _apply_header(leaves, base.header, collected_at, header_patch)
-    added_map = _decode_added(base, leaves, expansion, added, earlier, budget)
+    added_map = _decode_added(base, base_data, leaves, expansion, added, earlier, budget)
     return Delta(base.digest, target_digest, header, removed, added_map, changed_map)
 
 
@@ -149,6 +157,7 @@ def _apply_header(
 
 def _decode_added(
     base: Snapshot,
+    base_data: Unpacked,
     leaves: LeafDecoder,
     expansion: Expansion,
     added: Any,
@@ -171,8 +180,8 @@ def _decode_added(
                 raise FrameCorrupt("added object is not a map")
         elif type(ref) is int and -len(earlier) <= ref < len(keys):
             if ref >= 0:
-                held = base.objects[keys[ref]]
-                exemplar, size = held.data, len(held.encoded)
+                exemplar = base_data[keys[ref]]
+                size = len(base.objects[keys[ref]].encoded)
             else:
                 exemplar, size = earlier[-ref - 1]
             expansion.charge(size)

@@ -90,15 +90,18 @@ def diff(base: Snapshot, new: Snapshot, base_data: Unpacked | None = None) -> De
         base_data = Unpacked(base)
     olds, news = base.objects, new.objects
     removed = tuple(k for k in base.keys if k not in news)
-    added: dict[ObjectKey, dict[str, Any]] = {}
-    changed: dict[ObjectKey, tuple[Operation, ...]] = {}
-    for key in new.keys:
-        obj = news[key]
+    fresh: list[ObjectKey] = []
+    differing: list[ObjectKey] = []
+    for key, obj in news.items():  # not new.keys: one lookup per key, not two
         old = olds.get(key)
         if old is None:
-            added[key] = obj.data
+            fresh.append(key)
         elif old is not obj and old.digest != obj.digest:
-            changed[key] = tuple(diff_objects(base_data[key], obj.data))
+            differing.append(key)
+    added = {key: news[key].data for key in sorted(fresh)}
+    changed = {
+        key: tuple(diff_objects(base_data[key], news[key].data)) for key in sorted(differing)
+    }
     return Delta(base.digest, new.digest, new.header, removed, added, changed)
 
 
