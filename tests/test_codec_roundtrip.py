@@ -22,8 +22,10 @@ from snapsync.codec.leaves import (
     Expansion,
     LeafDecoder,
     LeafEncoder,
+    TimeParses,
     _ext,
     held_strings,
+    parse_time,
 )
 from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
@@ -136,6 +138,13 @@ def test_unchecked_ext_leaves_are_msgpack_ext_types(code: int, data: bytes) -> N
     leaf = _ext(code, data)
     assert type(leaf) is msgpack.ExtType and leaf == msgpack.ExtType(code, data)
     assert msgpack.packb(leaf) == msgpack.packb(msgpack.ExtType(code, data))
+
+
+@given(st.lists(st.text(max_size=30) | LEAVES.filter(lambda v: type(v) is str), max_size=8))
+def test_remembered_time_parses_are_parse_time(texts: list[str]) -> None:
+    parse = TimeParses()
+    for text in texts + texts:
+        assert parse(text) == parse_time(text)
 
 
 def _strings_depth_first(node: Any) -> list[str]:

@@ -104,6 +104,21 @@ def _affix(value: str, ref: str) -> tuple[int, int]:
     return prefix, suffix
 
 
+class TimeParses:
+    """`parse_time`, remembered for one payload: a cycle writes the same few instants (and
+    names) into many objects, and parsing one costs a regex, a timegm and a strftime. Holds one
+    entry per distinct string asked about."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[int, str | None] | None] = {}
+
+    def __call__(self, text: str) -> tuple[int, str | None] | None:
+        parsed = self.seen.get(text, _UNPARSED)
+        if parsed is _UNPARSED:
+            parsed = self.seen[text] = parse_time(text)
+        return parsed
+
+
 @dataclass(frozen=True, slots=True)
 class _Time:
     """A time leaf whose offset waits for the payload's epoch (chosen once every time is seen)."""
@@ -137,9 +152,8 @@ class LeafEncoder:
         # strings); set by the caller around each object, None for whole objects and headers.
         self.root: Any = None
         self._held_cache: tuple[Any, dict[str, int]] | None = None
-        # parse_time of the strings met so far: a cycle writes the same few instants (and
-        # names) into many objects, and parsing a time costs a regex, a timegm and a strftime
-        self._parsed: dict[str, tuple[int, str | None] | None] = {}
+        self.parse_time = TimeParses()
+        self._parsed = self.parse_time.seen  # read inline by `string`, the hottest caller
         # uid -> reference of the object the receiver holds with that metadata.uid (an Event's
         # involvedObject, an owner, an endpoint's targetRef): a small int instead of 16 bytes.
         self.uid_owners: UidOwners = _NO_OWNERS
@@ -252,7 +266,7 @@ class LeafEncoder:
                 return _ext(EXT_DECIMAL, self._small(int(value) - int(ref)))
         parsed = self._parsed.get(value, _UNPARSED)
         if parsed is _UNPARSED:
-            parsed = self._parsed[value] = parse_time(value)
+            parsed = self.parse_time(value)
         if parsed is not None:
             if self.epoch is not None:
                 raise RuntimeError("a time was encoded after the payload's epoch was chosen")
@@ -304,6 +318,7 @@ class LeafDecoder:
         # reference -> metadata.uid of the object it names, None if it has none (UID_OF leaves)
         self.uid_of: Callable[[int], str | None] = lambda ref: None
         self._held_cache: tuple[Any, list[str]] | None = None
+        self.parse_time = TimeParses()  # of Event times, whose names are rebuilt from them
         # TIME, MICROTIME and UUID leaves decoded so far: they mean the same wherever they
         # stand, and a payload repeats its few instants many times (at most one entry per leaf
         # of the payload, which its item budget bounds).

@@ -12,7 +12,7 @@ from typing import Any
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import LeafEncoder
+from snapsync.codec.leaves import LeafEncoder, TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
@@ -187,7 +187,7 @@ def _encode_added(
     *,
     exemplars: bool,
 ) -> list[Any]:
-    nanos = _event_nanos(obj)
+    nanos = _event_nanos(obj, leaves.parse_time)
     slot: Any = (lambda ref: ref) if nanos is None else (lambda ref: [ref, nanos])
     plain_size = len(pack(obj))  # no leaves yet: an upper bound of the whole form
     best: list[Any] | None = None
@@ -221,13 +221,13 @@ def _encode_added(
     return best
 
 
-def _event_nanos(obj: dict[str, Any]) -> int | None:
+def _event_nanos(obj: dict[str, Any], parse: TimeParses) -> int | None:
     """For an Event named as client-go names them, `<involvedObject.name>.<UnixNano in hex>`
     with the seconds of its firstTimestamp, the nanoseconds: the name is rebuilt from them and
     the other fields, so 16 hex digits travel as ~4 bytes."""
     if obj.get("kind") != "Event":
         return None
-    name, seconds = event_name_parts(obj)
+    name, seconds = event_name_parts(obj, parse)
     full = obj.get("metadata", {}).get("name")
     if name is None or seconds is None or type(full) is not str:
         return None

@@ -16,7 +16,7 @@ from snapsync.bounds import Budget, unpackb
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import Expansion, LeafDecoder
+from snapsync.codec.leaves import Expansion, LeafDecoder, TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
@@ -194,7 +194,7 @@ def _decode_added(
         else:
             raise FrameCorrupt("added object names an exemplar that does not exist")
         if nanos is not None:
-            obj = renamed(obj, _event_name(obj, nanos))
+            obj = renamed(obj, _event_name(obj, nanos, leaves.parse_time))
         try:
             key = ObjectKey.of(obj)
         except CanonicalError as exc:
@@ -240,8 +240,8 @@ def _safe_pack(obj: Any) -> bytes:
         raise FrameCorrupt("added object cannot be encoded") from None
 
 
-def _event_name(obj: dict[str, Any], nanos: int) -> str:
-    name, seconds = event_name_parts(obj)
+def _event_name(obj: dict[str, Any], nanos: int, parse: TimeParses) -> str:
+    name, seconds = event_name_parts(obj, parse)
     if name is None or seconds is None:
         raise FrameCorrupt("an Event named from its fields lacks involvedObject.name or time")
     return f"{name}.{seconds * 10**9 + nanos:x}"
