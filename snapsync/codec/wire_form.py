@@ -49,8 +49,9 @@ def resolve(doc: Any, path: Any) -> Any:
     if type(path) is not str or not path.startswith("/"):
         return None
     node = doc
+    escaped = "~" in path  # once per path, not per token: most paths have no escape
     for token in path[1:].split("/"):
-        if "~" in token:
+        if escaped and "~" in token:
             token = token.replace("~1", "/").replace("~0", "~")
         if type(node) is dict:
             node = node.get(token)

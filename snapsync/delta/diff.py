@@ -89,7 +89,6 @@ def diff(base: Snapshot, new: Snapshot, base_data: Unpacked | None = None) -> De
     if base_data is None:
         base_data = Unpacked(base)
     olds, news = base.objects, new.objects
-    removed = tuple(k for k in base.keys if k not in news)
     fresh: list[ObjectKey] = []
     differing: list[ObjectKey] = []
     for key, obj in news.items():  # not new.keys: one lookup per key, not two
@@ -98,6 +97,9 @@ def diff(base: Snapshot, new: Snapshot, base_data: Unpacked | None = None) -> De
             fresh.append(key)
         elif old is not obj and old.digest != obj.digest:
             differing.append(key)
+    # Base keys all kept when the counts say so (most cycles); else a set difference in C.
+    gone = len(olds) - (len(news) - len(fresh))
+    removed = tuple(sorted(olds.keys() - news.keys())) if gone else ()
     added = {key: news[key].data for key in sorted(fresh)}
     changed = {
         key: tuple(diff_objects(base_data[key], news[key].data)) for key in sorted(differing)
