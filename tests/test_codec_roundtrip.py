@@ -164,6 +164,20 @@ def test_held_strings_are_the_distinct_long_strings_depth_first(root: Any) -> No
     assert held_strings(root) == expected
 
 
+@given(JSON, st.data())
+def test_held_lookups_match_the_held_index(root: Any, data: st.DataObject) -> None:
+    held = held_strings(root)
+    strings = _strings_depth_first(root)
+    # strings of the root, pieces of them (in its bytes, never held), and others
+    pieces = [t[1:] for t in strings] + [t[:-1] for t in strings]
+    found = st.sampled_from(strings + pieces) if strings else st.nothing()
+    asked = data.draw(st.lists(found | st.text(max_size=12)))
+    encoder = LeafEncoder()
+    encoder.root = root
+    for text in asked:
+        assert encoder._held(text) == (held.index(text) if text in held else None)
+
+
 def test_held_strings_walks_any_depth() -> None:
     root: Any = "a string of eight+"
     for _ in range(5000):

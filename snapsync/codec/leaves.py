@@ -154,7 +154,8 @@ class LeafEncoder:
         # The object the receiver holds that values are encoded against (HELD leaves index its
         # strings); set by the caller around each object, None for whole objects and headers.
         self.root: Any = None
-        self._held_cache: tuple[Any, dict[str, int]] | None = None
+        # root, its msgpack bytes (None if it has none), HELD index of its strings once built
+        self._held_cache: tuple[Any, bytes | None, dict[str, int] | None] | None = None
         self.parse_time = TimeParses()
         self._parsed = self.parse_time.seen  # read inline by `string`, the hottest caller
         # uid -> reference of the object the receiver holds with that metadata.uid (an Event's
@@ -165,11 +166,28 @@ class LeafEncoder:
         self._final = msgpack.Packer(use_bin_type=True, default=self._resolve).pack
         self._estimate = msgpack.Packer(use_bin_type=True, default=_time_estimate).pack
 
-    def _held(self) -> dict[str, int]:
-        if self._held_cache is None or self._held_cache[0] is not self.root:
-            index = {s: i for i, s in enumerate(held_strings(self.root))}
-            self._held_cache = (self.root, index)
-        return self._held_cache[1]
+    def _held(self, value: str) -> int | None:
+        """`value`'s index in held_strings(root), or None. Every string of the root is in its
+        msgpack bytes as UTF-8, so a string absent from them (most: a new container ID, a new
+        address) is answered by one search in C, and the index is built for the others only."""
+        cache = self._held_cache
+        if cache is None or cache[0] is not self.root:
+            try:
+                packed: bytes | None = self._small(self.root)
+            except (OverflowError, TypeError, ValueError):  # not msgpack: the index decides
+                packed = None
+            cache = self._held_cache = (self.root, packed, None)
+        root, packed, index = cache
+        if packed is not None:
+            try:
+                if value.encode() not in packed:
+                    return None
+            except UnicodeEncodeError:
+                pass
+        if index is None:
+            index = {s: i for i, s in enumerate(held_strings(root))}
+            self._held_cache = (root, packed, index)
+        return index.get(value)
 
     def choose_epoch(self) -> int:
         """The epoch maximizing times at offsets -32..127 (one byte each); fixed once chosen."""
@@ -276,7 +294,7 @@ class LeafEncoder:
             self._times.append(parsed[0])
             return _Time(*parsed)
         if self.root is not None and len(value) >= _MIN_HELD:
-            held = self._held().get(value)
+            held = self._held(value)
             if held is not None:
                 return _ext(EXT_HELD, self._small(held))
         if len(value) == 36 and _UUID.fullmatch(value):
