@@ -155,7 +155,13 @@ def encode_delta(
     with clock("delta"):
         try:
             wire = (
-                pack_delta(base, delta, exemplars=options.exemplars, base_data=base_data)
+                pack_delta(
+                    base,
+                    delta,
+                    exemplars=options.exemplars,
+                    base_data=base_data,
+                    added_bytes=added_bytes,
+                )
                 if options.delta
                 else None
             )

@@ -56,9 +56,9 @@ _MIN_AFFIX = 8  # shorter strings are cheaper sent whole
 _MIN_HELD = 8
 _HEX = re.compile(r"[0-9a-f]{8,}")
 _SAME = msgpack.ExtType(EXT_SAME, b"")
-_PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON scalars: decoded as they are
+PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON scalars: decoded as they are
 _NO_TYPES: frozenset[type] = frozenset()
-_KEPT = frozenset({int, float, bool, type(None)})  # encoded as they are
+KEPT = frozenset({int, float, bool, type(None)})  # encoded as they are, whatever the reference
 _CONTEXT_FREE = frozenset({EXT_TIME, EXT_MICROTIME, EXT_UUID})  # decoded from their bytes alone
 _NEW_TUPLE = tuple.__new__
 _UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
@@ -227,12 +227,12 @@ class LeafEncoder:
         if kind is dict:
             if type(ref) is dict:
                 return {k: self.value(v, ref.get(k)) for k, v in value.items()}
-            return {k: v if type(v) in _KEPT else self.value(v) for k, v in value.items()}
+            return {k: v if type(v) in KEPT else self.value(v) for k, v in value.items()}
         if kind is list:
             if type(ref) is list:
                 n = len(ref)
                 return [self.value(v, ref[i] if i < n else None) for i, v in enumerate(value)]
-            return [v if type(v) in _KEPT else self.value(v) for v in value]
+            return [v if type(v) in KEPT else self.value(v) for v in value]
         return value
 
     def against(self, value: Any, ref: Any) -> tuple[Any, bool]:
@@ -357,7 +357,7 @@ class LeafDecoder:
         kind = type(value)
         # Plain items are taken as they are, without a call (most of a payload's leaves), where
         # they stand within MAX_DEPTH: deeper, the call refuses them as before.
-        plain = _PLAIN if depth < MAX_DEPTH else _NO_TYPES
+        plain = PLAIN if depth < MAX_DEPTH else _NO_TYPES
         if kind is dict:
             rdict = ref if type(ref) is dict else None
             out: dict[str, Any] = {}

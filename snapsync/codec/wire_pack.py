@@ -12,7 +12,7 @@ from typing import Any
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import LeafEncoder, TimeParses
+from snapsync.codec.leaves import KEPT, LeafEncoder, TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
@@ -54,10 +54,16 @@ class WireDelta:
 
 
 def pack_delta(
-    base: Snapshot, delta: Delta, *, exemplars: bool = True, base_data: Unpacked | None = None
+    base: Snapshot,
+    delta: Delta,
+    *,
+    exemplars: bool = True,
+    base_data: Unpacked | None = None,
+    added_bytes: Mapping[ObjectKey, bytes] | None = None,
 ) -> WireDelta:
     """The compact payload of `delta` against `base` (which must be the delta's base); base
-    objects are read through `base_data` when given (the diff read them already)."""
+    objects are read through `base_data` when given (the diff read them already), and
+    `added_bytes` are the added objects' canonical bytes, if the caller holds them."""
     if base_data is None:
         base_data = Unpacked(base)
     leaves = LeafEncoder()
@@ -90,7 +96,8 @@ def pack_delta(
             own = None
         if own != key:
             raise Unencodable(f"added object filed under {key} names itself {own}")
-        entry = _encode_added(leaves, index, key, obj, op_counts, exemplars=exemplars)
+        plain_size = len(pack(obj) if added_bytes is None else added_bytes[key])
+        entry = _encode_added(leaves, index, key, obj, plain_size, op_counts, exemplars=exemplars)
         n_exemplar += (entry[0][0] if type(entry[0]) is list else entry[0]) is not None
         index.added(key, obj)
         uid = object_uid(obj)
@@ -167,7 +174,10 @@ def _encode_ops(leaves: LeafEncoder, ops: Any, ref: dict[str, Any]) -> list[Any]
         if code is None or type(path) is not str or set(op) != expected:
             raise Unencodable(f"operation {op!r} is not plain RFC 6902")
         if name in WITH_VALUE:
-            out.append([code, path, leaves.value(op["value"], resolve(ref, path))])
+            value = op["value"]  # encoded as it is, unless its reference may matter
+            if type(value) not in KEPT:
+                value = leaves.value(value, resolve(ref, path))
+            out.append([code, path, value])
         elif name in WITH_FROM:
             if type(op["from"]) is not str:
                 raise Unencodable(f"operation {op!r} has a malformed from")
@@ -183,13 +193,13 @@ def _encode_added(
     index: ExemplarIndex,
     key: ObjectKey,
     obj: dict[str, Any],
+    plain_size: int,  # of its canonical msgpack, no leaves: an upper bound of the whole form
     op_counts: Counter[str],
     *,
     exemplars: bool,
 ) -> list[Any]:
     nanos = _event_nanos(obj, leaves.parse_time)
     slot: Any = (lambda ref: ref) if nanos is None else (lambda ref: [ref, nanos])
-    plain_size = len(pack(obj))  # no leaves yet: an upper bound of the whole form
     best: list[Any] | None = None
     best_size = plain_size
     best_ops: list[Any] = []

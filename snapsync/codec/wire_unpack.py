@@ -16,7 +16,7 @@ from snapsync.bounds import Budget, unpackb
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import Expansion, LeafDecoder, TimeParses
+from snapsync.codec.leaves import PLAIN, Expansion, LeafDecoder, TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
@@ -114,7 +114,10 @@ def _decode_ops(leaves: LeafDecoder, ops: Any, ref: Any) -> list[dict[str, Any]]
             raise FrameCorrupt("delta operation has a malformed path")
         name, path = OPCODES[op[0]], op[1]
         if name in WITH_VALUE and len(op) == 3:
-            out.append({"op": name, "path": path, "value": leaves.value(op[2], resolve(ref, path))})
+            value = op[2]  # a plain scalar decodes as itself: no reference to look up
+            if type(value) not in PLAIN:
+                value = leaves.value(value, resolve(ref, path))
+            out.append({"op": name, "path": path, "value": value})
         elif name in WITH_FROM and len(op) == 3 and type(op[2]) is str:
             out.append({"op": name, "from": op[2], "path": path})
         elif name == "remove" and len(op) == 2:
