@@ -31,8 +31,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from snapsync.canonical.canonicalize import unpack_fields
 from snapsync.canonical.keys import ObjectKey
@@ -70,10 +69,10 @@ def _labels(obj: dict[str, Any]) -> dict[str, Any]:
     return labels if isinstance(labels, dict) else {}
 
 
-@dataclass(frozen=True, slots=True)
-class _Traits:
+class _Traits(NamedTuple):
     """What ranking compares of an object, read once per object (a pool ranks ~48 candidates
-    per added object, and one candidate serves every sibling added in the same payload)."""
+    per added object, and one candidate serves every sibling added in the same payload). A
+    NamedTuple: made ~1,000 times a cycle, where a frozen dataclass costs ~3x as much."""
 
     controller: str | None
     generate_name: Any
