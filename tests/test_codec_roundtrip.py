@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from support_codec import EPOCH, LEAVES, snap, snapshot_pairs, stamp
 from support_objects import JSON
 
+from snapsync.bounds import Budget, unpackb
 from snapsync.canonical.snapshot import Snapshot
 from snapsync.codec.decode import apply_frame, decode_frame, inspect_frame
 from snapsync.codec.dictionaries import known_ids
@@ -26,10 +27,11 @@ from snapsync.codec.leaves import (
     _ext,
     held_strings,
     parse_time,
+    unpacked_ext,
 )
 from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
-from snapsync.errors import BaseMismatch, DeltaError, FrameError
+from snapsync.errors import BaseMismatch, DeltaError, FrameCorrupt, FrameError
 
 ONLY = {
     "delta": EncodeOptions(patch_from=False, full=False),
@@ -145,6 +147,20 @@ def test_remembered_time_parses_are_parse_time(texts: list[str]) -> None:
     parse = TimeParses()
     for text in texts + texts:
         assert parse(text) == parse_time(text)
+
+
+def _unpacked(raw: bytes, hook: Any) -> Any:
+    try:
+        return unpackb(raw, Budget(2**16, "test"), FrameCorrupt, "payload", hook)
+    except FrameCorrupt as exc:
+        return str(exc)
+
+
+@given(st.integers(min_value=-128, max_value=127), st.binary(max_size=20))
+def test_the_unchecked_ext_hook_unpacks_as_ext_type(code: int, data: bytes) -> None:
+    head = bytes([0xC7, len(data)]) + code.to_bytes(1, "big", signed=True)
+    raw = msgpack.packb([1, "x"])[:1] + bytes([0x01]) + head + data  # [1, <ext>]
+    assert repr(_unpacked(raw, unpacked_ext)) == repr(_unpacked(raw, msgpack.ExtType))
 
 
 def _strings_depth_first(node: Any) -> list[str]:

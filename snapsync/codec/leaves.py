@@ -71,6 +71,14 @@ def _ext(code: int, data: bytes) -> msgpack.ExtType:
     return ext
 
 
+def unpacked_ext(code: int, data: bytes) -> msgpack.ExtType:
+    """msgpack.ExtType as an unpacker's ext_hook, checking only what the unpacker may hand it
+    wrong (a negative code: ExtType's own error); ExtType's checks run in Python, per leaf."""
+    if code < 0:
+        raise ValueError("code must be 0~127")
+    return _ext(code, data)
+
+
 def parse_time(text: str) -> tuple[int, str | None] | None:
     """(epoch seconds, fraction digits or None) when `text` formats back to exactly itself."""
     if len(text) < 20 or len(text) > 30 or not text[0].isdigit():

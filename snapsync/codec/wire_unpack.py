@@ -16,7 +16,7 @@ from snapsync.bounds import Budget, unpackb
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import PLAIN, Expansion, LeafDecoder, TimeParses
+from snapsync.codec.leaves import PLAIN, Expansion, LeafDecoder, TimeParses, unpacked_ext
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
@@ -79,7 +79,7 @@ def unpack_delta(
 
 
 def _unpack(raw: bytes, budget: Budget) -> list[Any]:
-    doc = unpackb(raw, budget, FrameCorrupt, "delta payload")
+    doc = unpackb(raw, budget, FrameCorrupt, "delta payload", unpacked_ext)
     if type(doc) is not list or len(doc) != 6:
         raise FrameCorrupt("delta payload is not a 6-entry array")
     return doc
