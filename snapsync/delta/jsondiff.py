@@ -150,8 +150,12 @@ class _Ops:
 
 
 def _diff_value(old: Any, new: Any, path: str, out: _Ops) -> None:
-    if same(old, new, out.pack):
-        return
+    if not same(old, new, out.pack):
+        _diff_unequal(old, new, path, out)
+
+
+def _diff_unequal(old: Any, new: Any, path: str, out: _Ops) -> None:
+    """`_diff_value` of values already found not `same`."""
     sub = _Ops(out.pack)
     if type(old) is dict and type(new) is dict:
         _diff_dict(old, new, path, sub)
@@ -174,7 +178,7 @@ def _diff_dict(old: dict[str, Any], new: dict[str, Any], path: str, out: _Ops) -
         if key in old:
             value = new[key]
             if not same(old[key], value, out.pack):  # before building the path: most are
-                _diff_value(old[key], value, f"{path}/{pointer_token(key)}", out)
+                _diff_unequal(old[key], value, f"{path}/{pointer_token(key)}", out)
         else:
             out.add(f"{path}/{pointer_token(key)}", new[key])
 
