@@ -45,7 +45,7 @@ def unpack_delta(
     the item budget as well. Base objects are read through `base_data` when given.
     """
     if base_data is None:
-        base_data = Unpacked(base)
+        base_data = Unpacked(base, keep=False)
     budget = Budget(max_items, "the delta payload")
     doc = _unpack(raw, budget)
     epoch, collected_at, header_patch, removed_gaps, changed, added = doc

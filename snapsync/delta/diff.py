@@ -64,18 +64,25 @@ class Delta:
 class Unpacked:
     """A snapshot's objects as data, each unpacked at most once: one encode reads the same base
     objects for the diff, for the operations' references and as exemplars. The values are
-    shared by all of them: read-only."""
+    shared by all of them: read-only.
 
-    __slots__ = ("_data", "_objects")
+    `keep=False` unpacks anew on each read and keeps nothing: for one pass that reads most
+    objects once (a decoder), where holding every object read until the end cost more in
+    garbage collection (twice the collections) than unpacking the few read twice."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    __slots__ = ("_data", "_keep", "_objects")
+
+    def __init__(self, snapshot: Snapshot, *, keep: bool = True) -> None:
         self._objects = snapshot.objects
         self._data: dict[ObjectKey, dict[str, Any]] = {}
+        self._keep = keep
 
     def __getitem__(self, key: ObjectKey) -> dict[str, Any]:
         data = self._data.get(key)
         if data is None:
-            data = self._data[key] = self._objects[key].data
+            data = self._objects[key].data
+            if self._keep:
+                self._data[key] = data
         return data
 
 
