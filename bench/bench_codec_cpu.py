@@ -20,7 +20,8 @@ CPU is time.process_time in the child; a checkout's figure is the least mean per
 rounds (rounds alternate the checkouts, so both see the same background load), the ratios are
 taken within the run. The collector runs (untimed) before each timed call: a full collection's
 cost is the whole heap's (here: every snapshot of the trace), not the call's, and where it
-falls decided ±10 ms per cycle. Each child also prints the SHA-256 of the frames it shipped: the two
+falls decided ±10 ms per cycle. The collections that still fall within a call are included,
+and their time is reported apart ("of which GC": wall time, gc.callbacks). Each child also prints the SHA-256 of the frames it shipped: the two
 checkouts must agree (the codec's frames are byte-for-byte the same). Results go to
 bench/results/codec_cpu.md. A benchmark reports; tests assert.
 """
@@ -59,23 +60,38 @@ for snapshot in snapshots:
     snapshot.uid_index  # as the agent holds its base: built when it was the newest
 encode_delta(*pairs[0])  # warm-up: digests the trained dictionary once per process
 encode = decode = patch = 0.0
+collector = {"encode": 0.0, "decode": 0.0}  # wall time of the collector's runs within each
+began, step = [0.0], ["encode"]
+def watch(phase, info):
+    if phase == "start":
+        began[0] = time.perf_counter()
+    else:
+        collector[step[0]] += time.perf_counter() - began[0]
 digest = hashlib.sha256()
 for old, new in pairs[1:]:
     gc.collect()
+    step[0] = "encode"
+    gc.callbacks.append(watch)
     start = time.process_time()
     frame = encode_delta(old, new).frame
     encode += time.process_time() - start
+    gc.callbacks.remove(watch)
     digest.update(frame)
     gc.collect()
+    step[0] = "decode"
+    gc.callbacks.append(watch)
     start = time.process_time()
     decode_frame(frame, old)
     decode += time.process_time() - start
+    gc.callbacks.remove(watch)
     if sys.argv[2] == "1":
         from snapsync.sim import baselines as bl
         old_doc, new_doc = bl.state_doc(old), bl.state_doc(new)
         patch += bl.timed(lambda: bl.json_patch_gzip(old_doc, new_doc))[1] / 1000
 n = len(pairs) - 1
 print(json.dumps({"encode_ms": encode * 1000 / n, "decode_ms": decode * 1000 / n,
+                  "encode_gc_ms": collector["encode"] * 1000 / n,
+                  "decode_gc_ms": collector["decode"] * 1000 / n,
                   "patch_ms": patch * 1000 / n, "cycles": n, "frames": digest.hexdigest()}))
 """
 
@@ -103,18 +119,20 @@ def render(rows: list[dict[str, Any]], argv: list[str], label: str, load: str) -
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load}; CPU is "
         "process time, the least mean per cycle over the rounds.",
         "",
-        f"| trace | cycles | encode ms (this / {label}) | encode ratio "
-        f"| decode ms (this / {label}) | decode ratio | JSON Patch encode ms "
-        f"| encode vs JSON Patch (this / {label}) | same frames |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| trace | cycles | encode ms (this / {label}) | of which GC "
+        f"| encode ratio | decode ms (this / {label}) | of which GC | decode ratio "
+        f"| JSON Patch encode ms | encode vs JSON Patch (this / {label}) | same frames |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         this, other, patch = row["this"], row["other"], row["patch_ms"]
         lines.append(
             f"| {row['trace']} | {this['cycles']} "
             f"| {this['encode_ms']:.1f} / {other['encode_ms']:.1f} "
+            f"| {this['encode_gc_ms']:.1f} / {other['encode_gc_ms']:.1f} "
             f"| {this['encode_ms'] / other['encode_ms']:.2f}x "
             f"| {this['decode_ms']:.1f} / {other['decode_ms']:.1f} "
+            f"| {this['decode_gc_ms']:.1f} / {other['decode_gc_ms']:.1f} "
             f"| {this['decode_ms'] / other['decode_ms']:.2f}x | {patch:.0f} "
             f"| {this['encode_ms'] / patch:.3f}x / {other['encode_ms'] / patch:.3f}x "
             f"| {'yes' if this['frames'] == other['frames'] else 'NO'} |"
