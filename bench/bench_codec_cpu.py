@@ -21,9 +21,10 @@ rounds (rounds alternate the checkouts, so both see the same background load), t
 taken within the run. The collector runs (untimed) before each timed call: a full collection's
 cost is the whole heap's (here: every snapshot of the trace), not the call's, and where it
 falls decided ±10 ms per cycle. The collections that still fall within a call are included,
-and their time is reported apart ("of which GC": wall time, gc.callbacks). Each child also prints the SHA-256 of the frames it shipped: the two
-checkouts must agree (the codec's frames are byte-for-byte the same). Results go to
-bench/results/codec_cpu.md. A benchmark reports; tests assert.
+and their time is reported apart ("of which GC": wall time, gc.callbacks). Each child also
+prints the SHA-256 of the frames it shipped: the two checkouts must agree (the codec's frames
+are byte-for-byte the same). Results go to bench/results/codec_cpu.md. A benchmark reports;
+tests assert.
 """
 
 from __future__ import annotations
