@@ -23,12 +23,11 @@ from snapsync.codec.leaves import (
     Expansion,
     LeafDecoder,
     LeafEncoder,
-    TimeParses,
     _ext,
     held_strings,
-    parse_time,
     unpacked_ext,
 )
+from snapsync.codec.times import TimeParses, parse_time
 from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
 from snapsync.errors import BaseMismatch, DeltaError, FrameCorrupt, FrameError

@@ -26,9 +26,7 @@ FrameCorrupt; `Expansion` caps the bytes references may materialize.
 
 from __future__ import annotations
 
-import calendar
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from snapsync.codec.times import UNPARSED, TimeParses, format_time
 from snapsync.errors import FrameCorrupt, FrameTooLarge
 
 EXT_TIME = 1
@@ -48,10 +47,8 @@ EXT_HELD = 7
 EXT_UID_OF = 8
 
 MAX_DEPTH = 128  # nesting accepted when decoding; canonical Kubernetes objects stay far below
-_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DECIMAL = re.compile(r"0|-?[1-9][0-9]{0,17}")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _MIN_AFFIX = 8  # shorter strings are cheaper sent whole
 _MIN_HELD = 8
 _HEX = re.compile(r"[0-9a-f]{8,}")
@@ -61,7 +58,6 @@ _NO_TYPES: frozenset[type] = frozenset()
 KEPT = frozenset({int, float, bool, type(None)})  # encoded as they are, whatever the reference
 _CONTEXT_FREE = frozenset({EXT_TIME, EXT_MICROTIME, EXT_UUID})  # decoded from their bytes alone
 _NEW_TUPLE = tuple.__new__
-_UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
 
 
 def _ext(code: int, data: bytes) -> msgpack.ExtType:
@@ -79,30 +75,6 @@ def unpacked_ext(code: int, data: bytes) -> msgpack.ExtType:
     return _ext(code, data)
 
 
-def parse_time(text: str) -> tuple[int, str | None] | None:
-    """(epoch seconds, fraction digits or None) when `text` formats back to exactly itself."""
-    if len(text) < 20 or len(text) > 30 or not text[0].isdigit():
-        return None
-    match = _TIME.fullmatch(text)
-    if match is None:
-        return None
-    parts = [int(p) for p in match.groups()[:6]]
-    try:
-        seconds = calendar.timegm((*parts, 0, 0, 0))
-    except (ValueError, OverflowError):
-        return None
-    if _format_time(seconds) != text[:19]:
-        return None
-    return seconds, match.group(7)
-
-
-def _format_time(seconds: int) -> str:
-    try:
-        return time.strftime(_TIME_FORMAT, time.gmtime(seconds))
-    except (ValueError, OverflowError, OSError):
-        return ""
-
-
 def _affix(value: str, ref: str) -> tuple[int, int]:
     limit = min(len(value), len(ref))
     prefix = 0
@@ -113,21 +85,6 @@ def _affix(value: str, ref: str) -> tuple[int, int]:
     while suffix < limit and value[-1 - suffix] == ref[-1 - suffix]:
         suffix += 1
     return prefix, suffix
-
-
-class TimeParses:
-    """`parse_time`, remembered for one payload: a cycle writes the same few instants (and
-    names) into many objects, and parsing one costs a regex, a timegm and a strftime. Holds one
-    entry per distinct string asked about."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, tuple[int, str | None] | None] = {}
-
-    def __call__(self, text: str) -> tuple[int, str | None] | None:
-        parsed = self.seen.get(text, _UNPARSED)
-        if parsed is _UNPARSED:
-            parsed = self.seen[text] = parse_time(text)
-        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,8 +250,8 @@ class LeafEncoder:
                 return _SAME if len(value) > 2 else value
             if _DECIMAL.fullmatch(value) and _DECIMAL.fullmatch(ref):
                 return _ext(EXT_DECIMAL, self._small(int(value) - int(ref)))
-        parsed = self._parsed.get(value, _UNPARSED)
-        if parsed is _UNPARSED:
+        parsed = self._parsed.get(value, UNPARSED)
+        if parsed is UNPARSED:
             parsed = self.parse_time(value)
         if parsed is not None:
             if self.epoch is not None:
@@ -468,7 +425,7 @@ class LeafDecoder:
     def _time(self, offset: Any, fraction: str | None) -> str:
         if not _is_int(offset):
             raise FrameCorrupt("malformed TIME leaf")
-        text = _format_time(self.epoch + offset)
+        text = format_time(self.epoch + offset)
         if not text:
             raise FrameCorrupt("TIME leaf out of range")
         return f"{text}.{fraction}Z" if fraction is not None else f"{text}Z"

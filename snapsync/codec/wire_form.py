@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from snapsync.codec.leaves import parse_time
+from snapsync.codec.times import parse_time
 from snapsync.errors import FrameCorrupt
 
 OPCODES = ("add", "remove", "replace", "move", "copy", "test")

@@ -12,7 +12,8 @@ from typing import Any
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import KEPT, LeafEncoder, TimeParses
+from snapsync.codec.leaves import KEPT, LeafEncoder
+from snapsync.codec.times import TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,

@@ -16,7 +16,8 @@ from snapsync.bounds import Budget, unpackb
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import PLAIN, Expansion, LeafDecoder, TimeParses, unpacked_ext
+from snapsync.codec.leaves import PLAIN, Expansion, LeafDecoder, unpacked_ext
+from snapsync.codec.times import TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
