@@ -15,6 +15,7 @@ Nesting stops at msgpack's own stack (1024 levels), which bounds the containers 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -56,11 +57,18 @@ def items_for(raw_size: int, cap: int, per_item: int = SNAPSHOT_BYTES_PER_ITEM) 
     return min(cap, max(MIN_ITEMS, raw_size // per_item))
 
 
-def unpackb(raw: bytes, budget: Budget, error: type[SnapsyncError], what: str) -> Any:
+def unpackb(
+    raw: bytes,
+    budget: Budget,
+    error: type[SnapsyncError],
+    what: str,
+    ext_hook: Callable[[int, bytes], Any] = msgpack.ExtType,
+) -> Any:
     """One msgpack value from `raw`, built within `budget`; `error` for malformed input.
 
     Map keys must be strings (or bytes/ints only where msgpack's strict_map_key allows: never
-    here) and the input must hold exactly one value.
+    here) and the input must hold exactly one value. `ext_hook` makes each ext value (a
+    ValueError from it is malformed input).
     """
 
     left = budget.left
@@ -86,6 +94,7 @@ def unpackb(raw: bytes, budget: Budget, error: type[SnapsyncError], what: str) -
         max_ext_len=len(raw),
         object_hook=charge,
         list_hook=charge,
+        ext_hook=ext_hook,
     )
     unpacker.feed(raw)
     try:

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snapsync.canonical.canonicalize import _checked_copy, _sorted_copy, canonicalize, pack
+from snapsync.canonical.canonicalize import (
+    _checked_copy,
+    _sorted_copy,
+    canonicalize,
+    pack,
+    unpack,
+    unpack_fields,
+)
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import (
@@ -50,6 +57,15 @@ def test_any_order_gives_identical_bytes(objs: list[dict[str, Any]], rng: random
     b = build_snapshot(reordered, PROFILE, collected_at=FIXED_TIME)
     assert a.digest == b.digest
     assert encode_snapshot(a) == encode_snapshot(b)
+
+
+@given(st.dictionaries(st.text(max_size=8), JSON, max_size=6), st.frozensets(st.text(max_size=8)))
+def test_unpack_fields_is_unpack_restricted(obj: dict[str, Any], names: frozenset[str]) -> None:
+    encoded = pack(obj)
+    wanted = names | frozenset(list(obj)[::2])  # some fields present, some absent
+    restricted = {k: v for k, v in unpack(encoded).items() if k in wanted}
+    assert pack(unpack_fields(encoded, wanted)) == pack(restricted)
+    assert pack(unpack_fields(encoded, frozenset(obj))) == encoded
 
 
 @given(raw_objects())

@@ -11,15 +11,26 @@ from hypothesis import strategies as st
 from support_codec import EPOCH, LEAVES, snap, snapshot_pairs, stamp
 from support_objects import JSON
 
+from snapsync.bounds import Budget, unpackb
 from snapsync.canonical.snapshot import Snapshot
 from snapsync.codec.decode import apply_frame, decode_frame, inspect_frame
 from snapsync.codec.dictionaries import known_ids
 from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.codec.frame import OVERHEAD, Codec, Frame, FrameKind, unpack_frame
-from snapsync.codec.leaves import EXT_HELD, EXT_UID_OF, Expansion, LeafDecoder, LeafEncoder
+from snapsync.codec.leaves import (
+    EXT_HELD,
+    EXT_UID_OF,
+    Expansion,
+    LeafDecoder,
+    LeafEncoder,
+    _ext,
+    held_strings,
+    unpacked_ext,
+)
+from snapsync.codec.times import TimeParses, parse_time
 from snapsync.codec.wire_pack import pack_delta
 from snapsync.delta.diff import Delta, diff
-from snapsync.errors import BaseMismatch, DeltaError, FrameError
+from snapsync.errors import BaseMismatch, DeltaError, FrameCorrupt, FrameError
 
 ONLY = {
     "delta": EncodeOptions(patch_from=False, full=False),
@@ -61,6 +72,15 @@ def test_decoded_delta_equals_the_diff(pair: tuple[Snapshot, Snapshot]) -> None:
     }
 
 
+@given(snapshot_pairs())
+def test_records_are_the_payloads_entries_packed_alone(pair: tuple[Snapshot, Snapshot]) -> None:
+    base, new = pair
+    wire = pack_delta(base, diff(base, new))
+    changed, added = msgpack.unpackb(wire.payload, raw=False)[4:]
+    entries = [[*part[i : i + 2]] for part in (changed, added) for i in range(0, len(part), 2)]
+    assert [msgpack.unpackb(r, raw=False) for r in wire.records] == entries
+
+
 @given(st.data())
 def test_field_leaves_round_trip_exactly(data: st.DataObject) -> None:
     value = data.draw(st.lists(LEAVES, max_size=6))
@@ -83,6 +103,101 @@ def test_structural_encoding_against_an_exemplar_round_trips(value: Any, ref: An
     decoded = decoder.value(msgpack.unpackb(packed), ref, whole=True)
     assert msgpack.packb(decoded) == msgpack.packb(value)
     assert same == (msgpack.packb(value) == msgpack.packb(ref))
+
+
+class _Walking(LeafEncoder):
+    """The encoder without its equal-container shortcut: every subtree walked."""
+
+    def _same_bytes(self, value: Any, ref: Any) -> bool:
+        return False
+
+
+@st.composite
+def _near(draw: st.DrawFn, value: Any) -> Any:
+    """`value` with some leaves swapped for ones equal in Python but not in JSON (1, 1.0, true)."""
+    if type(value) is dict:
+        return {k: draw(_near(v)) for k, v in value.items()}
+    if type(value) is list:
+        return [draw(_near(v)) for v in value]
+    if type(value) in (int, float, bool) and draw(st.booleans()):
+        return draw(st.sampled_from([int(value), float(value), bool(value), -float(value)]))
+    return value
+
+
+@given(JSON, st.data())
+def test_the_equal_container_shortcut_encodes_as_the_walk(value: Any, data: st.DataObject) -> None:
+    ref = data.draw(_near(value))
+    fast, walking = LeafEncoder(), _Walking()
+    encoded, same = fast.against(value, ref)
+    walked, walked_same = walking.against(value, ref)
+    assert same == walked_same
+    assert fast.pack(encoded) == walking.pack(walked)
+
+
+@given(st.integers(min_value=0, max_value=127), st.binary(max_size=40))
+def test_unchecked_ext_leaves_are_msgpack_ext_types(code: int, data: bytes) -> None:
+    leaf = _ext(code, data)
+    assert type(leaf) is msgpack.ExtType and leaf == msgpack.ExtType(code, data)
+    assert msgpack.packb(leaf) == msgpack.packb(msgpack.ExtType(code, data))
+
+
+@given(st.lists(st.text(max_size=30) | LEAVES.filter(lambda v: type(v) is str), max_size=8))
+def test_remembered_time_parses_are_parse_time(texts: list[str]) -> None:
+    parse = TimeParses()
+    for text in texts + texts:
+        assert parse(text) == parse_time(text)
+
+
+def _unpacked(raw: bytes, hook: Any) -> Any:
+    try:
+        return unpackb(raw, Budget(2**16, "test"), FrameCorrupt, "payload", hook)
+    except FrameCorrupt as exc:
+        return str(exc)
+
+
+@given(st.integers(min_value=-128, max_value=127), st.binary(max_size=20))
+def test_the_unchecked_ext_hook_unpacks_as_ext_type(code: int, data: bytes) -> None:
+    head = bytes([0xC7, len(data)]) + code.to_bytes(1, "big", signed=True)
+    raw = msgpack.packb([1, "x"])[:1] + bytes([0x01]) + head + data  # [1, <ext>]
+    assert repr(_unpacked(raw, unpacked_ext)) == repr(_unpacked(raw, msgpack.ExtType))
+
+
+def _strings_depth_first(node: Any) -> list[str]:
+    if type(node) is dict:
+        return [s for v in node.values() for s in _strings_depth_first(v)]
+    if type(node) is list:
+        return [s for v in node for s in _strings_depth_first(v)]
+    return [node] if type(node) is str else []
+
+
+@given(JSON)
+def test_held_strings_are_the_distinct_long_strings_depth_first(root: Any) -> None:
+    expected: list[str] = []
+    for text in _strings_depth_first(root):
+        if len(text) >= 8 and text not in expected:
+            expected.append(text)
+    assert held_strings(root) == expected
+
+
+@given(JSON, st.data())
+def test_held_lookups_match_the_held_index(root: Any, data: st.DataObject) -> None:
+    held = held_strings(root)
+    strings = _strings_depth_first(root)
+    # strings of the root, pieces of them (in its bytes, never held), and others
+    pieces = [t[1:] for t in strings] + [t[:-1] for t in strings]
+    found = st.sampled_from(strings + pieces) if strings else st.nothing()
+    asked = data.draw(st.lists(found | st.text(max_size=12)))
+    encoder = LeafEncoder()
+    encoder.root = root
+    for text in asked:
+        assert encoder._held(text) == (held.index(text) if text in held else None)
+
+
+def test_held_strings_walks_any_depth() -> None:
+    root: Any = "a string of eight+"
+    for _ in range(5000):
+        root = [{"k": root}]
+    assert held_strings(root) == ["a string of eight+"]
 
 
 @given(JSON, JSON)

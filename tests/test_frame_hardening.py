@@ -20,6 +20,7 @@ from snapsync.canonical.snapshot import Snapshot
 from snapsync.codec.decode import apply_frame, decode_frame, inspect_frame
 from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.codec.frame import HEADER_SIZE, MAGIC, NO_DIGEST, Codec, Frame, FrameKind, Limits
+from snapsync.codec.leaves import MAX_DEPTH, Expansion, LeafDecoder
 from snapsync.codec.wire_pack import pack_delta
 from snapsync.errors import (
     DeltaError,
@@ -182,6 +183,20 @@ def test_deep_nesting_is_refused() -> None:
     raw = msgpack.packb([0, "t", {}, [], [], [None, {"kind": deep}]])
     with pytest.raises(FrameError):
         apply_frame(BASE, _frame(FrameKind.DELTA, Codec.NONE, raw, len(raw)))
+
+
+@pytest.mark.parametrize("container", [list, dict])
+@pytest.mark.parametrize("extra", [0, 1])
+def test_the_depth_limit_counts_the_leaves_too(container: type, extra: int) -> None:
+    value: Any = "x"
+    for _ in range(MAX_DEPTH + extra):
+        value = [value] if container is list else {"k": value}
+    decoder = LeafDecoder(0, Expansion(2**20))
+    if extra:
+        with pytest.raises(FrameCorrupt):
+            decoder.value(value)
+    else:
+        assert decoder.value(value) == value
 
 
 def test_huge_declared_sizes_are_refused_before_allocating() -> None:

@@ -77,6 +77,23 @@ def unpack(encoded: bytes) -> Any:
     return msgpack.unpackb(encoded, raw=False)
 
 
+def unpack_fields(encoded: bytes, names: frozenset[str]) -> dict[str, Any]:
+    """The top-level fields `names` of an object's canonical bytes (`unpack`'s, without the
+    others): msgpack skips the rest unbuilt. Ranking exemplars reads a few metadata fields of
+    ~50 neighbours per added object, and a Pod's spec and status are most of its bytes (~4x
+    less CPU than `unpack`)."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(encoded)
+    out: dict[str, Any] = {}
+    for _ in range(unpacker.read_map_header()):
+        name = unpacker.unpack()
+        if name in names:
+            out[name] = unpacker.unpack()
+        else:
+            unpacker.skip()
+    return out
+
+
 def object_digest(encoded: bytes) -> bytes:
     """128-bit BLAKE2b of an object's canonical bytes: collisions are not a practical concern."""
     return hashlib.blake2b(encoded, digest_size=16).digest()

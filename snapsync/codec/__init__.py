@@ -5,6 +5,7 @@
     wire_pack    building that payload: base objects by position, leaves against references
     wire_unpack  reading it back against the base, every entry checked and bounded
     leaves       field-aware leaf encoding (what changes costs few bytes)
+    times        RFC 3339 times as leaves carry them (parsed only when exactly reversible)
     dictionaries trained zstd dictionaries shipped by id
     payload      zstd around payloads, and the snapshot payload's msgpack layout, both ways
     decode       a frame back to its snapshot, delta or repair; apply; inspect

@@ -25,7 +25,7 @@ from snapsync.codec.frame import (
 )
 from snapsync.codec.payload import decompress, snapshot_from_payload, unpack_payload
 from snapsync.codec.wire_unpack import summarize_payload, unpack_delta, untrusted
-from snapsync.delta.diff import Delta, delta_document, delta_from_document
+from snapsync.delta.diff import Delta, Unpacked, delta_document, delta_from_document
 from snapsync.delta.incremental import derive
 from snapsync.errors import BaseMismatch, FrameCorrupt, FrameUnsupported, InputError
 
@@ -71,16 +71,24 @@ def _check_base(frame: Frame, base: Snapshot | None) -> None:
 
 
 def decode_frame(
-    data: bytes, base: Snapshot | None = None, limits: Limits = DEFAULT_LIMITS
+    data: bytes,
+    base: Snapshot | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    base_data: Unpacked | None = None,
 ) -> Snapshot | Delta:
     """A frame's content: a Snapshot (full or patch-from) or a Delta against `base`.
 
     A Delta is decoded, not applied: `apply_frame` applies it and checks the target digest.
+    `base_data`: the base's objects as the caller already unpacked them (the encoder checking
+    its own frame), read-only.
     """
-    return _decode(unpack_frame(data, limits), base, limits)
+    return _decode(unpack_frame(data, limits), base, limits, base_data)
 
 
-def _decode(frame: Frame, base: Snapshot | None, limits: Limits) -> Snapshot | Delta:
+def _decode(
+    frame: Frame, base: Snapshot | None, limits: Limits, base_data: Unpacked | None = None
+) -> Snapshot | Delta:
     _check_base(frame, base)
     raw = decompress(frame, base, limits)
     if frame.kind is FrameKind.SNAPSHOT:
@@ -94,6 +102,7 @@ def _decode(frame: Frame, base: Snapshot | None, limits: Limits) -> Snapshot | D
         frame.target_digest,
         max_expanded=limits.max_expanded,
         max_items=items_for(len(raw), limits.max_items, DELTA_BYTES_PER_ITEM),
+        base_data=base_data,
     )
 
 

@@ -22,6 +22,7 @@ import msgpack
 import zstandard
 
 from snapsync.canonical.canonicalize import pack
+from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot
 from snapsync.codec import dictionaries
 from snapsync.codec.decode import decode_frame, decode_snapshot
@@ -33,7 +34,7 @@ from snapsync.codec.payload import (
     trained_dictionary,
 )
 from snapsync.codec.wire_pack import WireStats, pack_delta
-from snapsync.delta.diff import Delta, delta_document, diff, uid_index_after
+from snapsync.delta.diff import Delta, Unpacked, delta_document, diff, uid_index_after
 from snapsync.errors import DeltaError, FrameError, Unencodable
 
 DEFAULT_SNAPSHOT_LEVEL = 9
@@ -138,9 +139,14 @@ def encode_delta(
     """
     cpu: dict[str, float] = {}
     clock = _Clock(cpu, timer)
+    # The diff, the delta candidate and its check read the same base objects: unpacked once.
+    base_data = Unpacked(base)
+    # The added objects' canonical bytes, when the delta is ours (diff takes them from `new`).
+    added_bytes: Mapping[ObjectKey, bytes] | None = None
     if delta is None:
         with clock("diff"):
-            delta = diff(base, new)
+            delta = diff(base, new, base_data)
+        added_bytes = {key: new.objects[key].encoded for key in delta.added}
     if delta.base_digest != base.digest or delta.target_digest != new.digest:
         raise DeltaError("the delta given does not go from this base to this snapshot")
     frames: dict[str, Frame] = {}
@@ -148,7 +154,17 @@ def encode_delta(
     stats: WireStats | None = None
     with clock("delta"):
         try:
-            wire = pack_delta(base, delta, exemplars=options.exemplars) if options.delta else None
+            wire = (
+                pack_delta(
+                    base,
+                    delta,
+                    exemplars=options.exemplars,
+                    base_data=base_data,
+                    added_bytes=added_bytes,
+                )
+                if options.delta
+                else None
+            )
         except Unencodable:
             wire = None
         if wire is not None:
@@ -156,7 +172,9 @@ def encode_delta(
             # this cycle's snapshot is the next one's base: hand it the uid index ready-made
             new.adopt_uid_index(uid_index_after(base, new, delta))
             frames["delta"] = _delta_frame(delta, wire.payload, options)
-            checks["delta"] = lambda data: _same_delta(decode_frame(data, base), delta)
+            checks["delta"] = lambda data: _same_delta(
+                decode_frame(data, base, base_data=base_data), delta, added_bytes
+            )
     delta_size = frames["delta"].size if "delta" in frames else None
     full_estimate = new.encoded_size
     want_full = options.full and (
@@ -297,8 +315,11 @@ class _Clock:
             self.cpu[self._step] = self.cpu.get(self._step, 0.0) + spent
 
 
-def _same_delta(a: Snapshot | Delta, b: Delta) -> bool:
-    """Exact equality, types included (True is not 1 on the wire)."""
+def _same_delta(
+    a: Snapshot | Delta, b: Delta, b_added: Mapping[ObjectKey, bytes] | None = None
+) -> bool:
+    """Exact equality, types included (True is not 1 on the wire); `b_added`: the canonical
+    bytes of b's added objects, if known."""
     if not isinstance(a, Delta):
         return False
     if (a.base_digest, a.target_digest, a.header, a.removed) != (
@@ -310,7 +331,9 @@ def _same_delta(a: Snapshot | Delta, b: Delta) -> bool:
         return False
     if a.added.keys() != b.added.keys() or a.changed.keys() != b.changed.keys():
         return False
-    if any(pack(a.added[k]) != pack(b.added[k]) for k in b.added):
+    if b_added is None:
+        b_added = {k: pack(v) for k, v in b.added.items()}
+    if any(pack(a.added[k]) != b_added[k] for k in b.added):
         return False
     return all(_ops_bytes(a.changed[k]) == _ops_bytes(b.changed[k]) for k in b.changed)
 

@@ -26,16 +26,15 @@ FrameCorrupt; `Expansion` caps the bytes references may materialize.
 
 from __future__ import annotations
 
-import calendar
 import re
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
 
+from snapsync.codec.times import UNPARSED, TimeParses, format_time
 from snapsync.errors import FrameCorrupt, FrameTooLarge
 
 EXT_TIME = 1
@@ -48,39 +47,32 @@ EXT_HELD = 7
 EXT_UID_OF = 8
 
 MAX_DEPTH = 128  # nesting accepted when decoding; canonical Kubernetes objects stay far below
-_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DECIMAL = re.compile(r"0|-?[1-9][0-9]{0,17}")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _MIN_AFFIX = 8  # shorter strings are cheaper sent whole
 _MIN_HELD = 8
 _HEX = re.compile(r"[0-9a-f]{8,}")
 _SAME = msgpack.ExtType(EXT_SAME, b"")
-_UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
+PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON scalars: decoded as they are
+_NO_TYPES: frozenset[type] = frozenset()
+KEPT = frozenset({int, float, bool, type(None)})  # encoded as they are, whatever the reference
+_CONTEXT_FREE = frozenset({EXT_TIME, EXT_MICROTIME, EXT_UUID})  # decoded from their bytes alone
+_NEW_TUPLE = tuple.__new__
 
 
-def parse_time(text: str) -> tuple[int, str | None] | None:
-    """(epoch seconds, fraction digits or None) when `text` formats back to exactly itself."""
-    if len(text) < 20 or len(text) > 30 or not text[0].isdigit():
-        return None
-    match = _TIME.fullmatch(text)
-    if match is None:
-        return None
-    parts = [int(p) for p in match.groups()[:6]]
-    try:
-        seconds = calendar.timegm((*parts, 0, 0, 0))
-    except (ValueError, OverflowError):
-        return None
-    if _format_time(seconds) != text[:19]:
-        return None
-    return seconds, match.group(7)
+def _ext(code: int, data: bytes) -> msgpack.ExtType:
+    """msgpack.ExtType(code, data) without its argument checks, which run in Python and cost
+    twice the tuple: every leaf this module makes is one, of a valid code and bytes."""
+    ext: msgpack.ExtType = _NEW_TUPLE(msgpack.ExtType, (code, data))
+    return ext
 
 
-def _format_time(seconds: int) -> str:
-    try:
-        return time.strftime(_TIME_FORMAT, time.gmtime(seconds))
-    except (ValueError, OverflowError, OSError):
-        return ""
+def unpacked_ext(code: int, data: bytes) -> msgpack.ExtType:
+    """msgpack.ExtType as an unpacker's ext_hook, checking only what the unpacker may hand it
+    wrong (a negative code: ExtType's own error); ExtType's checks run in Python, per leaf."""
+    if code < 0:
+        raise ValueError("code must be 0~127")
+    return _ext(code, data)
 
 
 def _affix(value: str, ref: str) -> tuple[int, int]:
@@ -127,10 +119,10 @@ class LeafEncoder:
         # The object the receiver holds that values are encoded against (HELD leaves index its
         # strings); set by the caller around each object, None for whole objects and headers.
         self.root: Any = None
-        self._held_cache: tuple[Any, dict[str, int]] | None = None
-        # parse_time of the strings met so far: a cycle writes the same few instants (and
-        # names) into many objects, and parsing a time costs a regex, a timegm and a strftime
-        self._parsed: dict[str, tuple[int, str | None] | None] = {}
+        # root, its msgpack bytes (None if it has none), HELD index of its strings once built
+        self._held_cache: tuple[Any, bytes | None, dict[str, int] | None] | None = None
+        self.parse_time = TimeParses()
+        self._parsed = self.parse_time.seen  # read inline by `string`, the hottest caller
         # uid -> reference of the object the receiver holds with that metadata.uid (an Event's
         # involvedObject, an owner, an endpoint's targetRef): a small int instead of 16 bytes.
         self.uid_owners: UidOwners = _NO_OWNERS
@@ -139,11 +131,28 @@ class LeafEncoder:
         self._final = msgpack.Packer(use_bin_type=True, default=self._resolve).pack
         self._estimate = msgpack.Packer(use_bin_type=True, default=_time_estimate).pack
 
-    def _held(self) -> dict[str, int]:
-        if self._held_cache is None or self._held_cache[0] is not self.root:
-            index = {s: i for i, s in enumerate(held_strings(self.root))}
-            self._held_cache = (self.root, index)
-        return self._held_cache[1]
+    def _held(self, value: str) -> int | None:
+        """`value`'s index in held_strings(root), or None. Every string of the root is in its
+        msgpack bytes as UTF-8, so a string absent from them (most: a new container ID, a new
+        address) is answered by one search in C, and the index is built for the others only."""
+        cache = self._held_cache
+        if cache is None or cache[0] is not self.root:
+            try:
+                packed: bytes | None = self._small(self.root)
+            except (OverflowError, TypeError, ValueError):  # not msgpack: the index decides
+                packed = None
+            cache = self._held_cache = (self.root, packed, None)
+        root, packed, index = cache
+        if packed is not None:
+            try:
+                if value.encode() not in packed:
+                    return None
+            except UnicodeEncodeError:
+                pass
+        if index is None:
+            index = {s: i for i, s in enumerate(held_strings(root))}
+            self._held_cache = (root, packed, index)
+        return index.get(value)
 
     def choose_epoch(self) -> int:
         """The epoch maximizing times at offsets -32..127 (one byte each); fixed once chosen."""
@@ -172,10 +181,8 @@ class LeafEncoder:
             raise TypeError(f"cannot encode {type(leaf).__name__}")
         offset = leaf.seconds - self.choose_epoch()
         if leaf.fraction is None:
-            return msgpack.ExtType(EXT_TIME, self._small(offset))
-        return msgpack.ExtType(
-            EXT_MICROTIME, self._small([offset, int(leaf.fraction), len(leaf.fraction)])
-        )
+            return _ext(EXT_TIME, self._small(offset))
+        return _ext(EXT_MICROTIME, self._small([offset, int(leaf.fraction), len(leaf.fraction)]))
 
     def value(self, value: Any, ref: Any = None) -> Any:
         """`value` with its strings re-encoded against `ref` (same shape, where shapes agree)."""
@@ -185,18 +192,24 @@ class LeafEncoder:
         if kind is dict:
             if type(ref) is dict:
                 return {k: self.value(v, ref.get(k)) for k, v in value.items()}
-            return {k: self.value(v) for k, v in value.items()}
+            return {k: v if type(v) in KEPT else self.value(v) for k, v in value.items()}
         if kind is list:
             if type(ref) is list:
                 n = len(ref)
                 return [self.value(v, ref[i] if i < n else None) for i, v in enumerate(value)]
-            return [self.value(v) for v in value]
+            return [v if type(v) in KEPT else self.value(v) for v in value]
         return value
 
     def against(self, value: Any, ref: Any) -> tuple[Any, bool]:
         """`value` encoded structurally against `ref` (an exemplar): equal subtrees, containers
-        included, become SAME. Returns (encoding, whether `value` equals `ref` exactly)."""
+        included, become SAME. Returns (encoding, whether `value` equals `ref` exactly).
+
+        An equal container is found equal in C (== then the same msgpack bytes, which keeps 1,
+        1.0 and true apart) before any walk: a sibling shares most of its exemplar's subtrees.
+        (Only a NaN, which no JSON value holds, could tell the walk apart from this.)"""
         kind = type(value)
+        if (kind is dict or kind is list) and value == ref and self._same_bytes(value, ref):
+            return _SAME, True
         if kind is dict and type(ref) is dict:
             out: dict[str, Any] = {}
             same = len(value) == len(ref)
@@ -225,31 +238,37 @@ class LeafEncoder:
             return self.value(value), False
         return value, type(ref) is kind and value == ref
 
+    def _same_bytes(self, value: Any, ref: Any) -> bool:
+        try:
+            return bool(self._small(value) == self._small(ref))
+        except (OverflowError, TypeError, ValueError):  # not msgpack: left to the walk
+            return False
+
     def string(self, value: str, ref: Any) -> Any:
         if type(ref) is str:
             if value == ref:
                 return _SAME if len(value) > 2 else value
             if _DECIMAL.fullmatch(value) and _DECIMAL.fullmatch(ref):
-                return msgpack.ExtType(EXT_DECIMAL, self._small(int(value) - int(ref)))
-        parsed = self._parsed.get(value, _UNPARSED)
-        if parsed is _UNPARSED:
-            parsed = self._parsed[value] = parse_time(value)
+                return _ext(EXT_DECIMAL, self._small(int(value) - int(ref)))
+        parsed = self._parsed.get(value, UNPARSED)
+        if parsed is UNPARSED:
+            parsed = self.parse_time(value)
         if parsed is not None:
             if self.epoch is not None:
                 raise RuntimeError("a time was encoded after the payload's epoch was chosen")
             self._times.append(parsed[0])
             return _Time(*parsed)
         if self.root is not None and len(value) >= _MIN_HELD:
-            held = self._held().get(value)
+            held = self._held(value)
             if held is not None:
-                return msgpack.ExtType(EXT_HELD, self._small(held))
+                return _ext(EXT_HELD, self._small(held))
         if len(value) == 36 and _UUID.fullmatch(value):
             owner = self.uid_owners.get(value)
             if owner is not None:
-                return msgpack.ExtType(EXT_UID_OF, self._small(owner))
-            return msgpack.ExtType(EXT_UUID, uuid.UUID(value).bytes)
+                return _ext(EXT_UID_OF, self._small(owner))
+            return _ext(EXT_UUID, uuid.UUID(value).bytes)
         if _DECIMAL.fullmatch(value) and len(value) > 2:
-            return msgpack.ExtType(EXT_DECIMAL, self._small(int(value)))
+            return _ext(EXT_DECIMAL, self._small(int(value)))
         if type(ref) is str and len(value) >= _MIN_AFFIX:
             prefix, suffix = _affix(value, ref)
             if prefix + suffix >= 4:
@@ -257,8 +276,8 @@ class LeafEncoder:
                 if _HEX.fullmatch(middle):  # odd lengths: a leading 0 nibble, and a flag
                     raw = bytes.fromhex(middle if len(middle) % 2 == 0 else "0" + middle)
                     parts = [prefix, suffix, raw] + ([1] if len(middle) % 2 else [])
-                    return msgpack.ExtType(EXT_AFFIX, self._small(parts))
-                return msgpack.ExtType(EXT_AFFIX, self._small([prefix, suffix, middle]))
+                    return _ext(EXT_AFFIX, self._small(parts))
+                return _ext(EXT_AFFIX, self._small([prefix, suffix, middle]))
         return value
 
 
@@ -285,6 +304,11 @@ class LeafDecoder:
         # reference -> metadata.uid of the object it names, None if it has none (UID_OF leaves)
         self.uid_of: Callable[[int], str | None] = lambda ref: None
         self._held_cache: tuple[Any, list[str]] | None = None
+        self.parse_time = TimeParses()  # of Event times, whose names are rebuilt from them
+        # TIME, MICROTIME and UUID leaves decoded so far: they mean the same wherever they
+        # stand, and a payload repeats its few instants many times (at most one entry per leaf
+        # of the payload, which its item budget bounds).
+        self._context_free: dict[msgpack.ExtType, str] = {}
 
     def _held(self) -> list[str]:
         if self._held_cache is None or self._held_cache[0] is not self.root:
@@ -296,21 +320,31 @@ class LeafDecoder:
         if depth > MAX_DEPTH:
             raise FrameCorrupt(f"value nested deeper than {MAX_DEPTH} levels")
         kind = type(value)
+        # Plain items are taken as they are, without a call (most of a payload's leaves), where
+        # they stand within MAX_DEPTH: deeper, the call refuses them as before.
+        plain = PLAIN if depth < MAX_DEPTH else _NO_TYPES
         if kind is dict:
             rdict = ref if type(ref) is dict else None
             out: dict[str, Any] = {}
             for k, v in value.items():
                 if type(k) is not str:
                     raise FrameCorrupt("map key is not a string")
-                out[k] = self.value(
-                    v, rdict.get(k) if rdict is not None else None, depth + 1, whole
-                )
+                if type(v) in plain:
+                    out[k] = v
+                else:
+                    out[k] = self.value(
+                        v, rdict.get(k) if rdict is not None else None, depth + 1, whole
+                    )
             return out
         if kind is list:
             rlist = ref if type(ref) is list else None
             n = len(rlist) if rlist is not None else 0
             return [
-                self.value(v, rlist[i] if rlist is not None and i < n else None, depth + 1, whole)
+                v
+                if type(v) in plain
+                else self.value(
+                    v, rlist[i] if rlist is not None and i < n else None, depth + 1, whole
+                )
                 for i, v in enumerate(value)
             ]
         if kind is msgpack.ExtType:
@@ -329,22 +363,12 @@ class LeafDecoder:
                 raise FrameCorrupt("SAME leaf without a string to refer to")
             self.expansion.charge(len(ref))
             return ref
-        if code == EXT_UUID:
-            if len(data) != 16:
-                raise FrameCorrupt("UUID leaf is not 16 bytes")
-            return str(uuid.UUID(bytes=data))
+        if code in _CONTEXT_FREE:
+            text = self._context_free.get(ext)
+            if text is None:
+                text = self._context_free[ext] = self._context_free_leaf(code, data)
+            return text
         inner = _unpack_small(data)
-        if code == EXT_TIME:
-            return self._time(inner, None)
-        if code == EXT_MICROTIME:
-            if not (isinstance(inner, list) and len(inner) == 3):
-                raise FrameCorrupt("malformed MICROTIME leaf")
-            offset, fraction, ndigits = inner
-            if not (_is_int(fraction) and _is_int(ndigits) and 1 <= ndigits <= 9):
-                raise FrameCorrupt("malformed MICROTIME leaf")
-            if not 0 <= fraction < 10**ndigits:
-                raise FrameCorrupt("malformed MICROTIME leaf")
-            return self._time(offset, f"{fraction:0{ndigits}d}")
         if code == EXT_UID_OF:
             uid = self.uid_of(inner) if _is_int(inner) else None
             if uid is None:
@@ -381,10 +405,27 @@ class LeafDecoder:
             return ref[:prefix] + middle + ref[len(ref) - suffix :]
         raise FrameCorrupt(f"unknown leaf type {code}")
 
+    def _context_free_leaf(self, code: int, data: bytes) -> str:
+        if code == EXT_UUID:
+            if len(data) != 16:
+                raise FrameCorrupt("UUID leaf is not 16 bytes")
+            return str(uuid.UUID(bytes=data))
+        inner = _unpack_small(data)
+        if code == EXT_TIME:
+            return self._time(inner, None)
+        if not (isinstance(inner, list) and len(inner) == 3):
+            raise FrameCorrupt("malformed MICROTIME leaf")
+        offset, fraction, ndigits = inner
+        if not (_is_int(fraction) and _is_int(ndigits) and 1 <= ndigits <= 9):
+            raise FrameCorrupt("malformed MICROTIME leaf")
+        if not 0 <= fraction < 10**ndigits:
+            raise FrameCorrupt("malformed MICROTIME leaf")
+        return self._time(offset, f"{fraction:0{ndigits}d}")
+
     def _time(self, offset: Any, fraction: str | None) -> str:
         if not _is_int(offset):
             raise FrameCorrupt("malformed TIME leaf")
-        text = _format_time(self.epoch + offset)
+        text = format_time(self.epoch + offset)
         if not text:
             raise FrameCorrupt("TIME leaf out of range")
         return f"{text}.{fraction}Z" if fraction is not None else f"{text}Z"
@@ -392,27 +433,33 @@ class LeafDecoder:
 
 def held_strings(root: Any) -> list[str]:
     """Distinct strings of at least _MIN_HELD characters in `root`, depth first in map order:
-    what a HELD leaf's index counts (both sides hold the same object, so agree on the list)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    stack = [root]
+    what a HELD leaf's index counts (both sides hold the same object, so agree on the list).
+    Runs for every changed object and exemplar on both sides: a stack of iterators walks it
+    (no recursion: a decoded object may nest deeply), dict.fromkeys drops repeats in C."""
+    found: list[str] = []
+    add = found.append
+    stack: list[Iterator[Any]] = [iter((root,))]
     while stack:
-        node = stack.pop()
-        kind = type(node)
-        if kind is dict:
-            stack.extend(reversed(node.values()))
-        elif kind is list:
-            stack.extend(reversed(node))
-        elif kind is str and len(node) >= _MIN_HELD and node not in seen:
-            seen.add(node)
-            out.append(node)
-    return out
+        for node in stack[-1]:
+            kind = type(node)
+            if kind is str:
+                if len(node) >= _MIN_HELD:
+                    add(node)
+            elif kind is dict:
+                stack.append(iter(node.values()))
+                break
+            elif kind is list:
+                stack.append(iter(node))
+                break
+        else:
+            stack.pop()
+    return list(dict.fromkeys(found))
 
 
 def _time_estimate(leaf: Any) -> Any:
     if type(leaf) is not _Time:
         raise TypeError(f"cannot encode {type(leaf).__name__}")
-    return msgpack.ExtType(EXT_TIME if leaf.fraction is None else EXT_MICROTIME, b"\0")
+    return _ext(EXT_TIME if leaf.fraction is None else EXT_MICROTIME, b"\0")
 
 
 def _is_int(value: Any) -> bool:

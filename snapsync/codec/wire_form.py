@@ -33,9 +33,10 @@ that before shipping. Decoding validates every entry and raises only FrameError/
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from snapsync.codec.leaves import parse_time
+from snapsync.codec.times import parse_time
 from snapsync.errors import FrameCorrupt
 
 OPCODES = ("add", "remove", "replace", "move", "copy", "test")
@@ -48,8 +49,9 @@ def resolve(doc: Any, path: Any) -> Any:
     if type(path) is not str or not path.startswith("/"):
         return None
     node = doc
+    escaped = "~" in path  # once per path, not per token: most paths have no escape
     for token in path[1:].split("/"):
-        if "~" in token:
+        if escaped and "~" in token:
             token = token.replace("~1", "/").replace("~0", "~")
         if type(node) is dict:
             node = node.get(token)
@@ -61,12 +63,15 @@ def resolve(doc: Any, path: Any) -> Any:
     return node
 
 
-def event_name_parts(obj: dict[str, Any]) -> tuple[str | None, int | None]:
-    """An Event's involvedObject.name and firstTimestamp seconds: what its name is rebuilt from."""
+def event_name_parts(
+    obj: dict[str, Any], parse: Callable[[str], tuple[int, str | None] | None] = parse_time
+) -> tuple[str | None, int | None]:
+    """An Event's involvedObject.name and firstTimestamp seconds: what its name is rebuilt from
+    (`parse`: parse_time, or the payload's remembered one)."""
     involved = obj.get("involvedObject")
     name = involved.get("name") if type(involved) is dict else None
     first = obj.get("firstTimestamp")
-    parsed = parse_time(first) if type(first) is str else None
+    parsed = parse(first) if type(first) is str else None
     seconds = parsed[0] if parsed is not None and parsed[1] is None else None
     return (name if type(name) is str else None), seconds
 

@@ -12,7 +12,8 @@ from typing import Any
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import LeafEncoder
+from snapsync.codec.leaves import KEPT, LeafEncoder
+from snapsync.codec.times import TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
@@ -21,7 +22,7 @@ from snapsync.codec.wire_form import (
     renamed,
     resolve,
 )
-from snapsync.delta.diff import Delta, diff_objects
+from snapsync.delta.diff import Delta, Unpacked, diff_objects
 from snapsync.delta.exemplars import ExemplarIndex
 from snapsync.errors import CanonicalError, Unencodable
 
@@ -42,12 +43,30 @@ class WireStats:
 @dataclass(frozen=True)
 class WireDelta:
     payload: bytes  # msgpack, uncompressed
-    records: tuple[bytes, ...]  # each changed/added record packed alone (dictionary training)
+    entries: tuple[Any, ...]  # each changed/added record, encoded
     stats: WireStats
+    leaves: LeafEncoder  # what encoded them (its epoch packs them)
+
+    @property
+    def records(self) -> tuple[bytes, ...]:
+        """Each changed/added record packed alone, for dictionary training: packed on demand,
+        as the encoder itself never needs them."""
+        return tuple(self.leaves.pack(r) for r in self.entries)
 
 
-def pack_delta(base: Snapshot, delta: Delta, *, exemplars: bool = True) -> WireDelta:
-    """The compact payload of `delta` against `base` (which must be the delta's base)."""
+def pack_delta(
+    base: Snapshot,
+    delta: Delta,
+    *,
+    exemplars: bool = True,
+    base_data: Unpacked | None = None,
+    added_bytes: Mapping[ObjectKey, bytes] | None = None,
+) -> WireDelta:
+    """The compact payload of `delta` against `base` (which must be the delta's base); base
+    objects are read through `base_data` when given (the diff read them already), and
+    `added_bytes` are the added objects' canonical bytes, if the caller holds them."""
+    if base_data is None:
+        base_data = Unpacked(base)
     leaves = LeafEncoder()
     owners = _UidOwners(base)
     leaves.uid_owners = owners
@@ -63,12 +82,12 @@ def pack_delta(base: Snapshot, delta: Delta, *, exemplars: bool = True) -> WireD
             raise Unencodable(f"delta changes {key}, which the base does not hold")
         ops = delta.changed[key]
         op_counts.update(str(op.get("op")) for op in ops)
-        entry = [pos - previous - 1, _encode_ops(leaves, ops, base.objects[key].data)]
+        entry = [pos - previous - 1, _encode_ops(leaves, ops, base_data[key])]
         previous = pos
         changed.extend(entry)
         records.append(entry)
     added: list[Any] = []
-    index = ExemplarIndex(base)
+    index = ExemplarIndex(base, base_data)
     n_exemplar = 0
     for key in sorted(delta.added):
         obj = delta.added[key]
@@ -78,7 +97,8 @@ def pack_delta(base: Snapshot, delta: Delta, *, exemplars: bool = True) -> WireD
             own = None
         if own != key:
             raise Unencodable(f"added object filed under {key} names itself {own}")
-        entry = _encode_added(leaves, index, key, obj, op_counts, exemplars=exemplars)
+        plain_size = len(pack(obj) if added_bytes is None else added_bytes[key])
+        entry = _encode_added(leaves, index, key, obj, plain_size, op_counts, exemplars=exemplars)
         n_exemplar += (entry[0][0] if type(entry[0]) is list else entry[0]) is not None
         index.added(key, obj)
         uid = object_uid(obj)
@@ -99,7 +119,7 @@ def pack_delta(base: Snapshot, delta: Delta, *, exemplars: bool = True) -> WireD
         removed=len(delta.removed),
         operations=dict(sorted(op_counts.items())),
     )
-    return WireDelta(payload, tuple(leaves.pack(r) for r in records), stats)
+    return WireDelta(payload, tuple(records), stats, leaves)
 
 
 class _Positions:
@@ -155,7 +175,10 @@ def _encode_ops(leaves: LeafEncoder, ops: Any, ref: dict[str, Any]) -> list[Any]
         if code is None or type(path) is not str or set(op) != expected:
             raise Unencodable(f"operation {op!r} is not plain RFC 6902")
         if name in WITH_VALUE:
-            out.append([code, path, leaves.value(op["value"], resolve(ref, path))])
+            value = op["value"]  # encoded as it is, unless its reference may matter
+            if type(value) not in KEPT:
+                value = leaves.value(value, resolve(ref, path))
+            out.append([code, path, value])
         elif name in WITH_FROM:
             if type(op["from"]) is not str:
                 raise Unencodable(f"operation {op!r} has a malformed from")
@@ -171,13 +194,13 @@ def _encode_added(
     index: ExemplarIndex,
     key: ObjectKey,
     obj: dict[str, Any],
+    plain_size: int,  # of its canonical msgpack, no leaves: an upper bound of the whole form
     op_counts: Counter[str],
     *,
     exemplars: bool,
 ) -> list[Any]:
-    nanos = _event_nanos(obj)
+    nanos = _event_nanos(obj, leaves.parse_time)
     slot: Any = (lambda ref: ref) if nanos is None else (lambda ref: [ref, nanos])
-    plain_size = len(pack(obj))  # no leaves yet: an upper bound of the whole form
     best: list[Any] | None = None
     best_size = plain_size
     best_ops: list[Any] = []
@@ -209,13 +232,13 @@ def _encode_added(
     return best
 
 
-def _event_nanos(obj: dict[str, Any]) -> int | None:
+def _event_nanos(obj: dict[str, Any], parse: TimeParses) -> int | None:
     """For an Event named as client-go names them, `<involvedObject.name>.<UnixNano in hex>`
     with the seconds of its firstTimestamp, the nanoseconds: the name is rebuilt from them and
     the other fields, so 16 hex digits travel as ~4 bytes."""
     if obj.get("kind") != "Event":
         return None
-    name, seconds = event_name_parts(obj)
+    name, seconds = event_name_parts(obj, parse)
     full = obj.get("metadata", {}).get("name")
     if name is None or seconds is None or type(full) is not str:
         return None

@@ -16,7 +16,8 @@ from snapsync.bounds import Budget, unpackb
 from snapsync.canonical.canonicalize import pack
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import Snapshot, SnapshotHeader, object_uid
-from snapsync.codec.leaves import Expansion, LeafDecoder
+from snapsync.codec.leaves import PLAIN, Expansion, LeafDecoder, unpacked_ext
+from snapsync.codec.times import TimeParses
 from snapsync.codec.wire_form import (
     OPCODES,
     WITH_FROM,
@@ -25,19 +26,27 @@ from snapsync.codec.wire_form import (
     renamed,
     resolve,
 )
-from snapsync.delta.diff import Delta, apply_ops
+from snapsync.delta.diff import Delta, Unpacked, apply_ops
 from snapsync.errors import CanonicalError, DeltaError, FrameCorrupt, FrameError
 
 
 def unpack_delta(
-    base: Snapshot, raw: bytes, target_digest: bytes, *, max_expanded: int, max_items: int
+    base: Snapshot,
+    raw: bytes,
+    target_digest: bytes,
+    *,
+    max_expanded: int,
+    max_items: int,
+    base_data: Unpacked | None = None,
 ) -> Delta:
     """The Delta a payload describes against `base`; FrameError/DeltaError on anything wrong.
 
     Decoding builds at most `max_items` items (snapsync.bounds) from the payload, and at most
     `max_expanded` bytes of references into the base; operations on exemplars are charged to
-    the item budget as well.
+    the item budget as well. Base objects are read through `base_data` when given.
     """
+    if base_data is None:
+        base_data = Unpacked(base, keep=False)
     budget = Budget(max_items, "the delta payload")
     doc = _unpack(raw, budget)
     epoch, collected_at, header_patch, removed_gaps, changed, added = doc
@@ -64,14 +73,14 @@ def unpack_delta(
     for pos, ops in zip(positions, changed[1::2], strict=True):
         obj = base.objects[keys[pos]]
         expansion.charge(len(obj.encoded))
-        changed_map[keys[pos]] = tuple(_decode_ops(leaves, ops, obj.data))
+        changed_map[keys[pos]] = tuple(_decode_ops(leaves, ops, base_data[keys[pos]]))
     header = _apply_header(leaves, base.header, collected_at, header_patch)
-    added_map = _decode_added(base, leaves, expansion, added, earlier, budget)
+    added_map = _decode_added(base, base_data, leaves, expansion, added, earlier, budget)
     return Delta(base.digest, target_digest, header, removed, added_map, changed_map)
 
 
 def _unpack(raw: bytes, budget: Budget) -> list[Any]:
-    doc = unpackb(raw, budget, FrameCorrupt, "delta payload")
+    doc = unpackb(raw, budget, FrameCorrupt, "delta payload", unpacked_ext)
     if type(doc) is not list or len(doc) != 6:
         raise FrameCorrupt("delta payload is not a 6-entry array")
     return doc
@@ -106,7 +115,10 @@ def _decode_ops(leaves: LeafDecoder, ops: Any, ref: Any) -> list[dict[str, Any]]
             raise FrameCorrupt("delta operation has a malformed path")
         name, path = OPCODES[op[0]], op[1]
         if name in WITH_VALUE and len(op) == 3:
-            out.append({"op": name, "path": path, "value": leaves.value(op[2], resolve(ref, path))})
+            value = op[2]  # a plain scalar decodes as itself: no reference to look up
+            if type(value) not in PLAIN:
+                value = leaves.value(value, resolve(ref, path))
+            out.append({"op": name, "path": path, "value": value})
         elif name in WITH_FROM and len(op) == 3 and type(op[2]) is str:
             out.append({"op": name, "from": op[2], "path": path})
         elif name == "remove" and len(op) == 2:
@@ -149,6 +161,7 @@ def _apply_header(
 
 def _decode_added(
     base: Snapshot,
+    base_data: Unpacked,
     leaves: LeafDecoder,
     expansion: Expansion,
     added: Any,
@@ -171,8 +184,8 @@ def _decode_added(
                 raise FrameCorrupt("added object is not a map")
         elif type(ref) is int and -len(earlier) <= ref < len(keys):
             if ref >= 0:
-                held = base.objects[keys[ref]]
-                exemplar, size = held.data, len(held.encoded)
+                exemplar = base_data[keys[ref]]
+                size = len(base.objects[keys[ref]].encoded)
             else:
                 exemplar, size = earlier[-ref - 1]
             expansion.charge(size)
@@ -185,7 +198,7 @@ def _decode_added(
         else:
             raise FrameCorrupt("added object names an exemplar that does not exist")
         if nanos is not None:
-            obj = renamed(obj, _event_name(obj, nanos))
+            obj = renamed(obj, _event_name(obj, nanos, leaves.parse_time))
         try:
             key = ObjectKey.of(obj)
         except CanonicalError as exc:
@@ -231,8 +244,8 @@ def _safe_pack(obj: Any) -> bytes:
         raise FrameCorrupt("added object cannot be encoded") from None
 
 
-def _event_name(obj: dict[str, Any], nanos: int) -> str:
-    name, seconds = event_name_parts(obj)
+def _event_name(obj: dict[str, Any], nanos: int, parse: TimeParses) -> str:
+    name, seconds = event_name_parts(obj, parse)
     if name is None or seconds is None:
         raise FrameCorrupt("an Event named from its fields lacks involvedObject.name or time")
     return f"{name}.{seconds * 10**9 + nanos:x}"

@@ -32,6 +32,7 @@ from snapsync.errors import CanonicalError, DeltaError, InputError
 __all__ = [
     "Delta",
     "Operation",
+    "Unpacked",
     "apply",
     "apply_changes",
     "apply_ops",
@@ -60,23 +61,56 @@ class Delta:
         return sum(len(ops) for ops in self.changed.values())
 
 
-def diff(base: Snapshot, new: Snapshot) -> Delta:
+class Unpacked:
+    """A snapshot's objects as data, each unpacked at most once: one encode reads the same base
+    objects for the diff, for the operations' references and as exemplars. The values are
+    shared by all of them: read-only.
+
+    `keep=False` unpacks anew on each read and keeps nothing: for one pass that reads most
+    objects once (a decoder), where holding every object read until the end cost more in
+    garbage collection (twice the collections) than unpacking the few read twice."""
+
+    __slots__ = ("_data", "_keep", "_objects")
+
+    def __init__(self, snapshot: Snapshot, *, keep: bool = True) -> None:
+        self._objects = snapshot.objects
+        self._data: dict[ObjectKey, dict[str, Any]] = {}
+        self._keep = keep
+
+    def __getitem__(self, key: ObjectKey) -> dict[str, Any]:
+        data = self._data.get(key)
+        if data is None:
+            data = self._objects[key].data
+            if self._keep:
+                self._data[key] = data
+        return data
+
+
+def diff(base: Snapshot, new: Snapshot, base_data: Unpacked | None = None) -> Delta:
     """The delta from `base` to `new`; unchanged objects are skipped by digest, never walked.
 
     An object shared with the base (a watch cache hands the same CanonicalObject back for an
-    unchanged version) is skipped by identity, before its digest is read.
+    unchanged version) is skipped by identity, before its digest is read. Base objects are
+    read through `base_data` when given (the caller reads them again).
     """
+    if base_data is None:
+        base_data = Unpacked(base)
     olds, news = base.objects, new.objects
-    removed = tuple(k for k in base.keys if k not in news)
-    added: dict[ObjectKey, dict[str, Any]] = {}
-    changed: dict[ObjectKey, tuple[Operation, ...]] = {}
-    for key in new.keys:
-        obj = news[key]
+    fresh: list[ObjectKey] = []
+    differing: list[ObjectKey] = []
+    for key, obj in news.items():  # not new.keys: one lookup per key, not two
         old = olds.get(key)
         if old is None:
-            added[key] = obj.data
+            fresh.append(key)
         elif old is not obj and old.digest != obj.digest:
-            changed[key] = tuple(diff_objects(old.data, obj.data))
+            differing.append(key)
+    # Base keys all kept when the counts say so (most cycles); else a set difference in C.
+    gone = len(olds) - (len(news) - len(fresh))
+    removed = tuple(sorted(olds.keys() - news.keys())) if gone else ()
+    added = {key: news[key].data for key in sorted(fresh)}
+    changed = {
+        key: tuple(diff_objects(base_data[key], news[key].data)) for key in sorted(differing)
+    }
     return Delta(base.digest, new.digest, new.header, removed, added, changed)
 
 

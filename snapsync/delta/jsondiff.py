@@ -59,7 +59,7 @@ _MOVE_WORK = 4_000_000  # movers x list length above which a list is replaced wh
 
 def diff(old: Any, new: Any) -> list[Operation]:
     """RFC 6902 operations turning `old` into `new` (see the module invariants)."""
-    out = _Ops()
+    out = _Ops(msgpack.Packer(use_bin_type=True).pack)  # one Packer per diff, not per value
     _diff_value(old, new, "", out)
     return out.ops
 
@@ -71,8 +71,10 @@ def pointer_token(key: str) -> str:
     return key
 
 
-def same(a: Any, b: Any) -> bool:
-    """Strict JSON equality: equal values of the same types (1 != 1.0 != true, -0.0 != 0.0)."""
+def same(a: Any, b: Any, pack: Callable[[Any], bytes] | None = None) -> bool:
+    """Strict JSON equality: equal values of the same types (1 != 1.0 != true, -0.0 != 0.0).
+
+    `pack` is the caller's msgpack packer, if it has one (msgpack.packb builds one per call)."""
     if a is b:
         return True
     ta = type(a)
@@ -84,7 +86,8 @@ def same(a: Any, b: Any) -> bool:
         if a != b:
             return False
         try:  # msgpack keeps int/float/bool and -0.0 apart, at C speed
-            return bool(_pack(a) == _pack(b)) or _same_deep(a, b)
+            pack = pack or _pack
+            return bool(pack(a) == pack(b)) or _same_deep(a, b)
         except (OverflowError, TypeError, ValueError):
             return _same_deep(a, b)
     return bool(a == b)
@@ -106,30 +109,32 @@ def _pack(value: Any) -> bytes:
     return packed
 
 
-def _size(value: Any) -> int:
+def _size(value: Any, pack: Callable[[Any], bytes]) -> int:
     """Encoded size of a value (msgpack, as shipped), for choosing the cheaper form of a change."""
     if type(value) is str:
         return len(value) + 2
     try:
-        return len(_pack(value))
+        return len(pack(value))
     except (OverflowError, TypeError, ValueError):
         return len(json.dumps(value))
 
 
 @dataclass(slots=True)
 class _Ops:
-    """Operations being built for one subtree, with their running encoded size."""
+    """Operations being built for one subtree, with their running encoded size, and the diff's
+    msgpack packer."""
 
+    pack: Callable[[Any], bytes]
     ops: list[Operation] = field(default_factory=list)
     size: int = 0
 
     def add(self, path: str, value: Any) -> None:
         self.ops.append({"op": "add", "path": path, "value": value})
-        self.size += _OP_OVERHEAD + len(path) + _size(value)
+        self.size += _OP_OVERHEAD + len(path) + _size(value, self.pack)
 
     def replace(self, path: str, value: Any) -> None:
         self.ops.append({"op": "replace", "path": path, "value": value})
-        self.size += _OP_OVERHEAD + len(path) + _size(value)
+        self.size += _OP_OVERHEAD + len(path) + _size(value, self.pack)
 
     def remove(self, path: str) -> None:
         self.ops.append({"op": "remove", "path": path})
@@ -145,9 +150,13 @@ class _Ops:
 
 
 def _diff_value(old: Any, new: Any, path: str, out: _Ops) -> None:
-    if same(old, new):
-        return
-    sub = _Ops()
+    if not same(old, new, out.pack):
+        _diff_unequal(old, new, path, out)
+
+
+def _diff_unequal(old: Any, new: Any, path: str, out: _Ops) -> None:
+    """`_diff_value` of values already found not `same`."""
+    sub = _Ops(out.pack)
     if type(old) is dict and type(new) is dict:
         _diff_dict(old, new, path, sub)
     elif type(old) is list and type(new) is list:
@@ -155,7 +164,7 @@ def _diff_value(old: Any, new: Any, path: str, out: _Ops) -> None:
     else:
         out.replace(path, new)
         return
-    if len(sub.ops) > 1 and sub.size > _OP_OVERHEAD + len(path) + _size(new):
+    if len(sub.ops) > 1 and sub.size > _OP_OVERHEAD + len(path) + _size(new, out.pack):
         out.replace(path, new)
     else:
         out.extend(sub)
@@ -167,7 +176,9 @@ def _diff_dict(old: dict[str, Any], new: dict[str, Any], path: str, out: _Ops) -
             out.remove(f"{path}/{pointer_token(key)}")
     for key in sorted(new):
         if key in old:
-            _diff_value(old[key], new[key], f"{path}/{pointer_token(key)}", out)
+            value = new[key]
+            if not same(old[key], value, out.pack):  # before building the path: most are
+                _diff_unequal(old[key], value, f"{path}/{pointer_token(key)}", out)
         else:
             out.add(f"{path}/{pointer_token(key)}", new[key])
 
@@ -175,10 +186,10 @@ def _diff_dict(old: dict[str, Any], new: dict[str, Any], path: str, out: _Ops) -
 def _diff_list(old: list[Any], new: list[Any], path: str, out: _Ops) -> None:
     n = min(len(old), len(new))
     start = 0
-    while start < n and same(old[start], new[start]):
+    while start < n and same(old[start], new[start], out.pack):
         start += 1
     tail = 0
-    while tail < n - start and same(old[-1 - tail], new[-1 - tail]):
+    while tail < n - start and same(old[-1 - tail], new[-1 - tail], out.pack):
         tail += 1
     mid_old = old[start : len(old) - tail]
     mid_new = new[start : len(new) - tail]
@@ -190,7 +201,7 @@ def _diff_list(old: list[Any], new: list[Any], path: str, out: _Ops) -> None:
         for offset in range(len(mid_old) - 1, -1, -1):
             out.remove(f"{path}/{start + offset}")
         return
-    plan = _match(mid_old, mid_new)
+    plan = _match(mid_old, mid_new, out.pack)
     if len(plan.movers) * len(mid_old) > _MOVE_WORK:
         out.replace(path, new)  # a shuffled long list: placing each mover is O(n)
         return
@@ -220,12 +231,12 @@ def _is_key(fields: tuple[str, ...], items: Sequence[dict[str, Any]]) -> bool:
     return len(seen) == len(items)
 
 
-def _fingerprint(value: Any) -> Hashable:
+def _fingerprint(value: Any, pack: Callable[[Any], bytes]) -> Hashable:
     """A hashable identity for strict equality (`same`) of one list item."""
     if type(value) is str:
         return value
     try:
-        return _pack(value)
+        return pack(value)
     except (OverflowError, TypeError, ValueError):
         return ("json", json.dumps(value, sort_keys=True))
 
@@ -238,7 +249,7 @@ class _Plan:
     movers: list[tuple[int, int]]  # (old index, new index), matched but out of order
 
 
-def _match(old: Sequence[Any], new: Sequence[Any]) -> _Plan:
+def _match(old: Sequence[Any], new: Sequence[Any], pack: Callable[[Any], bytes]) -> _Plan:
     """Pair items by natural key, else by equal value; pair leftovers positionally between them."""
     key = _list_key(old, new)
     if key is not None:
@@ -247,10 +258,10 @@ def _match(old: Sequence[Any], new: Sequence[Any]) -> _Plan:
     else:
         slots: dict[Hashable, list[int]] = {}
         for i, item in enumerate(old):
-            slots.setdefault(_fingerprint(item), []).append(i)
+            slots.setdefault(_fingerprint(item, pack), []).append(i)
         pairs = []
         for j, item in enumerate(new):
-            free = slots.get(_fingerprint(item))
+            free = slots.get(_fingerprint(item, pack))
             if free:
                 pairs.append((free.pop(0), j))
     pairs.sort()
@@ -327,9 +338,9 @@ def _emit_list_ops(
     nested: dict[int, _Ops] = {}
     movers = []
     for o, n in plan.movers:
-        sub = nested[n] = _Ops()
+        sub = nested[n] = _Ops(out.pack)
         _diff_value(old[o], new[n], f"{path}/{start + n}", sub)
-        if sub.size < _OP_OVERHEAD + _size(new[n]):
+        if sub.size < _OP_OVERHEAD + _size(new[n], out.pack):
             movers.append((o, n))
             source[n] = o
     kept = set(source.values())
