@@ -3,6 +3,7 @@ through a SQLite store across restarts and evictions of its newest-state cache."
 
 from __future__ import annotations
 
+import bisect
 import gc
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot, snapshot_digest
 from snapsync.codec.decode import apply_frame
@@ -20,6 +22,7 @@ from snapsync.delta.diff import diff
 from snapsync.delta.incremental import (
     CompactSnapshot,
     IncrementalSnapshot,
+    KeyList,
     compact,
     derive,
     digest_pair,
@@ -131,7 +134,29 @@ def test_a_compact_state_is_a_few_objects_for_the_garbage_collector() -> None:
     gc.collect()
     assert not any(gc.is_tracked(key) for key in kept._plain)
     assert not any(gc.is_tracked(x) for x in (*kept._encoded, *kept.pairs, *kept._uids))
-    assert kept._view is None  # no ObjectKey list until a decode asks for one
+    keys = kept.keys  # a KeyList: plain tuples inside, ObjectKeys out
+    assert not any(gc.is_tracked(key) for key in list.__iter__(keys))
+
+
+@given(states)
+def test_a_key_list_hands_out_object_keys_wherever_a_list_would(state: dict[str, str]) -> None:
+    target = snap(state)
+    keys, expected = compact(target).keys, target.keys
+    assert isinstance(keys, KeyList) and keys == expected and len(keys) == len(expected)
+    for got, want in (
+        (list(keys), expected),
+        (keys[:], expected),
+        (keys[1:], expected[1:]),
+        (list(reversed(keys)), list(reversed(expected))),
+        (keys.copy(), expected),
+        ([keys[i] for i in range(len(keys))], expected),
+        (sorted(keys), expected),
+        (tuple(keys), tuple(expected)),
+    ):
+        assert got == want and all(type(key) is ObjectKey for key in got)
+        assert [str(key) for key in got] == [str(key) for key in want]
+    for key in expected:
+        assert key in keys and keys[bisect.bisect_left(keys, key)] == key
 
 
 def test_indexing_refuses_pairs_that_miss_the_digest() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Iterator, Mapping
+from typing import SupportsIndex, cast, overload
 
 import msgpack
 
@@ -133,6 +134,45 @@ def derive(base: Snapshot, delta: Delta, budget: Budget | None = None) -> Increm
     return result
 
 
+def _key(plain: tuple[str, str, str, str]) -> ObjectKey:
+    key: ObjectKey = tuple.__new__(ObjectKey, plain)
+    return key
+
+
+class KeyList(list[ObjectKey]):
+    """Sorted keys held as plain tuples, handed out as ObjectKeys one at a time.
+
+    A delta decoded against a kept version looks up the keys at the positions it names (and
+    the count); building all 10,000 ObjectKeys for that cost ~1.3 ms and made 10,000 tracked
+    objects per delta, which set off young collections. This list stores the plain tuples (one
+    copy of the pointers, in C) and converts on the way out: indexing, slicing, iteration,
+    reversal, copy. Comparisons, `in`, len and msgpack see the plain tuples, which compare,
+    hash and pack as the ObjectKeys do. Read-only by convention, like the Snapshot it serves.
+    """
+
+    __slots__ = ()
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> ObjectKey: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ObjectKey]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> ObjectKey | list[ObjectKey]:
+        if isinstance(index, slice):
+            return list(map(_key, super().__getitem__(index)))
+        return _key(super().__getitem__(index))
+
+    def __iter__(self) -> Iterator[ObjectKey]:
+        return map(_key, super().__iter__())
+
+    def __reversed__(self) -> Iterator[ObjectKey]:
+        return map(_key, super().__reversed__())
+
+    def copy(self) -> list[ObjectKey]:
+        return list(self)
+
+
 class CompactSnapshot(IncrementalSnapshot):
     """An IncrementalSnapshot held as four parallel lists in key order — keys as plain tuples,
     each object's canonical bytes, its pair encoding, its metadata.uid — for a server that keeps
@@ -144,9 +184,8 @@ class CompactSnapshot(IncrementalSnapshot):
     lists are four, as bytes, str and None are never tracked, and a tuple of str stops being
     tracked the first time the collector sees it (CPython untracks exact tuples of untracked
     items; an ObjectKey is a tuple subclass and never is). A CanonicalObject is built when
-    `objects` is asked for one key (a bisect); `keys` builds the ObjectKey list when first asked
-    (~1.3 ms at 10,000 keys: a delta decoded against this state asks once) and keeps it as long
-    as this state lives, which is until the version derived from it replaces it.
+    `objects` is asked for one key (a bisect), an ObjectKey when `keys` (a KeyList) is asked for
+    one position: a delta decoded against this state builds what it touches, not 10,000 keys.
     derive() on a CompactSnapshot copies the four lists (pointers, in C) and patches what the
     delta touches, so the result is compact again; its digest is checked exactly as derive's.
     """
@@ -165,15 +204,14 @@ class CompactSnapshot(IncrementalSnapshot):
         touched: frozenset[ObjectKey],
     ) -> None:
         self._plain, self._encoded, self._uids = plain, encoded, uids
-        self._view: list[ObjectKey] | None = None
+        self._view: KeyList | None = None
         objects = _CompactObjects(self)
         super().__init__(header, objects, [], pairs, size, parent, touched)
 
     @property
     def keys(self) -> list[ObjectKey]:
         if self._view is None:
-            make = tuple.__new__
-            self._view = [make(ObjectKey, key) for key in self._plain]
+            self._view = KeyList(cast(list[ObjectKey], self._plain))  # plain: see KeyList
         return self._view
 
     def __len__(self) -> int:
