@@ -7,11 +7,11 @@ indexed Snapshots (before) or CompactSnapshots (snapsync.delta.incremental.compa
 A full collection walks every tracked object of the oldest generation while holding the GIL: in
 `snapsync serve` every request waits for it. For each fleet (environments x objects) this keeps
 one version per environment as the state cache would (decoded from the same full frame, then
-indexed or compacted), and reports: tracked objects per environment (gc.get_objects), the median
-of 5 full collections (gc.collect(), wall ms, this process only), RSS growth (/proc VmRSS), and
-the median CPU of applying one real delta to a kept version (decode, derive, digest check; for a
-compact state this includes building the ObjectKey list a decode asks for). Prints a markdown
-table; bench/results/server_load.md quotes it. A benchmark reports; tests assert.
+indexed or compacted; "nothing kept" is the process's own floor), and reports: tracked objects
+per environment (gc.get_objects), the median of 5 full collections (gc.collect(), wall ms), RSS
+growth (/proc VmRSS; each variant runs in a fresh process, as freed memory is not given back),
+and the median CPU of applying one real delta to a kept version (decode, derive, digest check).
+Prints a markdown table; bench/results/server_load.md quotes it. A benchmark reports; tests assert.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import gc
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +44,17 @@ def rss_kb() -> int:
     return 0
 
 
+def nothing(snapshot: Snapshot) -> Snapshot:
+    return snapshot
+
+
+KEEPS: dict[str, Callable[[Snapshot], Snapshot]] = {
+    "nothing kept": nothing,
+    "indexed (before)": indexed,
+    "compact (now)": compact,
+}
+
+
 def measure(envs: int, objects: int, keep: Callable[[Snapshot], Snapshot]) -> dict[str, float]:
     cluster = SampleCluster(objects=objects, shape="application", seed=1)
     first = build_snapshot(cluster.objects(), load_profile())
@@ -51,7 +63,7 @@ def measure(envs: int, objects: int, keep: Callable[[Snapshot], Snapshot]) -> di
     frame, delta = encode_snapshot(first), encode_delta(first, second).frame
     gc.collect()
     tracked, rss = len(gc.get_objects()), rss_kb()
-    kept = [keep(decode_snapshot(frame)) for _ in range(envs)]
+    kept = [keep(decode_snapshot(frame)) for _ in range(envs)] if keep is not nothing else []
     gc.collect()
     per_env = (len(gc.get_objects()) - tracked) / envs
     grown = (rss_kb() - rss) / 1024
@@ -65,6 +77,7 @@ def measure(envs: int, objects: int, keep: Callable[[Snapshot], Snapshot]) -> di
         started = time.process_time()
         apply_frame(state, delta)
         applies.append(time.process_time() - started)
+    applies = applies or [0.0]
     del kept
     gc.collect()
     return {
@@ -78,17 +91,23 @@ def measure(envs: int, objects: int, keep: Callable[[Snapshot], Snapshot]) -> di
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fleet", action="append", help="ENVS:OBJECTS; repeatable")
+    parser.add_argument("--one", nargs=3, metavar=("ENVS", "OBJECTS", "KEPT_AS"), help="internal")
     args = parser.parse_args()
+    if args.one:
+        envs, objects, name = int(args.one[0]), int(args.one[1]), args.one[2]
+        got = measure(envs, objects, KEEPS[name])
+        cells = f"{got['tracked']:,.0f} | {got['pause_ms']:,.0f} | {got['rss_mb']:,.0f}"
+        print(f"| {envs} x {objects:,} | {name} | {cells} | {got['apply_ms']:.1f} |")
+        return 0
     fleets = [tuple(map(int, f.split(":"))) for f in args.fleet or ["200:1500", "32:10000"]]
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("| environments x objects | kept as | tracked objects / env | full gc.collect ms "
           "| RSS MB | apply one delta ms CPU |")  # fmt: skip
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for envs, objects in fleets:
-        for name, keep in (("indexed (before)", indexed), ("compact (now)", compact)):
-            got = measure(envs, objects, keep)
-            cells = f"{got['tracked']:,.0f} | {got['pause_ms']:,.0f} | {got['rss_mb']:,.0f}"
-            print(f"| {envs} x {objects:,} | {name} | {cells} | {got['apply_ms']:.1f} |")
+        for name in KEEPS:
+            one = [sys.executable, __file__, "--one", str(envs), str(objects), name]
+            subprocess.run(one, check=True)
     print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
