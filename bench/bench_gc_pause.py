@@ -55,12 +55,18 @@ KEEPS: dict[str, Callable[[Snapshot], Snapshot]] = {
 }
 
 
-def measure(envs: int, objects: int, keep: Callable[[Snapshot], Snapshot]) -> dict[str, float]:
+def frames(objects: int) -> tuple[bytes, bytes]:
+    """A full frame and a delta after it (the cluster and snapshots are garbage afterwards, so
+    the process's floor is the interpreter and modules, not the generator)."""
     cluster = SampleCluster(objects=objects, shape="application", seed=1)
     first = build_snapshot(cluster.objects(), load_profile())
     cluster.step(churn="steady", minutes=min(1.0, 300 / objects))
     second = build_snapshot(cluster.objects(), load_profile())
-    frame, delta = encode_snapshot(first), encode_delta(first, second).frame
+    return encode_snapshot(first), encode_delta(first, second).frame
+
+
+def measure(envs: int, objects: int, keep: Callable[[Snapshot], Snapshot]) -> dict[str, float]:
+    frame, delta = frames(objects)
     gc.collect()
     tracked, rss = len(gc.get_objects()), rss_kb()
     kept = [keep(decode_snapshot(frame)) for _ in range(envs)] if keep is not nothing else []
