@@ -47,7 +47,10 @@ phase before all the deltas could not promise (its rate swung 61-418 req/s betwe
 Open loop (`--open-loop`): every site sends one delta every `--interval` seconds (60: a fleet
 of N sites offers N/60 deltas/s), starting at a random moment of the first interval, whether or
 not the server kept up; latency is counted from the moment a delta was due, so a server that
-falls behind shows it. Cycle 1 is the cold minute; the later ones are reported apart.
+falls behind shows it. Cycle 1 is the cold minute (a restarted server's), the later ones are
+reported apart; `--warm` runs the cold cycle first, closed loop, so the open loop measures the
+hot steady state. A 503 (the server's body allowance full: it sheds load) is resent after its
+Retry-After, as an agent does; the count of those is reported.
 
 The server is a real `snapsync serve` child process (`--workers N` for N processes behind one
 address); the sites are asyncio tasks in this process, each with its own keep-alive connection as
@@ -93,7 +96,7 @@ from snapsync.canonical.snapshot import Snapshot, build_snapshot  # noqa: E402
 from snapsync.codec.decode import apply_frame  # noqa: E402
 from snapsync.codec.encode import encode_delta, encode_snapshot  # noqa: E402
 from snapsync.protocol.auth import sign  # noqa: E402
-from snapsync.protocol.messages import Chunk, UploadReply, decode  # noqa: E402
+from snapsync.protocol.messages import Chunk, Refusal, UploadReply, decode  # noqa: E402
 from snapsync.server.store import open_store  # noqa: E402
 from snapsync.sim.sample_cluster import SampleCluster  # noqa: E402
 from tools.cpumeter import CpuMeter, postmaster  # noqa: E402
@@ -139,6 +142,7 @@ class Row:
     late: float = 0.0  # open loop: p99 seconds past due when sent
     delta_bytes: float = 0.0
     failed: int = 0
+    busy: int = 0  # 503s resent after their Retry-After
     load: list[float] = field(default_factory=list)  # 1-minute load averages seen
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds over the measured phase
     wall: float = 0.0
@@ -222,19 +226,29 @@ def signed(upload: Upload, who: str) -> tuple[bytes, dict[str, str]]:
     return body, {"Authorization": authorization, "Content-Type": "application/msgpack"}
 
 
-async def post(connection: Connection | HttpxConnection, who: str, upload: Upload) -> str:
-    """'' when the frame was acknowledged, else why not. A kept connection the server closed is
-    retried with a fresh signature (a nonce is single-use), as an agent would."""
-    for attempt in range(3):
+async def post(
+    connection: Connection | HttpxConnection, who: str, upload: Upload, busy: Counter[str]
+) -> str:
+    """'' when the frame was acknowledged, else why not. As an agent would, it resends with a
+    fresh signature (a nonce is single-use) when a kept connection was closed under it, and
+    after the Retry-After of a 503 (the server's body allowance is full: it sheds load), up to
+    5 times, counting each in `busy`."""
+    for attempt in range(6):
         body, headers = signed(upload, who)
         try:
             status, answer = await connection.request("POST", PATHS[Chunk.TYPE], headers, body)
-            break
         except ClosedConnection:
-            if attempt == 2:
+            if attempt == 5:
                 return "closed"
+            continue
         except (OSError, TimeoutError) as exc:
             return type(exc).__name__
+        if status != 503 or attempt == 5:
+            break
+        busy["503"] += 1
+        refusal = decode(answer, Refusal)
+        assert isinstance(refusal, Refusal)
+        await asyncio.sleep(min(max(refusal.retry_after, 1.0), 30.0))
     if status != 200:
         return f"HTTP {status}"
     reply = decode(answer, UploadReply)
@@ -284,6 +298,7 @@ class Fleet:
         ]
         self.sequences = sequences
         self.failures: Counter[str] = Counter()
+        self.busy: Counter[str] = Counter()
 
     def upload(self, site: int, cycle: int) -> Upload:
         return self.sequences[site % len(self.sequences)][cycle]
@@ -291,7 +306,7 @@ class Fleet:
     async def send(self, site: int, cycle: int, latencies: list[float], since: float = 0) -> None:
         """One delta; its latency from `since` (a due time) or from now."""
         started = since or time.perf_counter()
-        why = await post(self.connections[site], edge(site), self.upload(site, cycle))
+        why = await post(self.connections[site], edge(site), self.upload(site, cycle), self.busy)
         if why:
             self.failures[why] += 1
         else:
@@ -367,8 +382,11 @@ async def closed_loop(row: Row, fleet: Fleet, cycles: int, concurrency: int, siz
     row.ratios = [d / n for d, n in rates]
 
 
-async def open_loop(row: Row, fleet: Fleet, cycles: int, interval: float, seed: int) -> None:
-    """Each site sends delta c at its offset + (c - 1) * interval; cycle 1 is cold."""
+async def open_loop(
+    row: Row, fleet: Fleet, cycles: int, interval: float, seed: int, first: int = 1
+) -> None:
+    """Each site sends delta c at its offset + (c - first) * interval, c from `first` (1: the
+    first is cold; 2: the cold cycle ran before, closed loop)."""
     sites = len(fleet.connections)
     offsets = [random.Random(seed + i).uniform(0, interval) for i in range(sites)]
     start = time.perf_counter() + 1.0
@@ -376,8 +394,8 @@ async def open_loop(row: Row, fleet: Fleet, cycles: int, interval: float, seed: 
     hot_answers: list[float] = []
 
     async def site(i: int) -> None:
-        for cycle in range(1, cycles + 1):
-            due = start + offsets[i] + (cycle - 1) * interval
+        for cycle in range(first, cycles + 1):
+            due = start + offsets[i] + (cycle - first) * interval
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             lateness.append(time.perf_counter() - due)
             await fleet.send(i, cycle, row.cold if cycle == 1 else row.latencies, since=due)
@@ -393,10 +411,9 @@ async def open_loop(row: Row, fleet: Fleet, cycles: int, interval: float, seed: 
     await asyncio.gather(*(site(i) for i in range(sites)))
     sampler.cancel()
     row.offered = sites / interval
-    hot_start = start + interval
+    hot_start = start + (interval if first == 1 else 0.0)
     row.delta_seconds = (max(hot_answers) - hot_start) if hot_answers else 0.0
     row.achieved = row.rate
-    row.cold_seconds = interval
     row.late = percentile(lateness, 0.99)
 
 
@@ -435,11 +452,12 @@ def measure(row: Row, database: str, sequences: list[list[Upload]], args: argpar
                 )
                 row.seed_seconds = time.perf_counter() - seeding
             try:
-                if row.mode == "closed":
+                warm = row.mode == "closed" or args.warm
+                if warm:
                     await cold_cycle(row, fleet, args.concurrency)
                 meter = CpuMeter(server.process.pid, postmaster(pg_port) if pg_port else None)
                 if row.mode == "open":
-                    await open_loop(row, fleet, cycles, args.interval, args.seeds)
+                    await open_loop(row, fleet, cycles, args.interval, args.seeds, 2 if warm else 1)
                 else:
                     await closed_loop(row, fleet, cycles, args.concurrency, args.round)
             finally:
@@ -449,6 +467,7 @@ def measure(row: Row, database: str, sequences: list[list[Upload]], args: argpar
 
         asyncio.run(run())
     row.failed = sum(fleet.failures.values())
+    row.busy = sum(fleet.busy.values())
     if fleet.failures:
         print(f"  not acknowledged: {dict(fleet.failures)}", flush=True)
     row.delta_bytes = statistics.mean(len(u.frame) for s in sequences for u in s[1:])
@@ -522,12 +541,16 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
     if opened:
         lines += [
             f"Open loop: each site sends one delta every {args.interval:g} s from a random"
-            " offset; latency from the moment it was due. Cycle 1 is cold (the server starts"
-            " after seeding).",
+            " offset; latency from the moment it was due. "
+            + (
+                "The cold cycle ran first, closed loop (--warm); the open loop is hot."
+                if args.warm
+                else "Cycle 1 is cold (the server starts after seeding), in the open loop."
+            ),
             "",
             "| store | processes | objects | sites | offered deltas/s | achieved (hot) | keeps up "
             "| hot p50/p99 ms | cold p50/p99 ms | sent late p99 s | CPU s | load avg | seed s "
-            "| disk MB | row wall s | failed |",
+            "| disk MB | row wall s | failed (503s resent) |",
             "| --- " + "| ---: " * 15 + "|",
         ]
         for r in opened:
@@ -537,7 +560,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
                 f"{r.achieved:,.1f} | {'yes' if keeps else 'no'} | {ms(r.latencies, 0.5)}/"
                 f"{ms(r.latencies, 0.99)} | {ms(r.cold, 0.5)}/{ms(r.cold, 0.99)} | {r.late:.2f} | "
                 f"{cpu_text(r)} | {load_text(r)} | {r.seed_seconds:,.0f} | {r.disk_mb:,.0f} | "
-                f"{r.wall:,.0f} | {r.failed} |"
+                f"{r.wall:,.0f} | {r.failed} ({r.busy}) |"
             )
         lines.append("")
     lines += [
@@ -583,6 +606,9 @@ def main() -> int:
     parser.add_argument("--round", type=int, default=128, help="requests per round (closed)")
     parser.add_argument("--open-loop", action="store_true", help="one delta per site per interval")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds (open loop)")
+    parser.add_argument(
+        "--warm", action="store_true", help="open loop: the cold cycle first, closed loop"
+    )
     parser.add_argument(
         "--state-cache-mb", type=int, default=0, help="per server process (0: serve's default)"
     )
