@@ -2,7 +2,8 @@
 
 Why: an upload's own work is a few milliseconds, and Starlette's router (a regular expression per
 route, browse and page routes included), Request, Response and exception wrappers took ~12 % of
-the server's CPU at 1,500-object environments (py-spy, bench/results/server_load.md). Agent
+the server's GIL samples at 1,500-object environments, uploads and as many /healthz together
+(py-spy --gil, bench/results/server_load.md). Agent
 requests are one POST of a declared-size body answered with a status, a Content-Length and maybe
 `Connection: close`: this middleware takes the four agent paths straight from the ASGI scope
 and hands everything else (browse API, page, /metrics, /healthz, /readyz) to the app. The checks
