@@ -3,6 +3,8 @@ through a SQLite store across restarts and evictions of its newest-state cache."
 
 from __future__ import annotations
 
+import bisect
+import gc
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot, snapshot_digest
 from snapsync.codec.decode import apply_frame
 from snapsync.codec.encode import encode_delta, encode_snapshot
 from snapsync.delta.diff import diff
-from snapsync.delta.incremental import IncrementalSnapshot, derive, digest_pair, indexed
+from snapsync.delta.incremental import (
+    CompactSnapshot,
+    IncrementalSnapshot,
+    KeyList,
+    compact,
+    derive,
+    digest_pair,
+    indexed,
+)
 from snapsync.errors import DeltaError
 from snapsync.server.storage import ObjectQuery, Retention
 from snapsync.server.store import open_store
@@ -57,20 +68,95 @@ def assert_whole(state: IncrementalSnapshot, target: Snapshot) -> None:
     assert state.pairs == recomputed_pairs(state)
     assert state.keys == sorted(state.objects)
     assert state.encoded_size == sum(len(o.encoded) for o in state.objects.values())
+    assert_same_objects(state, target)
 
 
-@given(st.lists(states, min_size=1, max_size=8), st.booleans())
+def assert_same_objects(state: Snapshot, target: Snapshot) -> None:
+    """Every object (bytes, digest, uid) under every key, looked up and iterated."""
+    assert len(state) == len(target) and sorted(state.objects) == target.keys
+    assert list(state) == list(target)
+    for key, obj in target:
+        assert key in state.objects and state.objects[key] == obj
+    absent = ("", "ConfigMap", "zz", "absent")
+    assert absent not in state.objects and state.objects.get(absent) is None  # type: ignore[arg-type]
+
+
+@given(st.lists(states, min_size=1, max_size=8), st.sampled_from(["plain", "indexed", "compact"]))
 def test_derived_digest_equals_a_full_recomputation(
-    sequence: list[dict[str, str]], from_indexed: bool
+    sequence: list[dict[str, str]], start: str
 ) -> None:
-    """From a plain base, or one indexed first (as a server caches a full snapshot)."""
-    current: Snapshot = indexed(snap({})) if from_indexed else snap({})
+    """From a plain base, one indexed first, or one compacted (as a server keeps a full
+    snapshot); a compact base derives compact states, each equal to the full one."""
+    first = snap({})
+    current: Snapshot = {"plain": first, "indexed": indexed(first), "compact": compact(first)}[
+        start
+    ]
     for step, state in enumerate(sequence):
         target = snap(state, step)
         current = derive(current, diff(current, target))
         assert isinstance(current, IncrementalSnapshot)
+        assert isinstance(current, CompactSnapshot) == (start == "compact")
         assert_whole(current, target)
         assert_whole(indexed(target), target)
+        assert_whole(compact(target), target)
+        assert_whole(compact(current), target)
+
+
+@given(states, states)
+def test_a_compact_base_refuses_what_the_full_base_refuses(
+    base_state: dict[str, str], other_state: dict[str, str]
+) -> None:
+    """A delta against another base, removing or changing what is not there, adding what is:
+    the same DeltaError from a compact base as from the plain one, and the base unchanged."""
+    base, other = snap(base_state), snap(other_state)
+    kept = compact(base)
+    for delta in (diff(other, base), diff(base, other), diff(snap({}), other)):
+        try:
+            expected: Exception | Snapshot = derive(base, delta)
+        except DeltaError as exc:
+            expected = exc
+        try:
+            got: Exception | Snapshot = derive(kept, delta)
+        except DeltaError as exc:
+            got = exc
+        if isinstance(expected, Snapshot):
+            assert isinstance(got, Snapshot) and got.digest == expected.digest
+        else:
+            assert isinstance(got, DeltaError) and str(got) == str(expected)
+        assert_whole(kept, base)
+
+
+def test_a_compact_state_is_a_few_objects_for_the_garbage_collector() -> None:
+    """Four lists whatever the size: no tracked object per kept object once the collector has
+    seen the keys (the ~19,000 of a 10,000-object Snapshot made full collections pause)."""
+    big = snap({name: "a" for name in NAMES})
+    kept = compact(big)
+    gc.collect()
+    assert not any(gc.is_tracked(key) for key in kept._plain)
+    assert not any(gc.is_tracked(x) for x in (*kept._encoded, *kept.pairs, *kept._uids))
+    keys = kept.keys  # a KeyList: plain tuples inside, ObjectKeys out
+    assert not any(gc.is_tracked(key) for key in list.__iter__(keys))
+
+
+@given(states)
+def test_a_key_list_hands_out_object_keys_wherever_a_list_would(state: dict[str, str]) -> None:
+    target = snap(state)
+    keys, expected = compact(target).keys, target.keys
+    assert isinstance(keys, KeyList) and keys == expected and len(keys) == len(expected)
+    for got, want in (
+        (list(keys), expected),
+        (keys[:], expected),
+        (keys[1:], expected[1:]),
+        (list(reversed(keys)), list(reversed(expected))),
+        (keys.copy(), expected),
+        ([keys[i] for i in range(len(keys))], expected),
+        (sorted(keys), expected),
+        (tuple(keys), tuple(expected)),
+    ):
+        assert got == want and all(type(key) is ObjectKey for key in got)
+        assert [str(key) for key in got] == [str(key) for key in want]
+    for key in expected:
+        assert key in keys and keys[bisect.bisect_left(keys, key)] == key
 
 
 def test_indexing_refuses_pairs_that_miss_the_digest() -> None:
@@ -134,7 +220,7 @@ def test_store_versions_verify_across_restarts_and_evictions(
                 writer.close()
             kept = store.versions.states.newest("e")  # after "elsewhere": an older one
             if kept is not None and kept[1].digest == target.digest:
-                assert isinstance(kept[1], IncrementalSnapshot)
+                assert isinstance(kept[1], CompactSnapshot)
                 assert_whole(kept[1], target)
             agent_base = target
             cold = open_store(str(path), retention)

@@ -4,12 +4,13 @@ This is where bytes meet the protocol: every agent request passes the request ga
 declared size, then what the Authorization header alone proves before a byte of the body is read, a
 share of a fixed body allowance, a deadline for the body, then the signature over it), and the
 protocol gets the authenticated edge id, the kind of message its path stands for (`ROUTES`) and the
-body; its `Outcome` goes back as a status (`STATUSES`). A storage outage is a 503 the agent
-retries; any other exception is a bug and a 500. One port also carries the browse API and page
-(browse.py, page.py, behind the API token; websecurity.py guards every path but the agent's),
-/metrics (metrics.py), /healthz (the process runs) and /readyz (the database answers). With a SQL
-store every request runs in its own transactions, so requests are not serialized here; the memory
-store is, as it is not thread-safe.
+body; its `Outcome` goes back as a status (`STATUSES`), with no Content-Type (the path says what
+the body is). Agent requests take a plain-ASGI path in front of Starlette (agentpath.py). A
+storage outage is a 503 the agent retries; any other exception is a bug and a 500. One port
+also carries the browse API and page (browse.py, page.py, behind the API token; websecurity.py
+guards every path but the agent's), /metrics (metrics.py), /healthz (the process runs) and
+/readyz (the database answers). With a SQL store every request runs in its own transactions, so
+requests are not serialized here; the memory store is, as it is not thread-safe.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope
 
 from snapsync.errors import InputError, StorageError
 from snapsync.protocol.auth import CAPACITY, PER_EDGE, Claim, check_secret
@@ -43,6 +45,14 @@ from snapsync.protocol.messages import (
 )
 from snapsync.protocol.outcome import Outcome
 from snapsync.protocol.server import Reply, ServerConfig, ServerProtocol, VersionStore
+from snapsync.server.agentpath import (
+    AgentPath,
+    Answer,
+    Disconnected,
+    client_host,
+    read_body,
+    request_headers,
+)
 from snapsync.server.browse import ApiAccess, Browser, api_routes
 from snapsync.server.connections import HEAD_TIMEOUT, HeadDeadline
 from snapsync.server.gate import (
@@ -60,9 +70,6 @@ from snapsync.server.store import Stores
 from snapsync.server.websecurity import WebGuard
 
 log = logging.getLogger("snapsync.server")
-# Agent answers carry no Content-Type: the path says what the body is, and an idle agent pays
-# for every response byte (schemas/wire.md).
-MEDIA_TYPE = None
 # The server's HTTP binding: the path of each kind of agent request (the agent's transport posts
 # to the same ones), and the status that carries each outcome of the server protocol.
 ROUTES = {
@@ -144,9 +151,8 @@ def create_app(settings: ServerSettings) -> Starlette:
             stores.usage.record_traffic(edge_id, now, reply.usage(body), len(reply.body))
         return _Handled(edge_id, reply, seconds)
 
-    def refused(request: Request, refusal: Refused) -> Response:
+    def refused(path: str, client: str, refusal: Refused) -> Answer:
         """The refusal's answer; its detail goes to the log (a 401's names the failed check)."""
-        path, client = request.url.path, _client(request)
         if refusal.status == AUTH_FAILED:
             metrics.auth_refused.inc()
             log.warning("refused %s from %s: %s", path, client, refusal.detail)
@@ -156,30 +162,33 @@ def create_app(settings: ServerSettings) -> Starlette:
             log.warning("%s from %s", refusal.detail, client)
         return _refuse(refusal.status, refusal.reason, refusal.retry_after, refusal.close)
 
-    async def agent_endpoint(request: Request) -> Response:
-        size = gate.declared_size(request.headers)
+    async def agent_request(scope: Scope, receive: Receive) -> Answer:
+        """A POST to an agent path, from the ASGI scope (agentpath.py says why)."""
+        path, client, headers = scope["path"], client_host(scope), request_headers(scope)
+        size = gate.declared_size(headers)
         if isinstance(size, Refused):
-            return refused(request, size)
+            return refused(path, client, size)
         try:
-            claim = await run_in_threadpool(gate.check_header, request.headers, settings.clock())
+            claim = await run_in_threadpool(gate.check_header, headers, settings.clock())
         except StorageError as exc:
             return _storage_failed(exc)
         if isinstance(claim, Refused):
-            return refused(request, claim)
+            return refused(path, client, claim)
         busy = gate.admit(size)
         if busy is not None:
-            return refused(request, busy)
+            return refused(path, client, busy)
         try:
-            return await body_then_answer(request, claim, size)
+            return await body_then_answer(path, client, receive, claim, size)
         finally:
             gate.release(size)
 
-    async def body_then_answer(request: Request, claim: Claim, size: int) -> Response:
-        path, client = request.url.path, _client(request)
+    async def body_then_answer(
+        path: str, client: str, receive: Receive, claim: Claim, size: int
+    ) -> Answer:
         try:
             async with asyncio.timeout(gate.deadline(size)):
-                body = await _read_body(request, size)
-        except ClientDisconnect:
+                body = await read_body(receive, size)
+        except Disconnected:
             log.info("%s went away mid-body of %s (%d bytes declared)", client, path, size)
             return _refuse(400, "body cut short", close=True)
         except TimeoutError:
@@ -191,7 +200,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         except StorageError as exc:
             return _storage_failed(exc)
         if isinstance(handled, Refused):
-            return refused(request, handled)
+            return refused(path, client, handled)
         edge_id = handled.edge_id
         reply = handled.reply
         _count(metrics, path, handled)
@@ -199,7 +208,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             log.info("%s: stored version %d", edge_id, reply.applied.seq)
         if reply.refused:
             log.warning("%s: frame refused (%s)", edge_id, reply.refused)
-        return Response(reply.body, status_code=STATUSES[reply.outcome], media_type=MEDIA_TYPE)
+        return Answer(STATUSES[reply.outcome], reply.body)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -217,31 +226,19 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def prometheus(request: Request) -> Response:
         return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
 
-    routes: list[BaseRoute] = [Route(path, agent_endpoint, methods=["POST"]) for path in ROUTES]
-    routes.append(Route("/healthz", healthz, methods=["GET"]))
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     routes.append(Route("/readyz", readyz, methods=["GET"]))
     routes.append(Route("/metrics", prometheus, methods=["GET"]))
     if stores is not None:
         browser = Browser(stores, settings.clock)
         access = ApiAccess(settings.api_token, settings.clock)
         routes += api_routes(browser, access) + page_routes(browser, access)
+    agents = Middleware(AgentPath, paths=ROUTES, handle=agent_request)
     guard = Middleware(WebGuard, exempt=ROUTES)
-    return Starlette(routes=routes, middleware=[guard])
+    return Starlette(routes=routes, middleware=[agents, guard])
 
 
-async def _read_body(request: Request, size: int) -> bytes:
-    """The body, read no further than one byte past `size` (the declared length)."""
-    pieces: list[bytes] = []
-    received = 0
-    async for piece in request.stream():
-        pieces.append(piece)
-        received += len(piece)
-        if received > size:
-            break
-    return b"".join(pieces)
-
-
-def _storage_failed(exc: StorageError) -> Response:
+def _storage_failed(exc: StorageError) -> Answer:
     """The database is away: the agent retries later."""
     log.error("storage failed: %s", exc)
     return _refuse(503, "storage unavailable", retry_after=30.0)
@@ -272,15 +269,9 @@ def _upload_status(reply: Reply) -> str:
     return answer.status if isinstance(answer, UploadReply) else ""
 
 
-def _refuse(status: int, reason: str, retry_after: float = 0.0, close: bool = False) -> Response:
+def _refuse(status: int, reason: str, retry_after: float = 0.0, close: bool = False) -> Answer:
     """A refusal; `close` when the peer's body may be left unread, or the peer is unwelcome."""
-    body = Refusal(reason, retry_after).encode()
-    headers = {"Connection": "close"} if close else None
-    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "?"
+    return Answer(status, Refusal(reason, retry_after).encode(), close)
 
 
 # An idle agent pings every 60 s (±10% jitter): a connection kept 150 s outlives two pings.

@@ -9,11 +9,14 @@ When another process stored newer versions, the kept one is brought up to date f
 rows those versions changed (store/versions.py), so a site whose uploads alternate between server
 processes costs each a read of what changed, not of the environment.
 
-The bound is on an estimate, not a measurement: a decoded snapshot takes about 6 times its
-objects' canonical msgpack bytes in Python (dicts, strings; measured with tracemalloc on sample
-clusters) plus about 300 bytes per object for its sorted keys and digest pairs. So 300 objects
-take ~2.5 MB, 1,500 ~13 MB, 10,000 ~90 MB. A snapshot larger than the whole bound is never
-kept (each of its deltas costs a read).
+The bound is on an estimate, not a measurement: a kept version is a CompactSnapshot
+(snapsync.delta.incremental: each object's canonical msgpack bytes, its pair encoding and key in
+flat lists) and takes about its objects' canonical bytes plus ~500 bytes per object (measured
+with tracemalloc on sample clusters: 1.32-1.41 times the canonical bytes, ~1.4 KB per object).
+So 300 objects take ~0.55 MB, 1,500 ~3.1 MB, 10,000 ~20 MB; the default 512 MB holds ~900
+environments of 300 objects. A snapshot larger than the whole bound is never kept (each of its
+deltas costs a read). While a delta is decoded against a kept version its ObjectKey list exists
+too (~100 bytes per object, until the derived version replaces it).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from dataclasses import dataclass
 from snapsync.canonical.snapshot import Snapshot
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
-PER_ENCODED_BYTE = 6
-PER_OBJECT = 300
+PER_ENCODED_BYTE = 1
+PER_OBJECT = 512
 
 
 def estimated_bytes(snapshot: Snapshot) -> int:

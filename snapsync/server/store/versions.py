@@ -10,8 +10,9 @@ Invariants:
 - A version read back from rows is used only if the rows give exactly its digest; each process
   keeps the newest version per environment decoded (statecache.py) and checks at commit time,
   under the environment's lock, that it still is the newest.
-- What is kept always carries its sorted keys and pair encodings (delta.incremental.indexed,
-  checked against its digest when built from a full frame or rows, carried along by derive), so
+- What is kept is a CompactSnapshot (delta.incremental.compact: four lists, a few objects for
+  the garbage collector to walk whatever the size) with its sorted keys and pair encodings,
+  checked against its digest when built from a full frame or rows, carried along by derive, so
   no delta pays for them: a delta costs the objects it touches, plus a copy of two lists and a
   dict and one BLAKE2b pass over ~60 bytes per object, which is how the target digest stays
   exact (the very bytes snapshot_digest hashes) without re-hashing unchanged objects.
@@ -31,7 +32,7 @@ from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeade
 from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_snapshot
 from snapsync.delta.diff import Delta
-from snapsync.delta.incremental import IncrementalSnapshot, derive, indexed
+from snapsync.delta.incremental import IncrementalSnapshot, compact, derive, indexed
 from snapsync.errors import DeltaError
 from snapsync.protocol.messages import Version
 from snapsync.server.statecache import DEFAULT_CACHE_BYTES, StateCache
@@ -82,7 +83,7 @@ class Versions:
             or self._from_rows(env, seq, digest, stored.header)
         )
         if snap is not None and self._newest_seq(env) == seq:
-            snap = indexed(snap)
+            snap = compact(snap)
             self.states.put(env, seq, snap)
         return snap
 
@@ -162,7 +163,7 @@ class Versions:
             return self._write_version(db, env, snapshot, frame, base, now, stored, touched)
 
         version = self.db.durable(write)
-        self.states.put(env, version.seq, snapshot)
+        self.states.put(env, version.seq, compact(snapshot))
         return version
 
     def _write_version(
@@ -230,7 +231,7 @@ class Versions:
             return {}
         cached = self.states.get(env, digest)
         if cached is not None:
-            return {key: obj.digest for key, obj in cached[1].objects.items()}
+            return {key: obj.digest for key, obj in cached[1]}
         rows = self.db.run(
             db, "SELECT grp, kind, namespace, name, digest FROM objects WHERE env = ?", (env,)
         )
