@@ -335,7 +335,8 @@ class AgentProtocol:
         acked = None if self.need_full else self.acked
         self._reassert = False
         base = (acked, self.bases[acked.digest][1]) if acked is not None else None
-        return prepare(latest, base, self.config.encode, self.config.full_level)
+        config = self.config
+        return prepare(latest, base, config.encode, config.full_level, config.encoder)
 
     def _ping_request(self, now: float) -> Request | None:
         message = Ping(

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from snapsync.codec.encode import EncodeOptions
+from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.protocol.budget import BudgetConfig
 from snapsync.protocol.messages import MAX_PONG, BucketQuery, Chunk, Message, Summary
 from snapsync.protocol.schedule import Intervals
-from snapsync.protocol.upload import UPLOAD_REPLY_ALLOWANCE
+from snapsync.protocol.upload import UPLOAD_REPLY_ALLOWANCE, DeltaEncoder
 
 # What one exchange costs on the wire beyond its two bodies, on a kept-alive TLS connection: HTTP
 # heads, TLS record framing and TCP/IP headers; measured by bench/bench_wire.py. Where the
@@ -37,6 +37,9 @@ class AgentConfig:
     # Canonical bytes of a snapshot above which, with no version shared with the server, the
     # agent compares digests (anti-entropy) before resending everything.
     reconcile_min: int = 64 * 1024
+    # The delta encoder (snapsync.protocol.upload.DeltaEncoder): encode_delta; a simulation may
+    # pass a shared memo of it (snapsync.sim.frames.FrameMemo). Not a knob: not compared.
+    encoder: DeltaEncoder = field(default=encode_delta, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
