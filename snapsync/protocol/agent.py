@@ -83,7 +83,9 @@ class AgentProtocol:
     ) -> None:
         self.config = config
         self.budget = Budget(config.budget)
-        self.meter = Meter(self.budget, config.overhead, config.connect_allowance, wire_counted)
+        self.meter = Meter(
+            self.budget, config.overhead, config.connect_allowance, wire_counted, config.keep_alive
+        )
         self.rng = random.Random(seed)
         self.bases = Bases(config.keep_versions)
         self.latest: Snapshot | None = None
@@ -225,7 +227,7 @@ class AgentProtocol:
         """The server answered `request` with `outcome` and a body; `wire`: what the exchange
         cost on the link as the transport counted it (None: estimated from the bodies)."""
         after = allowed(self.phase, Input.ANSWER)
-        self._finish(request, len(body), now, wire)
+        self._finish(request, len(body), now, wire, answered=True)
         if outcome is Outcome.OK and isinstance(request.message, Ping | Chunk):
             self.meter.reported(request.message.spent)
         if wire is not None:
@@ -256,7 +258,7 @@ class AgentProtocol:
         """The request did not complete (connection refused or cut, timeout, an answer over its
         cap); `wire`: what crossed the link before it failed, as the transport counted it."""
         after = allowed(self.phase, Input.TRANSPORT_FAILED)
-        self._finish(request, 0, now, wire)
+        self._finish(request, 0, now, wire, answered=False)
         if isinstance(request.message, Chunk):
             self.chunks.failed(len(request.message.data))
         self._back_off(now, reason)
@@ -288,10 +290,13 @@ class AgentProtocol:
         upload = self.upload
         message = upload.chunk(self.chunks.size, self.commands.cursor, self.meter.unreported)
         body = message.encode()
-        need = upload.remaining + (len(body) - len(message.data)) + self.meter.overhead
-        need += UPLOAD_REPLY_ALLOWANCE
+        bodies = upload.remaining + (len(body) - len(message.data)) + UPLOAD_REPLY_ALLOWANCE
+        need, cost = bodies + self.meter.overhead, self.meter.cost(bodies)
         continuing, size = upload.confirmed > 0, len(upload.frame)
-        if not self.gate.admit(need, now, size=size, continuing=continuing, events=self._events):
+        admitted = self.gate.admit(
+            need, now, size=size, continuing=continuing, events=self._events, cost=cost
+        )
+        if not admitted:
             return None
         return Request(message, body, len(body) + self.meter.overhead + UPLOAD_REPLY_ALLOWANCE)
 
@@ -360,11 +365,13 @@ class AgentProtocol:
 
     # -- answers --------------------------------------------------------------------------------
 
-    def _finish(self, request: Request, received: int, now: float, wire: int | None) -> None:
+    def _finish(
+        self, request: Request, received: int, now: float, wire: int | None, *, answered: bool
+    ) -> None:
         if request is not self._in_flight:
             raise LocalProtocolError("that request is not the one in flight")
         self._in_flight = None
-        self.meter.settle(request, received, now, wire)
+        self.meter.settle(request, received, now, wire, answered)
         if isinstance(request.message, Ping):
             self._last_ping = now
 

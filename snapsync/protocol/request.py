@@ -22,6 +22,9 @@ from snapsync.protocol.upload import UPLOAD_REPLY_ALLOWANCE, DeltaEncoder
 # `connect_allowance` (a full TLS handshake with a certificate chain).
 DEFAULT_OVERHEAD = 520
 CONNECT_ALLOWANCE = 6 * 1024
+# How long the server keeps an idle connection open (`snapsync serve --keep-alive`'s default):
+# the agent plans an exchange after longer idle as one on a new connection (protocol/metering).
+SERVER_KEEP_ALIVE = 150.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class AgentConfig:
     keep_versions: int = 3  # acknowledged versions kept as possible bases
     overhead: int = DEFAULT_OVERHEAD
     connect_allowance: int = CONNECT_ALLOWANCE
+    # The server's idle keep-alive as the agent assumes it (SERVER_KEEP_ALIVE): the pacer plans
+    # an upload after longer idle at a new connection's cost. Plans only: the budget holds anyway.
+    keep_alive: float = SERVER_KEEP_ALIVE
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     full_level: int = 9
     # Canonical bytes of a snapshot above which, with no version shared with the server, the
