@@ -154,7 +154,7 @@ def simulate(label: str, config: BudgetConfig, deltas: Deltas) -> Month:
                 last_exchange = now
         if held is not None:
             month.ages.append((minute + 1 - held) * 60.0)
-    assert budget.used == month.total <= LIMIT
+    assert budget.used == month.total <= config.limit
     return month
 
 

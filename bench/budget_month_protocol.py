@@ -7,7 +7,10 @@ cost per exchange (DEFAULT_OVERHEAD on a kept-alive connection, + RECONNECT afte
 seconds: #15's measurement). One trace feeds both agents in lockstep: the sample cluster
 (tools.traces), stepped a minute at a time at the `steady` churn level, `busy` on days 8-10,
 one snapshot collected a minute (stamped with the simulated time) and handed to both agents;
-between collections each agent wakes when it asks (`wakeup_at`: the pacer's ready time, a ping).
+between collections each agent wakes when it asks (`wakeup_at`: the pacer's ready time, a ping;
+a wake with nothing to send, such as the agent's own collection timer, which the runner does not
+follow, ends the minute, so a ping due later in it goes at the next minute if an upload's ack
+has not replaced it).
 The agents share one memo of frames (snapsync.sim.frames.FrameMemo, through the documented
 `AgentConfig.encoder`): the same (base, latest) pair is encoded once.
 
@@ -19,13 +22,17 @@ summed per day and per budget period.
 
 A span that starts after day 1 starts a fresh agent and server at its first minute on the trace
 advanced to that day in 2-hour churn steps (tools.traces.offline_snapshots' way); its first
-upload is a full snapshot, as on day 1 (see `Span`).
+upload is a full snapshot, as on day 1. Its agents start as agents restarted then, having spent
+`--spent-before` bytes of the month (what the days before cost: measure them with a run of
+those days); the restart rebuilds the paced bucket from the pace line less what was spent, as
+any restarted agent does (snapsync.protocol.budget).
 
     python bench/budget_month_protocol.py --objects 1000 --limit 50MB          # the whole month
-    python bench/budget_month_protocol.py --objects 10000 --first-day 6 --days 7
+    python bench/budget_month_protocol.py --objects 10000 --first-day 8 --days 4 \
+        --spent-before 120MB
 
-Writes bench/results/budget_month_protocol_<objects>_<first>-<last>.json, once per simulated
-day (a long run leaves what it finished); bench/bench_budget_month.py renders it.
+Writes bench/results/budget_month_protocol_<objects>_<first>-<last>.json every simulated hour
+(a long run leaves what it finished); bench/budget_month_report.py renders it.
 """
 
 from __future__ import annotations
@@ -55,17 +62,14 @@ FAST_FORWARD = 120.0  # minutes per churn step up to a span's first day
 
 @dataclass(frozen=True)
 class Span:
-    """What to run: `objects`, a monthly `limit`, days [first_day, first_day + days) (0-based).
-
-    A span starting after day 1 starts with the budget meter at 0 bytes used, where the month
-    would have spent its first days: the paced bucket holds min(cap, opening + pace x elapsed -
-    used), at its cap either way while the days before were steady (they spend below the pace),
-    and the fixed window is far from its limit until the month's last days."""
+    """What to run: `objects`, a monthly `limit`, days [first_day, first_day + days) (0-based),
+    with `spent_before` bytes of the month spent before the span."""
 
     objects: int
     limit: int
     first_day: int = 0
     days: int = DAYS
+    spent_before: int = 0
 
     @property
     def minutes(self) -> range:
@@ -129,6 +133,10 @@ def run(span: Span, out: Path) -> None:
     memo = FrameMemo()
     first = START + span.minutes[0] * 60.0
     policies = [Policy(p, Sim(config(p, span.limit, memo), now=first)) for p in POLICIES]
+    if span.spent_before:
+        for policy in policies:
+            policy.sim.agent.budget.spend(span.spent_before, first)
+            policy.sim.restart_agent()  # rebuilds the bucket from the pace less what was spent
     live = start(TraceSpec("steady", span.objects))
     for _ in range(int(span.first_day * 1440 / FAST_FORWARD)):
         live.step("steady", FAST_FORWARD)
@@ -142,12 +150,12 @@ def run(span: Span, out: Path) -> None:
         collected[snapshot.digest] = now
         for policy in policies:
             policy.minute(snapshot, now, collected)
-        if (minute + 1) % 1440 == 0:
-            day = (minute + 1) // 1440
+        if (minute + 1) % 60 == 0:
             elapsed = time.monotonic() - started
             seconds = time.process_time() - cpu
             write(out, span, policies, memo, elapsed, seconds)
-            print(f"day {day}: {elapsed:.0f} s wall, {seconds:.0f} s CPU", file=sys.stderr)
+            hours = (minute + 1) / 60
+            print(f"hour {hours:g}: {elapsed:.0f} s wall, {seconds:.0f} s CPU", file=sys.stderr)
 
 
 def write(
@@ -158,6 +166,7 @@ def write(
         "limit": span.limit,
         "first_day": span.first_day,
         "days": span.days,
+        "spent_before": span.spent_before,
         "minutes_run": len(policies[0].ages),
         "wall_seconds": round(wall),
         "cpu_seconds": round(cpu),
@@ -187,8 +196,10 @@ def main() -> None:
     parser.add_argument("--limit", default="500MB", help="budget per month on the wire")
     parser.add_argument("--first-day", type=int, default=1, help="1-based")
     parser.add_argument("--days", type=int, default=DAYS)
+    parser.add_argument("--spent-before", default="0", help="bytes spent before the span")
     args = parser.parse_args()
-    span = Span(args.objects, parse_size(args.limit), args.first_day - 1, args.days)
+    spent = parse_size(args.spent_before)
+    span = Span(args.objects, parse_size(args.limit), args.first_day - 1, args.days, spent)
     out = RESULTS / f"budget_month_protocol_{span.name}.json"
     run(span, out)
     print(f"wrote {out}", file=sys.stderr)

@@ -83,9 +83,7 @@ class AgentProtocol:
     ) -> None:
         self.config = config
         self.budget = Budget(config.budget)
-        self.meter = Meter(
-            self.budget, config.overhead, config.connect_allowance, wire_counted, config.keep_alive
-        )
+        self.meter = Meter.for_agent(self.budget, config, wire_counted)
         self.rng = random.Random(seed)
         self.bases = Bases(config.keep_versions)
         self.latest: Snapshot | None = None
@@ -227,7 +225,7 @@ class AgentProtocol:
         """The server answered `request` with `outcome` and a body; `wire`: what the exchange
         cost on the link as the transport counted it (None: estimated from the bodies)."""
         after = allowed(self.phase, Input.ANSWER)
-        self._finish(request, len(body), now, wire, answered=True)
+        self._finish(request, len(body), now, wire)
         if outcome is Outcome.OK and isinstance(request.message, Ping | Chunk):
             self.meter.reported(request.message.spent)
         if wire is not None:
@@ -258,7 +256,8 @@ class AgentProtocol:
         """The request did not complete (connection refused or cut, timeout, an answer over its
         cap); `wire`: what crossed the link before it failed, as the transport counted it."""
         after = allowed(self.phase, Input.TRANSPORT_FAILED)
-        self._finish(request, 0, now, wire, answered=False)
+        self._finish(request, 0, now, wire)
+        self.meter.dropped()
         if isinstance(request.message, Chunk):
             self.chunks.failed(len(request.message.data))
         self._back_off(now, reason)
@@ -291,12 +290,8 @@ class AgentProtocol:
         message = upload.chunk(self.chunks.size, self.commands.cursor, self.meter.unreported)
         body = message.encode()
         bodies = upload.remaining + (len(body) - len(message.data)) + UPLOAD_REPLY_ALLOWANCE
-        need, cost = bodies + self.meter.overhead, self.meter.cost(bodies)
-        continuing, size = upload.confirmed > 0, len(upload.frame)
-        admitted = self.gate.admit(
-            need, now, size=size, continuing=continuing, events=self._events, cost=cost
-        )
-        if not admitted:
+        cost, continuing, size = self.meter.cost(bodies), upload.confirmed > 0, len(upload.frame)
+        if not self.gate.admit(cost, now, size=size, continuing=continuing, events=self._events):
             return None
         return Request(message, body, len(body) + self.meter.overhead + UPLOAD_REPLY_ALLOWANCE)
 
@@ -365,13 +360,11 @@ class AgentProtocol:
 
     # -- answers --------------------------------------------------------------------------------
 
-    def _finish(
-        self, request: Request, received: int, now: float, wire: int | None, *, answered: bool
-    ) -> None:
+    def _finish(self, request: Request, received: int, now: float, wire: int | None) -> None:
         if request is not self._in_flight:
             raise LocalProtocolError("that request is not the one in flight")
         self._in_flight = None
-        self.meter.settle(request, received, now, wire, answered)
+        self.meter.settle(request, received, now, wire)
         if isinstance(request.message, Ping):
             self._last_ping = now
 

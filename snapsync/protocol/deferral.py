@@ -30,18 +30,12 @@ class BudgetGate:
     pace: Pace | None = None  # the pacer's latest decision on a new upload
 
     def admit(
-        self,
-        need: int,
-        now: float,
-        *,
-        size: int,
-        continuing: bool,
-        events: list[Event],
-        cost: Cost | None = None,
+        self, cost: Cost, now: float, *, size: int, continuing: bool, events: list[Event]
     ) -> bool:
-        """Whether an upload request costing at most `need` (its frame: `size` bytes; planned
-        at `cost`, snapsync.protocol.metering) may go now. If not, it waits; a BudgetDeferred
+        """Whether an upload request costing `cost` (at most `cost.bound`; its frame: `size`
+        bytes; snapsync.protocol.metering) may go now. If not, it waits; a BudgetDeferred
         event in `events` says so once per upload held back."""
+        need = cost.bound
         if not continuing:
             self.pace = self.budget.pace(need, now, cost)
         if self.budget.allows(need, now, essential=False, continuing=continuing, cost=cost):

@@ -24,7 +24,7 @@ import math
 
 from snapsync.protocol.budget import Budget
 from snapsync.protocol.pacing import Cost
-from snapsync.protocol.request import Request
+from snapsync.protocol.request import AgentConfig, Request
 
 
 class Meter:
@@ -50,23 +50,31 @@ class Meter:
         self._charged_cold = True  # the request in flight went on a new connection
         self._reserved_in = 0.0  # the budget period the request in flight was charged in
 
+    @classmethod
+    def for_agent(cls, budget: Budget, config: AgentConfig, wire_counted: bool) -> Meter:
+        return cls(
+            budget, config.overhead, config.connect_allowance, wire_counted, config.keep_alive
+        )
+
     def charge(self, request: Request, now: float) -> None:
         self.budget.spend(request.allowance, now)
         self._reserved_in = self.budget.period_started
         self._charged_cold = now > self.open_until
 
-    def settle(
-        self, request: Request, received: int, now: float, wire: int | None, answered: bool
-    ) -> None:
-        """The exchange ended, `received` answer bytes (`answered`: the server answered, so the
-        connection stays open; else it is gone); `wire`: what the transport counted."""
+    def settle(self, request: Request, received: int, now: float, wire: int | None) -> None:
+        """The exchange ended, `received` answer bytes (the connection is kept open until a
+        `dropped`); `wire`: what the transport counted."""
         cost = len(request.body) + received + self.estimate if wire is None else wire
         self.unreported += cost
-        self.open_until = now + self.keep_alive if answered else -math.inf
+        self.open_until = now + self.keep_alive
         self.budget.roll(now)
         if self.budget.period_started == self._reserved_in:
             cost -= request.allowance  # settle what `charge` charged
         self.budget.spend(cost, now)
+
+    def dropped(self) -> None:
+        """The exchange failed: the next one opens a new connection."""
+        self.open_until = -math.inf
 
     def counted(self, beyond_bodies: int) -> None:
         """Budget each exchange for the most one has cost beyond its bodies (a reconnect's
@@ -85,9 +93,10 @@ class Meter:
 
     def cost(self, bodies: int) -> Cost:
         """What an exchange with `bodies` bytes of request and answer is planned to cost, by
-        when it starts (never more than its allowance: `bodies` + `overhead`)."""
+        when it starts, and its allowance (`most`: `bodies` + `overhead`)."""
         warm, cold = min(self.warm, self.overhead), min(self.cold, self.overhead)
-        return Cost(bodies + warm, bodies + max(warm, cold), self.open_until)
+        most = bodies + self.overhead
+        return Cost(bodies + warm, bodies + max(warm, cold), self.open_until, most)
 
     def reported(self, spent: int | None) -> None:
         """The server answered a request that reported `spent`."""

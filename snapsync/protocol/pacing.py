@@ -122,11 +122,17 @@ class Cost:
     warm: int
     cold: int
     closes: float = math.inf
+    most: int = 0  # the most it can cost (the budget's hard check); 0: the cold cost
 
     @classmethod
     def flat(cls, need: int) -> Cost:
         """The same whenever it starts (no connection to keep, or the cost is not known)."""
         return cls(need, need)
+
+    @property
+    def bound(self) -> int:
+        """The most it can cost: what the budget's hard check counts."""
+        return self.most or max(self.warm, self.cold)
 
     def at(self, when: float) -> int:
         return self.warm if when <= self.closes else self.cold
