@@ -73,6 +73,11 @@ class Run:
         first_day = int(self.raw["first_day"])
         return range(first_day, first_day + math.ceil(self.minutes / 1440))
 
+    def share(self, day: int) -> float:
+        """How much of `day` was run (1: all of it)."""
+        run = min(1440, self.first + self.minutes - day * 1440)
+        return run / 1440
+
     def ages(self, policy: str) -> list[float]:
         return list(self.raw["policies"][policy]["ages"])
 
@@ -146,20 +151,22 @@ def section(run: Run, model: dict[str, Month]) -> list[str]:
     ]
     for policy in ("fixed", "paced"):
         wire = sum(run.per_day(policy))
-        modelled = sum(model[policy].per_day[d] for d in run.days)
+        modelled = sum(run.share(d) * model[policy].per_day[d] for d in run.days)
         stored = len(run.raw["policies"][policy]["arrivals"])
         lines.append(
             f"| {policy} | {wire / 1e6:.1f} | {modelled / 1e6:.1f} | {stored:,} | "
             f"{describe(run.longest_gap(policy))} |"
         )
-    lines += ["", "Wire MB per day (protocol / model):", ""]
+    lines += ["", "Wire MB per day (protocol / model; a day run in part: its share):", ""]
     lines += ["| day | fixed | paced |", "| ---: | ---: | ---: |"]
     for index, day in enumerate(run.days):
+        share = run.share(day)
         row = [
-            f"{run.per_day(p)[index] / 1e6:.2f} / {model[p].per_day[day] / 1e6:.2f}"
+            f"{run.per_day(p)[index] / 1e6:.2f} / {share * model[p].per_day[day] / 1e6:.2f}"
             for p in ("fixed", "paced")
         ]
-        lines.append(f"| {day + 1} | " + " | ".join(row) + " |")
+        part = "" if share == 1 else f" (first {share * 24:g} h)"
+        lines.append(f"| {day + 1}{part} | " + " | ".join(row) + " |")
     return [*lines, ""]
 
 
@@ -217,10 +224,12 @@ def plot(found: list[Run], modelled: list[dict[str, Month]]) -> None:
     for offset, run in enumerate(found):
         for shift, policy in enumerate(("fixed", "paced")):
             xs = [d + 1 + (offset * 2 + shift - 1.5) * 0.2 for d in run.days]
-            share = [b / (run.limit / DAYS) for b in run.per_day(policy)]
+            daily = run.limit / DAYS
+            bytes_ = zip(run.days, run.per_day(policy), strict=True)
+            share = [b / (daily * run.share(d)) for d, b in bytes_]
             days.bar(xs, share, width=0.2, label=f"{run.objects:,}, {policy}")
     days.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
-    days.set_ylabel("wire bytes per day / (budget / 30)")
+    days.set_ylabel("wire bytes a day / (budget / 30)")
     days.set_xlabel("day of the month (real protocol)")
     days.set_xlim(0.5, DAYS + 0.5)
     days.legend(fontsize=7)
