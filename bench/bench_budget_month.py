@@ -3,11 +3,11 @@
 10,000 objects, one snapshot collected a minute, steady churn with a 3-day busy burst in week 2
 (days 8-10), a 500 MB/month budget on the wire (5% reserve for pings), November 2026 (30 days).
 
-What runs: the real budget meter and pacer (snapsync.protocol.budget, .pacing) decide every
-upload and ping, minute by minute, as the agent asks them today (at each collection: an upload of
-the delta from the server's newest version to now, else a ping when one is due). What is
-modelled, since the agent protocol is being restructured (#18's lead wires this to the real
-protocol over sim/link.py later):
+The model. What runs: the real budget meter and pacer (snapsync.protocol.budget, .pacing) decide
+every upload and ping, minute by minute (at each collection: an upload of the delta from the
+server's newest version to now, else a ping when one is due). What is modelled (the whole
+protocol over the simulated link is bench/budget_month_protocol.py, which costs hours of CPU
+where this costs seconds; bench/budget_month_report.py sets the two side by side):
 
 - delta sizes: measured frames at 10,000 objects (bench/budget_month_deltas.py ->
   bench/results/budget_month_deltas.json): the frame taking the server from k minutes ago to
@@ -23,12 +23,11 @@ protocol over sim/link.py later):
 Age is sampled at the end of every minute, just before the next collection: now minus the
 collection time of the newest snapshot the server holds (an upload each minute: 60 s).
 
-    python bench/bench_budget_month.py   # ~1 minute; measured deltas must exist (see above)
+    python bench/bench_budget_month.py   # renders budget_month.md (budget_month_report.py)
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import itertools
 import json
@@ -154,7 +153,7 @@ def simulate(label: str, config: BudgetConfig, deltas: Deltas) -> Month:
                 last_exchange = now
         if held is not None:
             month.ages.append((minute + 1 - held) * 60.0)
-    assert budget.used == month.total <= LIMIT
+    assert budget.used == month.total <= config.limit
     return month
 
 
@@ -247,52 +246,11 @@ def render(months: list[Month], config: BudgetConfig) -> str:
     return "\n".join(lines)
 
 
-def plot(months: list[Month]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (ages, days) = plt.subplots(2, 1, figsize=(10, 7), height_ratios=(3, 2))
-    for month in months:
-        x = [(minute + 1) / 1440 for minute in range(MINUTES - len(month.ages), MINUTES)]
-        ages.plot(x, [a / 60 for a in month.ages], label=month.label, linewidth=0.8)
-    ages.axvspan(BURST[0] / 1440, BURST[1] / 1440, color="orange", alpha=0.15, label="burst")
-    ages.set_yscale("log")
-    ages.set_ylabel("snapshot age at the server (min)")
-    ages.set_xlabel("day of the month")
-    ages.legend()
-    width = 0.8 / len(months)
-    for offset, month in enumerate(months):
-        xs = [day + 1 + (offset - (len(months) - 1) / 2) * width for day in range(DAYS)]
-        days.bar(xs, [b / 1e6 for b in month.per_day], width=width, label=month.label)
-    days.axhline(LIMIT / 1e6 / DAYS, color="grey", linestyle="--", linewidth=0.8)
-    days.set_ylabel("wire MB per day")
-    days.set_xlabel("day of the month (dashed: 500 MB / 30)")
-    days.legend()
-    figure.tight_layout()
-    PLOT.parent.mkdir(exist_ok=True)
-    figure.savefig(PLOT, dpi=110)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--deltas", type=Path, default=DELTAS, help="measured delta sizes")
-    args = parser.parse_args()
-    deltas = Deltas.load(args.deltas)
-    paced = BudgetConfig(limit=LIMIT, period="month", policy="paced")
-    week = BudgetConfig(limit=LIMIT, period="month", policy="paced", burst=paced.uploads_limit // 4)
-    months = [
-        simulate("fixed", BudgetConfig(limit=LIMIT, period="month", policy="fixed"), deltas),
-        simulate("paced", paced, deltas),
-        simulate("paced, burst cap a week", week, deltas),
-    ]
-    text = render(months, paced)
-    RESULTS.write_text(text)
-    print(text)
-    if not args.no_plot:
-        plot(months)
+    """The report: the real-protocol runs found, this model beside them, and its whole month."""
+    from bench.budget_month_report import main as report
+
+    report()
 
 
 if __name__ == "__main__":

@@ -30,10 +30,12 @@ from snapsync.protocol.pacing import (
     SPENT,
     UNPACED,
     WITHIN,
+    Cost,
     TokenBucket,
     Window,
     schedule,
 )
+from snapsync.protocol.values import BudgetReport
 from snapsync.sim.link import ENV, Sim
 from snapsync.sim.sample_cluster import SampleCluster
 
@@ -205,21 +207,40 @@ def test_a_big_upload_waits_for_the_next_period_only_when_this_one_cannot_carry_
 def test_each_reason_the_pacer_gives() -> None:
     window = Window(rate=100.0, floor=10.0, ceiling=600.0)
     full = TokenBucket(capacity=50_000, tokens=50_000, stamp=0.0)
-    assert schedule(full, 1_000, 100.0, window, last_start=95.0).reason == FLOOR
-    assert schedule(full, 1_000, 100.0, window, last_start=0.0).reason == WITHIN
+    assert schedule(full, Cost.flat(1_000), 100.0, window, last_start=95.0).reason == FLOOR
+    assert schedule(full, Cost.flat(1_000), 100.0, window, last_start=0.0).reason == WITHIN
     low = TokenBucket(capacity=50_000, tokens=500, stamp=0.0)
-    ahead = schedule(low, 10_500, 100.0, window, last_start=0.0)
+    ahead = schedule(low, Cost.flat(10_500), 100.0, window, last_start=0.0)
     assert ahead.reason == AHEAD and ahead.ready_at == pytest.approx(200.0)
     assert ahead.interval == pytest.approx(200.0)
-    too_big = schedule(low, 60_000, 100.0, window, last_start=0.0)  # more than the bucket holds
+    too_big = schedule(
+        low, Cost.flat(60_000), 100.0, window, last_start=0.0
+    )  # more than the bucket holds
     assert too_big.reason == CREDIT and too_big.ready_at == 600.0
     debt = TokenBucket(capacity=50_000, tokens=-100_000, stamp=0.0)
-    repaying = schedule(debt, 60_000, 100.0, window, last_start=0.0)
+    repaying = schedule(debt, Cost.flat(60_000), 100.0, window, last_start=0.0)
     assert repaying.reason == REPAYING and repaying.ready_at == pytest.approx(1100.0)
     assert "repaying credit" in repaying.describe() and "18m20s" in repaying.describe()
+    owing = schedule(debt, Cost.flat(10), 100.0, window, last_start=0.0)  # debt, not the pace
+    assert owing.reason == REPAYING and owing.ready_at == pytest.approx(1100.0)
     fixed = Budget(BudgetConfig(limit=10_000, period="day", policy="fixed"))
     assert fixed.pace(100, 5.0).reason == UNPACED
     assert fixed.pace(20_000, 5.0).reason == SPENT
+
+
+def test_a_ping_with_nothing_waiting_and_the_bucket_in_debt_says_repaying_credit() -> None:
+    """Nothing waits, the bucket owes a full snapshot sent on credit: the ping's `b` says
+    "repaying credit" (code 5, which servers before this fix already read so), not "ahead of
+    pace"; once repaid, "within pace"."""
+    config = BudgetConfig(limit=1_000_000, period="86400", reserve=0.0, policy="paced")
+    budget = Budget(config)
+    assert budget.allows(500_000, 0.0, essential=False)  # the first snapshot, on credit
+    budget.spend(500_000, 0.0)
+    report = budget.report(0, 60.0)
+    assert report is not None and report.reason == REPAYING
+    assert report.wire()[4] == 5 and BudgetReport.parse(report.wire()).reason == REPAYING
+    later = budget.report(0, 86_000.0)
+    assert later is not None and later.reason == WITHIN
 
 
 def test_each_period_paces_its_own_budget_and_keeps_no_savings() -> None:

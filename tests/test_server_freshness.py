@@ -7,7 +7,9 @@ the fleet list and environment page, and /metrics."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from html import unescape
@@ -17,12 +19,14 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 from snapsync.agent.transport import PATHS
 from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot, rfc3339
+from snapsync.cli import cli
 from snapsync.codec.encode import encode_snapshot
 from snapsync.errors import RemoteProtocolError
 from snapsync.protocol import AgentConfig, Intervals
@@ -272,6 +276,7 @@ def test_the_api_shows_age_lag_and_budget(served: tuple[httpx.Client, str]) -> N
         "received_at": "2025-12-31T23:15:30Z",
         "age_seconds": 2700,
         "lag_seconds": 30,
+        "clock_ahead_seconds": 0,
     }
     assert shop["budget"] == {
         "reported_at": "2025-12-31T23:59:00Z",
@@ -284,7 +289,8 @@ def test_the_api_shows_age_lag_and_budget(served: tuple[httpx.Client, str]) -> N
     }
     depot = fleet["depot-2"]
     assert depot["budget"] is None
-    assert depot["freshness"] == {"received_at": None, "age_seconds": None, "lag_seconds": None}
+    unknown = dict.fromkeys(("received_at", "age_seconds", "lag_seconds", "clock_ahead_seconds"))
+    assert depot["freshness"] == unknown
     one = client.get(f"/api/v1/environments/{edge}").json()
     assert (one["freshness"], one["budget"]) == (shop["freshness"], shop["budget"])
 
@@ -328,3 +334,38 @@ def test_metrics_show_the_fleets_ages_without_naming_environments(
     ):
         assert expected in text, expected
     assert edge not in text and "depot" not in text
+
+
+def test_env_list_shows_snapshot_age_and_budget_and_a_clock_running_ahead(tmp_path: Path) -> None:
+    """`snapsync env list` on a real database file: the newest version's age and the agent's
+    budget report; an agent whose clock runs 90 s ahead stored a version "collected" after it
+    arrived: age and lag 0, not negative, and the clock flagged (here and in the API's JSON,
+    which is the same document)."""
+    db = str(tmp_path / "s.db")
+    store = open_store(db)
+    now = float(int(time.time()))  # collection times are whole seconds
+    snapshot = _snapshot(now - 2700)
+    store.commit("shop-1", snapshot, b"frame", None, now - 2670)
+    store.seen("shop-1", now - 60, snapshot.digest, 2_000_000, MONTHLY)
+    ahead = _snapshot(now + 90)
+    store.commit("van-2", ahead, b"frame", None, now)
+    runner = CliRunner(env={"COLUMNS": "250"})
+    listed = runner.invoke(cli, ["env", "list", "--database", db])
+    assert listed.exit_code == 0, listed.output
+    header, *rows = [
+        line for line in listed.stdout.splitlines() if "shop-1" in line or "age" in line
+    ]
+    assert "snapshot age" in header and "budget" in header
+    assert re.search(
+        r"shop-1 .* 4[45]m .* 123\.5 of 500\.0 MB, ahead of pace, 2\.0 MB waiting", rows[0]
+    )
+    van = next(line for line in listed.stdout.splitlines() if "van-2" in line)
+    assert "0s (agent clock 90s ahead)" in van and van.rstrip().endswith("-")
+    found = {
+        e["edge_id"]: e
+        for e in json.loads(runner.invoke(cli, ["env", "list", "--json", "--database", db]).stdout)
+    }
+    assert found["van-2"]["freshness"]["age_seconds"] == 0
+    assert found["van-2"]["freshness"]["lag_seconds"] == 0
+    assert found["van-2"]["freshness"]["clock_ahead_seconds"] == 90
+    assert found["shop-1"]["freshness"]["clock_ahead_seconds"] == 0

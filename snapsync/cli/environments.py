@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from snapsync.cli.command import Group, note
+from snapsync.kubeview import age
 
 
 @click.group(cls=Group, name="env")
@@ -58,7 +60,8 @@ def env_list(database: str, as_json: bool) -> None:
         click.echo(json.dumps(found, indent=2))
         return
     table = Table(show_edge=False)
-    for column in ("edge id", "name", "group", "tags", "status", "last seen", "version"):
+    columns = ("edge id", "name", "group", "tags", "status", "last seen", "version")
+    for column in (*columns, "snapshot age", "budget"):
         table.add_column(column)
     for e in found:
         table.add_row(
@@ -69,5 +72,24 @@ def env_list(database: str, as_json: bool) -> None:
             e["status"],
             e["last_seen"] or "never",
             str(e["version"] or "-"),
+            _age(e["freshness"]),
+            _budget(e["budget"]),
         )
     Console().print(table)
+
+
+def _age(freshness: dict[str, Any]) -> str:
+    """The newest version's age as kubectl prints ages (`3m20s`), and a clock running ahead."""
+    seconds = freshness["age_seconds"]
+    if seconds is None:
+        return "-"
+    ahead = freshness["clock_ahead_seconds"]
+    return age(seconds) + (f" (agent clock {age(ahead)} ahead)" if ahead else "")
+
+
+def _budget(budget: dict[str, Any] | None) -> str:
+    """`12.3 of 500.0 MB, ahead of pace, 2.0 MB waiting`: the agent's latest report."""
+    if budget is None:
+        return "-"
+    text = f"{budget['spent'] / 1e6:.1f} of {budget['limit'] / 1e6:.1f} MB, {budget['reason']}"
+    return text + (f", {budget['waiting'] / 1e6:.1f} MB waiting" if budget["waiting"] else "")

@@ -83,7 +83,7 @@ class AgentProtocol:
     ) -> None:
         self.config = config
         self.budget = Budget(config.budget)
-        self.meter = Meter(self.budget, config.overhead, config.connect_allowance, wire_counted)
+        self.meter = Meter.for_agent(self.budget, config, wire_counted)
         self.rng = random.Random(seed)
         self.bases = Bases(config.keep_versions)
         self.latest: Snapshot | None = None
@@ -257,6 +257,7 @@ class AgentProtocol:
         cap); `wire`: what crossed the link before it failed, as the transport counted it."""
         after = allowed(self.phase, Input.TRANSPORT_FAILED)
         self._finish(request, 0, now, wire)
+        self.meter.dropped()
         if isinstance(request.message, Chunk):
             self.chunks.failed(len(request.message.data))
         self._back_off(now, reason)
@@ -288,10 +289,9 @@ class AgentProtocol:
         upload = self.upload
         message = upload.chunk(self.chunks.size, self.commands.cursor, self.meter.unreported)
         body = message.encode()
-        need = upload.remaining + (len(body) - len(message.data)) + self.meter.overhead
-        need += UPLOAD_REPLY_ALLOWANCE
-        continuing, size = upload.confirmed > 0, len(upload.frame)
-        if not self.gate.admit(need, now, size=size, continuing=continuing, events=self._events):
+        bodies = upload.remaining + (len(body) - len(message.data)) + UPLOAD_REPLY_ALLOWANCE
+        cost, continuing, size = self.meter.cost(bodies), upload.confirmed > 0, len(upload.frame)
+        if not self.gate.admit(cost, now, size=size, continuing=continuing, events=self._events):
             return None
         return Request(message, body, len(body) + self.meter.overhead + UPLOAD_REPLY_ALLOWANCE)
 
@@ -335,7 +335,8 @@ class AgentProtocol:
         acked = None if self.need_full else self.acked
         self._reassert = False
         base = (acked, self.bases[acked.digest][1]) if acked is not None else None
-        return prepare(latest, base, self.config.encode, self.config.full_level)
+        config = self.config
+        return prepare(latest, base, config.encode, config.full_level, config.encoder)
 
     def _ping_request(self, now: float) -> Request | None:
         message = Ping(

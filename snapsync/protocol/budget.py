@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from snapsync.errors import InputError
-from snapsync.protocol.pacing import SPENT, UNPACED, Pace, TokenBucket, Window, schedule
+from snapsync.protocol.pacing import SPENT, UNPACED, Cost, Pace, TokenBucket, Window, schedule
 from snapsync.protocol.values import MAX_INTERVAL, BudgetReport
 
 DAY = 86_400
@@ -207,14 +207,25 @@ class Budget:
         self.roll(now)
         return None if self.unlimited else max(0, self.config.limit - self.used)
 
-    def allows(self, size: int, now: float, *, essential: bool, continuing: bool = False) -> bool:
+    def allows(
+        self,
+        size: int,
+        now: float,
+        *,
+        essential: bool,
+        continuing: bool = False,
+        cost: Cost | None = None,
+    ) -> bool:
         """Whether `size` bytes may go now; non-essential traffic may not touch the reserve,
-        and under the paced policy a new upload waits for the pace (`pace`)."""
+        and under the paced policy a new upload waits for the pace (`pace`).
+
+        `size` is the most the request can cost (the hard check); `cost` what the pacer plans
+        with (default: `size`)."""
         if not self.fits(size, now, essential=essential):
             return False
         if essential or continuing:
             return True
-        if self.paced and self._schedule(size, now).ready_at > now:
+        if self.paced and self._schedule(cost or Cost.flat(size), now).ready_at > now:
             return False
         self.last_start = now
         return True
@@ -243,13 +254,14 @@ class Budget:
         """When the current period ends."""
         return period_end(self.config.period, now)
 
-    def pace(self, size: int, now: float) -> Pace:
-        """When a new upload of `size` bytes may start, and why (for the log line)."""
+    def pace(self, size: int, now: float, cost: Cost | None = None) -> Pace:
+        """When a new upload of at most `size` bytes (planned at `cost`, default `size`) may
+        start, and why (for the log line)."""
         if not self.fits(size, now, essential=False):
             return Pace(SPENT, self.next_period(now), self._since(now), size, 0.0, 0.0)
         if not self.paced:
             return Pace(UNPACED, now, self._since(now), size, 0.0, 0.0)
-        return self._schedule(size, now)
+        return self._schedule(cost or Cost.flat(size), now)
 
     def report(self, need: int, now: float) -> BudgetReport | None:
         """The state a ping reports, with the pacer's decision for an upload of `need` bytes (0:
@@ -260,18 +272,18 @@ class Budget:
         interval = min(MAX_INTERVAL, max(0, round(pace.interval)))
         return BudgetReport(self.used, self.config.limit, round(pace.rate), interval, pace.reason)
 
-    def ready_at(self, size: int, now: float) -> float:
+    def ready_at(self, size: int, now: float, cost: Cost | None = None) -> float:
         """When a new upload of `size` bytes may start, as far as the budget can tell now."""
-        return self.pace(size, now).ready_at
+        return self.pace(size, now, cost).ready_at
 
     def _since(self, now: float) -> float:
         return 0.0 if self.last_start is None else now - self.last_start
 
-    def _schedule(self, size: int, now: float) -> Pace:
+    def _schedule(self, cost: Cost, now: float) -> Pace:
         self._accrue(now)
         config = self.config
         window = Window(self.rate(now), config.interval_floor, config.interval_ceiling)
-        return schedule(self.bucket, size, now, window, self.last_start)
+        return schedule(self.bucket, cost, now, window, self.last_start)
 
     def rate(self, now: float) -> float:
         """The pace in the period containing `now`: what B' leaves after the opening, over the

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from snapsync.protocol.budget import Budget
 from snapsync.protocol.events import BudgetDeferred, Event
-from snapsync.protocol.pacing import Pace
+from snapsync.protocol.pacing import Cost, Pace
 
 
 @dataclass
@@ -30,16 +30,18 @@ class BudgetGate:
     pace: Pace | None = None  # the pacer's latest decision on a new upload
 
     def admit(
-        self, need: int, now: float, *, size: int, continuing: bool, events: list[Event]
+        self, cost: Cost, now: float, *, size: int, continuing: bool, events: list[Event]
     ) -> bool:
-        """Whether an upload request costing `need` (its frame: `size` bytes) may go now. If
-        not, it waits; a BudgetDeferred event in `events` says so once per upload held back."""
+        """Whether an upload request costing `cost` (at most `cost.bound`; its frame: `size`
+        bytes; snapsync.protocol.metering) may go now. If not, it waits; a BudgetDeferred
+        event in `events` says so once per upload held back."""
+        need = cost.bound
         if not continuing:
-            self.pace = self.budget.pace(need, now)
-        if self.budget.allows(need, now, essential=False, continuing=continuing):
+            self.pace = self.budget.pace(need, now, cost)
+        if self.budget.allows(need, now, essential=False, continuing=continuing, cost=cost):
             self.clear()
             return True
-        ready_at = self.budget.ready_at(need, now)
+        ready_at = self.budget.ready_at(need, now, cost)
         if self.waiting != size:
             remaining = self.budget.remaining(now) or 0
             events.append(BudgetDeferred(needed=need, remaining=remaining, until=ready_at))

@@ -111,14 +111,52 @@ class Window:
     ceiling: float  # seconds after which an upload goes on credit
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What a new upload is expected to take from the bucket, by when it starts: `warm` while
+    the connection the agent holds is expected open (until `closes`), `cold` after it (the
+    server closed the idle connection: TCP set-up and a TLS handshake again, see
+    snapsync.protocol.metering). The pacer plans with the cost at the start it chooses, so an
+    interval stretched past the server's keep-alive is an interval that pays a reconnect."""
+
+    warm: int
+    cold: int
+    closes: float = math.inf
+    most: int = 0  # the most it can cost (the budget's hard check); 0: the cold cost
+
+    @classmethod
+    def flat(cls, need: int) -> Cost:
+        """The same whenever it starts (no connection to keep, or the cost is not known)."""
+        return cls(need, need)
+
+    @property
+    def bound(self) -> int:
+        """The most it can cost: what the budget's hard check counts."""
+        return self.most or max(self.warm, self.cold)
+
+    def at(self, when: float) -> int:
+        return self.warm if when <= self.closes else self.cold
+
+
 def schedule(
-    bucket: TokenBucket, need: int, now: float, window: Window, last_start: float | None
+    bucket: TokenBucket, cost: Cost, now: float, window: Window, last_start: float | None
 ) -> Pace:
-    """When an upload costing `need` may start, given the bucket accrued to `now`.
+    """When a new upload may start, given the bucket accrued to `now`.
 
     The earliest of: the bucket covers it (not before the floor), or the ceiling has passed and
-    the bucket is out of debt (credit). A bucket that can never hold `need` leaves only credit.
+    the bucket is out of debt (credit). A bucket that can never hold it leaves only credit. Its
+    cost is the warm one if that start comes while the connection is open, else the cold one:
+    planned warm, a start past `cost.closes` is planned again at the cold cost.
     """
+    pace = _schedule(bucket, cost.at(now), now, window, last_start)
+    if pace.ready_at <= cost.closes or pace.need == cost.cold:
+        return pace
+    return _schedule(bucket, cost.cold, now, window, last_start)
+
+
+def _schedule(
+    bucket: TokenBucket, need: int, now: float, window: Window, last_start: float | None
+) -> Pace:
     tokens, rate = bucket.tokens, window.rate
     since = -math.inf if last_start is None else last_start
     floor_at = since + window.floor
@@ -128,8 +166,9 @@ def schedule(
         covered_at = now + (need - tokens) / rate if need <= bucket.capacity else math.inf
         repaid_at = now + max(0.0, -tokens) / rate
         credit_at = max(since + window.ceiling, repaid_at, floor_at, now)
+        # In debt, nothing new starts before the debt is repaid, whatever waits (or nothing).
         if covered_at <= credit_at:
-            ready, reason = max(covered_at, floor_at), AHEAD
+            ready, reason = max(covered_at, floor_at), REPAYING if tokens < 0 else AHEAD
         else:
             ready, reason = credit_at, REPAYING if tokens < 0 else CREDIT
     interval = 0.0 if last_start is None else ready - last_start

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from snapsync.codec.encode import EncodeOptions
+from snapsync.codec.encode import EncodeOptions, encode_delta
 from snapsync.protocol.budget import BudgetConfig
 from snapsync.protocol.messages import MAX_PONG, BucketQuery, Chunk, Message, Summary
 from snapsync.protocol.schedule import Intervals
-from snapsync.protocol.upload import UPLOAD_REPLY_ALLOWANCE
+from snapsync.protocol.upload import UPLOAD_REPLY_ALLOWANCE, DeltaEncoder
 
 # What one exchange costs on the wire beyond its two bodies, on a kept-alive TLS connection: HTTP
 # heads, TLS record framing and TCP/IP headers; measured by bench/bench_wire.py. Where the
@@ -22,6 +22,9 @@ from snapsync.protocol.upload import UPLOAD_REPLY_ALLOWANCE
 # `connect_allowance` (a full TLS handshake with a certificate chain).
 DEFAULT_OVERHEAD = 520
 CONNECT_ALLOWANCE = 6 * 1024
+# How long the server keeps an idle connection open (`snapsync serve --keep-alive`'s default):
+# the agent plans an exchange after longer idle as one on a new connection (protocol/metering).
+SERVER_KEEP_ALIVE = 150.0
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,17 @@ class AgentConfig:
     keep_versions: int = 3  # acknowledged versions kept as possible bases
     overhead: int = DEFAULT_OVERHEAD
     connect_allowance: int = CONNECT_ALLOWANCE
+    # The server's idle keep-alive as the agent assumes it (SERVER_KEEP_ALIVE): the pacer plans
+    # an upload after longer idle at a new connection's cost. Plans only: the budget holds anyway.
+    keep_alive: float = SERVER_KEEP_ALIVE
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     full_level: int = 9
     # Canonical bytes of a snapshot above which, with no version shared with the server, the
     # agent compares digests (anti-entropy) before resending everything.
     reconcile_min: int = 64 * 1024
+    # The delta encoder (snapsync.protocol.upload.DeltaEncoder): encode_delta; a simulation may
+    # pass a shared memo of it (snapsync.sim.frames.FrameMemo). Not a knob: not compared.
+    encoder: DeltaEncoder = field(default=encode_delta, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,20 @@ what the server said it holds, checked against the frame.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.codec.encode import EncodeOptions, encode_delta, encode_snapshot
+from snapsync.codec.encode import Encoded, EncodeOptions, encode_delta, encode_snapshot
 from snapsync.codec.frame import unpack_frame
 from snapsync.errors import RemoteProtocolError
 from snapsync.protocol.messages import UPLOAD_ID, Chunk, Version
+
+# How the agent encodes the frame taking a base to its latest snapshot (AgentConfig.encoder):
+# `encode_delta` in production. The frame must be a function of (base, latest, options) alone, so
+# a simulation running several agents over one trace in lockstep may share one memo of frames
+# (snapsync.sim.frames) instead of encoding the same pair once per agent.
+DeltaEncoder = Callable[[Snapshot, Snapshot, EncodeOptions], Encoded]
 
 UPLOAD_REPLY_ALLOWANCE = 512  # an upload reply (or refusal) is read up to this, and budgeted
 MIN_CHUNK = 1024
@@ -79,13 +86,14 @@ def prepare(
     base: tuple[Version, Snapshot] | None,
     options: EncodeOptions,
     full_level: int,
+    encoder: DeltaEncoder = encode_delta,
 ) -> Upload:
     """The frame that brings the server from `base` (None: nothing shared) to `latest`."""
     if base is None:
         frame = encode_snapshot(latest, full_level)
         return Upload.of(frame, None, latest, "full", {"full": len(frame)})
     version, base_snapshot = base
-    encoded = encode_delta(base_snapshot, latest, options)
+    encoded = encoder(base_snapshot, latest, options)
     frame = encoded.frame
     needs = version if unpack_frame(frame).needs_base else None
     return Upload.of(frame, needs, latest, encoded.chosen, dict(encoded.candidates))

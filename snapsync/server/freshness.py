@@ -37,12 +37,20 @@ def age_class(seconds: float | None) -> str:
 
 def freshness_json(e: EnvironmentSummary, now: float) -> dict[str, Any]:
     """Whole seconds; null where a time is unknown (no version yet, or one stored before the
-    server kept collection times)."""
+    server kept collection times).
+
+    An agent whose clock runs ahead of the server's stamps a collection after its arrival:
+    age and lag are then clamped to 0 (a negative age is no freshness anyone can act on, and
+    an alert on age must not read it as "fresher than fresh"), and `clock_ahead_seconds` says
+    by how much at least the agent's clock was ahead when the version arrived (0: no sign of
+    it; an agent behind the server's clock only looks slower to arrive)."""
     age, lag = e.age(now), e.lag
+    shown = lag if lag is not None else age  # below 0: collected after it arrived (or after now)
     return {
         "received_at": None if e.received_at is None else rfc3339(e.received_at),
-        "age_seconds": None if age is None else round(age),
-        "lag_seconds": None if lag is None else round(lag),
+        "age_seconds": None if age is None else max(0, round(age)),
+        "lag_seconds": None if lag is None else max(0, round(lag)),
+        "clock_ahead_seconds": None if shown is None else max(0, round(-shown)),
     }
 
 
