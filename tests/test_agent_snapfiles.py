@@ -16,6 +16,7 @@ from snapsync.agent.snapfiles import CHANGES, WHOLE, SnapshotFiles, changed_keys
 from snapsync.agent.state import SNAPSHOT_DIR, StateDir
 from snapsync.canonical.keys import ObjectKey
 from snapsync.canonical.snapshot import CanonicalObject, Snapshot, SnapshotHeader
+from snapsync.delta.incremental import following as derive_from
 from snapsync.protocol.agent_state import AgentState
 
 NAMES = [f"c{i}" for i in range(10)]
@@ -23,8 +24,11 @@ NAMES = [f"c{i}" for i in range(10)]
 states = st.dictionaries(st.sampled_from(NAMES), st.sampled_from(["a", "b", "c", "d" * 300]))
 # What happens after a save: the next cycle, a restart, or a crash right after the next
 # snapshot's file was written (before the state naming it).
+# Each snapshot is derived from the last (delta.incremental.following: it knows what it
+# touched) or built plainly.
 steps = st.lists(
-    st.tuples(states, st.sampled_from(["cycle", "cycle", "restart", "crash"])), max_size=8
+    st.tuples(states, st.sampled_from(["cycle", "cycle", "restart", "crash"]), st.booleans()),
+    max_size=8,
 )
 
 
@@ -72,14 +76,14 @@ def saved(snapshot: Snapshot) -> AgentState:
 @expensive(0.5)  # every save fsyncs a few files
 @given(first=states, steps=steps, max_chain=st.integers(1, 4))
 def test_snapshots_saved_as_changes_load_as_what_was_saved(
-    first: dict[str, str], steps: list[tuple[dict[str, str], str]], max_chain: int
+    first: dict[str, str], steps: list[tuple[dict[str, str], str, bool]], max_chain: int
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = StateDir(tmp)
         store.files.max_chain = max_chain
         latest = evolve(None, first, 0)
         store.save(saved(latest), [latest])
-        for at, (state, then) in enumerate(steps, 1):
+        for at, (state, then, derived) in enumerate(steps, 1):
             if then == "restart":
                 store = StateDir(tmp)
                 store.files.max_chain = max_chain
@@ -87,6 +91,8 @@ def test_snapshots_saved_as_changes_load_as_what_was_saved(
                 assert loaded is not None and same(loaded[1][latest.digest], latest)
                 latest = loaded[1][latest.digest]
             following = evolve(latest, state, at)
+            if derived:
+                following = derive_from(latest, following)
             if then == "crash" and following.digest not in store.files.written:
                 store.files.write(following)  # its file, but not yet the state naming it
                 store = StateDir(tmp)
@@ -118,6 +124,8 @@ def test_a_cycle_writes_only_its_changes_and_a_long_chain_starts_again_whole(
     for at in range(1, 6):
         values[f"c{at}"] = "b" * at
         following = evolve(latest, values, at)
+        assert changed_keys(following, latest) == ([key(f"c{at}")], [])
+        following = derive_from(latest, following)
         assert changed_keys(following, latest) == ([key(f"c{at}")], [])
         store.save(saved(following), [following])
         path = next((tmp_path / SNAPSHOT_DIR).glob(f"{following.digest.hex()}.*"))

@@ -24,6 +24,7 @@ from snapsync.agent.transport import Transport
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import SnapshotBuilder, rfc3339
 from snapsync.collect import Collector
+from snapsync.delta.incremental import following
 from snapsync.errors import SnapsyncError, TransportError
 from snapsync.protocol.agent import AgentConfig, AgentProtocol
 from snapsync.protocol.events import (
@@ -187,7 +188,10 @@ class Agent:
             log.warning("collection failed: %s", exc)
             self.protocol.collection_failed(now)
             return
-        snapshot = builder.build(rfc3339(now), previous=self.protocol.latest)
+        snapshot = builder.build(rfc3339(now))
+        latest = self.protocol.latest
+        if latest is not None:  # digest and key order from the last one's, in O(change)
+            snapshot = following(latest, snapshot)
         self.protocol.snapshot_collected(snapshot, now)
         report.collected = True
 

@@ -37,6 +37,7 @@ from snapsync.canonical.snapshot import (
 )
 from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_snapshot_streamed
+from snapsync.delta.incremental import IncrementalSnapshot
 from snapsync.errors import SnapsyncError
 from snapsync.fileio import atomic_write
 
@@ -59,12 +60,15 @@ class Written:
 
 
 def changed_keys(snapshot: Snapshot, parent: Snapshot) -> tuple[list[ObjectKey], list[ObjectKey]]:
-    """(keys added or changed, keys removed) from `parent` to `snapshot`.
-
-    Objects the two share by identity (every unchanged one, between two cycles of a watch)
-    are passed over without a look at their digest.
+    """(keys added or changed, keys removed) from `parent` to `snapshot`: the keys it knows it
+    touched when it was derived from `parent` (delta.incremental), else a comparison in which
+    objects the two share by identity (every unchanged one, between two cycles of a watch) are
+    passed over without a look at their digest.
     """
     before = parent.objects
+    if isinstance(snapshot, IncrementalSnapshot) and snapshot.parent == parent.digest:
+        touched, now = sorted(snapshot.touched), snapshot.objects
+        return [k for k in touched if k in now], [k for k in touched if k not in now]
     put = [
         key
         for key, obj in snapshot.objects.items()
