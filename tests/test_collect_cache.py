@@ -72,7 +72,7 @@ def replay_into(
         except FormChanged:
             relisted(cache, kind, model, builder)
             entries = cache.checkout(builder)
-        cache.settle(replay(entries, builder, []))
+        cache.settle(replay(entries, builder, builder, []))
     return builder.build(collected_at="")
 
 
@@ -197,7 +197,7 @@ class WatchCacheMachine(RuleBasedStateMachine):
             except FormChanged:
                 relisted(cache, k, self.model, builder)
                 entries = cache.checkout(builder)
-            fresh[k] = replay(entries, builder, [])
+            fresh[k] = replay(entries, builder, builder, [])
         self._check_count(builder, form)
         self.touched = set()
         self.put(kind, name, uid, rv, value)

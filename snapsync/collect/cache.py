@@ -104,9 +104,10 @@ class ObjectCache:
         if form is not None:
             self._form = form.canonical_form
 
-    def checkout(self, sink: Sink) -> list[tuple[ObjKey, Entry]]:
-        """The entries to replay into `sink`; FormChanged when they cannot serve its form."""
-        form = sink.canonical_form if isinstance(sink, CanonicalSink) else None
+    def checkout(self, sink: CanonicalSink | None) -> list[tuple[ObjKey, Entry]]:
+        """The entries to replay into `sink` (None: a sink that takes raw objects only);
+        FormChanged when they cannot serve its form."""
+        form = sink.canonical_form if sink is not None else None
         if form != self._form:
             if any(entry.raw is None for entry in self._entries.values()):
                 raise FormChanged(f"results are for another canonical form than {form!r}")
@@ -121,15 +122,21 @@ class ObjectCache:
                 self._entries[key] = Entry(entry.version, None, canonical)
 
 
-def replay(entries: Iterable[tuple[ObjKey, Entry]], sink: Sink, invalid: list[str]) -> list[Fresh]:
+def replay(
+    entries: Iterable[tuple[ObjKey, Entry]],
+    sink: Sink,
+    canonical_sink: CanonicalSink | None,
+    invalid: list[str],
+) -> list[Fresh]:
     """Add every entry's object to `sink`, canonicalizing only those without a result.
 
+    `canonical_sink` is `sink` if it is a CanonicalSink, else None (the caller checks once per
+    collection: a runtime Protocol check costs ~40 us, and there are two per kind).
     An object the sink refuses (malformed: SnapsyncError) is left out and its message appended
     to `invalid`, as a LIST does. Returns the results computed, for ObjectCache.settle (and so
     their count).
     """
     fresh: list[Fresh] = []
-    canonical_sink = sink if isinstance(sink, CanonicalSink) else None
     for key, entry in entries:
         try:
             if canonical_sink is None:

@@ -117,7 +117,8 @@ class KubeWatchCollector:
         """Replay the cache into `sink` (listing and starting watches on the first call)."""
         if self._stop.is_set():
             raise CollectionError("the watch collector has been closed")
-        form = sink.canonicalizer if isinstance(sink, CanonicalSink) else None
+        canonical_sink = sink if isinstance(sink, CanonicalSink) else None
+        form = canonical_sink.canonicalizer if canonical_sink is not None else None
         if self._scope is not None and _form_of(form) != _form_of(self._form):
             self._forget()
         self._form = form
@@ -130,15 +131,15 @@ class KubeWatchCollector:
         for cache in caches:
             try:
                 with cache.lock:
-                    entries = cache.objects.checkout(sink)
+                    entries = cache.objects.checkout(canonical_sink)
             except FormChanged:  # a relist of the last form raced a change of form
                 self._relist(cache)
                 with cache.lock:
-                    entries = cache.objects.checkout(sink)
+                    entries = cache.objects.checkout(canonical_sink)
             with cache.lock:
                 kind_error = cache.error
             invalid: list[str] = []
-            fresh = replay(entries, sink, invalid)
+            fresh = replay(entries, sink, canonical_sink, invalid)
             if fresh:
                 with cache.lock:
                     cache.objects.settle(fresh)
