@@ -126,3 +126,10 @@ def test_mutated_texts_are_accepted_or_refused_as_json_does(
 )
 def test_edge_cases_decode_as_json_decodes_them(text: bytes) -> None:
     same_as_json(text)
+
+
+def test_a_text_beyond_the_fast_limit_decodes_as_json_decodes_it() -> None:
+    big = json.dumps({"items": [{"n": i, "s": "x" * 50} for i in range(2000)]}).encode()
+    assert len(big) > jsontext.FAST_LIMIT
+    same_as_json(big)
+    same_as_json(big[:-1])

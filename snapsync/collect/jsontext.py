@@ -8,6 +8,9 @@ which orjson turns into floats when they do not fit in 64 bits. So:
 
 - orjson decodes only a text without a run of 19 or more digits: every integer in it then has
   at most 18 digits, which 64 bits hold exactly;
+- and only a text of at most 64 KiB (a watch event): parsing LIST pages with orjson left the
+  agent ~10 MB more resident at 10,000 objects (measured on the real agent), for a saving made
+  once per list, not per cycle;
 - any other text, and every text orjson refuses, goes to the json module, which accepts or
   refuses it as it always did.
 
@@ -24,11 +27,12 @@ import orjson
 
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19  # 10**18 - 1 < 2**63 - 1: an 18-digit integer fits in 64 bits
+FAST_LIMIT = 2**16  # bytes: watch events, not LIST pages
 
 
 def loads(text: bytes) -> Any:
     """`json.loads(text)`: the same value, or the same error."""
-    if _LONG_RUN not in text.translate(_DIGITS):
+    if len(text) <= FAST_LIMIT and _LONG_RUN not in text.translate(_DIGITS):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
