@@ -11,10 +11,11 @@ Per size, three child processes on loopback: the Kubernetes API emulator (tools/
 `--interval` seconds; `--code DIR` runs the agent from another checkout, for before/after).
 The benchmark samples /proc/PID/status (VmRSS, VmHWM) and /proc/PID/stat (utime + stime) of the
 agent every 0.2 s, and counts a cycle each time the agent's log line names a new acknowledged
-version. It copies every snapshot the agent writes to its state directory, and afterwards times
-the JSON Patch baseline (snapsync.sim.baselines.json_patch_gzip of the whole state against the
-previous cycle's, as bench/runner.py does) on consecutive pairs of those snapshots: the same
-cycles the agent shipped, CPU measured in this process.
+version. It copies every snapshot file the agent writes to its state directory (whole, or as
+changes on top of another: the agent's own code reads them back), and afterwards times the JSON
+Patch baseline (snapsync.sim.baselines.json_patch_gzip of the whole state against the previous
+cycle's, as bench/runner.py does) on consecutive pairs of those snapshots: the same cycles the
+agent shipped, CPU measured in this process.
 
 - peak: VmHWM once the first version (the initial list's full snapshot) is acknowledged;
 - steady: VmRSS, the largest sample after the `--warm`-th acknowledged version;
@@ -60,8 +61,16 @@ import itertools, json, sys
 from pathlib import Path
 from snapsync.sim import baselines as bl
 from snapsync.codec import decode_snapshot, encode_delta
+try:  # snapshots written whole or as changes on top of another (snapsync.agent.snapfiles)
+    from snapsync.agent.snapfiles import SnapshotFiles
+except ImportError:  # code from before: every snapshot written whole
+    SnapshotFiles = None
 snapshots = []
-for file in Path(sys.argv[1]).glob("*.snap"):
+if SnapshotFiles is not None:
+    files = SnapshotFiles(Path(sys.argv[1]))
+    files.scan()
+    snapshots = list(files.read(list(files.written)).values())
+for file in [] if SnapshotFiles is not None else Path(sys.argv[1]).glob("*.snap"):
     try:
         snapshots.append(decode_snapshot(file.read_bytes()))
     except Exception:  # a copy caught mid-write
@@ -252,7 +261,7 @@ def run_size(size: int, args: argparse.Namespace) -> Run:
                     if agent.poll() is not None:
                         raise RuntimeError(f"the agent exited: {lines[-3:]}")
                     samples.append(sample(agent.pid))
-                    for snap in (state / "snapshots").glob("*.snap"):
+                    for snap in (state / "snapshots").glob("*.*"):  # .snap whole, .chg changes
                         target = copies / snap.name
                         if not target.exists():
                             with contextlib.suppress(FileNotFoundError):

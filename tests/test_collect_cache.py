@@ -20,7 +20,15 @@ from support_kube import CountingBuilder
 
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import CanonicalForm, Snapshot, SnapshotBuilder, build_snapshot
-from snapsync.collect.cache import FormChanged, ObjectCache, ObjKey, object_version, replay
+from snapsync.collect.cache import (
+    Fed,
+    FormChanged,
+    ObjectCache,
+    ObjKey,
+    object_version,
+    replay,
+    replay_kind,
+)
 
 DEFAULT, MINIMAL = load_profile("default"), load_profile("minimal")
 FORMS: dict[str, tuple[Profile, bool]] = {
@@ -72,7 +80,7 @@ def replay_into(
         except FormChanged:
             relisted(cache, kind, model, builder)
             entries = cache.checkout(builder)
-        cache.settle(replay(entries, builder, []))
+        cache.settle(replay(entries, builder, builder, []))
     return builder.build(collected_at="")
 
 
@@ -96,6 +104,9 @@ class WatchCacheMachine(RuleBasedStateMachine):
         self.versions: dict[tuple[ModelKey, str, str], int] = {}
         self.touched: set[ModelKey] = set()  # stored or dropped since the last replay
         self.form: str | None = None
+        # the last resumable replay: its form, builder, stamp and what each kind fed it
+        self.chain: tuple[str, CountingBuilder, object, dict[tuple[str, str], Fed | None]] | None
+        self.chain = None
 
     def _raw(
         self, kind: tuple[str, str], name: str, uid: str | None, rv: str | None, value: int
@@ -169,7 +180,42 @@ class WatchCacheMachine(RuleBasedStateMachine):
         self.model.update({(kind, name): raw for (_, name), raw in fresh.items()})
 
     @rule(form=forms)
+    def resumed_replay(self, form: str) -> None:
+        """The agent's next builder resumes from the last one of the line (as the watch
+        collector drives it): only what changed since is given, taken back or canonicalized,
+        and the snapshot is a fresh build's, digest included."""
+        chain = self.chain if self.chain is not None and self.chain[0] == form else None
+        if chain is not None:
+            builder = chain[1].successor()
+            assert builder.resume(chain[2])
+        else:
+            builder = self._new_builder(form)
+            assert not builder.resume(object())
+        feds = chain[3] if chain is not None else {}
+        for kind, cache in self.caches.items():
+            fed = feds.get(kind)
+            changes = cache.changes(builder, fed.refused) if fed is not None else None
+
+            def checkout(cache: ObjectCache = cache, kind: tuple[str, str] = kind) -> Any:
+                try:
+                    return cache.checkout(builder)
+                except FormChanged:
+                    relisted(cache, kind, self.model, builder)
+                    return cache.checkout(builder)
+
+            fresh, feds[kind] = replay_kind(builder, builder, builder, fed, changes, checkout, [])
+            cache.settle(fresh)
+        token = object()
+        builder.stamp(token)
+        self.chain = (form, builder, token, feds)
+        assert_same(builder.build(collected_at=""), list(self.model.values()), form)
+        assert_no_raw(self.caches)
+        self._check_count(builder, form)
+        self.form, self.touched = form, set()
+
+    @rule(form=forms)
     def replay(self, form: str) -> None:
+        self.chain = None  # a replay of every object: the changes since the last are gone
         builder = self._new_builder(form)
         assert_same(replay_into(self.caches, builder, self.model), list(self.model.values()), form)
         assert_no_raw(self.caches)
@@ -188,6 +234,7 @@ class WatchCacheMachine(RuleBasedStateMachine):
     ) -> None:
         """A watch event lands between checkout and settle: the replay is of the objects before
         it, and the new object must not inherit a result computed for the old one."""
+        self.chain = None
         builder = self._new_builder(form)
         before = list(self.model.values())
         fresh = {}
@@ -197,7 +244,7 @@ class WatchCacheMachine(RuleBasedStateMachine):
             except FormChanged:
                 relisted(cache, k, self.model, builder)
                 entries = cache.checkout(builder)
-            fresh[k] = replay(entries, builder, [])
+            fresh[k] = replay(entries, builder, builder, [])
         self._check_count(builder, form)
         self.touched = set()
         self.put(kind, name, uid, rv, value)

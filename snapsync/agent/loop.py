@@ -24,6 +24,7 @@ from snapsync.agent.transport import Transport
 from snapsync.canonical.profile import Profile, load_profile
 from snapsync.canonical.snapshot import SnapshotBuilder, rfc3339
 from snapsync.collect import Collector
+from snapsync.delta.incremental import following
 from snapsync.errors import SnapsyncError, TransportError
 from snapsync.protocol.agent import AgentConfig, AgentProtocol
 from snapsync.protocol.events import (
@@ -106,6 +107,7 @@ class Agent:
         if saved is not None:
             self.protocol.restore_state(*saved)
         self._stop = threading.Event()
+        self._builder: SnapshotBuilder | None = None  # the last collection's
 
     def step(self) -> StepReport:
         report = StepReport()
@@ -179,7 +181,13 @@ class Agent:
         return current is not None and latest is not None and current.digest == latest.digest
 
     def _collect(self, now: float, report: StepReport) -> None:
-        builder = SnapshotBuilder(self.profile, environment_id=self.environment_id)
+        # the last cycle's builder's successor: a watch collector resumes it and gives it only
+        # what changed since (collect.base.ResumableSink); any other collector fills it anew
+        last, self._builder = self._builder, None
+        if last is not None:
+            builder = last.successor()
+        else:
+            builder = SnapshotBuilder(self.profile, environment_id=self.environment_id)
         try:
             self.collector.collect(builder)
         except SnapsyncError as exc:
@@ -187,7 +195,11 @@ class Agent:
             log.warning("collection failed: %s", exc)
             self.protocol.collection_failed(now)
             return
-        snapshot = builder.build(rfc3339(now), previous=self.protocol.latest)
+        self._builder = builder
+        snapshot = builder.build(rfc3339(now))
+        latest = self.protocol.latest
+        if latest is not None:  # digest and key order from the last one's, in O(change)
+            snapshot = following(latest, snapshot)
         self.protocol.snapshot_collected(snapshot, now)
         report.collected = True
 

@@ -2,10 +2,12 @@
 
 Layout: `state.msgpack` (the protocol's exported state, snapsync.protocol.agent_state: a versioned
 document; one of an unknown format or shape is refused with a line naming the file, and left as
-it is) and `snapshots/<digest>.snap` (the snapshots it refers to: acknowledged bases, the latest,
-an upload's target). Every file is written atomically (write, fsync, rename); snapshots are
-written before the state that names them and pruned after, so a crash at any point leaves a
-state whose snapshots are all there.
+it is) and `snapshots/` (the snapshots it refers to: acknowledged bases, the latest, an upload's
+target; each written whole as `<digest>.snap` or as its changes from the one written before it,
+`<digest>.chg`: agent/snapfiles.py). Every file is written atomically (write, fsync, rename);
+snapshots are written before the state that names them and pruned after, and a file stays while
+a kept snapshot is built from it, so a crash at any point leaves a state whose snapshots are all
+there.
 
 `StateStore` is the port an Agent keeps its state through: `StateDir`, or `MemoryStateStore` (the
 simulation, tests), which keeps the state in the same document form, so a new Agent over it
@@ -20,10 +22,9 @@ from typing import Protocol
 
 import msgpack
 
+from snapsync.agent.snapfiles import SnapshotFiles
 from snapsync.canonical.snapshot import Snapshot
-from snapsync.codec.decode import decode_snapshot
-from snapsync.codec.encode import encode_snapshot_streamed
-from snapsync.errors import FrameError, InputError
+from snapsync.errors import InputError
 from snapsync.fileio import atomic_write
 from snapsync.protocol.agent_state import AgentState
 
@@ -64,14 +65,16 @@ class StateDir:
             (self.path / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"state directory {self.path}: {exc.strerror}") from None
-        self._written: set[bytes] = set()
+        self.files = SnapshotFiles(self.path / SNAPSHOT_DIR)
+        self.files.scan()
         self._saved = b""  # the state file's bytes as last written or read
 
     def load(self) -> tuple[AgentState, dict[bytes, Snapshot]] | None:
         """The saved state and its snapshots, or None for a fresh start.
 
         A damaged state file is an InputError naming it (delete the directory to start over); a
-        damaged snapshot is skipped, costing at most one full upload.
+        damaged snapshot is skipped, costing at most one full upload. Only the snapshots the
+        state names are read (the newest of them is the next write's parent).
         """
         state_file = self.path / STATE_FILE
         if not state_file.exists():
@@ -85,34 +88,24 @@ class StateDir:
             state = AgentState.from_document(document)
         except InputError as exc:
             raise InputError(f"{state_file}: {exc}") from None
-        snapshots: dict[bytes, Snapshot] = {}
-        for file in (self.path / SNAPSHOT_DIR).glob("*.snap"):
-            try:
-                snapshot = decode_snapshot(file.read_bytes())
-            except (FrameError, OSError):
-                continue
-            snapshots[snapshot.digest] = snapshot
-            self._written.add(snapshot.digest)
+        wanted = [v.digest for v in state.bases]
+        wanted += [d for d in (state.latest, state.upload and state.upload.target) if d]
+        snapshots = self.files.read(wanted)
+        for digest in reversed(wanted):
+            if digest in snapshots:
+                self.files.adopt(snapshots[digest])
+                break
         return state, snapshots
 
     def save(self, state: AgentState, snapshots: Iterable[Snapshot]) -> None:
         """Persist; a state identical to the one on disk costs no write (idle wake-ups)."""
-        keep = {}
+        keep = []
         for snapshot in snapshots:
-            keep[snapshot.digest] = snapshot
-            if snapshot.digest not in self._written:
-                # The newest snapshot is written every cycle: streamed (the raw payload is never
-                # whole in memory) at zstd-1, as small as 3 on canonical msgpack, 1/3 less CPU
-                frame = encode_snapshot_streamed(snapshot, 1)
-                atomic_write(self._snapshot_path(snapshot.digest), frame)
-                self._written.add(snapshot.digest)
+            keep.append(snapshot.digest)
+            if snapshot.digest not in self.files.written:
+                self.files.write(snapshot)  # the newest, each cycle: mostly as its changes
         packed: bytes = msgpack.packb(state.document(), use_bin_type=True)
         if packed != self._saved:
             atomic_write(self.path / STATE_FILE, packed)
             self._saved = packed
-        for digest in self._written - set(keep):
-            self._snapshot_path(digest).unlink(missing_ok=True)
-        self._written &= set(keep)
-
-    def _snapshot_path(self, digest: bytes) -> Path:
-        return self.path / SNAPSHOT_DIR / f"{digest.hex()}.snap"
+        self.files.keep_only(keep)

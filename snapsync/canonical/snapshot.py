@@ -245,6 +245,11 @@ class SnapshotBuilder:
     content it is an InputError (two dumps of different moments mixed by mistake).
     It is a CanonicalSink: `canonical` and `add_canonical` split `add` in two, so a watch cache
     can keep canonical objects across cycles (one builder each) instead of raw objects.
+
+    It is also a ResumableSink (collect.base): `successor()` is the next cycle's builder, and a
+    collector that stamped this one (`stamp`) may `resume` it from this one's objects and give
+    it only what changed since (`remove_canonical` takes back what went); a collector that
+    does not resume it finds it empty, as a new builder.
     """
 
     def __init__(
@@ -264,6 +269,8 @@ class SnapshotBuilder:
         self._objects: dict[ObjectKey, CanonicalObject] = {}
         self._errors: dict[str, KindFailure] = {}
         self.excluded = 0
+        self.stamped: object = None  # the token of the collector that filled it
+        self._predecessor: SnapshotBuilder | None = None
 
     @property
     def canonical_form(self) -> CanonicalForm:
@@ -301,6 +308,36 @@ class SnapshotBuilder:
             raise InputError(f"{key} appears twice with different contents")
         self._objects[key] = obj
         return key
+
+    def successor(self) -> SnapshotBuilder:
+        """An empty builder of the same class and form that a collector may resume from this
+        one."""
+        builder = type(self)(
+            self.profile,
+            environment_id=self.environment_id,
+            reveal_secrets=self.reveal_secrets,
+            measure_source=self.measure_source,
+        )
+        builder._predecessor = self
+        return builder
+
+    def resume(self, token: object) -> bool:
+        """Take the objects of the builder this one succeeds, if `token` stamped it (the
+        collector then gives only what changed since); else stay empty. Either way once."""
+        predecessor, self._predecessor = self._predecessor, None
+        if predecessor is None or token is None or predecessor.stamped is not token:
+            return False
+        self._objects = dict(predecessor._objects)
+        return True
+
+    def stamp(self, token: object) -> None:
+        """Mark what a collector gave this builder (it may resume the next one from it)."""
+        self.stamped = token
+
+    def remove_canonical(self, canonical: object) -> None:
+        """Take back an object added as `canonical` (by this builder or the one it resumed)."""
+        if isinstance(canonical, KeyedObject) and self._objects.get(canonical.key) is canonical.obj:
+            del self._objects[canonical.key]
 
     def add_all(self, raws: Iterable[dict[str, Any]]) -> None:
         for raw in raws:

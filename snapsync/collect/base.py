@@ -54,6 +54,23 @@ class CanonicalSink(Sink, Canonicalizer, Protocol):
     def add_canonical(self, canonical: object) -> object: ...
 
 
+@runtime_checkable
+class ResumableSink(CanonicalSink, Protocol):
+    """A canonical sink that may start from what a collector gave an earlier sink of its line
+    (SnapshotBuilder.successor), so a collector that knows what changed since gives only that.
+
+    The collector `stamp`s each sink it filled with a token of its own; `resume(token)` on the
+    next is True when the earlier one was stamped with it, and then holds its objects (else it
+    is empty, as a new sink); `remove_canonical(result)` takes back an object given earlier.
+    """
+
+    def resume(self, token: object) -> bool: ...
+
+    def stamp(self, token: object) -> None: ...
+
+    def remove_canonical(self, canonical: object) -> None: ...
+
+
 class Collector(Protocol):
     """A source of cluster state. `collect` may be called once per snapshot cycle."""
 

@@ -34,6 +34,7 @@ from kubernetes.config.incluster_config import (
 )
 from kubernetes.config.kube_config import new_client_from_config
 
+from snapsync.collect import jsontext
 from snapsync.errors import CollectionError, KubeApiError
 
 USER_AGENT = "snapsync/0.1 (live collection)"
@@ -167,7 +168,7 @@ class KubeApi:
         if not 200 <= response.status <= 299:
             raise status_error(response.status, response.reason, data, response.headers)
         try:
-            doc = json.loads(data)
+            doc = jsontext.loads(data)
         except ValueError:
             raise ApiConnectionLost(
                 f"{path}: the server sent a response that is not JSON"
@@ -221,7 +222,7 @@ class WatchStream:
         try:
             for line in stream_lines(self._response):
                 if line:
-                    event = json.loads(line)
+                    event = jsontext.loads(line)
                     if isinstance(event, dict):
                         yield event
         except ValueError as exc:

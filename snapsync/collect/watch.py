@@ -28,6 +28,8 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import random
 import threading
 import time
@@ -37,8 +39,16 @@ from typing import Any
 
 from snapsync.canonical.snapshot import KindFailure
 from snapsync.collect.backoff import Backoff
-from snapsync.collect.base import Canonicalizer, CanonicalSink, Sink, invalid_objects
-from snapsync.collect.cache import Entry, FormChanged, ObjectCache, ObjKey, replay
+from snapsync.collect.base import Canonicalizer, CanonicalSink, ResumableSink, Sink, invalid_objects
+from snapsync.collect.cache import (
+    Entry,
+    Fed,
+    FormChanged,
+    ObjectCache,
+    ObjKey,
+    object_key,
+    replay_kind,
+)
 from snapsync.collect.discovery import ApiKind
 from snapsync.collect.kube import (
     Aborted,
@@ -84,6 +94,7 @@ class KindCache:
     stream: WatchStream | None = None
     thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fed: Fed | None = None  # what the last replay gave a ResumableSink (collect's thread only)
 
 
 class KubeWatchCollector:
@@ -107,6 +118,8 @@ class KubeWatchCollector:
         self._scope: Scope | None = None
         self._discovered_at: float | None = None
         self._form: Canonicalizer | None = None  # of the last sink: relists canonicalize with it
+        self._token: object = None  # stamped on the last ResumableSink filled, if it completed
+        self._fed: list[KindCache] = []  # the caches it was filled from
         self.lists = 0  # LIST operations (initial lists and relists), each possibly many pages
         self.watches = 0  # WATCH requests opened
         self.canonicalized = 0  # objects lists and replays canonicalized (others reused results)
@@ -114,10 +127,17 @@ class KubeWatchCollector:
     # ----- public ----------------------------------------------------------------------------
 
     def collect(self, sink: Sink) -> None:
-        """Replay the cache into `sink` (listing and starting watches on the first call)."""
+        """Replay the cache into `sink` (listing and starting watches on the first call).
+
+        A sink that resumes from the one this collector filled last (ResumableSink: the agent's
+        next SnapshotBuilder) is given only what changed since; any other sink, everything.
+        """
         if self._stop.is_set():
             raise CollectionError("the watch collector has been closed")
-        form = sink.canonicalizer if isinstance(sink, CanonicalSink) else None
+        canonical_sink = sink if isinstance(sink, CanonicalSink) else None
+        resumable = sink if isinstance(sink, ResumableSink) else None
+        token, self._token = self._token, None  # a collection that fails is not resumed from
+        form = canonical_sink.canonicalizer if canonical_sink is not None else None
         if self._scope is not None and _form_of(form) != _form_of(self._form):
             self._forget()
         self._form = form
@@ -125,28 +145,52 @@ class KubeWatchCollector:
         with self._lock:
             caches = list(self._caches.values())
             errors = self._errors
+        same = len(caches) == len(self._fed) and all(map(operator.is_, caches, self._fed))
+        resumed = resumable is not None and resumable.resume(token if same else None)
         for error in errors:
             sink.record_error(error)
         for cache in caches:
-            try:
-                with cache.lock:
-                    entries = cache.objects.checkout(sink)
-            except FormChanged:  # a relist of the last form raced a change of form
-                self._relist(cache)
-                with cache.lock:
-                    entries = cache.objects.checkout(sink)
-            with cache.lock:
-                kind_error = cache.error
-            invalid: list[str] = []
-            fresh = replay(entries, sink, invalid)
+            self._replay(cache, sink, canonical_sink, resumable, resumed)
+        if resumable is not None:
+            self._token, self._fed = object(), caches
+            resumable.stamp(self._token)
+
+    def _replay(
+        self,
+        cache: KindCache,
+        sink: Sink,
+        canonical_sink: CanonicalSink | None,
+        resumable: ResumableSink | None,
+        resumed: bool,
+    ) -> None:
+        """One kind into `sink`: its changes when `sink` resumed from one that holds the rest
+        (`cache.fed`), else every object (cache.replay_kind)."""
+        invalid: list[str] = []
+        fed = cache.fed if resumed else None
+        with cache.lock:
+            changes = cache.objects.changes(resumable, fed.refused) if resumable and fed else None
+        checkout = functools.partial(self._checkout, cache, canonical_sink)
+        fresh, cache.fed = replay_kind(
+            sink, canonical_sink, resumable, fed, changes, checkout, invalid
+        )
+        with cache.lock:
+            kind_error = cache.error
             if fresh:
-                with cache.lock:
-                    cache.objects.settle(fresh)
-                self.canonicalized += len(fresh)
-            if kind_error is not None:
-                sink.record_error(kind_error)
-            if invalid:
-                sink.record_error(invalid_objects(cache.kind.ref, invalid))
+                cache.objects.settle(fresh)
+        self.canonicalized += len(fresh)
+        if kind_error is not None:
+            sink.record_error(kind_error)
+        if invalid:
+            sink.record_error(invalid_objects(cache.kind.ref, invalid))
+
+    def _checkout(self, cache: KindCache, sink: CanonicalSink | None) -> list[tuple[ObjKey, Entry]]:
+        try:
+            with cache.lock:
+                return cache.objects.checkout(sink)
+        except FormChanged:  # a relist of the last form raced a change of form
+            self._relist(cache)
+            with cache.lock:
+                return cache.objects.checkout(sink)
 
     def synced(self, resource_version: int, timeout: float) -> bool:
         """Wait until every watched kind is current at `resource_version` or later.
@@ -291,12 +335,12 @@ class KubeWatchCollector:
         counted = objects.canonicalized
 
         def emit(raw: dict[str, Any]) -> None:  # a page's objects: canonicalized, not kept
-            key = _key(raw)
-            fresh[key] = objects.entry(key, raw, form)
+            if scope.keeps(cache.kind, raw):  # the namespace allow-list the LIST could not apply
+                key = object_key(raw)
+                fresh[key] = objects.entry(key, raw, form)
 
-        filtered = _Filtered(scope, cache.kind, emit)
         try:
-            rv = self._lister().list(cache.kind, _list_scope(scope), filtered, fresh.clear)
+            rv = self._lister().list(cache.kind, _list_scope(scope), emit, fresh.clear)
         except KindFailed as exc:
             with cache.lock:
                 cache.error = exc.error
@@ -419,7 +463,7 @@ class KubeWatchCollector:
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
                     obj.setdefault("apiVersion", kind.api_version)
                     obj.setdefault("kind", kind.kind)
-                    key = _key(obj)
+                    key = object_key(obj)
                     if event_type == "DELETED" or not scope.keeps(kind, obj):
                         cache.objects.pop(key)
                     else:
@@ -435,26 +479,8 @@ class KubeWatchCollector:
                 cache.error = KindFailure(cache.kind.ref, "stale", message)
 
 
-class _Filtered:
-    """An emit function that applies the namespace allow-list the LIST could not."""
-
-    def __init__(self, scope: Scope, kind: ApiKind, emit: Any) -> None:
-        self.scope = scope
-        self.kind = kind
-        self.emit = emit
-
-    def __call__(self, raw: dict[str, Any]) -> None:
-        if self.scope.keeps(self.kind, raw):
-            self.emit(raw)
-
-
 def _form_of(form: Canonicalizer | None) -> object:
     return None if form is None else form.canonical_form
-
-
-def _key(raw: dict[str, Any]) -> ObjKey:
-    meta = raw.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
 def _expired(code: int, reason: str) -> bool:

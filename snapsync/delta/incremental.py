@@ -326,3 +326,40 @@ def _derive_compact(base: CompactSnapshot, delta: Delta, budget: Budget | None) 
     if result.digest != delta.target_digest:
         raise DeltaError("applying the delta does not reproduce its target digest")
     return result
+
+
+def following(previous: Snapshot, snapshot: Snapshot) -> IncrementalSnapshot:
+    """`snapshot` (same header and objects) carrying its keys, pairs and size, derived from
+    `previous`'s as `derive` does from a delta's: the agent's next collection, from its last.
+
+    Objects `snapshot` shares with `previous` by identity (a watch cache hands back the same
+    CanonicalObject for an unchanged version) are not looked at beyond that: only the others
+    are re-paired, and only their keys, with the removed ones, are `touched`. The digest is
+    hashed from the pairs, so it is exactly `snapshot_digest`'s.
+    """
+    olds, news = previous.objects, snapshot.objects
+    fresh = [key for key, obj in news.items() if olds.get(key) is not obj]
+    removed = sorted(olds.keys() - news.keys())
+    keys, pairs = list(previous.keys), list(sorted_pairs(previous))
+    size = previous.encoded_size
+    for key in removed:
+        at = bisect.bisect_left(keys, key)
+        del keys[at], pairs[at]
+        size -= len(olds[key].encoded)
+    touched = set(removed)
+    for key in sorted(fresh):
+        obj, old = news[key], olds.get(key)
+        at = bisect.bisect_left(keys, key)
+        if old is None:
+            keys.insert(at, key)
+            pairs.insert(at, digest_pair(key, obj.digest))
+        elif old.digest != obj.digest:
+            pairs[at] = digest_pair(key, obj.digest)
+            size -= len(old.encoded)
+        else:
+            continue
+        size += len(obj.encoded)
+        touched.add(key)
+    return IncrementalSnapshot(
+        snapshot.header, news, keys, pairs, size, previous.digest, frozenset(touched)
+    )
