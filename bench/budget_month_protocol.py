@@ -93,7 +93,9 @@ class Policy:
     label: str
     sim: Sim
     held: bytes | None = None
-    ages: list[float] = field(default_factory=list)  # seconds, at the end of each minute
+    # seconds, at the end of each minute; None while the server holds no version yet (a span
+    # that starts after day 1 starts a fresh server: its first minutes may have none)
+    ages: list[float | None] = field(default_factory=list)
     arrivals: list[tuple[float, float]] = field(default_factory=list)  # (collected, arrived)
 
     def minute(self, snapshot: Snapshot, now: float, collected: dict[bytes, float]) -> None:
@@ -112,8 +114,7 @@ class Policy:
         if end > sim.now:
             sim.advance(end - sim.now)
         current = sim.store.current(ENV)
-        if current is not None:
-            self.ages.append(end - collected[current.digest])
+        self.ages.append(None if current is None else end - collected[current.digest])
 
     def _look(self, collected: dict[bytes, float]) -> None:
         """What the server holds now: a new version is an arrival."""

@@ -78,8 +78,15 @@ class Run:
         run = min(1440, self.first + self.minutes - day * 1440)
         return run / 1440
 
-    def ages(self, policy: str) -> list[float]:
-        return list(self.raw["policies"][policy]["ages"])
+    def ages(self, policy: str) -> list[float | None]:
+        """Age at the end of each minute of the span, None while the server held no version
+        (runs written before None was recorded left those first minutes out: put back)."""
+        ages: list[float | None] = list(self.raw["policies"][policy]["ages"])
+        return [None] * (self.minutes - len(ages)) + ages
+
+    def without_version(self, policy: str) -> int:
+        """Minutes at the span's start in which the server held no version of this agent."""
+        return sum(1 for age in self.ages(policy) if age is None)
 
     def per_day(self, policy: str) -> list[int]:
         return list(self.raw["policies"][policy]["per_day"])[: len(self.days)]
@@ -105,7 +112,8 @@ def models(run: Run) -> dict[str, Month]:
     }
 
 
-def cells(ages: list[float]) -> str:
+def cells(ages: list[float | None]) -> str:
+    ages = [age for age in ages if age is not None]
     if not ages:
         return "- | - | -"
     return " | ".join(
@@ -146,8 +154,9 @@ def section(run: Run, model: dict[str, Month]) -> list[str]:
             lines.append(f"| {name} | {policy} | {cells(real)} | {cells(modelled)} |")
     lines += [
         "",
-        "| policy | wire MB, protocol | model | versions stored | longest gap between them |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| policy | wire MB, protocol | model | versions stored | longest gap between them "
+        "| minutes before the first version |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for policy in ("fixed", "paced"):
         wire = sum(run.per_day(policy))
@@ -155,7 +164,7 @@ def section(run: Run, model: dict[str, Month]) -> list[str]:
         stored = len(run.raw["policies"][policy]["arrivals"])
         lines.append(
             f"| {policy} | {wire / 1e6:.1f} | {modelled / 1e6:.1f} | {stored:,} | "
-            f"{describe(run.longest_gap(policy))} |"
+            f"{describe(run.longest_gap(policy))} | {run.without_version(policy):,} |"
         )
     lines += ["", "Wire MB per day (protocol / model; a day run in part: its share):", ""]
     lines += ["| day | fixed | paced |", "| ---: | ---: | ---: |"]
@@ -210,7 +219,8 @@ def plot(found: list[Run], modelled: list[dict[str, Month]]) -> None:
         first = run.first
         for policy in ("fixed", "paced"):
             x = [(first + i + 1) / 1440 for i in range(run.minutes)]
-            axis.plot(x, [a / 60 for a in run.ages(policy)], color=colours[policy],
+            real = [math.nan if a is None else a / 60 for a in run.ages(policy)]
+            axis.plot(x, real, color=colours[policy],
                       linewidth=0.8, label=f"{policy}, protocol")  # fmt: skip
             ages = model[policy].ages[first : first + run.minutes]
             axis.plot(x, [a / 60 for a in ages], color=colours[policy], linestyle=":",
