@@ -37,7 +37,7 @@ from snapsync.canonical.snapshot import (
 )
 from snapsync.codec.decode import decode_snapshot
 from snapsync.codec.encode import encode_snapshot_streamed
-from snapsync.delta.incremental import IncrementalSnapshot
+from snapsync.delta.incremental import IncrementalSnapshot, differences
 from snapsync.errors import SnapsyncError
 from snapsync.fileio import atomic_write
 
@@ -61,22 +61,12 @@ class Written:
 
 def changed_keys(snapshot: Snapshot, parent: Snapshot) -> tuple[list[ObjectKey], list[ObjectKey]]:
     """(keys added or changed, keys removed) from `parent` to `snapshot`: the keys it knows it
-    touched when it was derived from `parent` (delta.incremental), else a comparison in which
-    objects the two share by identity (every unchanged one, between two cycles of a watch) are
-    passed over without a look at their digest.
-    """
-    before = parent.objects
+    touched when it was derived from `parent` (delta.incremental), else `differences`."""
     if isinstance(snapshot, IncrementalSnapshot) and snapshot.parent == parent.digest:
         touched, now = sorted(snapshot.touched), snapshot.objects
         return [k for k in touched if k in now], [k for k in touched if k not in now]
-    put = [
-        key
-        for key, obj in snapshot.objects.items()
-        if (old := before.get(key)) is not obj and (old is None or old.digest != obj.digest)
-    ]
-    removed = sorted(before.keys() - snapshot.objects.keys())
-    put.sort()
-    return put, removed
+    removed, changed, added = differences(parent, snapshot)
+    return sorted([*changed, *added]), removed
 
 
 def encode_changes(snapshot: Snapshot, parent: Snapshot) -> bytes:
@@ -234,13 +224,12 @@ class SnapshotFiles:
         """Write `snapshot` (not yet on disk): as changes from the last one written, or whole."""
         digest, parent = snapshot.digest, self._last
         below = self.written.get(parent.digest) if parent is not None else None
-        whole = (
+        if (
             parent is None
             or below is None
             or below.depth + 1 > self.max_chain
             or below.chain_bytes > self._anchor_size(parent.digest)
-        )
-        if whole or parent is None or below is None:
+        ):
             data = encode_snapshot_streamed(snapshot, LEVEL)
             record = Written(None, len(data))
         else:

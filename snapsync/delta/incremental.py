@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import SupportsIndex, cast, overload
 
 import msgpack
@@ -112,26 +112,40 @@ def derive(base: Snapshot, delta: Delta, budget: Budget | None = None) -> Increm
     if isinstance(base, CompactSnapshot):
         return _derive_compact(base, delta, budget)
     objects = apply_changes(base, delta, budget)
-    keys, pairs = list(base.keys), list(sorted_pairs(base))
-    size = base.encoded_size
-    for key in delta.removed:
-        at = bisect.bisect_left(keys, key)
-        del keys[at], pairs[at]
-        size -= len(base.objects[key].encoded)
-    for key in delta.changed:
-        at = bisect.bisect_left(keys, key)
-        pairs[at] = digest_pair(key, objects[key].digest)
-        size += len(objects[key].encoded) - len(base.objects[key].encoded)
-    for key in delta.added:
-        at = bisect.bisect_left(keys, key)
-        keys.insert(at, key)
-        pairs.insert(at, digest_pair(key, objects[key].digest))
-        size += len(objects[key].encoded)
+    keys, pairs, size = _patched(base, objects, delta.removed, delta.changed, delta.added)
     touched = frozenset((*delta.removed, *delta.added, *delta.changed))
     result = IncrementalSnapshot(delta.header, objects, keys, pairs, size, base.digest, touched)
     if result.digest != delta.target_digest:
         raise DeltaError("applying the delta does not reproduce its target digest")
     return result
+
+
+def _patched(
+    base: Snapshot,
+    objects: Mapping[ObjectKey, CanonicalObject],
+    removed: Iterable[ObjectKey],
+    changed: Iterable[ObjectKey],
+    added: Iterable[ObjectKey],
+) -> tuple[list[ObjectKey], list[bytes], int]:
+    """`base`'s key order, pair encodings and size, patched to `objects` where the keys named
+    differ: only those are bisected, re-paired and re-measured."""
+    olds = base.objects
+    keys, pairs = list(base.keys), list(sorted_pairs(base))
+    size = base.encoded_size
+    for key in removed:
+        at = bisect.bisect_left(keys, key)
+        del keys[at], pairs[at]
+        size -= len(olds[key].encoded)
+    for key in changed:
+        at = bisect.bisect_left(keys, key)
+        pairs[at] = digest_pair(key, objects[key].digest)
+        size += len(objects[key].encoded) - len(olds[key].encoded)
+    for key in added:
+        at = bisect.bisect_left(keys, key)
+        keys.insert(at, key)
+        pairs.insert(at, digest_pair(key, objects[key].digest))
+        size += len(objects[key].encoded)
+    return keys, pairs, size
 
 
 def _key(plain: tuple[str, str, str, str]) -> ObjectKey:
@@ -328,38 +342,34 @@ def _derive_compact(base: CompactSnapshot, delta: Delta, budget: Budget | None) 
     return result
 
 
+def differences(
+    previous: Snapshot, snapshot: Snapshot
+) -> tuple[list[ObjectKey], list[ObjectKey], list[ObjectKey]]:
+    """The keys (removed, changed, added) from `previous` to `snapshot`, each sorted. Objects
+    the two share by identity (a watch cache hands back the same CanonicalObject for an
+    unchanged version) are passed over without a look at their digest."""
+    olds, news = previous.objects, snapshot.objects
+    changed: list[ObjectKey] = []
+    added: list[ObjectKey] = []
+    for key in sorted(key for key, obj in news.items() if olds.get(key) is not obj):
+        old = olds.get(key)
+        if old is None:
+            added.append(key)
+        elif old.digest != news[key].digest:
+            changed.append(key)
+    return sorted(olds.keys() - news.keys()), changed, added
+
+
 def following(previous: Snapshot, snapshot: Snapshot) -> IncrementalSnapshot:
     """`snapshot` (same header and objects) carrying its keys, pairs and size, derived from
     `previous`'s as `derive` does from a delta's: the agent's next collection, from its last.
 
-    Objects `snapshot` shares with `previous` by identity (a watch cache hands back the same
-    CanonicalObject for an unchanged version) are not looked at beyond that: only the others
-    are re-paired, and only their keys, with the removed ones, are `touched`. The digest is
-    hashed from the pairs, so it is exactly `snapshot_digest`'s.
+    Only the objects that `differences` finds are re-paired, and only their keys are `touched`.
+    The digest is hashed from the pairs, so it is exactly `snapshot_digest`'s.
     """
-    olds, news = previous.objects, snapshot.objects
-    fresh = [key for key, obj in news.items() if olds.get(key) is not obj]
-    removed = sorted(olds.keys() - news.keys())
-    keys, pairs = list(previous.keys), list(sorted_pairs(previous))
-    size = previous.encoded_size
-    for key in removed:
-        at = bisect.bisect_left(keys, key)
-        del keys[at], pairs[at]
-        size -= len(olds[key].encoded)
-    touched = set(removed)
-    for key in sorted(fresh):
-        obj, old = news[key], olds.get(key)
-        at = bisect.bisect_left(keys, key)
-        if old is None:
-            keys.insert(at, key)
-            pairs.insert(at, digest_pair(key, obj.digest))
-        elif old.digest != obj.digest:
-            pairs[at] = digest_pair(key, obj.digest)
-            size -= len(old.encoded)
-        else:
-            continue
-        size += len(obj.encoded)
-        touched.add(key)
+    removed, changed, added = differences(previous, snapshot)
+    keys, pairs, size = _patched(previous, snapshot.objects, removed, changed, added)
+    touched = frozenset((*removed, *changed, *added))
     return IncrementalSnapshot(
-        snapshot.header, news, keys, pairs, size, previous.digest, frozenset(touched)
+        snapshot.header, snapshot.objects, keys, pairs, size, previous.digest, touched
     )
