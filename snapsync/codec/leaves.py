@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from snapsync.codec.times import UNPARSED, TimeParses, format_time
+from snapsync.codec.times import TimeParses, format_time
 from snapsync.errors import FrameCorrupt, FrameTooLarge
 
 EXT_TIME = 1
@@ -122,7 +122,6 @@ class LeafEncoder:
         # root, its msgpack bytes (None if it has none), HELD index of its strings once built
         self._held_cache: tuple[Any, bytes | None, dict[str, int] | None] | None = None
         self.parse_time = TimeParses()
-        self._parsed = self.parse_time.seen  # read inline by `string`, the hottest caller
         # uid -> reference of the object the receiver holds with that metadata.uid (an Event's
         # involvedObject, an owner, an endpoint's targetRef): a small int instead of 16 bytes.
         self.uid_owners: UidOwners = _NO_OWNERS
@@ -250,9 +249,7 @@ class LeafEncoder:
                 return _SAME if len(value) > 2 else value
             if _DECIMAL.fullmatch(value) and _DECIMAL.fullmatch(ref):
                 return _ext(EXT_DECIMAL, self._small(int(value) - int(ref)))
-        parsed = self._parsed.get(value, UNPARSED)
-        if parsed is UNPARSED:
-            parsed = self.parse_time(value)
+        parsed = self.parse_time(value)
         if parsed is not None:
             if self.epoch is not None:
                 raise RuntimeError("a time was encoded after the payload's epoch was chosen")

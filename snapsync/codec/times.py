@@ -9,7 +9,7 @@ import time
 
 _TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
-UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
+_UNPARSED = (0, "")  # a parse_time result no text has (no fraction is empty): not looked up yet
 
 
 def parse_time(text: str) -> tuple[int, str | None] | None:
@@ -46,7 +46,7 @@ class TimeParses:
         self.seen: dict[str, tuple[int, str | None] | None] = {}
 
     def __call__(self, text: str) -> tuple[int, str | None] | None:
-        parsed = self.seen.get(text, UNPARSED)
-        if parsed is UNPARSED:
+        parsed = self.seen.get(text, _UNPARSED)
+        if parsed is _UNPARSED:
             parsed = self.seen[text] = parse_time(text)
         return parsed
