@@ -50,9 +50,10 @@ from pathlib import Path
 from bench.bench_budget_month import BURST, DAYS, START
 from snapsync.canonical.snapshot import Snapshot, rfc3339
 from snapsync.protocol import AgentConfig
-from snapsync.protocol.budget import BudgetConfig, parse_size
+from snapsync.protocol.budget import BudgetConfig
 from snapsync.sim.frames import FrameMemo
 from snapsync.sim.link import ENV, Sim
+from snapsync.units import parse_size
 from tools.traces import TraceSpec, start
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -33,8 +33,9 @@ from pathlib import Path
 import httpx
 
 from snapsync.agent.wire import HEADER_IPV4
-from snapsync.protocol.budget import parse_size, period_start
+from snapsync.protocol.budget import period_start
 from snapsync.sim.sample_cluster import SampleCluster
+from snapsync.units import parse_size
 from tools.fault_proxy import FaultProxy, ProxyThread
 from tools.serving import HOST, ServeProcess
 

@@ -28,7 +28,7 @@ FACADE = "snapsync"
 # Agent); only demo (and bench/, tests/) may import it, which test_only_demo_imports_sim checks.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),  # foundations: the error tree ...
-    ("bounds", "fileio", "resources"),  # ... and what every stage shares
+    ("bounds", "fileio", "resources", "units"),  # ... and what every stage shares
     ("canonical",),  # objects, keys, profiles, snapshots
     ("collect", "delta", "kubeview"),  # sources of objects; what changed; kubectl-like views
     ("codec",),  # snapshots and deltas to frames and back

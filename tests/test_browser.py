@@ -446,7 +446,7 @@ def test_fleet_and_environment_show_snapshot_age_and_budget(
     old = shop21[age_at].find_element(By.CSS_SELECTOR, "span.age")
     assert old.text == "40 min" and "stored 30 s later" in old.get_attribute("title")
     assert old.value_of_css_property("color") == "rgba(197, 48, 48, 1)"  # --offline: past 30 min
-    assert "period spent, 180.0 KB waiting" in shop21[budget_at].text
+    assert "period spent, 180.0 kB waiting" in shop21[budget_at].text
     assert (shop22[age_at].text, shop22[budget_at].text) == ("\u2013", "not reported")
     driver.save_screenshot(str(shots / "10-fleet-freshness.png"))
 

@@ -23,9 +23,9 @@ import yaml
 
 from snapsync.agent import Agent, HttpTransport
 from snapsync.cli import cli
-from snapsync.protocol.budget import parse_size
 from snapsync.server import ServerSettings, SharedSecret, create_app
 from snapsync.server.store import open_store
+from snapsync.units import parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -13,7 +13,6 @@ from snapsync.canonical.profile import load_profile
 from snapsync.canonical.snapshot import Snapshot, build_snapshot
 from snapsync.errors import LocalProtocolError, RemoteProtocolError
 from snapsync.protocol import AgentConfig, BudgetConfig, CommandResult, Intervals, Request
-from snapsync.protocol.budget import parse_size
 from snapsync.protocol.events import (
     Acked,
     BaseUnknown,
@@ -389,13 +388,6 @@ def test_the_later_chunks_of_an_upload_never_wait_for_the_pace() -> None:
     sim = synced(AgentConfig(intervals=NO_JITTER, budget=budget, chunk_size=1024))
     assert len(sim.uploaded) > 3 and sim.agent.budget.bucket.tokens < 0
     assert sim.agent.gate.pace is not None and sim.agent.gate.pace.reason == CREDIT
-
-
-@pytest.mark.parametrize(
-    ("text", "size"), [("1GiB", 2**30), ("500 MB", 500 * 10**6), ("250k", 250_000), ("0", 0)]
-)
-def test_sizes_as_people_write_them(text: str, size: int) -> None:
-    assert parse_size(text) == size
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -306,10 +306,10 @@ def test_the_fleet_list_and_environment_page_show_them(served: tuple[httpx.Clien
         '<meter min="0" max="500000000" low="375000000" high="450000000" optimum="0" '
         'value="123456789"' in fleet
     )
-    assert "123.5 MB / 500.0 MB" in fleet and "ahead of pace, 2.0 MB waiting" in fleet
+    assert "123.5 MB / 500.0 MB" in fleet and "ahead of pace, 2.00 MB waiting" in fleet
     assert "not reported" in fleet and "not reported" not in row
     page = unescape(client.get(f"/env/{edge}").text)
-    shown = ("snapshot age", "45 min", "collected → stored", "30 s", "183 B/s", "2.0 MB")
+    shown = ("snapshot age", "45 min", "collected → stored", "30 s", "183 B/s", "2.00 MB")
     for expected in (*shown, "upload every 1 min (ahead of pace)", "waiting on the budget"):
         assert expected in page, expected
     assert "style=" not in page + fleet and "<script" not in page + fleet
@@ -357,7 +357,7 @@ def test_env_list_shows_snapshot_age_and_budget_and_a_clock_running_ahead(tmp_pa
     ]
     assert "snapshot age" in header and "budget" in header
     assert re.search(
-        r"shop-1 .* 4[45]m .* 123\.5 of 500\.0 MB, ahead of pace, 2\.0 MB waiting", rows[0]
+        r"shop-1 .* 4[45]m .* 123\.5 MB of 500\.0 MB, ahead of pace, 2\.00 MB waiting", rows[0]
     )
     van = next(line for line in listed.stdout.splitlines() if "van-2" in line)
     assert "0s (agent clock 90s ahead)" in van and van.rstrip().endswith("-")

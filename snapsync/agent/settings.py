@@ -20,10 +20,11 @@ from snapsync.canonical.profile import Profile, load_profile
 from snapsync.errors import InputError, SnapsyncError
 from snapsync.protocol import AgentConfig, BudgetConfig, Intervals
 from snapsync.protocol.auth import check_secret
-from snapsync.protocol.budget import POLICIES, parse_size, period_start
+from snapsync.protocol.budget import POLICIES, period_start
 from snapsync.protocol.commands import OBJECT_NAME
 from snapsync.protocol.messages import Ping, Pong, Version
 from snapsync.protocol.request import DEFAULT_OVERHEAD
+from snapsync.units import parse_size
 
 if TYPE_CHECKING:
     from snapsync.agent.loop import Agent, CommandRunner

@@ -107,7 +107,7 @@ def demo(
     bytes shipped are compared with the naive baselines on the same states.
     """
     from snapsync.demo import DemoOptions, parse_duration, run_demo
-    from snapsync.protocol.budget import parse_size
+    from snapsync.units import parse_size
 
     if api_token:
         check_secret(api_token, "--api-token")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from snapsync.cli.command import Group, note
 from snapsync.kubeview import age
+from snapsync.units import format_size
 
 
 @click.group(cls=Group, name="env")
@@ -88,8 +89,8 @@ def _age(freshness: dict[str, Any]) -> str:
 
 
 def _budget(budget: dict[str, Any] | None) -> str:
-    """`12.3 of 500.0 MB, ahead of pace, 2.0 MB waiting`: the agent's latest report."""
+    """`12.3 MB of 500.0 MB, ahead of pace, 2.00 MB waiting`: the agent's latest report."""
     if budget is None:
         return "-"
-    text = f"{budget['spent'] / 1e6:.1f} of {budget['limit'] / 1e6:.1f} MB, {budget['reason']}"
-    return text + (f", {budget['waiting'] / 1e6:.1f} MB waiting" if budget["waiting"] else "")
+    text = f"{format_size(budget['spent'])} of {format_size(budget['limit'])}, {budget['reason']}"
+    return text + (f", {format_size(budget['waiting'])} waiting" if budget["waiting"] else "")

@@ -17,17 +17,9 @@ from rich.text import Text
 
 from snapsync.demo.run import Progress, Result
 from snapsync.demo.scenario import HOUR, DemoOptions, format_duration
+from snapsync.units import format_size
 
 _BARS = "▁▂▃▄▅▆▇█"
-
-
-def size(n: float) -> str:
-    """Bytes as people read them: 512 B, 3.4 kB, 12.1 MB (decimal, as data plans count)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= scale:
-            value = n / scale
-            return f"{value:.2f} {unit}" if value < 10 else f"{value:.1f} {unit}"
-    return f"{n:.0f} B"
 
 
 def ratio(baseline: int, ours: int) -> str:
@@ -46,7 +38,7 @@ def _budget(progress: Progress) -> str:
     if not progress.budget:
         return "unlimited"
     left = progress.budget_left if progress.budget_left is not None else progress.budget
-    text = f"{size(left)} of {size(progress.budget)} left today"
+    text = f"{format_size(left)} of {format_size(progress.budget)} left today"
     return text + (f", {progress.deferred} upload(s) deferred" if progress.deferred else "")
 
 
@@ -81,16 +73,18 @@ def live_table(progress: Progress, title: str) -> Group:
         "cycles",
         f"{progress.cycles} collections of {progress.objects} objects · frames: {_kinds(progress)}",
     )
-    grid.add_row("bytes/cycle", f"{sparkline(progress.recent)}  last {size(last)}")
+    grid.add_row("bytes/cycle", f"{sparkline(progress.recent)}  last {format_size(last)}")
     grid.add_row(
         "shipped",
-        Text.assemble(("snapsync ", "bold"), (size(progress.wire), "bold green"), " (all traffic)"),
+        Text.assemble(
+            ("snapsync ", "bold"), (format_size(progress.wire), "bold green"), " (all traffic)"
+        ),
     )
     grid.add_row(
         "baselines",
-        f"full JSON + gzip {size(progress.full_json)} "
+        f"full JSON + gzip {format_size(progress.full_json)} "
         f"({ratio(progress.full_json, progress.wire)})   JSON Patch + gzip "
-        f"~{size(progress.json_patch)} ({ratio(progress.json_patch, progress.wire)})",
+        f"~{format_size(progress.json_patch)} ({ratio(progress.json_patch, progress.wire)})",
     )
     grid.add_row("budget", _budget(progress))
     link_style = {"up": "green", "flaky": "yellow", "down": "bold red"}[progress.link]
@@ -120,8 +114,9 @@ def plain_line(progress: Progress) -> str:
     last = progress.recent[-1] if progress.recent else 0
     return (
         f"+{format_duration(progress.elapsed):>7} cycles {progress.cycles} · "
-        f"frames {_kinds(progress)} · last cycle {size(last)} · snapsync {size(progress.wire)} "
-        f"vs full JSON+gzip {size(progress.full_json)} "
+        f"frames {_kinds(progress)} · last cycle {format_size(last)} · "
+        f"snapsync {format_size(progress.wire)} "
+        f"vs full JSON+gzip {format_size(progress.full_json)} "
         f"({ratio(progress.full_json, progress.wire)}) · budget {_budget(progress)} · "
         f"link {progress.link} · {'converged' if progress.converged else 'catching up'}"
     )
@@ -178,11 +173,12 @@ def report(result: Result, browse: list[str]) -> list[str]:
         f"{options.link} link, seed {options.seed}",
         f"  cycles             {p.cycles} collections every {format_duration(options.interval)}; "
         f"frames acknowledged: {_kinds(p)}",
-        f"  snapsync           {size(p.wire)} on the wire, everything counted (frames "
-        f"{size(p.frames)}; pings, HTTP/TLS/TCP overhead, reconnects, retries {size(overhead)})",
-        f"  full JSON + gzip   {size(p.full_json)}: ratio {ratio(p.full_json, p.wire)} "
+        f"  snapsync           {format_size(p.wire)} on the wire, everything counted (frames "
+        f"{format_size(p.frames)}; pings, HTTP/TLS/TCP overhead, reconnects, retries "
+        f"{format_size(overhead)})",
+        f"  full JSON + gzip   {format_size(p.full_json)}: ratio {ratio(p.full_json, p.wire)} "
         "snapsync's bytes (one whole state per cycle)",
-        f"  JSON Patch + gzip  {size(p.json_patch)}: ratio {ratio(p.json_patch, p.wire)} "
+        f"  JSON Patch + gzip  {format_size(p.json_patch)}: ratio {ratio(p.json_patch, p.wire)} "
         f"snapsync's bytes ({_sampled(p)})",
         "                     (baselines count payloads only: no headers, no retries)",
         f"  link               {len(result.outages)} outage(s), {format_duration(down)} down; "
@@ -195,10 +191,10 @@ def report(result: Result, browse: list[str]) -> list[str]:
         ),
         "  budget             "
         + (
-            f"{size(options.budget)}/day; busiest day {size(result.busiest_day)}; "
+            f"{format_size(options.budget)}/day; busiest day {format_size(result.busiest_day)}; "
             f"{p.deferred} upload(s) deferred"
             if options.budget
-            else f"unlimited; busiest day {size(result.busiest_day)}"
+            else f"unlimited; busiest day {format_size(result.busiest_day)}"
         ),
     ]
     if p.converged:

@@ -146,32 +146,6 @@ def period_end(period: str, now: float) -> float:
     return period_start(period, now) + float(period)
 
 
-def parse_size(text: str) -> int:
-    """`500MB`, `1GiB`, `250k`, `0` -> bytes (decimal and binary suffixes, as people write them)."""
-    units = {
-        "": 1,
-        "b": 1,
-        "k": 10**3,
-        "kb": 10**3,
-        "m": 10**6,
-        "mb": 10**6,
-        "g": 10**9,
-        "gb": 10**9,
-        "kib": 2**10,
-        "mib": 2**20,
-        "gib": 2**30,
-    }
-    cleaned = text.strip().lower().replace(" ", "")
-    number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = cleaned[len(number) :]
-    if unit not in units or not number:
-        raise InputError(f"size {text!r}: expected a number with an optional unit (MB, GiB, ...)")
-    try:
-        return int(float(number) * units[unit])
-    except ValueError:
-        raise InputError(f"size {text!r} is not a number") from None
-
-
 @dataclass
 class Budget:
     """Mutable meter for one period, and the pacer's bucket (rebuilt from `used` after a restart).

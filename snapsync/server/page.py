@@ -38,20 +38,12 @@ from snapsync.server.browse import (
 )
 from snapsync.server.freshness import age_class
 from snapsync.server.session import sign_in_routes, sign_in_url
+from snapsync.units import format_size
 
 PAGE_OBJECTS = 300
 NO_TOKEN = "snapsync: browsing is off (start the server with --api-token)"
 # Styles live in one file, not in the HTML: the Content-Security-Policy allows no inline style.
 STYLESHEET = "/static/snapsync.css"
-
-
-def _size(n: int | None) -> str:
-    value = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
 
 
 def _span(seconds: float) -> str:
@@ -81,7 +73,7 @@ def templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["size"] = _size
+    env.filters["size"] = lambda n: format_size(n or 0)  # None: not reported
     env.filters["ago"] = _ago
     env.filters["span"] = _span
     env.filters["when"] = lambda t: optional_rfc3339(t) or "never"
