@@ -8,8 +8,7 @@ error tree: an embedder that needs the codec does not pay for the agent, the ser
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from snapsync.errors import (
     ApiError,
@@ -35,6 +34,7 @@ from snapsync.errors import (
     TransportError,
     Unencodable,
 )
+from snapsync.lazy import exports
 
 if TYPE_CHECKING:
     from snapsync.agent import (
@@ -190,13 +190,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _MODULE_OF)
 
 
 def __dir__() -> list[str]:

@@ -28,7 +28,7 @@ FACADE = "snapsync"
 # Agent); only demo (and bench/, tests/) may import it, which test_only_demo_imports_sim checks.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),  # foundations: the error tree ...
-    ("bounds", "fileio", "resources", "units"),  # ... and what every stage shares
+    ("bounds", "fileio", "lazy", "resources", "units"),  # ... and what every stage shares
     ("canonical",),  # objects, keys, profiles, snapshots
     ("collect", "delta", "kubeview"),  # sources of objects; what changed; kubectl-like views
     ("codec",),  # snapshots and deltas to frames and back
@@ -144,14 +144,15 @@ def test_only_demo_imports_sim() -> None:
 
 
 def test_the_facade_imports_only_at_type_checking_time_beyond_the_errors() -> None:
-    """`import snapsync` loads the error tree and nothing else: the rest is lazy (PEP 562)."""
+    """`import snapsync` loads the error tree (and the lazy loader) and nothing else: the rest
+    is lazy (PEP 562)."""
     tree = ast.parse((SNAPSYNC / "__init__.py").read_text())
     eager = {
         node.module
         for node in tree.body  # module level, outside `if TYPE_CHECKING:`
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("snapsync")
     }
-    assert eager == {"snapsync.errors"}
+    assert eager == {"snapsync.errors", "snapsync.lazy"}
 
 
 def _line_counts() -> dict[str, int]:

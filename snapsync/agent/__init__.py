@@ -7,8 +7,9 @@ agent that never touches a cluster pay for the `kubernetes` client (KubeCommandR
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from snapsync.lazy import exports
 
 if TYPE_CHECKING:
     from snapsync.agent.kube_commands import KubeCommandRunner
@@ -44,8 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = exports(__name__, _LAZY)

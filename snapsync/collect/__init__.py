@@ -14,10 +14,11 @@ never talk to a cluster do not pay for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from snapsync.collect.base import CanonicalSink, Collector, Sink
 from snapsync.collect.files import FileCollector
+from snapsync.lazy import exports
 
 if TYPE_CHECKING:
     from snapsync.collect.kube import KubeCollector, KubeOptions
@@ -40,10 +41,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = exports(__name__, _LAZY)
